@@ -1,0 +1,58 @@
+# Developer entry points. `make run` and `make test` work on a fresh Debian 12 machine:
+# they install the Debian packages they need, build a virtualenv in .venv with the
+# pinned versions from constraints.txt, and build the compiled core into it.
+
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --constraint constraints.txt
+PO_FILES := $(wildcard bessai_edge/locale/*/LC_MESSAGES/*.po)
+MO_FILES := $(PO_FILES:.po=.mo)
+CORE_SOURCES := $(wildcard native/*.c native/*.h bessai_edge/*.pyx bessai_edge/*.pxd)
+
+.PHONY: all deps test-deps venv build run test bench deb fuzz clean
+
+all: build
+
+deps:
+	tools/install-deps.sh build
+
+test-deps:
+	tools/install-deps.sh test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel Cython
+
+%.mo: %.po
+	msgfmt --check -o $@ $<
+
+# The stamp is rebuilt when the core's sources, setup.py or the pins change.
+$(VENV)/.installed: $(BIN)/python setup.py pyproject.toml constraints.txt $(CORE_SOURCES) $(MO_FILES)
+	$(PIP) --editable '.[test]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+build: venv
+
+# Run the gateway on the built-in simulator until Ctrl-C, printing a line per cycle.
+run: venv
+	mkdir -p .cache/spool
+	SPOOL_DIR=.cache/spool HEALTH_LISTEN= $(BIN)/bessai run --env-file packaging/bessai.env
+
+# Everything the tests need (Debian packages, the virtualenv, the core) and then the tests.
+test: test-deps venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+deb: test-deps
+	packaging/build-deb.sh
+
+fuzz: test-deps venv
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build dist .cache $(VENV) bessai_edge/_core.c bessai_edge/*.so $(MO_FILES)

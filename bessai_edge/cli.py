@@ -1,0 +1,53 @@
+"""The ``bessai`` command line: one subcommand per module in ``bessai_edge.commands``.
+
+Each command module defines ``HELP``, ``add_arguments(parser)`` and ``main(args)``,
+which returns the exit status. Command modules import their heavy dependencies inside
+``main`` so that ``bessai --help`` and light commands start fast.
+"""
+
+import argparse
+import importlib
+import logging
+import sys
+
+from bessai_edge import __version__
+from bessai_edge.errors import EX_CONFIG, ConfigError, ProfileError
+from bessai_edge.i18n import _
+
+COMMANDS = ("run", "check", "simulate", "profiles", "spool", "forward")
+
+
+def build_parser():
+    """Build the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="bessai",
+        description=_("Modbus TCP edge gateway for battery energy storage systems."))
+    parser.add_argument("--version", action="version", version=f"bessai-edge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"bessai_edge.commands.{name}")
+        subparser = subparsers.add_parser(name, help=_(module.HELP), description=_(module.HELP))
+        module.add_arguments(subparser)
+        subparser.set_defaults(command_main=module.main)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``bessai`` command and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.command_main(args)
+    except (ConfigError, ProfileError) as error:
+        problems = getattr(error, "problems", None) or [str(error)]
+        for line in problems:
+            print(f"bessai: {line}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        logging.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

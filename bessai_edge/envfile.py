@@ -1,0 +1,179 @@
+"""Settings from the environment, in systemd ``EnvironmentFile=`` syntax.
+
+``parse_env_file`` reads a file the way systemd does for the subset people write by
+hand: ``KEY=VALUE`` lines, ``#`` and ``;`` comments, single or double quotes and a
+trailing backslash that continues a line. ``EnvReader`` turns the variables into typed
+values and collects every problem, so a user sees all invalid settings at once.
+"""
+
+import math
+import re
+
+from bessai_edge.errors import ConfigError
+from bessai_edge.i18n import _
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off"}
+
+
+def parse_env_file(path):
+    """Parse an EnvironmentFile into a dict; raise ConfigError naming the bad line."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as error:
+        raise ConfigError(_("cannot read settings file {path}: {error}").format(
+            path=path, error=error.strerror or error)) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(_("settings file {path} is not valid UTF-8: {error}").format(
+            path=path, error=error)) from error
+    return parse_env_text(text, path)
+
+
+def parse_env_text(text, path="<environment>"):
+    """Parse EnvironmentFile text into a dict."""
+    variables = {}
+    problems = []
+    logical_lines = _join_continued_lines(text.splitlines())
+    for number, line in logical_lines:
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        name, sep, raw_value = stripped.partition("=")
+        name = name.strip()
+        if not sep or not _NAME.match(name):
+            problems.append(_("{path}:{line}: invalid line {text!r}: expected NAME=VALUE").format(
+                path=path, line=number, text=stripped))
+            continue
+        try:
+            variables[name] = _unquote(raw_value.strip())
+        except ValueError as error:
+            problems.append(f"{path}:{number}: {name}: {error}")
+    if problems:
+        raise ConfigError(problems)
+    return variables
+
+
+def _join_continued_lines(lines):
+    joined = []
+    pending, start = None, 0
+    for number, line in enumerate(lines, 1):
+        if pending is None:
+            pending, start = "", number
+        if line.endswith("\\") and not line.strip().startswith(("#", ";")):
+            pending += line[:-1]
+            continue
+        joined.append((start, pending + line))
+        pending = None
+    if pending is not None:
+        joined.append((start, pending))
+    return joined
+
+
+def _unquote(value):
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1]
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r'\\(["\\$`])', r"\1", value[1:-1])
+    if value[:1] in ("'", '"'):
+        raise ValueError(_("unterminated quote in {value!r}").format(value=value))
+    return value
+
+
+class EnvReader:
+    """Typed access to environment variables that collects every problem.
+
+    Each getter returns the parsed value, or the default when the variable is unset
+    or empty. An invalid value is recorded and the default returned, so reading goes
+    on; ``raise_if_invalid`` then raises one ConfigError listing every problem.
+    """
+
+    def __init__(self, environ):
+        self.environ = environ
+        self.problems = []
+
+    def invalid(self, name, value, accepted):
+        """Record that NAME=value is invalid and what would be accepted."""
+        self.problems.append(_("{name}={value!r} is invalid: {accepted}").format(
+            name=name, value=value, accepted=accepted))
+
+    def raw(self, name):
+        value = self.environ.get(name, "")
+        return value.strip()
+
+    def string(self, name, default=None, required=False, pattern=None, accepted=""):
+        value = self.raw(name)
+        if not value:
+            if required:
+                self.problems.append(_("{name} is missing: {accepted}").format(
+                    name=name, accepted=accepted or _("set it in the settings file")))
+            return default
+        if pattern and not re.fullmatch(pattern, value):
+            self.invalid(name, value, accepted)
+            return default
+        return value
+
+    def choice(self, name, choices, default):
+        value = self.raw(name)
+        if not value:
+            return default
+        if value.lower() not in choices:
+            self.invalid(name, value, _("expected one of {choices}").format(
+                choices=", ".join(choices)))
+            return default
+        return value.lower()
+
+    def boolean(self, name, default):
+        value = self.raw(name)
+        if not value:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        self.invalid(name, value, _("expected true or false"))
+        return default
+
+    def integer(self, name, default, minimum=None, maximum=None):
+        value = self.raw(name)
+        if not value:
+            return default
+        try:
+            number = int(value, 0)
+        except ValueError:
+            self.invalid(name, value, _range_text(_("an integer"), minimum, maximum))
+            return default
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+            self.invalid(name, value, _range_text(_("an integer"), minimum, maximum))
+            return default
+        return number
+
+    def number(self, name, default, minimum=None, maximum=None):
+        value = self.raw(name)
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or (minimum is not None and number < minimum) or (
+                maximum is not None and number > maximum):
+            self.invalid(name, value, _range_text(_("a number"), minimum, maximum))
+            return default
+        return number
+
+    def raise_if_invalid(self):
+        if self.problems:
+            raise ConfigError(self.problems)
+
+
+def _range_text(kind, minimum, maximum):
+    if minimum is not None and maximum is not None:
+        return _("expected {kind} from {minimum} to {maximum}").format(
+            kind=kind, minimum=minimum, maximum=maximum)
+    if minimum is not None:
+        return _("expected {kind} of at least {minimum}").format(kind=kind, minimum=minimum)
+    if maximum is not None:
+        return _("expected {kind} of at most {maximum}").format(kind=kind, maximum=maximum)
+    return _("expected {kind}").format(kind=kind)

@@ -1,0 +1,30 @@
+"""Translation of user-facing CLI messages with gettext.
+
+The language comes from LANGUAGE, LC_ALL, LC_MESSAGES or LANG, as gettext reads them,
+so ``LANG=es_CL.UTF-8`` selects the Spanish catalog. Log lines stay English because
+journald users grep them; only text written for a person at a terminal is translated.
+"""
+
+import gettext
+import os
+
+DOMAIN = "bessai"
+LOCALE_DIR = os.path.join(os.path.dirname(__file__), "locale")
+
+_translation = gettext.translation(DOMAIN, LOCALE_DIR, fallback=True)
+
+
+def _(message):
+    """Translate a message into the user's language."""
+    return _translation.gettext(message)
+
+
+def ngettext(singular, plural, count):
+    """Translate a message with a plural form."""
+    return _translation.ngettext(singular, plural, count)
+
+
+def reload():
+    """Reload the catalog after the language variables changed (used by tests)."""
+    global _translation
+    _translation = gettext.translation(DOMAIN, LOCALE_DIR, fallback=True)

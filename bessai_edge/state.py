@@ -1,0 +1,56 @@
+"""Runtime state of the gateway, written by the scan loop and read by the service layer.
+
+The scan loop owns these objects and updates them once per cycle. The health server,
+the metrics page and the systemd STATUS line only read them, from the same thread.
+"""
+
+import collections
+import dataclasses
+import time
+
+DEVICE_OK = "ok"
+DEVICE_DEGRADED = "degraded"  # answers, but some blocks fail or values are not available
+DEVICE_DOWN = "down"          # no answer this cycle
+DEVICE_STARTING = "starting"  # no cycle completed yet
+
+
+@dataclasses.dataclass
+class DeviceState:
+    """What one polled device did, as counters and last values."""
+
+    name: str
+    profile: str
+    endpoint: str
+    unit_id: int
+    state: str = DEVICE_STARTING
+    last_error: str = ""
+    reconnects: int = 0
+    request_errors: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    requests: int = 0
+    quality_counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    values: dict = dataclasses.field(default_factory=dict)  # canonical field -> float or None
+
+
+@dataclasses.dataclass
+class GatewayState:
+    """Counters and the last cycle of the whole gateway."""
+
+    site: str
+    version: str
+    started_monotonic: float = dataclasses.field(default_factory=time.monotonic)
+    cycles: int = 0
+    overruns: int = 0
+    last_cycle_wall_ms: int = 0
+    last_cycle_monotonic: float = 0.0
+    last_cycle_duration_s: float = 0.0
+    devices: list = dataclasses.field(default_factory=list)          # DeviceState, poll order
+    active_alarms: list = dataclasses.field(default_factory=list)    # "device:field:level" strings
+    spool: dict = dataclasses.field(default_factory=dict)            # Spool.stats() of the last cycle
+
+    def overall_status(self):
+        """Return ``ok``, ``degraded`` or ``down`` for the health endpoint."""
+        if not self.devices or all(d.state == DEVICE_DOWN for d in self.devices):
+            return DEVICE_DOWN
+        if self.active_alarms or any(d.state != DEVICE_OK for d in self.devices):
+            return DEVICE_DEGRADED
+        return DEVICE_OK
