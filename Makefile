@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 PO_FILES := $(wildcard bessai_edge/locale/*/LC_MESSAGES/*.po)
 MO_FILES := $(PO_FILES:.po=.mo)
+# Two workers: most tests wait on sockets and child processes. Tests that share a
+# booted container carry @pytest.mark.xdist_group and run in one worker.
+PYTEST_ARGS ?= -n 2 --dist loadgroup --timeout 900
 CORE_SOURCES := $(wildcard native/*.c native/*.h bessai_edge/*.pyx bessai_edge/*.pxd)
 
 .PHONY: all deps test-deps venv build run test bench deb fuzz clean

@@ -42,6 +42,6 @@ setup(
         "h11",
         "prometheus-client",
     ],
-    extras_require={"test": ["pytest", "hypothesis", "cffi", "atheris"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "cffi", "atheris", "jsonschema"]},
     entry_points={"console_scripts": ["bessai = bessai_edge.cli:main"]},
 )

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from bessai_edge import __version__
-from bessai_edge.errors import EX_CONFIG, ConfigError, ProfileError
+from bessai_edge.errors import EX_CONFIG, ConfigError, ProfileError, SpoolError
 from bessai_edge.i18n import _
 
 COMMANDS = ("run", "check", "simulate", "profiles", "spool", "forward")
@@ -42,6 +42,9 @@ def main(argv=None):
         problems = getattr(error, "problems", None) or [str(error)]
         for line in problems:
             print(f"bessai: {line}", file=sys.stderr)
+        return EX_CONFIG
+    except SpoolError as error:
+        print(f"bessai: {error}", file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130
