@@ -1,0 +1,157 @@
+"""``bessai spool stats|tail|check``: inspect and validate the spool directory."""
+
+import argparse
+import datetime
+import os
+import sys
+import time
+
+from bessai_edge.i18n import _
+
+HELP = "Inspect the telemetry spool: statistics, last records, validation."
+DEFAULT_DIR = "/var/spool/bessai"
+FOLLOW_INTERVAL_S = 1.0
+
+
+def add_arguments(parser):
+    """Add the ``stats``, ``tail`` and ``check`` subcommands, each with ``--dir``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dir", metavar="DIR",
+        help=_("spool directory (default: $SPOOL_DIR, else /var/spool/bessai)"))
+    actions = parser.add_subparsers(dest="spool_action", metavar="ACTION")
+    actions.required = True
+
+    stats = actions.add_parser(
+        "stats", parents=[common],
+        help=_("segments, records, bytes, record times, dropped and evicted counts"))
+    stats.add_argument("--json", action="store_true", help=_("print one JSON object"))
+
+    tail = actions.add_parser("tail", parents=[common], help=_("print the last records"))
+    tail.add_argument("-n", "--lines", type=int, default=10, metavar="N",
+                      help=_("number of records to print (default: 10)"))
+    tail.add_argument("-f", "--follow", action="store_true",
+                      help=_("keep printing new records until Ctrl-C"))
+
+    check = actions.add_parser(
+        "check", parents=[common],
+        help=_("validate every line; exit 1 if any line is bad"))
+    check.add_argument("--repair", action="store_true",
+                       help=_("first repair the spool as at start-up, checking every segment "
+                              "(the gateway must be stopped)"))
+    check.add_argument("--json", action="store_true", help=_("print one JSON object"))
+
+
+def main(args):
+    """Run the chosen action and return the exit status."""
+    directory = args.dir or os.environ.get("SPOOL_DIR") or DEFAULT_DIR
+    if args.spool_action == "stats":
+        return _stats(directory, args.json)
+    if args.spool_action == "tail":
+        return _tail(directory, args.lines, args.follow)
+    return _check(directory, args.repair, args.json)
+
+
+def _stats(directory, as_json):
+    from bessai_edge.spool import SpoolReader, stats
+
+    SpoolReader(directory).segments()   # raises SpoolError for a missing directory
+    figures = stats.summarize(directory)
+    if as_json:
+        import orjson
+        sys.stdout.buffer.write(orjson.dumps(figures, option=orjson.OPT_APPEND_NEWLINE))
+        return 0
+    none = _("none")
+    rows = [
+        (_("directory"), figures["directory"]),
+        (_("segments"), _("{count} ({sealed} sealed, open: {open})").format(
+            count=figures["segments"], sealed=figures["sealed_segments"],
+            open=figures["open_segment"] or none)),
+        (_("records"), _("{count} (sequence numbers {first}-{last})").format(
+            count=figures["records"], first=figures["first_seq"] or "-",
+            last=figures["last_seq"] or "-")),
+        (_("bytes"), str(figures["bytes"])),
+        (_("oldest record"), _format_time(figures["oldest_time_ms"])),
+        (_("newest record"), _format_time(figures["newest_time_ms"])),
+        (_("dropped records"), str(figures["lifetime_records_dropped"])),
+        (_("evicted"), _("{records} records in {segments} segments").format(
+            records=figures["lifetime_records_evicted"],
+            segments=figures["lifetime_segments_evicted"])),
+        (_("set aside"), ", ".join(figures["set_aside"]) or none),
+    ]
+    width = max(len(label) for label, _value in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    return 0
+
+
+def _tail(directory, count, follow):
+    from bessai_edge.spool import SpoolReader
+
+    reader = SpoolReader(directory)
+    # One line more than printed gives the position to follow from, even for -n 0.
+    lines = reader.last_lines(max(count, 0) + 1)
+    out = sys.stdout.buffer
+    for _position, line in lines[len(lines) - max(count, 0):]:
+        out.write(line + b"\n")
+    out.flush()
+    if not follow:
+        return 0
+    position = lines[-1][0] if lines else None
+    while True:
+        time.sleep(FOLLOW_INTERVAL_S)
+        for position, line in reader.read(position):
+            out.write(line + b"\n")
+        out.flush()
+
+
+def _check(directory, repair, as_json):
+    from bessai_edge.spool import SpoolReader, check
+
+    if repair:
+        _repair(directory)
+    SpoolReader(directory).segments()   # raises SpoolError for a missing directory
+    report = check.check_spool(directory)
+    if as_json:
+        import dataclasses
+        import orjson
+        figures = dataclasses.asdict(report)
+        figures["ok"] = report.ok
+        sys.stdout.buffer.write(orjson.dumps(figures, option=orjson.OPT_APPEND_NEWLINE))
+        return 0 if report.ok else 1
+    for bad in report.bad_lines:
+        print(_("{segment} offset {offset}: {reason}").format(
+            segment=bad.segment, offset=bad.offset, reason=bad.reason))
+    for name in report.set_aside:
+        print(_("{name}: set aside at start-up because its middle is unreadable; inspect "
+                "it, then delete it").format(name=name))
+    if report.incomplete_tail:
+        tail = report.incomplete_tail
+        print(_("{segment} offset {offset}: incomplete last line ({reason}), being written "
+                "now or cut at the next start").format(
+                    segment=tail.segment, offset=tail.offset, reason=tail.reason))
+    for first, last in report.gaps:
+        print(_("sequence numbers {first}-{last} are missing (dropped on a full disk or "
+                "lost)").format(first=first, last=last))
+    print(_("checked {records} records in {segments} segments ({bytes} bytes): "
+            "{bad} bad lines, {aside} segments set aside").format(
+                records=report.records, segments=report.segments, bytes=report.bytes,
+                bad=len(report.bad_lines), aside=len(report.set_aside)))
+    return 0 if report.ok else 1
+
+
+def _repair(directory):
+    from bessai_edge.spool import Spool
+
+    spool = Spool(directory).open(check_all=True)
+    figures = spool.stats()
+    spool.close()
+    print(_("recovery: cut {bytes} bytes of torn tails; segments set aside: {segments}").format(
+        bytes=figures["bytes_cut"], segments=figures["segments_set_aside"]))
+
+
+def _format_time(time_ms):
+    if not isinstance(time_ms, int | float):
+        return _("unknown (no time_ms in the record)")
+    moment = datetime.datetime.fromtimestamp(time_ms / 1000, tz=datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,132 @@
+"""Read the spool in order from a checkpoint while the writer appends (the forwarder's side).
+
+The reader takes no lock and never writes a segment. It only deletes sealed segments
+when asked. A writer in another process cannot make it yield a partial record:
+
+- the writer appends whole lines with one ``os.write`` each, and a line becomes a
+  record only once its newline is in the file;
+- it creates a newer segment only after the older one is complete and fsynced;
+- it cuts a file back only at start-up, and mostly only lines a reader never yields
+  (torn or zero-filled ones). A cut after an unreadable middle can also remove lines
+  already read; a checkpoint beyond the new end then goes on with the next segment.
+"""
+
+import collections
+import logging
+import os
+
+from bessai_edge.errors import SpoolError
+from bessai_edge.spool.segments import directory_error, iter_lines, list_segments
+
+log = logging.getLogger(__name__)
+
+
+class SpoolReader:
+    """Reader of spool records in sequence order (``read`` explains positions)."""
+
+    def __init__(self, directory):
+        self.directory = os.fspath(directory)
+
+    def segments(self):
+        """Return the current ``Segment`` list in sequence order (the last one is open).
+
+        Raises ``SpoolError`` when the directory is missing or cannot be listed.
+        """
+        try:
+            return list_segments(self.directory)
+        except OSError as error:
+            raise directory_error(self.directory, error) from None
+
+    def read(self, checkpoint=None):
+        """Yield ``(position, line_bytes)`` for every complete record after ``checkpoint``.
+
+        ``position`` is ``(segment first seq, offset just after the line)`` and can be
+        passed back as the next checkpoint. Reading stops at the end of the data in the
+        files when the call gets there, so call again later for more.
+        """
+        checkpoint_seq, checkpoint_offset = checkpoint or (0, 0)
+        for segment in self.segments():
+            if segment.first_seq < checkpoint_seq:
+                continue
+            start = checkpoint_offset if segment.first_seq == checkpoint_seq else 0
+            yield from self._read_segment(segment, start)
+
+    def delete_segment(self, first_seq):
+        """Delete a sealed segment and return True, or False when it is already gone.
+
+        Raises ``SpoolError`` for the open segment, which the writer still appends to.
+        """
+        segments = self.segments()
+        if segments and segments[-1].first_seq == first_seq:
+            raise SpoolError(
+                f"segment {segments[-1].path.name} is the open segment: only sealed "
+                "segments can be deleted")
+        for segment in segments:
+            if segment.first_seq == first_seq:
+                try:
+                    os.unlink(segment.path)
+                except FileNotFoundError:
+                    return False
+                log.debug("deleted delivered segment %s", segment.path.name)
+                return True
+        return False
+
+    def last_lines(self, count):
+        """Return the last ``count`` record lines as ``(position, line_bytes)``, oldest first."""
+        found = []
+        for segment in reversed(self.segments()):
+            needed = count - len(found)
+            if needed <= 0:
+                break
+            found[:0] = collections.deque(self._read_segment(segment, 0), maxlen=needed)
+        return found
+
+    def _read_segment(self, segment, start):
+        try:
+            stream = open(segment.path, "rb")
+        except FileNotFoundError:
+            log.info("segment %s was deleted before it could be read, so reading goes on "
+                     "with the next one", segment.path.name)
+            return
+        with stream:
+            start = _align_to_line(stream, segment, start)
+            if start is None:
+                return
+            for offset, line, complete in iter_lines(stream, start):
+                position = (segment.first_seq, offset + len(line) + 1)
+                if not complete:
+                    if segment.sealed:
+                        log.warning("segment %s ends with %d bytes without a newline at "
+                                    "offset %d, which are skipped",
+                                    segment.path.name, len(line), offset)
+                    return
+                if b"\0" in line:
+                    if not segment.sealed:
+                        # A power cut left zeroed blocks: the writer cuts them at start-up.
+                        return
+                    log.warning("segment %s has a line with NUL bytes at offset %d, which "
+                                "is skipped", segment.path.name, offset)
+                    continue
+                yield position, line
+
+
+def _align_to_line(stream, segment, start):
+    """Return ``start`` if a line begins there, else the start of the next line or None.
+
+    A checkpoint past the end of the file (cut back at recovery) gives None.
+    """
+    if start == 0:
+        return 0
+    stream.seek(start - 1)
+    before = stream.read(1)
+    if before == b"\n":
+        return start
+    if before == b"":
+        return None
+    rest = stream.readline()
+    if not rest.endswith(b"\n"):
+        return None
+    log.warning("checkpoint offset %d of segment %s is not at a line start, so reading "
+                "resumes at the next line, offset %d", start, segment.path.name,
+                start + len(rest))
+    return start + len(rest)

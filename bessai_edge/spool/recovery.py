@@ -1,0 +1,238 @@
+"""Start-up repair of the spool directory after a crash or a power cut.
+
+kill -9 leaves whole lines behind, because each line is one ``write``, but a power cut
+can leave a line cut short, or blocks of zero bytes where the file had grown but its
+data never reached the disk. Only data written after the last fdatasync is at risk, so
+damage is expected at the end of the newest segment. The rules:
+
+- bytes after the last valid line, with no valid line after them, are a torn tail:
+  the file is cut back to the end of the last valid line;
+- an invalid line followed by a valid one means the middle is unreadable. Everything
+  from the first invalid line on is set aside in ``NAME.jsonl.corrupt`` for a person
+  to inspect. The segment keeps the valid lines before it, because they may have been
+  fsynced and must stay deliverable. When the first line is already invalid, or the
+  copy fails (full disk), the whole segment is renamed to ``NAME.jsonl.corrupt``;
+- an empty segment is deleted, and so is one that contains nothing but a torn tail.
+
+The newest segment is checked line by line. Sealed segments were fsynced when they
+were sealed, so by default only their last block is checked, and a full check follows
+when it looks wrong; ``check_all`` checks every segment line by line.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import shutil
+
+from bessai_edge.spool.segments import CORRUPT_SUFFIX, iter_lines, list_segments, record_seq
+
+log = logging.getLogger(__name__)
+
+TAIL_CHECK_BYTES = 64 * 1024
+_CORRUPT_NAME = re.compile(r"^(\d+)\.jsonl\.corrupt(\.\d+)?$")
+
+
+@dataclasses.dataclass
+class SegmentScan:
+    """Result of reading one segment line by line."""
+
+    size: int
+    good_end: int = 0            # offset just after the last line of the valid prefix
+    records: int = 0             # lines in the valid prefix
+    last_seq: int = 0            # highest valid sequence number anywhere in the file
+    bad_offset: int = -1         # offset of the first invalid or incomplete line, -1 if none
+    valid_after_bad: bool = False
+
+
+@dataclasses.dataclass
+class RecoveryReport:
+    """Findings and changes of one recovery run over a spool directory."""
+
+    last_seq: int = 0            # highest sequence number the directory shows as used
+    bytes_cut: int = 0
+    set_aside: list = dataclasses.field(default_factory=list)   # new .corrupt file names
+    removed_empty: list = dataclasses.field(default_factory=list)
+
+
+def scan_segment(path):
+    """Read a segment line by line and classify its lines (see ``SegmentScan``).
+
+    Sequence numbers must rise from line to line; a line whose ``seq`` does not is
+    invalid like one that does not parse.
+    """
+    with open(path, "rb") as stream:
+        scan = SegmentScan(size=os.fstat(stream.fileno()).st_size)
+        for offset, line, complete in iter_lines(stream):
+            seq = record_seq(line) if complete else None
+            valid = seq is not None and seq > scan.last_seq
+            if valid:
+                scan.last_seq = seq
+                if scan.bad_offset < 0:
+                    scan.records += 1
+                    scan.good_end = offset + len(line) + 1
+                else:
+                    scan.valid_after_bad = True
+            elif scan.bad_offset < 0:
+                scan.bad_offset = offset
+    return scan
+
+
+def tail_last_seq(path, size):
+    """Return the ``seq`` of a segment's last line when it is valid and complete, else None."""
+    if size == 0:
+        return None
+    with open(path, "rb") as stream:
+        stream.seek(max(0, size - TAIL_CHECK_BYTES))
+        tail = stream.read()
+    if not tail.endswith(b"\n"):
+        return None
+    start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+    if start == 0 and size > len(tail):
+        return None     # the last line is longer than the block read: check it in full
+    return record_seq(tail[start:-1])
+
+
+def recover(directory, dir_fd, check_all=False):
+    """Repair every segment of ``directory`` by the module's rules and report the result.
+
+    ``dir_fd`` is an open descriptor of the directory, fsynced after any change. A
+    segment that cannot be read or repaired is logged and left as it is.
+    """
+    report = RecoveryReport(last_seq=_highest_corrupt_seq(directory))
+    changed = False
+    for segment in list_segments(directory):
+        # The name alone proves that the sequence numbers below it were handed out.
+        report.last_seq = max(report.last_seq, segment.first_seq - 1)
+        try:
+            changed |= _recover_segment(segment, report, check_all)
+        except FileNotFoundError:
+            continue    # the forwarder deleted this delivered segment meanwhile
+        except OSError as error:
+            log.error("cannot check or repair spool segment %s (%s), so it was left as "
+                      "it is", segment.path, error)
+    _fsync_newest(directory)
+    if changed:
+        os.fsync(dir_fd)
+    return report
+
+
+def _fsync_newest(directory):
+    """Fsync the newest segment, the only one that a crash can leave unsynced.
+
+    Every older one was fsynced when it was sealed, so afterwards every record in the
+    directory is on disk.
+    """
+    segments = list_segments(directory)
+    if not segments:
+        return
+    try:
+        fd = os.open(segments[-1].path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        log.warning("fsync of spool segment %s failed (%s), so its last records may be "
+                    "lost in a power cut", segments[-1].path.name, error)
+
+
+def _recover_segment(segment, report, check_all):
+    """Check one segment, repair it if needed and return True if it changed."""
+    if segment.size == 0:
+        os.unlink(segment.path)
+        report.removed_empty.append(segment.path.name)
+        return True
+    if segment.sealed and not check_all:
+        last_seq = tail_last_seq(segment.path, segment.size)
+        if last_seq is not None:
+            report.last_seq = max(report.last_seq, last_seq)
+            return False
+    scan = scan_segment(segment.path)
+    report.last_seq = max(report.last_seq, scan.last_seq)
+    if scan.bad_offset < 0:
+        return False
+    if scan.valid_after_bad:
+        _set_aside(segment, scan, report)
+    else:
+        _cut_torn_tail(segment, scan, report)
+    return True
+
+
+def _cut_torn_tail(segment, scan, report):
+    name = segment.path.name
+    cut = scan.size - scan.good_end
+    report.bytes_cut += cut
+    if scan.good_end == 0:
+        os.unlink(segment.path)
+        report.removed_empty.append(name)
+        log.warning("segment %s held no complete record: deleted it (%d bytes of torn "
+                    "data)", name, cut)
+        return
+    with open(segment.path, "r+b") as stream:
+        stream.truncate(scan.good_end)
+        os.fsync(stream.fileno())
+    log.warning("cut %d bytes of torn tail from segment %s at offset %d (after %d "
+                "complete records)", cut, name, scan.good_end, scan.records)
+
+
+def _set_aside(segment, scan, report):
+    name = segment.path.name
+    target = _free_corrupt_name(segment.path)
+    if scan.good_end > 0 and _copy_tail(segment.path, scan.good_end, target):
+        with open(segment.path, "r+b") as stream:
+            stream.truncate(scan.good_end)
+            os.fsync(stream.fileno())
+        log.error("segment %s has an unreadable line at offset %d followed by valid "
+                  "records: kept its first %d records and moved the %d bytes from there "
+                  "on to %s (inspect it, then delete it)", name, scan.bad_offset,
+                  scan.records, scan.size - scan.good_end, os.path.basename(target))
+    else:
+        os.rename(segment.path, target)
+        log.error("segment %s has an unreadable line at offset %d followed by valid "
+                  "records: renamed it to %s and went on without it (inspect it, then "
+                  "delete it)", name, scan.bad_offset, os.path.basename(target))
+    report.set_aside.append(os.path.basename(target))
+
+
+def _copy_tail(path, start, target):
+    """Copy ``path`` from ``start`` on into a new file ``target`` and return True on success."""
+    try:
+        copy = open(target, "xb")
+    except OSError as error:
+        log.warning("cannot create %s: %s", target, error)
+        return False
+    try:
+        with copy, open(path, "rb") as source:
+            source.seek(start)
+            shutil.copyfileobj(source, copy)
+            copy.flush()
+            os.fsync(copy.fileno())
+    except OSError as error:
+        log.warning("cannot copy the unreadable part of %s to %s: %s", path, target, error)
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+        return False
+    return True
+
+
+def _free_corrupt_name(path):
+    target = f"{path}{CORRUPT_SUFFIX}"
+    number = 1
+    while os.path.exists(target):
+        target = f"{path}{CORRUPT_SUFFIX}.{number}"
+        number += 1
+    return target
+
+
+def _highest_corrupt_seq(directory):
+    """Return the highest first sequence number among set-aside segments, minus one."""
+    highest = 0
+    for name in os.listdir(directory):
+        match = _CORRUPT_NAME.match(name)
+        if match:
+            highest = max(highest, int(match.group(1)) - 1)
+    return highest

@@ -1,0 +1,125 @@
+"""Segment files of the spool directory: their names, the listing and line checks.
+
+A segment is named by the first sequence number it may hold, zero-padded to 20 digits
+(enough for any unsigned 64-bit number), so a plain sort of the names is sequence order.
+"""
+
+import dataclasses
+import os
+import pathlib
+import re
+
+import orjson
+
+from bessai_edge.errors import SpoolError
+
+SUFFIX = ".jsonl"
+CORRUPT_SUFFIX = ".corrupt"
+STATE_FILE = "spool-state.json"
+NAME_DIGITS = 20
+_NAME = re.compile(r"^(\d{%d})\.jsonl$" % NAME_DIGITS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """One segment file as listed at a moment: the newest one is open, older ones sealed."""
+
+    first_seq: int
+    path: pathlib.Path
+    size: int
+    sealed: bool
+
+
+def segment_name(first_seq):
+    """Return the file name of the segment that starts at ``first_seq``."""
+    return f"{first_seq:0{NAME_DIGITS}d}{SUFFIX}"
+
+
+def parse_segment_name(name):
+    """Return the first sequence number encoded in a segment file name, or None."""
+    match = _NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def list_segments(directory):
+    """List the segments of ``directory`` in sequence order, the last one being open.
+
+    A file deleted between the listing and its ``stat`` is left out, because the
+    forwarder and the writer's eviction delete segments while others list them.
+    """
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            first_seq = parse_segment_name(entry.name)
+            if first_seq is None:
+                continue
+            try:
+                size = entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
+            found.append((first_seq, pathlib.Path(entry.path), size))
+    found.sort()
+    last = len(found) - 1
+    return [Segment(seq, path, size, sealed=index != last)
+            for index, (seq, path, size) in enumerate(found)]
+
+
+def directory_error(directory, error):
+    """Return the ``SpoolError`` for a spool directory that cannot be opened or listed."""
+    if isinstance(error, FileNotFoundError):
+        fix = "does not exist: create it, owned by the bessai user, or set SPOOL_DIR"
+    elif isinstance(error, NotADirectoryError):
+        fix = "is not a directory: set SPOOL_DIR to a directory"
+    elif isinstance(error, PermissionError):
+        fix = f"cannot be opened by uid {os.geteuid()}: give the bessai user access to it"
+    else:
+        fix = f"cannot be opened ({error}): check the disk and SPOOL_DIR"
+    return SpoolError(f"spool directory {directory} {fix}")
+
+
+def record_seq(line):
+    """Return the ``seq`` of one record line (without its newline), or None if invalid.
+
+    A valid line is a JSON object with an integer ``seq`` of at least 1 and no NUL byte.
+    NUL bytes are what a power cut leaves where data blocks were never written.
+    """
+    if b"\0" in line:
+        return None
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    seq = record.get("seq")
+    if type(seq) is not int or seq < 1:
+        return None
+    return seq
+
+
+def iter_lines(stream, start=0, chunk_size=1 << 20):
+    """Yield ``(offset, line, complete)`` for each line of a binary file from ``start``.
+
+    ``line`` has no newline, and ``offset`` is where the line starts. Only the last
+    item can have ``complete`` False: bytes after the last newline, still being
+    written or torn.
+    """
+    stream.seek(start)
+    offset = start
+    pending = b""
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        pending += chunk
+        begin = 0
+        while True:
+            end = pending.find(b"\n", begin)
+            if end < 0:
+                break
+            yield offset, pending[begin:end], True
+            offset += end + 1 - begin
+            begin = end + 1
+        pending = pending[begin:]
+    if pending:
+        yield offset, pending, False

@@ -1,0 +1,152 @@
+"""``bessai spool stats|tail|check`` run as the installed command."""
+
+import os
+import select
+import subprocess
+
+import orjson
+import pytest
+
+from bessai_edge.errors import EX_CONFIG
+from bessai_edge.spool import Spool
+from bessai_edge.spool.segments import segment_name
+from tests.conftest import bessai_command, require_commands
+from tests.spool.helpers import sample_record
+
+
+def bessai(*arguments, env=None):
+    environment = {key: value for key, value in os.environ.items() if key != "SPOOL_DIR"}
+    environment.update(LANG="C", LANGUAGE="", **(env or {}))
+    return subprocess.run([*bessai_command(), "spool", *arguments], capture_output=True,
+                          text=True, env=environment, timeout=60)
+
+
+def fill(directory, records):
+    with Spool(directory, segment_max_bytes=2000) as spool:
+        for number in range(records):
+            spool.append(sample_record(number))
+
+
+def test_stats_prints_figures(tmp_path):
+    fill(tmp_path, 30)
+    result = bessai("stats", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "30 (sequence numbers 1-30)" in result.stdout
+    assert "2023-11-14T22:13:20.000Z" in result.stdout     # time_ms of the first record
+
+
+def test_stats_json_from_spool_dir_variable(tmp_path):
+    fill(tmp_path, 30)
+    with Spool(tmp_path, segment_max_bytes=2000, max_total_bytes=4000) as spool:
+        for number in range(30):
+            spool.append(sample_record(number))
+    result = bessai("stats", "--json", env={"SPOOL_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    figures = orjson.loads(result.stdout)
+    assert figures["directory"] == str(tmp_path)
+    assert figures["last_seq"] == 60
+    assert figures["records"] == 60 - figures["first_seq"] + 1
+    assert figures["lifetime_records_evicted"] == figures["first_seq"] - 1
+    assert figures["lifetime_segments_evicted"] > 0
+    assert figures["newest_time_ms"] == sample_record(29)["time_ms"]
+
+
+def test_tail_prints_last_records(tmp_path):
+    fill(tmp_path, 30)
+    result = bessai("tail", "-n", "3", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert [orjson.loads(line)["seq"] for line in result.stdout.splitlines()] == [28, 29, 30]
+
+
+def test_tail_follow_prints_new_records(tmp_path):
+    fill(tmp_path, 5)
+    command = [*bessai_command(), "spool", "tail", "-n", "1", "-f", "--dir", str(tmp_path)]
+    # Unbuffered, so that select() reports every line that the process prints.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               bufsize=0)
+    try:
+        assert orjson.loads(_read_line(process))["seq"] == 5
+        with Spool(tmp_path) as spool:
+            for number in range(3):
+                spool.append(sample_record(number))
+        assert [orjson.loads(_read_line(process))["seq"] for _ in range(3)] == [6, 7, 8]
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def _read_line(process, timeout=20):
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, "bessai spool tail -f printed nothing"
+    return process.stdout.readline()
+
+
+def test_check_valid_spool_exits_0(tmp_path):
+    fill(tmp_path, 30)
+    result = bessai("check", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "checked 30 records in" in result.stdout
+    assert "0 bad lines" in result.stdout
+
+
+def test_check_reports_bad_line_with_segment_and_offset(tmp_path):
+    fill(tmp_path, 30)
+    path = tmp_path / segment_name(1)
+    data = path.read_bytes()
+    offset = data.index(b"\n") + 1
+    path.write_bytes(data[:offset] + b"#" * 10 + data[offset + 10:])
+    result = bessai("check", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{segment_name(1)} offset {offset}: not a JSON object" in result.stdout
+    report = orjson.loads(bessai("check", "--json", "--dir", str(tmp_path)).stdout)
+    assert report["ok"] is False
+    assert report["bad_lines"] == [{"segment": segment_name(1), "offset": offset,
+                                    "reason": report["bad_lines"][0]["reason"]}]
+    assert report["gaps"] == [[2, 2]]
+
+
+def test_check_repair_cuts_torn_tail(tmp_path):
+    fill(tmp_path, 30)
+    newest = sorted(tmp_path.glob("*.jsonl"))[-1]
+    with open(newest, "ab") as stream:
+        stream.write(b"\0" * 4096)
+    assert bessai("check", "--dir", str(tmp_path)).returncode == 1
+    result = bessai("check", "--repair", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cut 4096 bytes of torn tails" in result.stdout
+
+
+def test_check_repair_while_writer_runs_exits_78(tmp_path):
+    with Spool(tmp_path):
+        result = bessai("check", "--repair", "--dir", str(tmp_path))
+    assert result.returncode == EX_CONFIG
+    assert "in use by another bessai process" in result.stderr
+
+
+@pytest.mark.parametrize("action", ["stats", "tail", "check", "check --repair"])
+def test_missing_directory_exits_78(tmp_path, action):
+    result = bessai(*action.split(), "--dir", str(tmp_path / "missing"))
+    assert result.returncode == EX_CONFIG
+    assert f"spool directory {tmp_path / 'missing'} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_directory_exits_78(tmp_path):
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    if os.geteuid() == 0:
+        # Root may write anywhere, except on a read-only file system.
+        require_commands("mount", "umount")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(directory)],
+                       check=True)
+    else:
+        directory.chmod(0o555)
+    try:
+        result = bessai("check", "--repair", "--dir", str(directory))
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(directory)], check=True)
+        else:
+            directory.chmod(0o755)
+    assert result.returncode == EX_CONFIG
+    assert f"spool directory {directory} is not writable" in result.stderr

@@ -1,0 +1,112 @@
+"""Full disk on a small tmpfs: drops are counted, one warning per episode, no partial line."""
+
+import logging
+import os
+import subprocess
+
+import pytest
+
+from bessai_edge.spool import Spool
+from tests.conftest import require_commands
+from tests.spool.helpers import assert_spool_valid, read_seqs, sample_record
+
+pytestmark = pytest.mark.root
+
+DISK_BYTES = 256 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path, needs_root):
+    """A 256 KiB tmpfs mounted on a temporary directory, unmounted afterwards."""
+    require_commands("mount", "umount")
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0700", "tmpfs",
+                    str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill_disk(mount_point):
+    """Write a filler file until the disk is full and return its path."""
+    filler = mount_point / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def warnings_about(caplog, text):
+    return [r for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()]
+
+
+def test_full_disk_drops_records_and_resumes(small_disk, caplog):
+    caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir()
+    spool = Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20,
+                  fsync_interval_s=0).open()
+    try:
+        assert spool.append(sample_record(0)) == 1
+        filler = fill_disk(small_disk)
+
+        results = [spool.append(sample_record(number)) for number in range(1, 300)]
+        dropped = results.count(None)
+        assert dropped > 0
+        assert spool.stats()["records_dropped"] == dropped
+        assert spool.stats()["dropping"] is True
+        assert len(warnings_about(caplog, "cannot write to spool")) == 1
+        assert_spool_valid(spool_dir)       # no partial line was left behind
+
+        filler.unlink()
+        seq = spool.append(sample_record(300))
+        assert seq == 301
+        assert spool.stats()["dropping"] is False
+        assert len(warnings_about(caplog, "accepts writes again")) == 1
+
+        # A second episode gets its own warning.
+        filler = fill_disk(small_disk)
+        second = [spool.append(sample_record(number)) for number in range(301, 400)]
+        assert second.count(None) > 0
+        assert len(warnings_about(caplog, "cannot write to spool")) == 2
+        filler.unlink()
+        assert spool.append(sample_record(400)) is not None
+        figures = spool.stats()
+    finally:
+        spool.close()
+
+    assert figures["drop_episodes"] == 2
+    assert figures["records_dropped"] == dropped + second.count(None)
+    stored = read_seqs(spool_dir)
+    written = [1] + [seq for seq in results + [seq] + second if seq is not None] + [401]
+    assert stored == written      # every accepted record is there, and drops are gaps
+    assert_spool_valid(spool_dir)
+
+
+def test_full_disk_at_open_then_space_freed(small_disk):
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir()
+    with Spool(spool_dir, fsync_interval_s=0) as spool:
+        for number in range(20):
+            spool.append(sample_record(number))
+    filler = fill_disk(small_disk)
+    # open() works on a full disk, and appends are dropped until space returns.
+    spool = Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20).open()
+    try:
+        assert spool.append(sample_record(20)) is None
+        assert spool.append(sample_record(21)) is None
+        filler.unlink()
+        assert spool.append(sample_record(22)) == 23
+    finally:
+        spool.close()
+    with Spool(spool_dir) as spool:
+        assert spool.append(sample_record(23)) == 24
+    assert read_seqs(spool_dir) == list(range(1, 21)) + [23, 24]
+    assert_spool_valid(spool_dir)

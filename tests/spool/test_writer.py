@@ -1,0 +1,190 @@
+"""The writer: lines, sequence numbers, rotation, fsync policy, locking and counters."""
+
+import os
+
+import orjson
+import pytest
+
+from bessai_edge.errors import SpoolError
+from bessai_edge.spool import MIB, Spool
+from bessai_edge.spool.segments import list_segments, segment_name
+from tests.spool.helpers import assert_spool_valid, read_records, read_seqs, sample_record
+
+
+class FakeClock:
+    """Monotonic clock that moves only when the test advances ``now``."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_append_sets_seq_and_writes_one_line(tmp_path):
+    record = sample_record(0)
+    with Spool(tmp_path) as spool:
+        assert spool.append(record) == 1
+        assert record["seq"] == 1
+        assert spool.append(sample_record(1)) == 2
+    lines = (tmp_path / segment_name(1)).read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert orjson.loads(lines[0]) == record
+    assert len(lines) == 3
+
+
+def test_reopen_continues_sequence_in_new_segment(tmp_path):
+    with Spool(tmp_path) as spool:
+        for number in range(5):
+            spool.append(sample_record(number))
+    with Spool(tmp_path) as spool:
+        assert spool.append(sample_record(5)) == 6
+    assert [segment.first_seq for segment in list_segments(tmp_path)] == [1, 6]
+    assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6]
+
+
+def test_open_without_append_creates_no_segment(tmp_path):
+    with Spool(tmp_path):
+        pass
+    assert list_segments(tmp_path) == []
+
+
+def test_rotation_by_size_keeps_segments_under_limit(tmp_path):
+    limit = 2000
+    with Spool(tmp_path, segment_max_bytes=limit, max_total_bytes=MIB) as spool:
+        for number in range(100):
+            spool.append(sample_record(number))
+    segments = list_segments(tmp_path)
+    assert len(segments) > 5
+    for segment in segments:
+        assert segment.size <= limit
+    seqs = read_seqs(tmp_path)
+    assert seqs == list(range(1, 101))
+    for segment in segments:
+        first_line = segment.path.read_bytes().split(b"\n", 1)[0]
+        assert orjson.loads(first_line)["seq"] == segment.first_seq
+
+
+def test_rotation_by_age_on_monotonic_clock(tmp_path):
+    clock = FakeClock()
+    with Spool(tmp_path, segment_max_age_s=60, clock=clock) as spool:
+        spool.append(sample_record(0))
+        clock.now += 59.9
+        spool.append(sample_record(1))
+        clock.now += 0.1
+        spool.append(sample_record(2))
+        clock.now += 10
+        spool.append(sample_record(3))
+    assert [segment.first_seq for segment in list_segments(tmp_path)] == [1, 3]
+
+
+def test_fsync_interval_bounds_unsynced_window(tmp_path):
+    clock = FakeClock()
+    with Spool(tmp_path, fsync_interval_s=5, clock=clock) as spool:
+        spool.append(sample_record(0))          # first unsynced line at t=0
+        assert spool.stats()["fsyncs"] == 0
+        assert spool.synced_seq == 0
+        clock.now += 4.9
+        spool.append(sample_record(1))
+        assert spool.stats()["fsyncs"] == 0
+        clock.now += 0.1
+        spool.append(sample_record(2))          # the oldest unsynced line is 5 s old
+        assert spool.stats()["fsyncs"] == 1
+        assert spool.synced_seq == 3
+        clock.now += 100
+        spool.append(sample_record(3))          # a new window starts with this line
+        assert spool.stats()["fsyncs"] == 1
+        assert spool.synced_seq == 3
+        spool.flush()
+        assert spool.stats()["fsyncs"] == 2
+        assert spool.synced_seq == 4
+
+
+def test_fsync_interval_zero_syncs_every_record(tmp_path):
+    with Spool(tmp_path, fsync_interval_s=0) as spool:
+        for number in range(10):
+            seq = spool.append(sample_record(number))
+            assert spool.synced_seq == seq
+        assert spool.stats()["fsyncs"] == 10
+
+
+def test_second_writer_gets_spool_error(tmp_path):
+    with Spool(tmp_path):
+        with pytest.raises(SpoolError, match="in use by another bessai process"):
+            Spool(tmp_path).open()
+    Spool(tmp_path).open().close()      # the lock goes with close()
+
+
+def test_missing_directory_gets_spool_error(tmp_path):
+    with pytest.raises(SpoolError, match="does not exist.*SPOOL_DIR"):
+        Spool(tmp_path / "missing").open()
+
+
+def test_file_instead_of_directory_gets_spool_error(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("")
+    with pytest.raises(SpoolError, match="is not a directory"):
+        Spool(path).open()
+
+
+def test_append_before_open_gets_spool_error(tmp_path):
+    with pytest.raises(SpoolError, match="not open"):
+        Spool(tmp_path).append({})
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"segment_max_bytes": 0}, "segment_max_bytes is 0"),
+    ({"segment_max_age_s": -1}, "segment_max_age_s is -1"),
+    ({"max_total_bytes": 0}, "max_total_bytes is 0"),
+    ({"fsync_interval_s": -0.5}, "fsync_interval_s is -0.5"),
+    ({"segment_max_bytes": 2 * MIB, "max_total_bytes": MIB}, "below segment_max_bytes"),
+])
+def test_invalid_parameters_name_the_parameter(tmp_path, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        Spool(tmp_path, **arguments)
+
+
+def test_stats_counts_appends_and_size(tmp_path):
+    with Spool(tmp_path, segment_max_bytes=1000, fsync_interval_s=0) as spool:
+        for number in range(20):
+            spool.append(sample_record(number))
+        figures = spool.stats()
+        on_disk = sum(segment.size for segment in list_segments(tmp_path))
+    assert figures["records_appended"] == 20
+    assert figures["records_dropped"] == 0
+    assert figures["bytes"] == on_disk
+    assert figures["segments"] == len(list_segments(tmp_path))
+    assert figures["next_seq"] == 21
+    assert figures["synced_seq"] == 20
+    assert figures["open_segment"] == list_segments(tmp_path)[-1].first_seq
+    assert figures["dropping"] is False
+
+
+def test_written_records_round_trip(tmp_path):
+    written = []
+    with Spool(tmp_path, segment_max_bytes=4096) as spool:
+        for number in range(50):
+            record = sample_record(number)
+            spool.append(record)
+            written.append(record)
+    assert read_records(tmp_path) == written
+    assert_spool_valid(tmp_path)
+
+
+def test_segment_files_are_not_world_readable(tmp_path):
+    old_umask = os.umask(0)
+    try:
+        with Spool(tmp_path) as spool:
+            spool.append(sample_record(0))
+    finally:
+        os.umask(old_umask)
+    mode = (tmp_path / segment_name(1)).stat().st_mode & 0o777
+    assert mode == 0o640
+
+
+def test_unserializable_record_raises_and_keeps_seq(tmp_path):
+    with Spool(tmp_path) as spool:
+        with pytest.raises(TypeError):
+            spool.append({"value": object()})
+        assert spool.append(sample_record(0)) == 1
+    assert read_seqs(tmp_path) == [1]
