@@ -1,0 +1,131 @@
+"""Load a profile file: parse the JSON, validate all of it, build the Profile."""
+
+import json
+import logging
+
+from bessai_edge.errors import ProfileError
+from bessai_edge.profile import validate as validation
+from bessai_edge.profile.fields import FUNCTIONS
+from bessai_edge.profile.model import (
+    Derived, DerivedTerm, Document, Hole, PointDef, Profile, UnitRole)
+from bessai_edge.profile.registry import resolve_profile_path
+
+logger = logging.getLogger(__name__)
+
+
+def load_profile(path_or_name):
+    """Load, validate and return a profile given by bare name, registry path or file path.
+
+    Raises ProfileError listing every problem, one line each, in ``problems``.
+    """
+    path = resolve_profile_path(path_or_name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _profile_error([f"{path}: cannot read the profile: {error}"]) from error
+    return parse_profile(text, str(path))
+
+
+def parse_profile(text, path="<profile>"):
+    """Validate profile JSON text and return the Profile; raise ProfileError if invalid."""
+    duplicates = []
+    try:
+        data = json.loads(text, object_pairs_hook=_pairs_hook(duplicates))
+    except json.JSONDecodeError as error:
+        raise _profile_error([f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}; "
+                              f"fix the syntax at that line and column"]) from None
+    problems = [f"{path}: {where}: key {key!r} appears twice in one object: keep one"
+                for where, key in duplicates]
+    problems += validation.validate(data, path)
+    if problems:
+        raise _profile_error(problems)
+    return build_profile(data, path)
+
+
+def _profile_error(problems):
+    error = ProfileError("\n".join(problems))
+    error.problems = list(problems)
+    return error
+
+
+def _pairs_hook(duplicates):
+    def hook(pairs):
+        result = {}
+        for key, value in pairs:
+            if key in result:
+                name = dict(pairs).get("name")
+                where = f"point {name!r}" if isinstance(name, str) else "object"
+                duplicates.append((where, key))
+            result[key] = value
+        return result
+    return hook
+
+
+def build_profile(data, path):
+    """Build a Profile from validated data."""
+    device = data["device"]
+    roles = {
+        name: UnitRole(name, settings["unit_id"], settings["description"])
+        for name, settings in device.get("unit_roles", {}).items()
+    }
+    holes = tuple(
+        Hole(hole["first"], hole["last"], FUNCTIONS.get(hole.get("function")),
+             hole.get("unit_role"), hole["reason"])
+        for hole in device.get("holes", ()))
+    notes = data.get("notes", ())
+    return Profile(
+        name=data["name"],
+        title=data["title"],
+        path=path,
+        documents=tuple(Document(document["title"], document["version"],
+                                 document["publisher"], document.get("url", ""))
+                        for document in data["documents"]),
+        unit_id=device["unit_id"],
+        port=device["port"],
+        max_registers=device["max_registers"],
+        max_gap=device["max_gap"],
+        quiet_after_connect_s=float(device["quiet_after_connect_s"]),
+        min_request_interval_s=float(device["min_request_interval_s"]),
+        request_timeout_s=float(device["request_timeout_s"]),
+        holes=holes,
+        unit_roles=roles,
+        unit_id_note=device.get("unit_id_note", ""),
+        notes=(notes,) if isinstance(notes, str) else tuple(notes),
+        points=tuple(_build_point(point) for point in data["points"]),
+        derived=tuple(
+            Derived(item["field"], item["description"],
+                    tuple(DerivedTerm(term["point"], float(term["factor"]))
+                          for term in item["sum"]),
+                    item.get("ignore_not_available", False))
+            for item in data.get("derived", ())),
+        all_sunspec_models=data.get("all_sunspec_models", False),
+    )
+
+
+def _build_point(point):
+    common = dict(
+        name=point["name"],
+        description=point.get("description", ""),
+        field=point.get("field"),
+        field_scale=float(point.get("field_scale", 1.0)),
+        scale=float(point.get("scale", 1.0)),
+        offset=float(point.get("offset", 0.0)),
+        unit=point.get("unit", ""),
+        unit_id=point.get("unit_id"),
+        unit_role=point.get("unit_role"),
+        not_available=tuple(point.get("not_available", ())),
+        default_not_available=point.get("default_not_available", True),
+        access=point.get("access", "ro"),
+    )
+    if "model" in point:
+        models = point["model"]
+        return PointDef(model=tuple(models) if isinstance(models, list) else (models,),
+                        model_point=point["point"], **common)
+    return PointDef(
+        function=FUNCTIONS[point.get("function", "holding")],
+        address=point["address"],
+        type=point["type"],
+        order=point.get("order", "ABCD"),
+        length=point.get("length"),
+        scale_factor=point.get("scale_factor"),
+        **common)

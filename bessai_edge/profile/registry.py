@@ -1,0 +1,67 @@
+"""Where the bundled profiles live, and how a profile name or path becomes a file.
+
+The registry is the first of these directories that exists:
+
+1. ``$BESSAI_REGISTRY_DIR``, when set;
+2. ``registry/`` beside the ``bessai_edge`` package (a source tree or editable install);
+3. ``/usr/share/bessai/registry`` (the Debian package).
+"""
+
+import os
+import pathlib
+
+from bessai_edge.errors import ProfileError
+
+ENVIRONMENT_VARIABLE = "BESSAI_REGISTRY_DIR"
+SOURCE_REGISTRY = pathlib.Path(__file__).resolve().parent.parent.parent / "registry"
+INSTALLED_REGISTRY = pathlib.Path("/usr/share/bessai/registry")
+SCHEMA_FILE = "profile.schema.json"
+
+
+def registry_dir():
+    """Return the directory of the bundled profiles."""
+    configured = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    if configured:
+        return pathlib.Path(configured)
+    if SOURCE_REGISTRY.is_dir():
+        return SOURCE_REGISTRY
+    return INSTALLED_REGISTRY
+
+
+def sunspec_dir():
+    """Return the directory of the bundled SunSpec model definitions."""
+    return registry_dir() / "sunspec"
+
+
+def bundled_profiles():
+    """Return the names of the bundled profiles, sorted."""
+    return sorted(path.stem for path in registry_dir().glob("*.json")
+                  if path.name != SCHEMA_FILE)
+
+
+def resolve_profile_path(name_or_path):
+    """Return the file of a profile given by bare name, ``registry/NAME.json`` or path.
+
+    A path that exists is used as it is. Otherwise a bare name (``huawei_sun2000``) or
+    a relative path starting with ``registry/`` is looked up in the bundled registry, so
+    ``DRIVER_PROFILE_PATH=registry/huawei_sun2000.json`` works from any directory.
+    """
+    text = str(name_or_path).strip()
+    if not text:
+        raise ProfileError("profile: the name is empty: give a bundled profile name such as "
+                           "huawei_sun2000 or the path of a profile JSON file")
+    given = pathlib.Path(text)
+    if given.is_file():
+        return given
+    candidates = []
+    if given.parent == pathlib.Path(".") and given.suffix in ("", ".json"):
+        candidates.append(registry_dir() / f"{given.stem}.json")
+    elif not given.is_absolute() and given.parts[0] == "registry":
+        candidates.append(registry_dir().joinpath(*given.parts[1:]))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(bundled_profiles()) or "none found"
+    raise ProfileError(f"profile {text!r}: file not found (looked in "
+                       f"{', '.join(str(path) for path in [given] + candidates)}); "
+                       f"bundled profiles in {registry_dir()}: {names}")

@@ -1,0 +1,59 @@
+"""``bessai profiles`` and ``bessai profiles show``, run as the installed command."""
+
+import json
+import subprocess
+
+from bessai_edge.errors import EX_CONFIG
+from bessai_edge.profile import bundled_profiles
+from tests.conftest import bessai_command
+
+
+def _run(*args, cwd=None):
+    return subprocess.run(bessai_command() + ["profiles", *args], capture_output=True,
+                          text=True, timeout=60, cwd=cwd,
+                          env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"})
+
+
+def test_profiles_lists_bundled():
+    result = _run()
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert names == bundled_profiles()
+
+
+def test_show_prints_requests_spans_and_unused():
+    result = _run("show", "huawei_sun2000")
+    assert result.returncode == 0, result.stderr
+    assert "6 requests per cycle, 109 registers, 38 of them unused" in result.stdout
+    assert "unit 1 holding 32064-32115 (52 registers, 9 unused): input_power" in result.stdout
+
+
+def test_show_json_with_unit_role():
+    result = _run("show", "victron_multiplus", "--unit", "vebus=246", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["request_count"] == len(plan["requests"]) == 8
+    assert {request["unit_id"] for request in plan["requests"]} == {100, 225, 246}
+    state = next(point for point in plan["points"] if point["name"] == "vebus:/State")
+    assert state["unit_id"] == 246
+    assert state["field"] == "inverter_state"
+
+
+def test_show_sunspec_profile_over_example_map():
+    result = _run("show", "fronius_gen24")
+    assert result.returncode == 0, result.stderr
+    assert "example model map" in result.stdout
+    assert "unit 200 holding" in result.stdout
+
+
+def test_show_unknown_profile_exits_78():
+    result = _run("show", "huawei_sun3000")
+    assert result.returncode == EX_CONFIG
+    assert "profile 'huawei_sun3000': file not found" in result.stderr
+    assert "huawei_sun2000" in result.stderr
+
+
+def test_show_registry_relative_path(tmp_path):
+    result = _run("show", "registry/sma_sunny_tripower.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sma_sunny_tripower:")
