@@ -16,9 +16,14 @@ def read_version():
     raise RuntimeError("__version__ not found in bessai_edge/__init__.py")
 
 
+# The compiled core: the C library in native/ and its Cython binding, built into one
+# extension module. `depends` rebuilds it when the header or the .pxd change, and puts
+# them and the .pyx (which cythonize replaces by the generated .c in `sources`) in the
+# sdist.
 core = Extension(
     "bessai_edge._core",
     sources=["bessai_edge/_core.pyx", "native/bessai_core.c"],
+    depends=["native/bessai_core.h", "bessai_edge/_core.pxd", "bessai_edge/_core.pyx"],
     include_dirs=["native"],
     extra_compile_args=["-std=c99", "-O2", "-Wall", "-Wextra"],
 )
