@@ -1,0 +1,162 @@
+"""Default safety limits and their settings.
+
+Each limit watches one canonical field with four levels (low trip, low warn, high warn,
+high trip), a hysteresis in the field's unit, a debounce in cycles and a staleness
+check. The compiled core evaluates them (``core.LimitTable``). This module defines
+which limits exist, reads their settings and builds the table for one device's plan.
+
+Alarm names are ``<field>:<level>``, e.g. ``soc_pct:low_warn`` or ``battery_temp_c:stale``.
+"""
+
+import dataclasses
+import math
+
+from bessai_edge.i18n import _
+
+LEVELS = ("LOW_TRIP", "LOW_WARN", "HIGH_WARN", "HIGH_TRIP")
+OFF_WORDS = ("off", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitLevels:
+    """One limit: the field it watches and its levels (NaN for a level that is off)."""
+
+    setting: str   # the middle of its variable names: LIMIT_<setting>_LOW_WARN
+    field: str     # canonical field, e.g. soc_pct
+    low_trip: float
+    low_warn: float
+    high_warn: float
+    high_trip: float
+    hysteresis: float
+
+    def enabled(self):
+        return any(not math.isnan(level) for level in self.levels())
+
+    def levels(self):
+        return (self.low_trip, self.low_warn, self.high_warn, self.high_trip)
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitSettings:
+    """Every limit, with the debounce and staleness shared by all of them."""
+
+    limits: tuple          # LimitLevels
+    debounce_cycles: int
+    stale_cycles: int      # 0: no staleness alarm
+
+
+_OFF = math.nan
+
+# Defaults: (setting, field, low_trip, low_warn, high_warn, high_trip, hysteresis).
+# SOC and temperature follow the usual operating window of lithium-ion storage: the BMS
+# protects the cells itself, so these levels warn before it has to. Battery power and
+# grid frequency levels are derived from BATTERY_RATED_POWER_KW and
+# GRID_NOMINAL_FREQUENCY_HZ in ``read_limit_settings``.
+_FIXED_DEFAULTS = (
+    ("SOC", "soc_pct", 5.0, 10.0, 98.0, _OFF, 1.0),
+    ("BATTERY_TEMP", "battery_temp_c", -10.0, 0.0, 45.0, 55.0, 2.0),
+)
+POWER_WARN_FRACTION = 1.0   # warn at the rated power, charging or discharging
+POWER_TRIP_FRACTION = 1.1   # trip 10 % above it
+FREQUENCY_WARN_HZ = 0.5     # deviation from nominal that warns
+FREQUENCY_TRIP_HZ = 1.5     # deviation that trips: 48.5 and 51.5 Hz on a 50 Hz grid
+
+GLOBAL_SETTING_NAMES = ("LIMIT_DEBOUNCE_CYCLES", "STALE_AFTER_S", "BATTERY_RATED_POWER_KW",
+                        "GRID_NOMINAL_FREQUENCY_HZ")
+_LIMIT_SETTINGS = ("SOC", "BATTERY_TEMP", "BATTERY_POWER", "GRID_FREQUENCY")
+SETTING_NAMES = frozenset(
+    GLOBAL_SETTING_NAMES
+    + tuple(f"LIMIT_{limit}_{level}" for limit in _LIMIT_SETTINGS for level in LEVELS)
+    + tuple(f"LIMIT_{limit}_HYSTERESIS" for limit in _LIMIT_SETTINGS))
+
+
+def default_limits(rated_power_kw, nominal_frequency_hz):
+    """Return the default LimitLevels; battery power is off without a rated power."""
+    limits = [LimitLevels(*row) for row in _FIXED_DEFAULTS]
+    if rated_power_kw is None:
+        limits.append(LimitLevels("BATTERY_POWER", "battery_power_kw", _OFF, _OFF, _OFF, _OFF,
+                                  0.0))
+    else:
+        warn, trip = rated_power_kw * POWER_WARN_FRACTION, rated_power_kw * POWER_TRIP_FRACTION
+        limits.append(LimitLevels("BATTERY_POWER", "battery_power_kw", -trip, -warn, warn, trip,
+                                  0.02 * rated_power_kw))
+    nominal = nominal_frequency_hz
+    limits.append(LimitLevels(
+        "GRID_FREQUENCY", "grid_frequency_hz", nominal - FREQUENCY_TRIP_HZ,
+        nominal - FREQUENCY_WARN_HZ, nominal + FREQUENCY_WARN_HZ, nominal + FREQUENCY_TRIP_HZ,
+        0.05))
+    return limits
+
+
+def read_limit_settings(reader, scan_interval_s):
+    """Read the limit variables with an ``EnvReader``; problems go to the reader."""
+    rated = reader.number("BATTERY_RATED_POWER_KW", None, minimum=0.1, maximum=100000)
+    nominal = reader.choice("GRID_NOMINAL_FREQUENCY_HZ", ("50", "60"), "50")
+    limits = tuple(_read_levels(reader, default)
+                   for default in default_limits(rated, float(nominal)))
+    debounce = reader.integer("LIMIT_DEBOUNCE_CYCLES", 3, minimum=1, maximum=1000)
+    stale_after_s = _read_level(reader, "STALE_AFTER_S", 10.0)
+    stale_cycles = 0
+    if not math.isnan(stale_after_s):
+        if stale_after_s <= 0:
+            reader.invalid("STALE_AFTER_S", reader.raw("STALE_AFTER_S"),
+                           _("expected a positive number of seconds, or off"))
+        else:
+            stale_cycles = max(1, math.ceil(stale_after_s / scan_interval_s - 1e-9))
+    return LimitSettings(limits=limits, debounce_cycles=debounce, stale_cycles=stale_cycles)
+
+
+def _read_levels(reader, default):
+    prefix = f"LIMIT_{default.setting}_"
+    levels = [_read_level(reader, prefix + level, value)
+              for level, value in zip(LEVELS, default.levels())]
+    hysteresis = reader.number(prefix + "HYSTERESIS", default.hysteresis, minimum=0)
+    _check_order(reader, prefix, levels)
+    return dataclasses.replace(default, low_trip=levels[0], low_warn=levels[1],
+                               high_warn=levels[2], high_trip=levels[3], hysteresis=hysteresis)
+
+
+def _read_level(reader, name, default):
+    value = reader.raw(name)
+    if not value:
+        return default
+    if value.lower() in OFF_WORDS:
+        return _OFF
+    return reader.number(name, default)
+
+
+def _check_order(reader, prefix, levels):
+    named = [(prefix + level, value) for level, value in zip(LEVELS, levels)
+             if not math.isnan(value)]
+    for (lower_name, lower), (upper_name, upper) in zip(named, named[1:]):
+        if lower > upper:
+            reader.problems.append(_(
+                "{lower_name}={lower:g} is above {upper_name}={upper:g}: the levels must rise "
+                "from LOW_TRIP to HIGH_TRIP; fix one of them or set it to off").format(
+                    lower_name=lower_name, lower=lower, upper_name=upper_name, upper=upper))
+
+
+def build_limit_table(limit_settings, fields):
+    """Build the core's LimitTable for the limits whose field is in ``fields``.
+
+    ``fields`` maps canonical field names to point indexes (``ReadPlan.fields``).
+    Returns ``(table, watched)``: the LimitTable and the list of watched field names.
+    """
+    from bessai_edge import core
+
+    specs = []
+    for limit in limit_settings.limits:
+        if limit.field not in fields:
+            continue
+        if not limit.enabled() and not limit_settings.stale_cycles:
+            continue
+        specs.append(core.LimitSpec(
+            limit.field, fields[limit.field], limit.low_trip, limit.low_warn, limit.high_warn,
+            limit.high_trip, limit.hysteresis, limit_settings.debounce_cycles,
+            limit_settings.stale_cycles))
+    return core.LimitTable(specs), [spec.name for spec in specs]
+
+
+def alarm_name(limit_name, level):
+    """Return the alarm name used in records, logs and STATUS: ``field:level``."""
+    return f"{limit_name}:{level}"

@@ -1,0 +1,115 @@
+"""The running gateway: spool, health server, one poller per device and the scan loop.
+
+``Gateway(settings, profiles, endpoints)`` only stores its inputs; ``open()`` builds and
+opens everything, ``run(cycles)`` sends READY=1 and runs the scan loop, ``close()``
+sends STOPPING=1, flushes and closes the spool and closes the connections. The
+``bessai run`` command owns the order; benchmarks and tests can use the class directly.
+"""
+
+import logging
+import time
+
+from bessai_edge import __version__
+from bessai_edge.link import DeviceLink, format_endpoint
+from bessai_edge.poller import DevicePoller
+from bessai_edge.records import RecordFactory, read_boot_id
+from bessai_edge.scanloop import ScanLoop
+from bessai_edge.service.health import HealthServer
+from bessai_edge.service.notify import Notifier, status_text
+from bessai_edge.spool import Spool
+from bessai_edge.state import GatewayState
+
+logger = logging.getLogger(__name__)
+
+
+class Gateway:
+    """Everything ``bessai run`` runs, built from validated settings and loaded profiles."""
+
+    def __init__(self, settings, profiles, endpoints, notifier=None):
+        self.settings = settings
+        self.profiles = profiles      # device name -> Profile
+        self.endpoints = endpoints    # device name -> (host, port)
+        self.notifier = notifier if notifier is not None else Notifier.from_environment()
+        self.state = GatewayState(site=settings.site_id, version=__version__)
+        self.spool = None
+        self.health = None
+        self.pollers = []
+        self.loop = None
+
+    def open(self):
+        """Open the spool and the health server, build the pollers and log the start line."""
+        settings = self.settings
+        spool_settings = settings.spool
+        self._log_start()
+        spool = Spool(spool_settings.directory,
+                      segment_max_bytes=spool_settings.segment_max_bytes,
+                      segment_max_age_s=spool_settings.segment_max_age_s,
+                      fsync_interval_s=spool_settings.fsync_interval_s,
+                      max_total_bytes=spool_settings.max_total_bytes)
+        spool.open()
+        self.spool = spool
+        self.health = HealthServer(settings.health_listen, self.state)
+        boot_id = read_boot_id()
+        factories = []
+        for device in settings.devices:
+            poller = self._build_poller(device)
+            self.pollers.append(poller)
+            factories.append(RecordFactory(settings.site_id, device.name, poller.profile.name,
+                                           boot_id))
+        self.loop = ScanLoop(period_s=settings.scan_interval_s, pollers=self.pollers,
+                             factories=factories, spool=self.spool, state=self.state,
+                             notifier=self.notifier, health=self.health)
+
+    def _log_start(self):
+        settings = self.settings
+        devices = []
+        for device in settings.devices:
+            profile = self.profiles[device.name]
+            unit_id = profile.unit_id if device.unit_id is None else device.unit_id
+            devices.append(f"{device.name}: profile {profile.name} at "
+                           f"{format_endpoint(*self.endpoints[device.name])} unit id {unit_id}")
+        logger.info("bessai-edge %s starting: site %s, mode %s, period %g s, spool %s; %s",
+                    __version__, settings.site_id, settings.mode, settings.scan_interval_s,
+                    settings.spool.directory, "; ".join(devices),
+                    extra={"BESSAI_EVENT": "startup"})
+
+    def _build_poller(self, device):
+        settings = self.settings
+        profile = self.profiles[device.name]
+        host, port = self.endpoints[device.name]
+        options = {"connect_timeout_s": settings.connect_timeout_s,
+                   "wait_until": self._serve_until}
+        if settings.request_timeout_s is not None:
+            options["request_timeout_s"] = settings.request_timeout_s
+        link = DeviceLink.for_profile(profile, host, port=port, unit_id=device.unit_id,
+                                      **options)
+        return DevicePoller(device, profile, link, settings.limits, format_endpoint(host, port))
+
+    def _serve_until(self, deadline):
+        """Wait for the link (quiet time, request spacing) while serving /health.
+
+        A stop request wakes the health server early; the link must still wait its full
+        time, so the wait resumes until the deadline.
+        """
+        while time.monotonic() < deadline:
+            self.health.serve_until(deadline)
+
+    def run(self, max_cycles=None):
+        """Send READY=1 and run the scan loop until stopped; return the cycles run."""
+        self.loop.install_signal_handlers()
+        self.notifier.ready(status_text(self.state))
+        return self.loop.run(max_cycles)
+
+    def close(self):
+        """Send STOPPING=1, then flush and close the spool and every connection."""
+        self.notifier.stopping()
+        for poller in self.pollers:
+            poller.close()
+        if self.spool is not None:
+            stats = self.spool.stats()
+            self.spool.close()  # flushes first
+            logger.info("stopped after %d cycles: %s records appended, %s dropped",
+                        self.state.cycles, stats.get("records_appended"),
+                        stats.get("records_dropped"), extra={"BESSAI_EVENT": "shutdown"})
+        if self.health is not None:
+            self.health.close()

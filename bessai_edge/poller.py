@@ -1,0 +1,272 @@
+"""One device's part of a cycle: read its plan, decode, evaluate its limits.
+
+``DevicePoller.poll(cycle_start)`` never raises for a device problem: a refused
+connection, a timeout or an exception reply become the device's state and the quality
+of its values, so the scan loop writes a record every cycle whatever the device does.
+A device that is down costs at most one connect or request timeout per attempt, and
+the link's backoff spaces the attempts.
+"""
+
+import array
+import dataclasses
+import logging
+import time
+
+from bessai_edge import alarms, core
+from bessai_edge import state as gateway_state
+from bessai_edge.errors import DeviceException, LinkError, ProfileError
+from bessai_edge.ratelimit import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+
+ILLEGAL_DATA_ADDRESS = 2
+DISCOVERY_RETRY_S = 30.0
+QUALITY_COMM_ERROR_NAME = core.QUALITY_NAMES[core.QUALITY_COMM_ERROR]
+
+
+@dataclasses.dataclass
+class PollResult:
+    """One device's outcome of one cycle, ready for its record."""
+
+    state: str
+    error: str | None
+    values: dict
+    quality: dict
+    alarms: list          # active "field:level" names after this cycle, sorted
+    alarm_changes: list   # (name, raised) transitions of this cycle
+
+
+class DevicePoller:
+    """Polls one device through its link with its profile's read plan."""
+
+    def __init__(self, device, profile, link, limit_settings, endpoint, clock=time.monotonic):
+        self.device = device
+        self.profile = profile
+        self.link = link
+        self.limit_settings = limit_settings
+        self.endpoint = endpoint
+        self.clock = clock
+        self.unit_id = device.unit_id if device.unit_id is not None else profile.unit_id
+        self.state = gateway_state.DeviceState(
+            name=device.name, profile=profile.name, endpoint=endpoint, unit_id=self.unit_id)
+        self.log_extra = {"BESSAI_DEVICE": device.name, "BESSAI_ENDPOINT": endpoint,
+                          "BESSAI_PROFILE": profile.name}
+        self.state.request_errors = link.counters  # one Counter: the link counts, metrics read
+        self.errors = RateLimitedLog(logger)
+        self.plan = None
+        self.limit_table = None
+        self.watched_fields = []
+        self._plan_logged = False
+        self._pending_changes = []
+        self._discovered_on = None      # link.connects when the SunSpec models were read
+        self._retry_discovery_at = 0.0
+        self._buffer = array.array("H")
+        if not profile.sunspec:
+            self._set_plan(profile.plan(unit_id=self.unit_id, unit_ids=device.unit_ids))
+
+    def poll(self, cycle_start):
+        """Run this device's part of one cycle and return its PollResult."""
+        statuses = None
+        answered = False
+        error = self._ensure_connected(cycle_start)
+        if error is None:
+            statuses, error, answered = self._read_plan()
+        return self._finish(statuses, error, answered)
+
+    def close(self):
+        """Close the device's connection."""
+        self.link.close()
+
+    # -- connection ------------------------------------------------------------------
+    # The link logs connection loss and recovery itself. The poller logs device state
+    # changes (ok, degraded, down) with the device's name in ``_result``.
+
+    def _ensure_connected(self, now):
+        """Connect (and discover SunSpec models) when needed; return an error text or None."""
+        link = self.link
+        if not link.connected:
+            if now < max(link.next_attempt_monotonic, self._retry_discovery_at):
+                return self.state.last_error or "waiting to reconnect"
+            try:
+                link.connect()
+            except LinkError as error:
+                return self._count_error(error)
+        if self.profile.sunspec and self._discovered_on != link.connects:
+            try:
+                self._discover()
+            except LinkError as error:
+                if not isinstance(error, DeviceException):
+                    return self._count_error(error)
+                return self._discovery_failed(now, error)
+            except ProfileError as error:
+                return self._discovery_failed(now, error)
+            self._discovered_on = link.connects
+        return None
+
+    def _discovery_failed(self, now, error):
+        """Close the link and retry discovery later, because the map did not fit.
+
+        A device that is still starting up may come good, so discovery is retried.
+        """
+        self.link.close()
+        self._retry_discovery_at = now + DISCOVERY_RETRY_S
+        self.errors.log("sunspec", logging.ERROR, "%s: SunSpec discovery failed: %s "
+                        "(retrying in %.0f s)", self.device.name, error,
+                        DISCOVERY_RETRY_S, extra=self.log_extra)
+        return f"sunspec: {error}"
+
+    def _discover(self):
+        from bessai_edge.profile import sunspec
+
+        units = self.profile.sunspec_units(self.unit_id, self.device.unit_ids)
+        model_maps = sunspec.discover_units(self.link.read, units)
+        plan = self.profile.plan(unit_id=self.unit_id, unit_ids=self.device.unit_ids,
+                                 model_map=model_maps)
+        if self.plan is None or plan.fields != self.plan.fields:
+            logger.info("%s: SunSpec models found: %s", self.device.name,
+                        "; ".join(str(model_map) for model_map in model_maps.values()),
+                        extra=self.log_extra)
+        self._set_plan(plan)
+
+    @staticmethod
+    def _count_error(error):
+        return f"{error.kind}: {error}"  # the link has counted it in link.counters
+
+    # -- plan ------------------------------------------------------------------------
+
+    def _set_plan(self, plan):
+        if self.plan is not None and plan.fields == self.plan.fields:
+            self.plan = plan  # same layout: keep the limit table and its alarm state
+            return
+        self.plan = plan
+        self._buffer = array.array("H", bytes(2 * plan.buffer_words))
+        if self.limit_table is not None:
+            # A new field layout needs a new table, whose alarms start cleared: report the clears.
+            self._pending_changes = [(alarms.alarm_name(name, level), False)
+                                     for name, level in self.limit_table.active()]
+        self.limit_table, self.watched_fields = alarms.build_limit_table(
+            self.limit_settings, plan.fields)
+        if not self._plan_logged:
+            self._log_plan(plan)
+            self._plan_logged = True
+
+    def _log_plan(self, plan):
+        registers = sum(request.count for request in plan.requests)
+        lines = ", ".join(_describe_request(request) for request in plan.requests)
+        logger.info("%s: read plan of %d requests, %d registers, %d points: %s; limits on %s",
+                    self.device.name, len(plan.requests), registers, len(plan.points), lines,
+                    ", ".join(self.watched_fields) or "no field", extra=self.log_extra)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _read_plan(self):
+        """Read every request of the plan.
+
+        Returns (block statuses, last error text, whether the device answered at all:
+        an exception reply is an answer).
+        """
+        plan = self.plan
+        requests = plan.requests  # replaced, never changed in place, when the plan regroups
+        statuses = bytearray(b"\x01" * len(requests))
+        if len(self._buffer) != plan.buffer_words:
+            self._buffer = array.array("H", bytes(2 * plan.buffer_words))
+        buffer = self._buffer
+        error_text = None
+        answered = False
+        for request in requests:
+            try:
+                words = self.link.read(request.unit_id, request.function, request.address,
+                                       request.count)
+            except DeviceException as error:
+                error_text = self._device_exception(request, error)
+                answered = True
+                continue
+            except LinkError as error:
+                return statuses, self._count_error(error), answered
+            offset = request.buffer_offset
+            buffer[offset:offset + request.count] = array.array("H", words)
+            statuses[request.block] = 0
+            answered = True
+        return statuses, error_text, answered
+
+    def _device_exception(self, request, error):
+        text = f"{error.kind}: {error}"
+        if error.code == ILLEGAL_DATA_ADDRESS:
+            # The plan probes the request's parts now and logs the rejected addresses;
+            # from the next cycle on its requests read around them.
+            self.plan.mark_illegal_address(request, read=self.link.read)
+        else:
+            self.errors.log(("exception", error.code, request.address), logging.WARNING,
+                            "%s: %s", self.device.name, text,
+                            extra={**self.log_extra, "BESSAI_ERROR_KIND": error.kind})
+        return text
+
+    # -- result ----------------------------------------------------------------------
+
+    def _finish(self, statuses, error, answered):
+        plan = self.plan
+        if plan is None:
+            values, quality = _missing(self.profile)
+            return self._result(gateway_state.DEVICE_DOWN, error, values, quality, [], [])
+        if statuses is None:
+            statuses = bytearray(b"\x01" * len(plan.requests))
+        decoded, codes = plan.table.decode(self._buffer, statuses)
+        values, quality = _canonical(plan.fields, decoded, codes)
+        changes = self._pending_changes + [
+            (alarms.alarm_name(name, level), raised)
+            for name, level, raised in self.limit_table.evaluate(decoded, codes)]
+        self._pending_changes = []
+        active = sorted(alarms.alarm_name(name, level) for name, level in self.limit_table.active())
+        if not answered:
+            device_state = gateway_state.DEVICE_DOWN
+        elif any(statuses):
+            device_state = gateway_state.DEVICE_DEGRADED
+        else:
+            device_state = gateway_state.DEVICE_OK
+        return self._result(device_state, error, values, quality, active, changes)
+
+    def _result(self, device_state, error, values, quality, active, changes):
+        state = self.state
+        if device_state != state.state:
+            level = logging.INFO if device_state == gateway_state.DEVICE_OK else logging.WARNING
+            logger.log(level, "%s: device state %s -> %s%s", self.device.name, state.state,
+                       device_state, f" ({error})" if error else "",
+                       extra={**self.log_extra, "BESSAI_EVENT": "device_state",
+                              "BESSAI_DEVICE_STATE": device_state})
+        state.state = device_state
+        state.last_error = error or ""
+        state.requests = self.link.requests
+        state.values = values
+        state.quality_counts.update(quality.values())
+        return PollResult(device_state, error, values, quality, active, changes)
+
+
+def _canonical(fields, decoded, codes):
+    ok = core.QUALITY_OK
+    names = core.QUALITY_NAMES
+    values = {}
+    quality = {}
+    for field, index in fields.items():
+        code = codes[index]
+        values[field] = decoded[index] if code == ok else None
+        quality[field] = names[code]
+    return values, quality
+
+
+def _missing(profile):
+    fields = profile_field_names(profile)
+    return dict.fromkeys(fields), dict.fromkeys(fields, QUALITY_COMM_ERROR_NAME)
+
+
+def profile_field_names(profile):
+    """Return the canonical fields a profile's plan will have, in point order."""
+    names = []
+    for field in [point.field for point in profile.points] + [d.field for d in profile.derived]:
+        if field and field not in names:
+            names.append(field)
+    return names
+
+
+def _describe_request(request):
+    kind = {3: "holding", 4: "input"}.get(request.function, f"fc{request.function}")
+    return f"{kind} {request.address}+{request.count} unit {request.unit_id}"

@@ -1,0 +1,239 @@
+"""The scan loop: one thread, cycles on a fixed grid of the monotonic clock.
+
+Cycle ``k`` starts at ``start + k * period``, so the work done in a cycle never shifts
+the later ones. A cycle that ends after the next grid point has overrun: the loop
+skips to the first grid point still ahead, counts the overrun and logs it at a limited
+rate. Between cycles the health server serves requests until the next deadline.
+
+Each cycle polls the devices in their configured order, appends one record per device
+to the spool, updates the GatewayState, pets the systemd watchdog and sets STATUS.
+SIGTERM and SIGINT only set a flag: the cycle in progress finishes, and ``run``
+returns so that the caller can flush and close the spool.
+"""
+
+import logging
+import math
+import signal
+import time
+
+from bessai_edge import state as gateway_state
+from bessai_edge.ratelimit import RateLimitedLog
+from bessai_edge.service import notify as service_notify
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_INTERVAL_S = 60.0
+WAIT_SLICE_S = 0.25   # without a health server: how long a stop request may go unseen
+FINAL_SLEEP_S = 0.002  # the end of each wait is slept, not served (see _wait_until)
+# Fields shown in the cycle summary line when the device's plan has them.
+SUMMARY_FIELDS = ("soc_pct", "battery_power_kw", "battery_temp_c", "pv_power_kw",
+                  "grid_power_kw")
+_UNIT_SUFFIXES = (("_pct", "%"), ("_kwh", "kWh"), ("_kw", "kW"), ("_c", "C"), ("_hz", "Hz"),
+                  ("_v", "V"), ("_a", "A"))
+
+
+class ScanLoop:
+    """Runs cycles until stopped; see the module docstring for the timing rules."""
+
+    def __init__(self, *, period_s, pollers, factories, spool, state, notifier, health=None,
+                 clock=time.monotonic, wall_clock_ns=time.time_ns):
+        self.period_s = period_s
+        self.pollers = pollers        # DevicePoller, in poll order
+        self.factories = factories    # RecordFactory per poller
+        self.spool = spool
+        self.state = state
+        self.notifier = notifier
+        self.health = health
+        self.clock = clock
+        self.wall_clock_ns = wall_clock_ns
+        self.stop_requested = False
+        self.stop_signal = None
+        self.limited = RateLimitedLog(logger)
+        self._summary = CycleSummary(len(pollers) > 1)
+        state.devices = [poller.state for poller in pollers]
+
+    # -- stopping --------------------------------------------------------------------
+
+    def install_signal_handlers(self):
+        """Make SIGTERM and SIGINT request a stop at the end of the current cycle."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def request_stop(self, signum=None, frame=None):
+        """Ask the loop to stop after this cycle; a second SIGINT interrupts at once."""
+        del frame
+        if self.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self.stop_signal = signum
+        if self.health is not None:
+            self.health.wake()  # end the wait between cycles now
+
+    # -- running ---------------------------------------------------------------------
+
+    def run(self, max_cycles=None):
+        """Run cycles until a stop request or ``max_cycles``; return the cycles run."""
+        start = self.clock()
+        index = 0
+        while not self.stop_requested:
+            deadline = start + index * self.period_s
+            self._wait_until(deadline)
+            if self.stop_requested:
+                break
+            self.run_cycle(self.state.cycles + 1, self.clock())
+            if max_cycles is not None and self.state.cycles >= max_cycles:
+                break
+            index = self._next_index(start, index + 1)
+        if self.stop_signal is not None:
+            # Logged here rather than in the handler, which may interrupt a log call.
+            logger.info("received %s: stopped after cycle %d",
+                        signal.Signals(self.stop_signal).name, self.state.cycles)
+        return self.state.cycles
+
+    def _next_index(self, start, index):
+        """Return ``index``, or the first later grid index still ahead after an overrun."""
+        now = self.clock()
+        next_index, skipped = next_start_index(start, self.period_s, index, now)
+        if skipped:
+            self.state.overruns += 1
+            self.limited.log("overrun", logging.WARNING,
+                             "cycle %d overran the %.3f s period by %.3f s: skipped %d start "
+                             "times (%d overruns since start)",
+                             self.state.cycles, self.period_s,
+                             now - (start + index * self.period_s), skipped,
+                             self.state.overruns,
+                             extra={"BESSAI_EVENT": "overrun", "BESSAI_CYCLE": self.state.cycles})
+        return next_index
+
+    def _wait_until(self, deadline):
+        while not self.stop_requested:
+            now = self.clock()
+            if now >= deadline:
+                return
+            if self.health is not None and deadline - now > FINAL_SLEEP_S:
+                # The selector's timeout has millisecond steps; the last stretch is a
+                # plain sleep, whose timer is far finer.
+                self.health.serve_until(deadline - FINAL_SLEEP_S)  # returns early when woken
+            else:
+                time.sleep(min(deadline - now, WAIT_SLICE_S))
+
+    def run_cycle(self, number, cycle_start):
+        """Poll every device once, write their records and update the state."""
+        wall_ms = self.wall_clock_ns() // 1_000_000
+        results = []
+        for poller, factory in zip(self.pollers, self.factories):
+            result = poller.poll(cycle_start)
+            record = factory.build(
+                cycle=number, wall_ms=wall_ms, monotonic_s=cycle_start,
+                cycle_ms=(self.clock() - cycle_start) * 1000.0, state=result.state,
+                error=result.error, values=result.values, quality=result.quality,
+                alarms=result.alarms, alarm_changes=result.alarm_changes)
+            self._append(record)
+            self._log_alarm_changes(poller.device.name, number, result.alarm_changes)
+            results.append(result)
+        self._update_state(number, wall_ms, cycle_start, results)
+        if self._summary.due(self.clock(), self.state, results):
+            logger.info("%s", self._summary.line(number, self.pollers, results),
+                        extra={"BESSAI_EVENT": "cycle", "BESSAI_CYCLE": number})
+        self.notifier.watchdog()
+        if self.notifier.enabled:
+            self.notifier.status(service_notify.status_text(self.state))
+
+    def _append(self, record):
+        try:
+            sequence = self.spool.append(record)
+        except (OSError, ValueError, TypeError) as error:
+            # NOTE: the record of this cycle is lost; the loop must go on regardless.
+            self.limited.log("spool", logging.ERROR, "cannot append %s's record of cycle %d "
+                             "to the spool: %s", record["device"], record["cycle"], error,
+                             extra={"BESSAI_EVENT": "spool", "BESSAI_DEVICE": record["device"]})
+            return
+        if sequence is None:
+            self.limited.log("spool-drop", logging.WARNING, "spool dropped %s's record of "
+                             "cycle %d: the spool is full or its disk is", record["device"],
+                             record["cycle"], extra={"BESSAI_EVENT": "spool"})
+
+    def _log_alarm_changes(self, device, number, changes):
+        for name, raised in changes:
+            full_name = f"{device}:{name}"
+            level = logging.WARNING if raised else logging.INFO
+            logger.log(level, "alarm %s %s", full_name, "raised" if raised else "cleared",
+                       extra={"BESSAI_EVENT": "alarm", "BESSAI_ALARM": full_name,
+                              "BESSAI_ALARM_STATE": "raised" if raised else "cleared",
+                              "BESSAI_DEVICE": device, "BESSAI_CYCLE": number})
+
+    def _update_state(self, number, wall_ms, cycle_start, results):
+        state = self.state
+        state.cycles = number
+        state.last_cycle_wall_ms = wall_ms
+        state.last_cycle_monotonic = cycle_start
+        state.last_cycle_duration_s = self.clock() - cycle_start
+        state.active_alarms = [f"{poller.device.name}:{name}"
+                               for poller, result in zip(self.pollers, results)
+                               for name in result.alarms]
+        state.spool = self.spool.stats()
+
+
+def next_start_index(start, period_s, index, now):
+    """Return ``(next index, skipped start times)`` for the grid ``start + k * period_s``.
+
+    ``index`` is the grid point due next. When ``now`` is already past it, the cycle
+    overran: the next start is the first grid point after ``now``.
+    """
+    if now <= start + index * period_s:
+        return index, 0
+    late_index = math.floor((now - start) / period_s) + 1
+    return late_index, late_index - index
+
+
+class CycleSummary:
+    """Decides when the cycle summary is logged and formats it.
+
+    The summary goes to INFO on the first cycle, whenever a device's state or the set
+    of active alarms changes, and otherwise once per SUMMARY_INTERVAL_S.
+    """
+
+    def __init__(self, name_devices):
+        self.name_devices = name_devices
+        self._last_time = None
+        self._last_key = None
+
+    def due(self, now, state, results):
+        key = (tuple(result.state for result in results), tuple(state.active_alarms))
+        if self._last_time is not None and key == self._last_key and (
+                now - self._last_time < SUMMARY_INTERVAL_S):
+            return False
+        self._last_time, self._last_key = now, key
+        return True
+
+    def line(self, number, pollers, results):
+        parts = []
+        alarm_names = []
+        for poller, result in zip(pollers, results):
+            text = _device_summary(result)
+            parts.append(f"{poller.device.name}: {text}" if self.name_devices else text)
+            prefix = f"{poller.device.name}:" if self.name_devices else ""
+            alarm_names.extend(prefix + name for name in result.alarms)
+        alarms_text = ",".join(alarm_names) or "none"
+        return f"cycle {number}: {'; '.join(parts)} alarms={alarms_text}"
+
+
+def _device_summary(result):
+    if result.state == gateway_state.DEVICE_DOWN:
+        return f"device down ({result.error or 'no answer'})"
+    items = [_format_field(field, result.values[field])
+             for field in SUMMARY_FIELDS if field in result.values]
+    if result.state == gateway_state.DEVICE_DEGRADED:
+        items.append(f"degraded ({result.error})")
+    return " ".join(items) or "no summary fields"
+
+
+def _format_field(field, value):
+    name, unit = field, ""
+    for suffix, symbol in _UNIT_SUFFIXES:
+        if field.endswith(suffix):
+            name, unit = field[:-len(suffix)], symbol
+            break
+    if value is None:
+        return f"{name}=n/a"
+    return f"{name}={value:.1f}{unit}"

@@ -1,0 +1,311 @@
+"""The gateway's settings, read from the environment with ``envfile.EnvReader``.
+
+``load_settings(environ)`` validates every variable at once and returns a frozen
+``Settings``, or raises one ``ConfigError`` that lists every problem, one line each.
+``read_environment(env_file)`` builds that mapping the way ``bessai run --env-file``
+does: the file first, then the process environment on top of it.
+
+One device is described by the variables BESSAI users already know (``INVERTER_IP``,
+``INVERTER_PORT``, ``DRIVER_PROFILE_PATH``, ``MODBUS_SLAVE_ID``). Several devices are
+listed in ``DEVICES=name1,name2``; ``DEVICE_<NAME>_<KEY>`` then sets ``<KEY>`` for one
+device and falls back to the single-device variable.
+"""
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+
+from bessai_edge import alarms
+from bessai_edge.envfile import EnvReader, parse_env_file
+from bessai_edge.errors import ConfigError, ProfileError
+from bessai_edge.i18n import _
+from bessai_edge.profile.registry import resolve_profile_path
+
+MODES = ("modbus", "simulator")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_DEVICE = "inverter"
+DEFAULT_HEALTH_LISTEN = "127.0.0.1:8000"
+
+_SITE_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_DEVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
+_ROLE = re.compile(r"[A-Z0-9][A-Z0-9_]*\Z")
+_SIZE = re.compile(r"(\d+)\s*([KMG]?)(i?B)?\Z", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+
+# Names set by the single-device variables and their DEVICE_<NAME>_<KEY> overrides.
+_DEVICE_KEYS = {
+    "host": "INVERTER_IP",
+    "port": "INVERTER_PORT",
+    "profile": "DRIVER_PROFILE_PATH",
+    "unit_id": "MODBUS_SLAVE_ID",
+}
+_DEVICE_SUFFIXES = {"host": "IP", "port": "PORT", "profile": "PROFILE", "unit_id": "SLAVE_ID"}
+
+# Every variable this module reads, for the "did you mean" hint on misspelt names.
+KNOWN_NAMES = frozenset({
+    "SITE_ID", "BESSAI_MODE", "DEVICES", *_DEVICE_KEYS.values(),
+    "SCAN_INTERVAL_S", "CONNECT_TIMEOUT_S", "REQUEST_TIMEOUT_S",
+    "SPOOL_DIR", "SPOOL_SEGMENT_MAX_BYTES", "SPOOL_SEGMENT_MAX_AGE_S",
+    "SPOOL_FSYNC_INTERVAL_S", "SPOOL_MAX_TOTAL_BYTES",
+    "HEALTH_LISTEN", "LOG_LEVEL", "MQTT_ENABLED", "MQTT_BROKER_HOST",
+    *alarms.SETTING_NAMES,
+})
+# Prefixes of variables that are read elsewhere or per device or role.
+KNOWN_PREFIXES = ("MQTT_", "FORWARD_", "DEVICE_", "MODBUS_UNIT_")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSettings:
+    """One polled device: where it is, which profile decodes it, which unit ids."""
+
+    name: str
+    host: str            # empty in simulator mode: the child simulator's address is used
+    port: int | None     # None: the profile's port (502 for every bundled profile)
+    profile: str         # a bundled profile name or a path to a profile JSON file
+    unit_id: int | None  # None: the profile's unit id
+    unit_ids: dict       # role name (lower case) -> unit id, for multi-unit profiles
+
+
+@dataclasses.dataclass(frozen=True)
+class SpoolSettings:
+    """Arguments of ``spool.Spool``."""
+
+    directory: str
+    segment_max_bytes: int
+    segment_max_age_s: float
+    fsync_interval_s: float
+    max_total_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting of ``bessai run``, validated."""
+
+    site_id: str
+    mode: str
+    devices: tuple
+    scan_interval_s: float
+    connect_timeout_s: float
+    request_timeout_s: float | None  # None: each profile's request timeout
+    spool: SpoolSettings
+    health_listen: tuple | None      # (host, port), or None when disabled
+    log_level: str
+    limits: alarms.LimitSettings
+    mqtt_enabled: str                # read by the forwarder; kept here for `bessai check`
+    mqtt_broker_host: str
+
+
+def read_environment(env_file=None, environ=None):
+    """Return the settings environment: ``env_file``'s variables, overridden by ``environ``.
+
+    ``environ`` defaults to ``os.environ``. A variable set in it overrides the file even
+    when it is empty, so ``HEALTH_LISTEN= bessai run --env-file ...`` disables the
+    health server. Misspelt names in the file are reported as problems.
+    """
+    environ = os.environ if environ is None else environ
+    if env_file is None:
+        return dict(environ)
+    variables = parse_env_file(env_file)
+    problems = [_unknown_name_problem(env_file, name) for name in variables]
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise ConfigError(problems)
+    variables.update(environ)
+    return variables
+
+
+def _unknown_name_problem(env_file, name):
+    if name in KNOWN_NAMES or name.startswith(KNOWN_PREFIXES):
+        return None
+    close = difflib.get_close_matches(name, sorted(KNOWN_NAMES), n=1, cutoff=0.8)
+    if not close:
+        return None  # an unrelated variable, perhaps for another program: leave it alone
+    return _("{path}: {name} is not a bessai setting: did you mean {known}?").format(
+        path=env_file, name=name, known=close[0])
+
+
+def load_settings(environ):
+    """Validate the settings in ``environ``; raise ConfigError listing every problem."""
+    reader = EnvReader(environ)
+    site_id = reader.string(
+        "SITE_ID", required=True, pattern=_SITE_ID,
+        accepted=_("1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"))
+    mode = reader.choice("BESSAI_MODE", MODES, "modbus")
+    devices = _read_devices(reader, mode)
+    scan_interval_s = reader.number("SCAN_INTERVAL_S", 1.0, minimum=0.05, maximum=3600)
+    settings = Settings(
+        site_id=site_id,
+        mode=mode,
+        devices=devices,
+        scan_interval_s=scan_interval_s,
+        connect_timeout_s=reader.number("CONNECT_TIMEOUT_S", 2.0, minimum=0.05, maximum=30),
+        request_timeout_s=reader.number("REQUEST_TIMEOUT_S", None, minimum=0.05, maximum=30),
+        spool=_read_spool(reader),
+        health_listen=_read_listen(reader),
+        log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, "info"),
+        limits=alarms.read_limit_settings(reader, scan_interval_s),
+        mqtt_enabled=reader.raw("MQTT_ENABLED"),
+        mqtt_broker_host=reader.raw("MQTT_BROKER_HOST"),
+    )
+    reader.problems = list(dict.fromkeys(reader.problems))  # fallbacks can repeat one
+    reader.raise_if_invalid()
+    return settings
+
+
+def _read_devices(reader, mode):
+    common_unit_ids = _read_unit_ids(reader, "MODBUS_UNIT_")
+    names_text = reader.raw("DEVICES")
+    if not names_text:
+        return (_read_device(reader, mode, DEFAULT_DEVICE, None, common_unit_ids),)
+    names = [name.strip().lower() for name in names_text.split(",")]
+    if not all(_DEVICE_NAME.match(name) for name in names) or len(set(names)) != len(names):
+        reader.invalid("DEVICES", names_text, _(
+            "expected distinct names separated by commas, each a lower-case letter "
+            "followed by up to 31 lower-case letters, digits or '_'"))
+        return ()
+    devices = tuple(
+        _read_device(reader, mode, name, f"DEVICE_{name.upper()}_", common_unit_ids)
+        for name in names)
+    _check_distinct_endpoints(reader, mode, devices)
+    return devices
+
+
+def _read_device(reader, mode, name, prefix, common_unit_ids):
+    def variable(key):
+        specific = f"{prefix}{_DEVICE_SUFFIXES[key]}" if prefix else None
+        return specific if specific and reader.raw(specific) else _DEVICE_KEYS[key]
+
+    profile = reader.string(variable("profile"), required=True, accepted=_(
+        "a bundled profile name such as huawei_sun2000 (list them with `bessai profiles`) "
+        "or the path of a profile JSON file"))
+    if profile:
+        try:
+            resolve_profile_path(profile)
+        except ProfileError as error:
+            reader.invalid(variable("profile"), profile, str(error))
+    host = ""
+    if mode == "modbus":
+        host = reader.string(variable("host"), required=True, accepted=_(
+            "the IP address or host name of the device, e.g. 192.168.1.100"))
+        if host and not _valid_host(host):
+            reader.invalid(variable("host"), host, _(
+                "expected an IPv4 or IPv6 address or a host name, without a port "
+                "(set the port in INVERTER_PORT)"))
+    return DeviceSettings(
+        name=name,
+        host=host,
+        port=reader.integer(variable("port"), None, minimum=1, maximum=65535),
+        profile=profile or "",
+        unit_id=reader.integer(variable("unit_id"), None, minimum=0, maximum=255),
+        unit_ids={**common_unit_ids, **(_read_unit_ids(reader, f"{prefix}UNIT_") if prefix else {})},
+    )
+
+
+def _read_unit_ids(reader, prefix):
+    unit_ids = {}
+    for name in sorted(reader.environ):
+        if not name.startswith(prefix) or not reader.raw(name):
+            continue
+        role = name[len(prefix):]
+        if not _ROLE.match(role):
+            reader.invalid(name, reader.raw(name), _(
+                "the role after {prefix} must be upper-case letters, digits or '_'").format(
+                    prefix=prefix))
+            continue
+        unit_id = reader.integer(name, None, minimum=0, maximum=255)
+        if unit_id is not None:
+            unit_ids[role.lower()] = unit_id
+    return unit_ids
+
+
+def _check_distinct_endpoints(reader, mode, devices):
+    if mode != "modbus":
+        return
+    seen = {}
+    for device in devices:
+        key = (device.host, device.port, device.unit_id, device.profile)
+        if key in seen:
+            reader.problems.append(_(
+                "devices {first} and {second} are the same device ({host}, unit id {unit}): "
+                "give each its own DEVICE_<NAME>_IP or DEVICE_<NAME>_SLAVE_ID").format(
+                    first=seen[key], second=device.name, host=device.host,
+                    unit=device.unit_id if device.unit_id is not None else _("from profile")))
+        seen[key] = device.name
+
+
+def _valid_host(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
+
+
+def _read_size(reader, name, default, minimum):
+    value = reader.raw(name)
+    if not value:
+        return default
+    match = _SIZE.match(value)
+    size = int(match.group(1)) * _SIZE_FACTORS[match.group(2).upper()] if match else None
+    if size is None or size < minimum:
+        reader.invalid(name, value, _(
+            "expected a size of at least {minimum} bytes, as bytes or with a K, M or G "
+            "suffix (powers of 1024), e.g. 64M").format(minimum=minimum))
+        return default
+    return size
+
+
+def _read_spool(reader):
+    directory = reader.string("SPOOL_DIR", "/var/spool/bessai")
+    if not os.path.isabs(directory) and not directory.startswith("."):
+        reader.invalid("SPOOL_DIR", directory, _(
+            "expected an absolute path such as /var/spool/bessai, or one starting with ./"))
+    spool = SpoolSettings(
+        directory=directory,
+        segment_max_bytes=_read_size(reader, "SPOOL_SEGMENT_MAX_BYTES", 16 * 1024 ** 2, 4096),
+        segment_max_age_s=reader.number("SPOOL_SEGMENT_MAX_AGE_S", 3600.0, minimum=1),
+        fsync_interval_s=reader.number("SPOOL_FSYNC_INTERVAL_S", 5.0, minimum=0, maximum=3600),
+        max_total_bytes=_read_size(reader, "SPOOL_MAX_TOTAL_BYTES", 512 * 1024 ** 2, 8192),
+    )
+    if spool.max_total_bytes < 2 * spool.segment_max_bytes:
+        reader.problems.append(_(
+            "SPOOL_MAX_TOTAL_BYTES={total} is less than twice SPOOL_SEGMENT_MAX_BYTES={segment}: "
+            "the spool must hold at least two segments; raise the total or lower the "
+            "segment size").format(total=spool.max_total_bytes, segment=spool.segment_max_bytes))
+    return spool
+
+
+def _read_listen(reader):
+    if "HEALTH_LISTEN" not in reader.environ:
+        text = DEFAULT_HEALTH_LISTEN
+    else:
+        text = reader.raw("HEALTH_LISTEN")
+        if not text:
+            return None  # set and empty: the health server is off
+    listen = parse_listen(text)
+    if listen is None:
+        reader.invalid("HEALTH_LISTEN", text, _(
+            "expected HOST:PORT with an IP address, e.g. 127.0.0.1:8000 or [::1]:8000, "
+            "or empty to turn the health server off"))
+    return listen
+
+
+def parse_listen(text):
+    """Parse ``HOST:PORT`` or ``[V6]:PORT`` into (host, port), or return None."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+|localhost):(\d{1,5})", text)
+    if not match:
+        return None
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    if not 1 <= port <= 65535:
+        return None
+    return host, port

@@ -1,0 +1,150 @@
+"""``bessai run`` when devices fail: down at start, lost and restored, holes, SIGTERM.
+
+Every device is ``bessai simulate`` over real Modbus TCP on loopback, or a free port
+where nothing listens.
+"""
+
+import re
+import signal
+
+from bessai_edge.profile import load_profile
+from bessai_edge.simulator_process import SimulatorProcess
+from tests.conftest import free_tcp_port
+from tests.loop.conftest import (
+    gateway_env,
+    pid_gone,
+    read_records,
+    run_gateway,
+    running_gateway,
+    simulator,
+    wait_for_records,
+)
+from tests.service.conftest import NotifyListener
+
+PROFILE = "huawei_sun2000"
+
+
+def test_run_device_down_at_start_sends_ready(tmp_path):
+    socket_path = str(tmp_path / "notify.sock")
+    listener = NotifyListener(socket_path, socket_path)
+    environ = gateway_env(tmp_path / "spool", INVERTER_IP="127.0.0.1",
+                          INVERTER_PORT=free_tcp_port(), DRIVER_PROFILE_PATH=PROFILE,
+                          NOTIFY_SOCKET=socket_path)
+    try:
+        run = run_gateway(environ, 3)
+        listener.receive(0.5)
+        texts = listener.texts()
+    finally:
+        listener.close()
+    assert run.returncode == 0, run.stderr
+    assert any("READY=1" in text.splitlines() for text in texts), texts
+    assert any("STOPPING=1" in text.splitlines() for text in texts), texts
+    assert len(run.records) == 3
+    for record in run.records:
+        assert record["state"] == "down"
+        assert record["error"].startswith("refused"), record["error"]
+        assert set(record["quality"].values()) == {"comm_error"}
+        assert set(record["values"].values()) == {None}
+    assert "device down (refused" in run.stderr
+
+
+def test_run_two_devices_polled_in_order_one_dead(tmp_path):
+    with simulator("--profile", PROFILE) as (host, port):
+        environ = gateway_env(tmp_path / "spool", DEVICES="first,second", INVERTER_IP=host,
+                              DRIVER_PROFILE_PATH=PROFILE, DEVICE_FIRST_PORT=free_tcp_port(),
+                              DEVICE_SECOND_PORT=port)
+        run = run_gateway(environ, 3)
+    assert run.returncode == 0, run.stderr
+    assert [(record["cycle"], record["device"]) for record in run.records] == [
+        (1, "first"), (1, "second"), (2, "first"), (2, "second"), (3, "first"), (3, "second")]
+    assert {record["state"] for record in run.records if record["device"] == "first"} == {"down"}
+    assert {record["state"] for record in run.records if record["device"] == "second"} == {"ok"}
+    assert re.search(r"cycle 1: first: device down \(refused.*; second: soc=", run.stderr)
+
+
+def test_run_connection_lost_and_restored(tmp_path):
+    port = free_tcp_port()
+    spool_dir = tmp_path / "spool"
+    environ = gateway_env(spool_dir, INVERTER_IP="127.0.0.1", INVERTER_PORT=port,
+                          DRIVER_PROFILE_PATH=PROFILE)
+    first = SimulatorProcess(["--profile", PROFILE], port=port)
+    first.start()
+    try:
+        with running_gateway(environ) as gateway:
+            wait_for_records(spool_dir, 2, gateway, predicate=lambda r: r["state"] == "ok")
+            first.stop()
+            down = wait_for_records(spool_dir, 1, gateway,
+                                    predicate=lambda r: r["state"] == "down")
+            lost_cycle = down[0]["cycle"]
+            with simulator("--profile", PROFILE, port=port):
+                wait_for_records(spool_dir, 1, gateway, predicate=lambda r: (
+                    r["state"] == "ok" and r["cycle"] > lost_cycle))
+            status = gateway.stop()
+            log = gateway.log()
+    finally:
+        first.stop()
+    assert status == 0, log
+    records = read_records(spool_dir)
+    cycles = [record["cycle"] for record in records]
+    assert cycles == list(range(1, len(records) + 1))  # one record per cycle, gaps included
+    states = [record["state"] for record in records]
+    assert states[0] == "ok"
+    assert "down" in states
+    assert states[-1] == "ok"
+    assert "device state ok -> down" in log
+    assert "device state down -> ok" in log
+    assert re.search(r"connection to 127\.0\.0\.1:\d+ \(unit id \d+\) restored after", log), log
+
+
+def test_run_sigterm_flushes_and_exits_zero(tmp_path):
+    spool_dir = tmp_path / "spool"
+    environ = gateway_env(spool_dir, BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE)
+    with running_gateway(environ) as gateway:
+        wait_for_records(spool_dir, 3, gateway)
+        status = gateway.stop(signal.SIGTERM)
+        log = gateway.log()
+    assert status == 0, log
+    assert "received SIGTERM: stopped after cycle" in log
+    cycles = int(re.search(r"stopped after cycle (\d+)", log).group(1))
+    records = read_records(spool_dir)
+    assert [record["cycle"] for record in records] == list(range(1, cycles + 1))
+    assert f"stopped after {cycles} cycles: {cycles} records appended, 0 dropped" in log
+    child = re.search(r"running as pid (\d+)", log)
+    assert child, log
+    assert pid_gone(int(child.group(1)))
+
+
+def hole_target(profile_name):
+    """Return (address, field, other fields of its request) for a canonical point that
+    shares its request with other canonical points."""
+    profile = load_profile(profile_name)
+    plan = profile.plan()
+    by_block = {}
+    for point in plan.points:
+        if point.field and point.readable:
+            by_block.setdefault(point.block, []).append(point)
+    for points in by_block.values():
+        if len(points) >= 3:
+            middle = points[len(points) // 2]
+            others = [point.field for point in points if point is not middle]
+            return middle.address, middle.field, others
+    raise AssertionError(f"profile {profile_name} has no request with three canonical points")
+
+
+def test_run_hole_split_then_no_failing_request(tmp_path):
+    address, field, others = hole_target(PROFILE)
+    with simulator("--profile", PROFILE, "--exception", f"{address}=2") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE)
+        run = run_gateway(environ, 3)
+    assert run.returncode == 0, run.stderr
+    first, *later = run.records
+    assert first["state"] == "degraded"
+    assert first["error"].startswith("exception_2"), first["error"]
+    for record in later:
+        assert record["state"] == "ok", record["error"]
+        assert record["error"] is None
+        assert record["quality"][field] == "not_available"
+        for other in others:
+            assert record["quality"][other] == "ok", (other, record["quality"])
+    assert "exception 2 (illegal data address)" in run.stderr

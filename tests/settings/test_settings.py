@@ -1,0 +1,236 @@
+"""Settings: defaults, every bad value with its own message, devices, env-file merging."""
+
+import math
+import subprocess
+
+import pytest
+
+from bessai_edge import settings
+from bessai_edge.errors import EX_CONFIG, ConfigError
+from tests.conftest import REPO, bessai_command
+
+MINIMAL = {"SITE_ID": "SITE-ATACAMA-001", "INVERTER_IP": "192.168.1.100",
+           "DRIVER_PROFILE_PATH": "huawei_sun2000"}
+
+
+def problems_of(**overrides):
+    """Return the problem lines for MINIMAL with ``overrides`` (None removes a variable)."""
+    environ = dict(MINIMAL)
+    for name, value in overrides.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(environ)
+    return caught.value.problems
+
+
+def test_settings_minimal_defaults():
+    loaded = settings.load_settings(MINIMAL)
+    device, = loaded.devices
+    assert loaded.site_id == "SITE-ATACAMA-001"
+    assert loaded.mode == "modbus"
+    assert device.name == "inverter"
+    assert device.host == "192.168.1.100"
+    assert device.port is None
+    assert device.unit_id is None
+    assert loaded.scan_interval_s == 1.0
+    assert loaded.spool.directory == "/var/spool/bessai"
+    assert loaded.health_listen == ("127.0.0.1", 8000)
+    assert loaded.log_level == "info"
+    assert loaded.request_timeout_s is None
+
+
+def test_settings_typed_values():
+    loaded = settings.load_settings({
+        **MINIMAL, "INVERTER_PORT": "1502", "MODBUS_SLAVE_ID": "3", "SCAN_INTERVAL_S": "0.5",
+        "SPOOL_SEGMENT_MAX_BYTES": "1M", "SPOOL_MAX_TOTAL_BYTES": "64MiB",
+        "HEALTH_LISTEN": "[::1]:9100", "LOG_LEVEL": "DEBUG", "MODBUS_UNIT_VEBUS": "227",
+        "REQUEST_TIMEOUT_S": "0.8"})
+    device, = loaded.devices
+    assert device.port == 1502
+    assert device.unit_id == 3
+    assert device.unit_ids == {"vebus": 227}
+    assert loaded.scan_interval_s == 0.5
+    assert loaded.spool.segment_max_bytes == 1024 ** 2
+    assert loaded.spool.max_total_bytes == 64 * 1024 ** 2
+    assert loaded.health_listen == ("::1", 9100)
+    assert loaded.log_level == "debug"
+    assert loaded.request_timeout_s == 0.8
+
+
+def test_settings_simulator_mode_needs_no_address():
+    loaded = settings.load_settings({**MINIMAL, "BESSAI_MODE": "simulator", "INVERTER_IP": ""})
+    assert loaded.mode == "simulator"
+    assert loaded.devices[0].host == ""
+
+
+def test_settings_empty_health_listen_disables():
+    loaded = settings.load_settings({**MINIMAL, "HEALTH_LISTEN": ""})
+    assert loaded.health_listen is None
+
+
+def test_settings_mqtt_variables_accepted():
+    loaded = settings.load_settings({**MINIMAL, "MQTT_ENABLED": "true",
+                                     "MQTT_BROKER_HOST": "192.168.1.200"})
+    assert loaded.mqtt_enabled == "true"
+    assert loaded.mqtt_broker_host == "192.168.1.200"
+
+
+# One case per invalid setting: (variables, text the one problem line must contain).
+BAD_SETTINGS = [
+    ({"SITE_ID": None}, "SITE_ID is missing"),
+    ({"SITE_ID": "site/1"}, "SITE_ID='site/1' is invalid"),
+    ({"BESSAI_MODE": "docker"}, "BESSAI_MODE='docker' is invalid: expected one of modbus, simulator"),
+    ({"INVERTER_IP": None}, "INVERTER_IP is missing"),
+    ({"INVERTER_IP": "192.168.1.100:502"}, "INVERTER_IP='192.168.1.100:502' is invalid"),
+    ({"INVERTER_IP": "999.1.1.1"}, "INVERTER_IP='999.1.1.1' is invalid"),
+    ({"INVERTER_PORT": "70000"}, "INVERTER_PORT='70000' is invalid: expected an integer from 1 to 65535"),
+    ({"INVERTER_PORT": "modbus"}, "INVERTER_PORT='modbus' is invalid"),
+    ({"DRIVER_PROFILE_PATH": None}, "DRIVER_PROFILE_PATH is missing"),
+    ({"DRIVER_PROFILE_PATH": "huawei_sun3000"},
+     "DRIVER_PROFILE_PATH='huawei_sun3000' is invalid: profile 'huawei_sun3000': file not found"),
+    ({"MODBUS_SLAVE_ID": "256"}, "MODBUS_SLAVE_ID='256' is invalid: expected an integer from 0 to 255"),
+    ({"MODBUS_UNIT_VEBUS": "-1"}, "MODBUS_UNIT_VEBUS='-1' is invalid"),
+    ({"MODBUS_UNIT_ve-bus": "5"}, "MODBUS_UNIT_ve-bus='5' is invalid"),
+    ({"SCAN_INTERVAL_S": "0"}, "SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600"),
+    ({"SCAN_INTERVAL_S": "1s"}, "SCAN_INTERVAL_S='1s' is invalid"),
+    ({"CONNECT_TIMEOUT_S": "nan"}, "CONNECT_TIMEOUT_S='nan' is invalid"),
+    ({"REQUEST_TIMEOUT_S": "60"}, "REQUEST_TIMEOUT_S='60' is invalid: expected a number from 0.05 to 30"),
+    ({"SPOOL_DIR": "spool"}, "SPOOL_DIR='spool' is invalid: expected an absolute path"),
+    ({"SPOOL_SEGMENT_MAX_BYTES": "16X"}, "SPOOL_SEGMENT_MAX_BYTES='16X' is invalid"),
+    ({"SPOOL_MAX_TOTAL_BYTES": "100"}, "SPOOL_MAX_TOTAL_BYTES='100' is invalid: expected a size of at least 8192"),
+    ({"SPOOL_SEGMENT_MAX_BYTES": "1G"}, "is less than twice SPOOL_SEGMENT_MAX_BYTES=1073741824"),
+    ({"SPOOL_FSYNC_INTERVAL_S": "-1"}, "SPOOL_FSYNC_INTERVAL_S='-1' is invalid"),
+    ({"HEALTH_LISTEN": "8000"}, "HEALTH_LISTEN='8000' is invalid: expected HOST:PORT"),
+    ({"HEALTH_LISTEN": "127.0.0.1:99999"}, "HEALTH_LISTEN='127.0.0.1:99999' is invalid"),
+    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' is invalid: expected one of debug, info, warning, error"),
+    ({"LIMIT_SOC_LOW_WARN": "50", "LIMIT_SOC_HIGH_WARN": "40"},
+     "LIMIT_SOC_LOW_WARN=50 is above LIMIT_SOC_HIGH_WARN=40"),
+    ({"LIMIT_BATTERY_TEMP_HIGH_TRIP": "hot"}, "LIMIT_BATTERY_TEMP_HIGH_TRIP='hot' is invalid"),
+    ({"LIMIT_SOC_HYSTERESIS": "-1"}, "LIMIT_SOC_HYSTERESIS='-1' is invalid: expected a number of at least 0"),
+    ({"LIMIT_DEBOUNCE_CYCLES": "0"}, "LIMIT_DEBOUNCE_CYCLES='0' is invalid"),
+    ({"STALE_AFTER_S": "-5"}, "STALE_AFTER_S='-5' is invalid: expected a positive number of seconds, or off"),
+    ({"BATTERY_RATED_POWER_KW": "0"}, "BATTERY_RATED_POWER_KW='0' is invalid"),
+    ({"GRID_NOMINAL_FREQUENCY_HZ": "55"}, "GRID_NOMINAL_FREQUENCY_HZ='55' is invalid: expected one of 50, 60"),
+    ({"DEVICES": "inverter,inverter"}, "DEVICES='inverter,inverter' is invalid: expected distinct names"),
+    ({"DEVICES": "Main Inverter"}, "DEVICES='Main Inverter' is invalid"),
+    ({"DEVICES": "a,b"}, "devices a and b are the same device"),
+    ({"DEVICES": "a", "DEVICE_A_PORT": "0"}, "DEVICE_A_PORT='0' is invalid"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_SETTINGS,
+                         ids=[next(iter(case)) + "-" + str(next(iter(case.values())))
+                              for case, _ in BAD_SETTINGS])
+def test_settings_bad_value_message(overrides, message):
+    problems = problems_of(**overrides)
+    matching = [line for line in problems if message in line]
+    assert len(problems) == 1, problems
+    assert matching, problems
+
+
+def test_settings_bad_messages_distinct():
+    messages = [problems_of(**overrides)[0] for overrides, _ in BAD_SETTINGS]
+    assert len(set(messages)) == len(messages)
+
+
+def test_settings_every_problem_at_once():
+    problems = problems_of(SITE_ID=None, INVERTER_PORT="x", LOG_LEVEL="loud",
+                           SCAN_INTERVAL_S="-1", HEALTH_LISTEN="nowhere")
+    assert len(problems) == 5
+    for name in ("SITE_ID", "INVERTER_PORT", "LOG_LEVEL", "SCAN_INTERVAL_S", "HEALTH_LISTEN"):
+        assert any(line.startswith(name) for line in problems), (name, problems)
+
+
+def test_settings_devices_fall_back_to_single_device_variables():
+    loaded = settings.load_settings({
+        **MINIMAL, "DEVICES": "inverter, battery", "MODBUS_UNIT_VEBUS": "227",
+        "DEVICE_BATTERY_IP": "192.168.1.101", "DEVICE_BATTERY_PROFILE": "victron_multiplus",
+        "DEVICE_BATTERY_SLAVE_ID": "100", "DEVICE_BATTERY_UNIT_VEBUS": "246"})
+    inverter, battery = loaded.devices
+    assert (inverter.name, inverter.host, inverter.profile) == (
+        "inverter", "192.168.1.100", "huawei_sun2000")
+    assert inverter.unit_ids == {"vebus": 227}
+    assert (battery.name, battery.host, battery.profile, battery.unit_id) == (
+        "battery", "192.168.1.101", "victron_multiplus", 100)
+    assert battery.unit_ids == {"vebus": 246}
+
+
+def test_settings_limits_defaults_and_off():
+    loaded = settings.load_settings({**MINIMAL, "LIMIT_SOC_LOW_TRIP": "off",
+                                     "BATTERY_RATED_POWER_KW": "10", "SCAN_INTERVAL_S": "0.5"})
+    by_field = {limit.field: limit for limit in loaded.limits.limits}
+    assert math.isnan(by_field["soc_pct"].low_trip)
+    assert by_field["soc_pct"].low_warn == 10.0
+    assert by_field["battery_power_kw"].high_warn == 10.0
+    assert by_field["battery_power_kw"].low_trip == pytest.approx(-11.0)
+    assert by_field["grid_frequency_hz"].low_warn == 49.5
+    assert loaded.limits.stale_cycles == 20  # STALE_AFTER_S=10 at a 0.5 s period
+
+
+def test_settings_battery_power_off_without_rating():
+    loaded = settings.load_settings(MINIMAL)
+    by_field = {limit.field: limit for limit in loaded.limits.limits}
+    assert not by_field["battery_power_kw"].enabled()
+
+
+def test_settings_sixty_hertz_grid():
+    loaded = settings.load_settings({**MINIMAL, "GRID_NOMINAL_FREQUENCY_HZ": "60"})
+    by_field = {limit.field: limit for limit in loaded.limits.limits}
+    assert by_field["grid_frequency_hz"].levels() == (58.5, 59.5, 60.5, 61.5)
+
+
+def test_read_environment_process_overrides_file(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=from-file\nLOG_LEVEL=debug\nHEALTH_LISTEN=127.0.0.1:8000\n")
+    environ = settings.read_environment(str(env_file), {"LOG_LEVEL": "warning",
+                                                        "HEALTH_LISTEN": ""})
+    assert environ["SITE_ID"] == "from-file"
+    assert environ["LOG_LEVEL"] == "warning"
+    assert environ["HEALTH_LISTEN"] == ""
+
+
+def test_read_environment_misspelt_name(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=a\nINVERTER_PORTT=502\nSOME_OTHER_TOOL=1\n")
+    with pytest.raises(ConfigError) as caught:
+        settings.read_environment(str(env_file), {})
+    assert caught.value.problems == [
+        f"{env_file}: INVERTER_PORTT is not a bessai setting: did you mean INVERTER_PORT?"]
+
+
+def test_read_environment_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        settings.read_environment(str(tmp_path / "absent.env"), {})
+    assert "cannot read settings file" in caught.value.problems[0]
+
+
+def test_packaged_env_file_loads():
+    environ = settings.read_environment(str(REPO / "packaging" / "bessai.env"), {})
+    loaded = settings.load_settings(environ)
+    assert loaded.mode == "simulator"
+    assert loaded.spool.directory == "/var/spool/bessai"
+    assert loaded.health_listen == ("127.0.0.1", 8000)
+
+
+def test_packaged_env_file_lists_every_setting():
+    text = (REPO / "packaging" / "bessai.env").read_text()
+    missing = [name for name in sorted(settings.KNOWN_NAMES) if name not in text]
+    assert missing == []
+
+
+def test_run_bad_settings_exit_78(tmp_path):
+    env_file = tmp_path / "bad.env"
+    env_file.write_text("SITE_ID=a b\nINVERTER_PORT=0\nBESSAI_MODE=real\n")
+    result = subprocess.run([*bessai_command(), "run", "--env-file", str(env_file)],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == EX_CONFIG
+    assert any("SITE_ID='a b' is invalid" in line for line in lines), lines
+    assert any("INVERTER_PORT='0' is invalid" in line for line in lines), lines
+    assert any("BESSAI_MODE='real' is invalid" in line for line in lines), lines
+    assert any("DRIVER_PROFILE_PATH is missing" in line for line in lines), lines
+    assert all(line.startswith("bessai: ") for line in lines), lines
