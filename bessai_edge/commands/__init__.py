@@ -1,0 +1,1 @@
+"""One module per ``bessai`` subcommand; ``bessai_edge.cli`` lists and loads them."""

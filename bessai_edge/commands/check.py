@@ -1,0 +1,362 @@
+"""``bessai check``: connect to each device, read every point once and report problems.
+
+The check uses the gateway's own settings, profile, read plan and decoder, so what it
+shows is what ``bessai run`` will record. A request rejected with exception 2 is
+probed and the plan read again around the rejected addresses, as the scan loop does
+over its first cycles. Exit status: 0 when every device is fine, 1 when a device
+answered with problems, 2 when no device gave data, 78 for invalid settings.
+"""
+
+import array
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+
+from bessai_edge.i18n import _
+
+HELP = "Check the connection to each device and decode every point once."
+
+log = logging.getLogger(__name__)
+
+SKIPPED = "skipped"       # not sent: the link was down after an earlier failure
+INTEGER_TYPES = ("u16", "s16", "u32", "s32", "u64", "s64", "bitfield16", "bitfield32",
+                 "enum16", "acc32", "acc64", "sunssf")
+READ_PASSES = 2           # the second pass reads around addresses learned in the first
+
+
+def add_arguments(parser):
+    parser.add_argument("--env-file", metavar="FILE",
+                        help=_("read settings from FILE (EnvironmentFile syntax) before the "
+                               "environment, e.g. /etc/bessai/bessai.env"))
+    parser.add_argument("--json", action="store_true",
+                        help=_("print one JSON object per point instead of a table, then one "
+                               "object with key sunspec_map per discovered SunSpec unit; the "
+                               "diagnosis goes to stderr"))
+    parser.add_argument("--device", metavar="NAME",
+                        help=_("check only this device (see DEVICES)"))
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        default="error",
+                        help=_("log level on stderr; debug shows every request "
+                               "(default: %(default)s)"))
+
+
+@dataclasses.dataclass
+class DeviceCheck:
+    """The outcome of checking one device."""
+
+    device: object
+    profile: object
+    endpoint: str
+    unit_id: int
+    plan: object = None
+    maps: dict = dataclasses.field(default_factory=dict)  # unit id -> SunSpec ModelMap
+    rows: list = dataclasses.field(default_factory=list)
+    fields: dict = dataclasses.field(default_factory=dict)
+    findings: list = dataclasses.field(default_factory=list)
+
+
+def main(args):
+    from bessai_edge import settings as settings_module
+    from bessai_edge.errors import ConfigError
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="bessai check: %(levelname)s %(name)s: %(message)s")
+    settings = settings_module.load_settings(settings_module.read_environment(args.env_file))
+    devices = [device for device in settings.devices
+               if args.device is None or device.name == args.device]
+    if not devices:
+        raise ConfigError(_("--device {name}: no such device; configured devices: "
+                            "{names}").format(name=args.device, names=", ".join(
+                                device.name for device in settings.devices)))
+    profiles = _load_profiles(devices)
+    from bessai_edge.simulator_process import SimulatorStartError
+
+    checks = []
+    simulators = []
+    try:
+        for device in devices:
+            host, port = _endpoint(settings, device, profiles[device.name], simulators)
+            checks.append(check_device(settings, device, profiles[device.name], host, port))
+    except SimulatorStartError as error:
+        print(_("bessai check: the simulator for device {device} did not start: {error}").format(
+            device=device.name, error=error), file=sys.stderr)
+        return 2
+    finally:
+        for simulator in simulators:
+            simulator.stop()
+    try:
+        for check in checks:
+            if args.json:
+                _print_json(check)
+            else:
+                _print_table(check)
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) stopped: send what is left, and the final flush at
+        # exit, to /dev/null instead of failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    from bessai_edge.diagnosis import exit_status
+
+    return exit_status([check.findings for check in checks])
+
+
+def _load_profiles(devices):
+    from bessai_edge.errors import ConfigError, ProfileError
+    from bessai_edge.profile import load_profile
+
+    profiles = {}
+    problems = []
+    for device in devices:
+        try:
+            profile = load_profile(device.profile)
+            profile.resolve_units(device.unit_id, device.unit_ids)
+        except ProfileError as error:
+            problems.extend(getattr(error, "problems", None) or [str(error)])
+            continue
+        except ValueError as error:
+            problems.append(_("device {device}: unit id settings do not fit the profile: "
+                              "{error}").format(device=device.name, error=error))
+            continue
+        profiles[device.name] = profile
+    if problems:
+        raise ConfigError(problems)
+    return profiles
+
+
+def _endpoint(settings, device, profile, simulators):
+    """Return (host, port) of a device, starting its simulator in simulator mode."""
+    if settings.mode != "simulator":
+        return device.host, device.port or profile.port
+    from bessai_edge.simulator_process import SimulatorProcess
+
+    source = ["--profile", device.profile]
+    if device.unit_id is not None:
+        source += ["--unit-id", str(device.unit_id)]
+    for role, unit_id in sorted(device.unit_ids.items()):
+        source += ["--unit", f"{role}={unit_id}"]
+    simulator = SimulatorProcess(source)
+    simulators.append(simulator)
+    return simulator.start()
+
+
+def check_device(settings, device, profile, host, port):
+    """Connect, discover (SunSpec), read and decode one device; return its DeviceCheck."""
+    from bessai_edge.diagnosis import Observation, diagnose
+    from bessai_edge.errors import LinkError, ProfileError
+    from bessai_edge.link import DeviceLink, format_endpoint
+
+    unit_id = profile.unit_id if device.unit_id is None else device.unit_id
+    endpoint = format_endpoint(host, port)
+    check = DeviceCheck(device, profile, endpoint, unit_id)
+    observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name)
+    options = {"connect_timeout_s": settings.connect_timeout_s}
+    if settings.request_timeout_s is not None:
+        options["request_timeout_s"] = settings.request_timeout_s
+    link = DeviceLink.for_profile(profile, host, port=port, unit_id=unit_id, **options)
+    try:
+        link.connect()
+    except LinkError as error:
+        observation.connect_error_kind = error.kind
+        observation.connect_error = str(error)
+        check.findings = diagnose(observation)
+        return check
+    try:
+        check.plan, check.maps = _plan(profile, device, link)
+        _read(link, check, observation)
+    except LinkError as error:
+        # SunSpec discovery failed on the link itself (a timeout, a dropped connection).
+        observation.request_outcomes = [error.kind]
+    except ProfileError as error:
+        observation.discovery_error = str(error)
+    finally:
+        link.close()
+    check.findings = diagnose(observation)
+    return check
+
+
+def _plan(profile, device, link):
+    """Return (plan, SunSpec model maps by unit id), discovering the maps first."""
+    if not profile.sunspec:
+        return profile.plan(unit_id=device.unit_id, unit_ids=device.unit_ids), {}
+    from bessai_edge.profile import sunspec
+
+    units = profile.sunspec_units(device.unit_id, device.unit_ids)
+    maps = sunspec.discover_units(link.read, units)
+    for model_map in maps.values():
+        log.info("SunSpec map: %s", model_map.describe())
+    plan = profile.plan(unit_id=device.unit_id, unit_ids=device.unit_ids, model_map=maps)
+    return plan, maps
+
+
+def _read(link, check, observation):
+    """Read the plan (twice if exception 2 taught it new holes) and fill the rows."""
+    plan = check.plan
+    for number in range(READ_PASSES):
+        buffer = array.array("H", bytes(2 * plan.buffer_words))
+        statuses = bytearray(b"\x01" * len(plan.requests))
+        outcomes, words_ffff = _read_requests(link, plan, buffer, statuses)
+        if number == 0:
+            observation.request_outcomes = list(outcomes)
+            observation.all_words_ffff = words_ffff
+        # decode() regroups the plan after exception 2, so everything that depends on
+        # this pass's layout is taken first.
+        strings = plan.table.decode_strings(buffer, statuses)
+        errors = [outcomes[point.block] if point.block < len(outcomes) else None
+                  for point in plan.points]
+        values, quality = plan.table.decode(buffer, statuses)
+        values, quality = list(values), bytes(quality)
+        if "exception_2" not in outcomes:
+            break
+    check.rows = _rows(plan, strings, errors, values, quality)
+    check.fields = _field_values(plan, values, quality)
+    _observe_values(check, observation)
+
+
+def _read_requests(link, plan, buffer, statuses):
+    """Read every request into the buffer; return (outcome per request, all words 0xFFFF)."""
+    from bessai_edge.errors import ConnectionLost, DeviceException, LinkError
+
+    outcomes = []
+    answered = []
+    for request in plan.requests:
+        sent_before = link.requests
+        try:
+            words = link.read(request.unit_id, request.function, request.address, request.count)
+        except DeviceException as error:
+            outcomes.append(error.kind)
+            if error.code == 2:
+                plan.mark_illegal_address(request, read=link.read)
+            continue
+        except ConnectionLost:
+            outcomes.append(SKIPPED if link.requests == sent_before else "disconnected")
+            continue
+        except LinkError as error:
+            outcomes.append(error.kind)
+            continue
+        buffer[request.buffer_offset:request.buffer_offset + request.count] = array.array("H", words)
+        statuses[request.block] = 0
+        outcomes.append("ok")
+        answered.extend(words)
+    return outcomes, bool(answered) and all(word == 0xFFFF for word in answered)
+
+
+def _rows(plan, strings, errors, values, quality):
+    """Return one dict per point: identity, value, quality and the error that hid it."""
+    from bessai_edge import core
+
+    rows = []
+    for index, point in enumerate(plan.points):
+        code = quality[index]
+        value = None
+        if code == core.QUALITY_OK:
+            value = strings.get(point.name) if point.type == "str" else _number(point, values[index])
+        row = {
+            "name": point.name,
+            "field": point.field,
+            "unit_id": point.unit_id,
+            "function": point.function_name,
+            "address": point.address,
+            "type": point.type,
+            "value": value,
+            "unit": point.unit,
+            "quality": core.QUALITY_NAMES[code],
+        }
+        if point.status != "ok":
+            row["status"] = point.status
+        elif code == core.QUALITY_COMM_ERROR and errors[index]:
+            row["error"] = errors[index]
+        rows.append(row)
+    return rows
+
+
+def _number(point, value):
+    """Return an int for unscaled integer points and a float without binary noise otherwise."""
+    if math.isnan(value):
+        return None
+    if point.type in INTEGER_TYPES and point.scale == 1 and point.offset == 0 and point.sf < 0:
+        return int(value)
+    return float(f"{value:.12g}")
+
+
+def _field_values(plan, values, quality):
+    from bessai_edge import core
+
+    fields = {}
+    for field, index in plan.fields.items():
+        fields[field] = float(f"{values[index]:.12g}") if quality[index] == core.QUALITY_OK else None
+    return fields
+
+
+def _observe_values(check, observation):
+    rows = check.rows
+    observation.points = len(rows)
+    observation.points_ok = sum(1 for row in rows if row["quality"] == "ok")
+    observation.points_not_available = sum(1 for row in rows if row["quality"] == "not_available")
+    observation.points_rejected = sum(1 for row in rows if row.get("status") == "illegal")
+    observation.soc_pct = check.fields.get("soc_pct")
+
+
+def _print_json(check):
+    for row in check.rows:
+        print(json.dumps({"device": check.device.name, **row}, ensure_ascii=False))
+    for unit_id, model_map in sorted(check.maps.items()):
+        print(json.dumps({"device": check.device.name, "sunspec_map": {
+            "unit_id": unit_id,
+            "base": model_map.base,
+            "models": [{"id": entry.model_id, "address": entry.address, "length": entry.length}
+                       for entry in model_map.models],
+            "end_address": model_map.end_address,
+            "end": model_map.end,
+        }}))
+    for finding in check.findings:
+        print(f"bessai check: {check.device.name}: {finding.severity} [{finding.code}]: "
+              f"{finding.message}", file=sys.stderr)
+
+
+def _print_table(check):
+    print(_("Device {device}: profile {profile} at {endpoint}, unit id {unit}").format(
+        device=check.device.name, profile=check.profile.name, endpoint=check.endpoint,
+        unit=check.unit_id))
+    if check.rows:
+        header = (_("Point"), _("Value"), _("Unit"), _("Quality"))
+        lines = [header] + [(row["name"], _format_value(row), row["unit"], _quality_text(row))
+                            for row in check.rows]
+        widths = [max(len(line[column]) for line in lines) for column in range(3)]
+        for line in lines:
+            print(f"  {line[0]:<{widths[0]}}  {line[1]:>{widths[1]}}  {line[2]:<{widths[2]}}  "
+                  f"{line[3]}".rstrip())
+        known = [f"{field}={_format_field(value)}" for field, value in check.fields.items()]
+        print(_("Canonical fields: {fields}").format(fields=" ".join(known)))
+    print(_("Diagnosis:"))
+    severities = {"ok": _("ok"), "warning": _("warning"), "error": _("error")}
+    for finding in check.findings:
+        print(f"  [{severities[finding.severity]}: {finding.code}] {finding.message}")
+    print()
+
+
+def _format_value(row):
+    value = row["value"]
+    if value is None:
+        return "-"
+    if row["type"] in ("bitfield16", "bitfield32"):
+        return f"{value:#06x}"
+    return str(value)
+
+
+def _format_field(value):
+    return "-" if value is None else f"{value:g}"
+
+
+def _quality_text(row):
+    if "status" in row:
+        statuses = {"illegal": _("rejected (exception 2)"), "absent": _("not on the device"),
+                    "unreachable": _("too far from its scale factor")}
+        return statuses.get(row["status"], row["status"])
+    qualities = {"ok": _("ok"), "not_available": _("not available"),
+                 "comm_error": _("communication error"), "invalid": _("invalid")}
+    text = qualities.get(row["quality"], row["quality"])
+    if "error" in row:
+        text += f" ({row['error']})"
+    return text

@@ -1,0 +1,194 @@
+"""The findings ``bessai check`` reports to a technician about one device.
+
+``diagnose(observation)`` is a pure function: it turns the outcome of the connection
+and of every request into findings, each with a code (for tests and scripts), a
+severity and a message that says what to change on site. The rules come from the
+failures field technicians meet most: a wrong unit id, Modbus TCP switched off or
+blocked, an inverter in standby, and a profile that does not fit the device.
+"""
+
+import dataclasses
+
+from bessai_edge.i18n import _
+
+ERROR = "error"
+WARNING = "warning"
+OK = "ok"
+
+# Unit ids the bundled profiles' devices use by default, shown when the unit id is wrong.
+UNIT_ID_HINT = ("Huawei SUN2000 1 (0 through the inverter's own access point, 100 on some "
+                "dongles), SMA 3, Victron GX 100 (VE.Bus 227, 246 or 228), Fronius 1 "
+                "(meter 200)")
+
+
+@dataclasses.dataclass
+class Observation:
+    """What one device did during a check.
+
+    ``request_outcomes`` has one entry per request: ``ok`` or the LinkError kind
+    (``timeout``, ``exception_11``...). ``all_words_ffff`` is True when at least one
+    request got a reply and every word of every reply was 0xFFFF.
+    """
+
+    endpoint: str
+    port: int
+    unit_id: int
+    profile: str
+    connect_error_kind: str | None = None
+    connect_error: str = ""
+    discovery_error: str = ""
+    request_outcomes: list = dataclasses.field(default_factory=list)  # first pass only
+    all_words_ffff: bool = False
+    soc_pct: float | None = None
+    points: int = 0
+    points_ok: int = 0
+    points_not_available: int = 0
+    points_rejected: int = 0      # not read because the device rejected their addresses
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One diagnosis line: ``code`` is stable, ``message`` is for the technician."""
+
+    severity: str
+    code: str
+    message: str
+
+
+def diagnose(observation):
+    """Return the findings for one device, most important first (never empty)."""
+    connect = _connection_findings(observation)
+    if connect:
+        return connect
+    if observation.discovery_error:
+        return [Finding(ERROR, "sunspec_not_found", _(
+            "No SunSpec register map found on unit id {unit}: {error}. Enable Modbus TCP "
+            "with the SunSpec register map on the device (Fronius: Communication > Modbus "
+            "TCP, SunSpec model type 'int + SF' or 'float'), or check MODBUS_SLAVE_ID."
+        ).format(unit=observation.unit_id, error=observation.discovery_error))]
+    findings = _request_findings(observation)
+    findings += _value_findings(observation)
+    if not findings:
+        findings.append(Finding(OK, "ok", _(
+            "All {count} points read; the device answers as profile {profile} expects."
+        ).format(count=observation.points, profile=observation.profile)))
+    return findings
+
+
+def exit_status(findings_per_device):
+    """Return 0 when every finding is ok, 2 when no device gave data, else 1."""
+    severities = [finding.severity for findings in findings_per_device for finding in findings]
+    if all(severity == OK for severity in severities):
+        return 0
+    no_data = {"refused", "connect_timeout", "unreachable", "connect_failed", "all_timeouts",
+               "connection_dropped", "wrong_unit_id", "sunspec_not_found", "all_illegal_address"}
+    if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
+        return 2
+    return 1
+
+
+def _connection_findings(observation):
+    kind = observation.connect_error_kind
+    if kind is None:
+        return []
+    if kind == "refused":
+        return [Finding(ERROR, "refused", _(
+            "Connection to {endpoint} refused: the device is reachable, but nothing accepts "
+            "Modbus TCP on port {port}. Enable Modbus TCP on the device (Huawei: FusionSolar "
+            "app > Settings > Communication configuration > Modbus TCP; Victron GX: Settings "
+            "> Services > Modbus TCP; Fronius: Communication > Modbus TCP), check "
+            "INVERTER_PORT, and check that no firewall blocks TCP port {port}."
+        ).format(endpoint=observation.endpoint, port=observation.port))]
+    if kind == "timeout":
+        return [Finding(ERROR, "connect_timeout", _(
+            "No answer to the TCP connection to {endpoint}: the device is off or asleep, "
+            "INVERTER_IP is wrong, or a firewall drops port {port}. Check that "
+            "`ping` reaches the device and that port {port} is open."
+        ).format(endpoint=observation.endpoint, port=observation.port))]
+    if kind == "unreachable":
+        return [Finding(ERROR, "unreachable", _(
+            "Cannot reach {endpoint}: {error}. Check INVERTER_IP and the network route to "
+            "the device."
+        ).format(endpoint=observation.endpoint, error=observation.connect_error))]
+    return [Finding(ERROR, "connect_failed", _(
+        "Cannot connect to {endpoint}: {error}."
+    ).format(endpoint=observation.endpoint, error=observation.connect_error))]
+
+
+def _request_findings(observation):
+    # "skipped" requests were never sent (the link was down after an earlier failure).
+    outcomes = [kind for kind in observation.request_outcomes if kind != "skipped"]
+    answered = [kind for kind in outcomes if kind == "ok"]
+    failed = [kind for kind in outcomes if kind != "ok"]
+    wrong_unit = _("The device does not serve unit id {unit}: MODBUS_SLAVE_ID is probably "
+                   "wrong. Typical unit ids: {hint}.").format(unit=observation.unit_id,
+                                                              hint=UNIT_ID_HINT)
+
+    if outcomes and all(kind == "exception_11" for kind in outcomes):
+        return [Finding(ERROR, "wrong_unit_id", wrong_unit + " " + _(
+            "(Every request was answered with exception 11, gateway target device failed "
+            "to respond.)"))]
+    if answered and not failed and observation.all_words_ffff:
+        return [Finding(ERROR, "wrong_unit_id", wrong_unit + " " + _(
+            "(Every register read 0xFFFF.)"))]
+
+    if outcomes and all(kind == "disconnected" for kind in outcomes):
+        return [Finding(ERROR, "connection_dropped", _(
+            "The device at {endpoint} accepts the connection and closes it at the first "
+            "request: another Modbus client may hold its only connection (Huawei inverters "
+            "serve one client at a time), or it rejects this client's address. Stop other "
+            "Modbus clients and check the device's allowed client list."
+        ).format(endpoint=observation.endpoint))]
+
+    if outcomes and all(kind in ("timeout", "disconnected") for kind in outcomes):
+        return [Finding(ERROR, "all_timeouts", _(
+            "The device at {endpoint} accepts the connection but answers no request: the "
+            "inverter is in standby (at night, or waiting for the grid) or Modbus TCP is "
+            "switched off in its settings. Wake it or enable Modbus TCP, then check again. "
+            "Some devices also stay silent for a wrong MODBUS_SLAVE_ID (now {unit})."
+        ).format(endpoint=observation.endpoint, unit=observation.unit_id))]
+
+    if outcomes and all(kind == "exception_2" for kind in outcomes) and not observation.points_ok:
+        return [Finding(ERROR, "all_illegal_address", _(
+            "The device rejects every address of profile {profile} (exception 2, illegal "
+            "data address): DRIVER_PROFILE_PATH probably names the wrong profile for this "
+            "device."
+        ).format(profile=observation.profile))]
+
+    findings = []
+    if observation.points_rejected:
+        findings.append(Finding(WARNING, "rejected_addresses", _(
+            "The device rejects the addresses of {count} points of profile {profile} "
+            "(exception 2): they are not read. This is normal for registers a model does "
+            "not have; if the profile's main values are among them, check "
+            "DRIVER_PROFILE_PATH."
+        ).format(count=observation.points_rejected, profile=observation.profile)))
+
+    failed = [kind for kind in failed if kind != "exception_2"]  # handled by probing
+    if failed:
+        counts = {}
+        for kind in failed:
+            counts[kind] = counts.get(kind, 0) + 1
+        summary = ", ".join(f"{kind} x{count}" for kind, count in sorted(counts.items()))
+        findings.append(Finding(WARNING, "some_requests_failed", _(
+            "{failed} of {total} requests failed ({summary}); the points they carry have "
+            "quality comm_error."
+        ).format(failed=len(failed), total=len(outcomes), summary=summary)))
+    return findings
+
+
+def _value_findings(observation):
+    findings = []
+    if observation.soc_pct is not None and observation.soc_pct == 0:
+        findings.append(Finding(WARNING, "soc_zero", _(
+            "State of charge reads 0 %: a real battery almost never reports exactly 0, so "
+            "profile {profile} probably does not match this device. Check "
+            "DRIVER_PROFILE_PATH (list the profiles with `bessai profiles`)."
+        ).format(profile=observation.profile)))
+    measured = observation.points - observation.points_rejected
+    if measured and observation.points_not_available - observation.points_rejected == measured:
+        findings.append(Finding(WARNING, "all_not_available", _(
+            "Every point reads 'not available': the device answers but reports no "
+            "measurements, as inverters do at night or in standby."
+        )))
+    return findings

@@ -1,0 +1,93 @@
+"""Faults the simulator can inject, so tests can reproduce what real devices do.
+
+Each fault copies a behaviour seen on site: a slow device (latency), a Huawei
+inverter that ignores requests for about a second after a connect (quiet period),
+exception codes on addresses a firmware does not implement, a busy device
+(exception 6), a gateway that drops the connection, a device that accepts TCP and
+never replies.
+"""
+
+import dataclasses
+import re
+
+from bessai_edge.i18n import _
+
+BUSY_EXCEPTION = 6  # Modbus exception 06: Server Device Busy
+
+_EXCEPTION_SPEC = re.compile(r"(\d+)(?:-(\d+))?=(\d+)\Z")
+_RANGE_SPEC = re.compile(r"(\d+)(?:-(\d+))?\Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class AddressException:
+    """Respond with Modbus exception ``code`` to any read that touches ``first``..``last``."""
+
+    first: int
+    last: int
+    code: int
+
+    def touches(self, address, count):
+        return address <= self.last and address + count - 1 >= self.first
+
+
+def parse_exception_spec(text):
+    """Parse ``ADDRESS=CODE`` or ``FIRST-LAST=CODE`` into an AddressException.
+
+    Raises ValueError with a message that shows the accepted form.
+    """
+    match = _EXCEPTION_SPEC.match(text.strip())
+    if not match:
+        raise ValueError(_("invalid exception fault {text!r}: expected ADDRESS=CODE or "
+                           "FIRST-LAST=CODE, such as 32064=2").format(text=text))
+    first = int(match.group(1))
+    last = int(match.group(2) or first)
+    code = int(match.group(3))
+    if not 0 <= first <= last <= 65535:
+        raise ValueError(_("invalid exception fault {text!r}: addresses must be 0 to 65535, "
+                           "first not above last").format(text=text))
+    if not 1 <= code <= 255:
+        raise ValueError(_("invalid exception fault {text!r}: the code must be 1 to 255").format(
+            text=text))
+    return AddressException(first, last, code)
+
+
+def parse_request_range(text):
+    """Parse ``N`` or ``N-M`` (request numbers from 1) into a (first, last) tuple."""
+    match = _RANGE_SPEC.match(text.strip())
+    first = int(match.group(1)) if match else 0
+    last = int(match.group(2) or first) if match else 0
+    if not match or not 1 <= first <= last:
+        raise ValueError(_("invalid request range {text!r}: expected N or N-M with "
+                           "1 <= N <= M, such as 2 or 2-5").format(text=text))
+    return first, last
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+    """Fault settings of one simulator; the defaults inject nothing.
+
+    Request numbers count every request the server received since it started, from 1.
+    """
+
+    latency_s: float = 0.0          # delay before each reply
+    latency_requests: tuple = ()    # (first, last): delay only these requests; empty: all
+    quiet_after_accept_s: float = 0.0  # requests within this time after accept get no reply
+    exceptions: tuple = ()          # AddressException entries
+    busy_every: int = 0             # every Nth request gets exception 6
+    disconnect_every: int = 0       # every Nth request closes the connection without a reply
+    silent: bool = False            # accept connections, never reply
+
+    def latency_for(self, request_number):
+        """Return the delay before the reply to request ``request_number``."""
+        if self.latency_requests:
+            first, last = self.latency_requests
+            if not first <= request_number <= last:
+                return 0.0
+        return self.latency_s
+
+    def exception_for(self, address, count):
+        """Return the injected exception code of a read, or None."""
+        for entry in self.exceptions:
+            if entry.touches(address, count):
+                return entry.code
+        return None

@@ -1,0 +1,217 @@
+"""``bessai check`` end to end: simulated devices over Modbus TCP on loopback, one test per
+diagnosis a technician can get, and the settings errors."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from bessai_edge.profile import bundled_profiles
+from tests.conftest import CAPTURES, bessai_command, free_tcp_port
+from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
+
+VICTRON = str(CAPTURES / "victron_system_battery_discharging_constructed.json")
+SMA = str(CAPTURES / "sma_sunnyboy_30775_power_input_evcc17768.json")
+FINDING = re.compile(r"\[(?:ok|warning|error): ([a-z_0-9]+)\]")
+JSON_KEYS = {"device", "name", "field", "unit_id", "function", "address", "type", "value",
+             "unit", "quality"}
+
+
+def run_check(*arguments, port=None, profile="victron_multiplus", env_file=None, **variables):
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("MODBUS_", "INVERTER_", "DRIVER_", "DEVICE", "BESSAI_",
+                                          "REQUEST_", "CONNECT_"))}
+    environment.update({"SITE_ID": "check-test", "INVERTER_IP": "127.0.0.1",
+                        "DRIVER_PROFILE_PATH": profile, "LANG": "C", "LANGUAGE": ""})
+    if port is not None:
+        environment["INVERTER_PORT"] = str(port)
+    environment.update({key: str(value) for key, value in variables.items()})
+    command = [*bessai_command(), "check", *arguments]
+    if env_file is not None:
+        command += ["--env-file", str(env_file)]
+    started = time.monotonic()
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    result.elapsed = time.monotonic() - started
+    return result
+
+
+def codes(result):
+    return FINDING.findall(result.stdout)
+
+
+@pytest.mark.parametrize("profile", bundled_profiles())
+def test_check_profile_simulator_all_well(simulator, profile):
+    device = simulator("--profile", profile)
+    result = run_check(port=device.port, profile=profile)
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert result.returncode == 0
+    assert f"profile {profile}" in result.stdout
+    assert "soc_pct=" in result.stdout
+
+
+def test_check_json_has_one_object_per_point(simulator):
+    device = simulator("--profile", "fronius_gen24")
+    result = run_check("--json", port=device.port, profile="fronius_gen24")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    points = [line for line in lines if "name" in line]
+    maps = [line["sunspec_map"] for line in lines if "sunspec_map" in line]
+    assert points
+    for point in points:
+        assert JSON_KEYS <= set(point), point
+    soc = [point for point in points if point["field"] == "soc_pct"]
+    assert len(soc) == 1
+    assert soc[0]["quality"] == "ok"
+    assert 20 <= soc[0]["value"] <= 95
+    assert soc[0]["function"] == "holding"
+    assert {unit_map["unit_id"] for unit_map in maps} == {1, 200}
+    assert "ok" in result.stderr
+
+
+def test_check_wrong_unit_id_exception_11(simulator):
+    device = simulator("--capture", VICTRON)
+    result = run_check(port=device.port, MODBUS_SLAVE_ID=50, MODBUS_UNIT_VEBUS=51,
+                       MODBUS_UNIT_BATTERY=52)
+    assert codes(result) == ["wrong_unit_id"]
+    assert "exception 11" in result.stdout
+    assert result.returncode == 2
+
+
+def test_check_wrong_unit_id_all_ffff(simulator):
+    device = simulator("--capture", VICTRON, "--unknown-unit", "ffff")
+    result = run_check(port=device.port, MODBUS_SLAVE_ID=50, MODBUS_UNIT_VEBUS=51,
+                       MODBUS_UNIT_BATTERY=52)
+    assert codes(result) == ["wrong_unit_id"]
+    assert "0xFFFF" in result.stdout
+    assert result.returncode == 2
+
+
+def test_check_connection_refused():
+    port = free_tcp_port()
+    result = run_check(port=port)
+    assert codes(result) == ["refused"]
+    assert f"port {port}" in result.stdout
+    assert result.returncode == 2
+
+
+def test_check_connect_timeout_when_backlog_full():
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            time.sleep(0.1)
+            result = run_check(port=port, CONNECT_TIMEOUT_S=0.3)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert codes(result) == ["connect_timeout"]
+    assert result.returncode == 2
+
+
+def test_check_silent_device_is_standby(simulator):
+    device = simulator("--capture", VICTRON, "--silent")
+    timeout_s = 0.3
+    result = run_check(port=device.port, REQUEST_TIMEOUT_S=timeout_s)
+    assert codes(result) == ["all_timeouts"]
+    assert "standby" in result.stdout
+    assert result.returncode == 2
+    # Hang guard only: the link gives up after the first unanswered request.
+    assert result.elapsed < 30
+
+
+def test_check_connection_dropped_every_request(simulator):
+    device = simulator("--capture", VICTRON, "--disconnect-every", "1")
+    result = run_check(port=device.port)
+    assert codes(result) == ["connection_dropped"]
+    assert result.returncode == 2
+
+
+def test_check_soc_always_zero_means_wrong_profile(simulator):
+    device = simulator("--profile", "sma_sunny_tripower", "--set", "soc_pct=0")
+    result = run_check(port=device.port, profile="sma_sunny_tripower")
+    assert codes(result) == ["soc_zero"]
+    assert "DRIVER_PROFILE_PATH" in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_wrong_profile_every_address_rejected(simulator):
+    device = simulator("--capture", SMA)
+    result = run_check(port=device.port, MODBUS_SLAVE_ID=3, MODBUS_UNIT_VEBUS=3,
+                       MODBUS_UNIT_BATTERY=3)
+    assert codes(result) == ["all_illegal_address"]
+    assert result.returncode == 2
+
+
+def test_check_busy_device_reports_failed_requests(simulator):
+    device = simulator("--profile", "victron_multiplus", "--busy-every", "3")
+    result = run_check(port=device.port)
+    assert codes(result) == ["some_requests_failed"]
+    assert "exception_6" in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_night_sentinels_read_not_available(simulator):
+    device = simulator("--profile", "sma_sunny_tripower", "--sentinel", "GridMs.TotW",
+                       "--sentinel", "soc_pct")
+    result = run_check("--json", port=device.port, profile="sma_sunny_tripower")
+    rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())
+            if "name" in row}
+    assert rows["GridMs.TotW"]["value"] is None
+    assert rows["GridMs.TotW"]["quality"] == "not_available"
+    assert rows["Bat.ChaStt"]["quality"] == "not_available"
+    assert rows["GridMs.Hz"]["quality"] == "ok"
+    assert result.returncode == 0
+
+
+def test_check_simulator_mode_starts_its_own_simulator():
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000")
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert result.returncode == 0
+
+
+def test_check_env_file_settings(simulator, tmp_path):
+    device = simulator("--profile", "victron_multiplus")
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text(f"SITE_ID=from-file\nINVERTER_IP=127.0.0.1\nINVERTER_PORT={device.port}\n"
+                        "DRIVER_PROFILE_PATH=registry/victron_multiplus.json\n")
+    result = run_check(env_file=env_file)
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("variables,named", [
+    ({"INVERTER_PORT": "70000"}, "INVERTER_PORT"),
+    ({"DRIVER_PROFILE_PATH": "no_such_profile"}, "no_such_profile"),
+    ({"SITE_ID": ""}, "SITE_ID"),
+])
+def test_check_invalid_settings_exit_78(variables, named):
+    result = run_check(**variables)
+    assert result.returncode == 78
+    assert named in result.stderr
+
+
+def test_check_unknown_device_exit_78():
+    result = run_check("--device", "battery", port=free_tcp_port())
+    assert result.returncode == 78
+    assert "battery" in result.stderr
+
+
+def test_check_silent_sunspec_device_is_standby(simulator):
+    device = simulator("--profile", "fronius_gen24", "--silent")
+    result = run_check(port=device.port, profile="fronius_gen24", REQUEST_TIMEOUT_S=0.3)
+    assert codes(result) == ["all_timeouts"]
+    assert result.returncode == 2
+
+
+def test_check_sunspec_wrong_unit_id(simulator):
+    device = simulator("--profile", "fronius_gen24")
+    result = run_check(port=device.port, profile="fronius_gen24", MODBUS_SLAVE_ID=9)
+    assert codes(result) == ["sunspec_not_found"]
+    assert "MODBUS_SLAVE_ID" in result.stdout
+    assert result.returncode == 2

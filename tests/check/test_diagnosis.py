@@ -1,0 +1,88 @@
+"""The check's diagnosis rules as a pure function: a table of observations and findings."""
+
+import pytest
+
+from bessai_edge.diagnosis import ERROR, OK, WARNING, Finding, Observation, diagnose, exit_status
+
+
+def observe(**fields):
+    base = {"endpoint": "192.0.2.10:502", "port": 502, "unit_id": 1, "profile": "huawei_sun2000"}
+    return Observation(**{**base, **fields})
+
+
+CASES = [
+    # (case, observation fields, expected codes in order)
+    ("refused", {"connect_error_kind": "refused"}, ["refused"]),
+    ("connect_timeout", {"connect_error_kind": "timeout"}, ["connect_timeout"]),
+    ("unreachable", {"connect_error_kind": "unreachable", "connect_error": "no route"},
+     ["unreachable"]),
+    ("other_connect_error", {"connect_error_kind": "link"}, ["connect_failed"]),
+    ("no_sunspec", {"discovery_error": "no SunS marker"}, ["sunspec_not_found"]),
+    ("exception_11_everywhere", {"request_outcomes": ["exception_11"] * 4}, ["wrong_unit_id"]),
+    ("ffff_everywhere", {"request_outcomes": ["ok"] * 3, "all_words_ffff": True, "points": 9,
+                         "points_ok": 9}, ["wrong_unit_id"]),
+    ("ffff_with_a_failure", {"request_outcomes": ["ok", "timeout"], "all_words_ffff": True,
+                             "points": 4, "points_ok": 2}, ["some_requests_failed"]),
+    ("timeouts_everywhere", {"request_outcomes": ["timeout", "skipped", "skipped"]},
+     ["all_timeouts"]),
+    ("timeouts_and_drops", {"request_outcomes": ["timeout", "disconnected", "timeout"]},
+     ["all_timeouts"]),
+    ("dropped_every_time", {"request_outcomes": ["disconnected", "disconnected"]},
+     ["connection_dropped"]),
+    ("wrong_profile", {"request_outcomes": ["exception_2"] * 3, "points": 5,
+                       "points_not_available": 5, "points_rejected": 5},
+     ["all_illegal_address"]),
+    ("some_addresses_rejected", {"request_outcomes": ["exception_2", "ok"], "points": 5,
+                                 "points_ok": 3, "points_not_available": 2,
+                                 "points_rejected": 2}, ["rejected_addresses"]),
+    ("soc_zero", {"request_outcomes": ["ok"], "soc_pct": 0.0, "points": 3, "points_ok": 3},
+     ["soc_zero"]),
+    ("night", {"request_outcomes": ["ok"], "points": 3, "points_not_available": 3},
+     ["all_not_available"]),
+    ("busy_and_soc_zero", {"request_outcomes": ["ok", "exception_6"], "soc_pct": 0.0,
+                           "points": 3, "points_ok": 2}, ["some_requests_failed", "soc_zero"]),
+    ("all_well", {"request_outcomes": ["ok", "ok"], "soc_pct": 54.0, "points": 9,
+                  "points_ok": 9}, ["ok"]),
+]
+
+
+@pytest.mark.parametrize("fields,codes", [case[1:] for case in CASES],
+                         ids=[case[0] for case in CASES])
+def test_diagnose_table(fields, codes):
+    findings = diagnose(observe(**fields))
+    assert [finding.code for finding in findings] == codes
+    assert all(finding.message for finding in findings)
+
+
+def test_diagnose_refused_names_port_and_fix():
+    message = diagnose(observe(connect_error_kind="refused", port=1502))[0].message
+    assert "1502" in message
+    assert "Modbus TCP" in message
+
+
+def test_diagnose_wrong_unit_id_names_unit_and_setting():
+    message = diagnose(observe(request_outcomes=["exception_11"], unit_id=7))[0].message
+    assert "unit id 7" in message
+    assert "MODBUS_SLAVE_ID" in message
+
+
+def test_diagnose_soc_zero_names_profile_setting():
+    findings = diagnose(observe(request_outcomes=["ok"], soc_pct=0.0, points=1, points_ok=1))
+    assert "DRIVER_PROFILE_PATH" in findings[0].message
+    assert findings[0].severity == WARNING
+
+
+def finding(severity, code):
+    return Finding(severity, code, "")
+
+
+@pytest.mark.parametrize("per_device,status", [
+    ([[finding(OK, "ok")]], 0),
+    ([[finding(OK, "ok")], [finding(OK, "ok")]], 0),
+    ([[finding(WARNING, "soc_zero")]], 1),
+    ([[finding(ERROR, "refused")]], 2),
+    ([[finding(ERROR, "refused")], [finding(OK, "ok")]], 1),
+    ([[finding(ERROR, "wrong_unit_id")], [finding(ERROR, "all_timeouts")]], 2),
+])
+def test_exit_status_table(per_device, status):
+    assert exit_status(per_device) == status
