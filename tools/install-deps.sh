@@ -7,8 +7,10 @@ build_packages=(python3 python3-venv python3-dev gcc make pkg-config libsystemd-
 test_packages=(
   "${build_packages[@]}"
   mosquitto             # real MQTT broker for the forwarder tests
+  openssl               # throwaway CA and certificates for the forwarder TLS tests
   debootstrap           # minimal Debian 12 root for the booted-systemd tests
   systemd-container     # systemd-nspawn
+  systemd               # systemd-analyze, journalctl and a private journald for the service tests
   clang libclang-rt-14-dev  # libFuzzer and AddressSanitizer for the core
   valgrind
   debhelper dpkg-dev fakeroot lintian apt-utils  # building and checking the .deb

@@ -1,0 +1,59 @@
+"""``bessai forward``: ship the spool to the MQTT broker, at least once, in order.
+
+Start-up order: settings, logging, checkpoint directory, spool directory; then
+READY=1 before the first connection attempt, because an unreachable broker is an
+outage to ride out, not a failed start. SIGTERM and SIGINT stop the loop: records in
+flight get a short time for their acknowledgements, the checkpoint is saved, and the
+exit status is 0.
+
+With ``MQTT_ENABLED`` false the command logs that forwarding is off, tells systemd it
+is ready and exits 0, so the unit ends up inactive without counting as failed and is
+not restarted (``Restart=on-failure``).
+"""
+
+import logging
+import signal
+
+from bessai_edge.i18n import _
+
+HELP = "forward the spool's records to the MQTT broker (QoS 1, at least once)"
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--env-file", metavar="FILE",
+        help=_("read settings from FILE (systemd EnvironmentFile syntax); variables set in "
+               "the environment override it"))
+
+
+def main(args):
+    from bessai_edge.forward.checkpoint import CheckpointFile
+    from bessai_edge.forward.forwarder import Forwarder
+    from bessai_edge.forward.settings import load_settings, require_usable_state_dir
+    from bessai_edge.service import journal
+    from bessai_edge.service.notify import Notifier
+    from bessai_edge.settings import read_environment
+    from bessai_edge.spool.reader import SpoolReader
+
+    environ = read_environment(args.env_file)
+    settings = load_settings(environ)
+    journal.setup_logging(settings.log_level, site=environ.get("SITE_ID"))
+    notifier = Notifier.from_environment()
+    if not settings.enabled:
+        logger.info("MQTT forwarding is off (MQTT_ENABLED is not true): nothing to do, exiting")
+        notifier.ready("MQTT forwarding is off: set MQTT_ENABLED=true and restart")
+        return 0
+
+    require_usable_state_dir(settings)
+    reader = SpoolReader(settings.spool_dir)
+    reader.segments()  # a missing or unreadable spool directory raises SpoolError (exit 78)
+    forwarder = Forwarder(settings, reader, CheckpointFile(settings.state_dir), notifier)
+
+    def stop(signum, frame):
+        forwarder.request_stop(f"received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return forwarder.run()

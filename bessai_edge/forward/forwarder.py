@@ -1,0 +1,371 @@
+"""The forwarder's loop: spool records to MQTT at QoS 1, at least once.
+
+One thread does everything. Each turn of its loop feeds the systemd watchdog,
+connects when disconnected and the backoff allows it, and publishes spool records
+while the window has room. It then lets paho send and receive for a bounded time and
+takes the unbroken run of acknowledged records off the window. Last, it saves the
+checkpoint when due and deletes the sealed segments the saved checkpoint has passed.
+
+Guarantees, and what makes them hold:
+
+* Nothing is lost to a crash or an outage: the checkpoint only ever covers records
+  the broker acknowledged, and a sealed segment is deleted only once a saved
+  checkpoint lies at its end or beyond.
+* Duplicates are bounded by the window: records are published only while fewer than
+  ``MQTT_INFLIGHT`` of them lie past the saved checkpoint, and after a lost
+  connection publishing starts again at the last acknowledged record.
+* Order per device: records are published in spool order on one connection, which
+  MQTT keeps; after a reconnect the resent records come again in the same order.
+* The scan loop's files are only read; the forwarder writes its own checkpoint file,
+  and deletes whole sealed segments through ``SpoolReader.delete_segment``.
+"""
+
+import logging
+import time
+
+from bessai_edge.errors import SpoolError
+from bessai_edge.forward.checkpoint import Checkpoint
+from bessai_edge.forward.cursor import SpoolCursor
+from bessai_edge.forward.messages import BadRecord, TopicBuilder, messages_for, parse_record
+from bessai_edge.forward.outage import OutageLog
+from bessai_edge.forward.session import MqttSession, State
+from bessai_edge.forward.window import InflightWindow
+from bessai_edge.ratelimit import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+
+# How often the spool is asked for new records once the forwarder has caught up. The
+# scan loop appends one record per device per second by default.
+SPOOL_POLL_S = 0.5
+# Maximum wait of one loop turn, which bounds how late a stop request is seen.
+IDLE_WAIT_S = 0.25
+# Time given to the acknowledgements of records in flight when stopping.
+STOP_GRACE_S = 2.0
+STATUS_INTERVAL_S = 5.0
+# Deleting a segment lists the spool directory. While a backlog drains through many
+# small segments, they are deleted in batches, at most once per this interval (and
+# once more at start and at stop).
+DELETE_INTERVAL_S = 1.0
+
+
+class Forwarder:
+    """Ships the spool in ``reader`` to the broker of ``settings``."""
+
+    def __init__(self, settings, reader, checkpoint_file, notifier, clock=time.monotonic,
+                 sleep=time.sleep):
+        self.settings = settings
+        self.reader = reader
+        self.checkpoint_file = checkpoint_file
+        self.notifier = notifier
+        self.clock = clock
+        self.sleep = sleep
+        self.saved = checkpoint_file.load()   # the checkpoint on disk, None for none yet
+        self.acknowledged = self.saved        # may be ahead of ``saved`` until the next save
+        self.window = InflightWindow(settings.inflight)
+        self.cursor = SpoolCursor(reader, self._position(self.acknowledged), SPOOL_POLL_S, clock)
+        self.session = MqttSession(settings, self, clock)
+        self.outage = OutageLog(settings.broker, clock)
+        self.topics = TopicBuilder(settings.topic_prefix)
+        self.rate_limited = RateLimitedLog(logger, clock=clock)
+        self.stop_requested = False
+        self.stop_reason = ""
+        self.delivered = 0            # records acknowledged since start
+        self.gaps = 0                 # sequence gaps seen since start
+        self.missing_records = 0      # records those gaps left out
+        self.skipped_lines = 0        # spool lines that were not records
+        self._last_read_seq = self.saved.seq if self.saved else None
+        self._highest_checked_seq = self._last_read_seq or 0
+        self._ever_connected = False
+        self._last_save = clock()
+        self._last_delete = clock()
+        self._segments_to_delete = False
+        self._last_status = None
+
+    def request_stop(self, reason="stop requested"):
+        """Ask the loop to stop at the end of its current turn (safe in a signal handler)."""
+        self.stop_reason = reason
+        self.stop_requested = True
+
+    def run(self):
+        """Forward until ``request_stop``; return the exit status (0)."""
+        settings = self.settings
+        logger.info(
+            "forwarding spool %s to MQTT broker %s as client %s (%s, %s): topics "
+            "%s/<site>/<device>/telemetry and .../alarms, QoS 1, window %d records, %s",
+            settings.spool_dir, settings.broker, settings.client_id,
+            "TLS" if settings.tls_context else "no TLS",
+            f"user {settings.username}" if settings.username else "no user name",
+            settings.topic_prefix, settings.inflight, self._describe_start(),
+            extra={"BESSAI_EVENT": "startup"})
+        if self.saved is not None:
+            self._delete_delivered_segments()
+        self.notifier.ready(self._status_text(self._list_segments()))
+        try:
+            while not self.stop_requested:
+                self.step()
+        finally:
+            self._stop()
+        return 0
+
+    def step(self):
+        """Run one turn of the loop; it waits at most about ``IDLE_WAIT_S``."""
+        self.notifier.watchdog()
+        session = self.session
+        if session.state is State.DISCONNECTED:
+            wait = session.retry_in()
+            if wait > 0:
+                self.sleep(min(wait, IDLE_WAIT_S))
+            else:
+                session.connect()
+        elif session.state is State.CONNECTING:
+            session.loop(IDLE_WAIT_S)
+        else:
+            self._publish_available()
+            busy = self.window.has_room() and not self.cursor.idle
+            session.loop(0.0 if busy else IDLE_WAIT_S)
+            self._take_acknowledged()
+            if session.connected and not len(self.window) and self.cursor.caught_up:
+                self.outage.caught_up()
+        self._save_if_due()
+        self._delete_if_due()
+        self._report_status()
+
+    # Listener of MqttSession: called from inside session.connect(), loop() or publish().
+
+    def on_connected(self):
+        self.outage.connected()
+        if not self._ever_connected:
+            self._ever_connected = True
+            logger.info("connected to MQTT broker %s", self.settings.broker)
+        else:
+            logger.debug("connected to MQTT broker %s again", self.settings.broker)
+        self._last_status = None
+
+    def on_failure(self, failure):
+        # Records in flight may or may not have reached the broker: send them again.
+        self.window.clear()
+        self.cursor.rewind(self._position(self.acknowledged))
+        self._last_read_seq = self.acknowledged.seq if self.acknowledged else None
+        self.outage.failed(failure, self.session.retry_in())
+        self._last_status = None
+
+    def on_acknowledged(self, mid):
+        self.window.acknowledge(mid)
+
+    # Publishing and acknowledgements.
+
+    def _publish_available(self):
+        while self.window.has_room() and self.session.connected:
+            try:
+                item = self.cursor.next()
+            except OSError as error:   # SpoolError is an OSError too
+                self.rate_limited.log("read", logging.WARNING,
+                                      "cannot read the spool: %s; trying again", error)
+                return
+            if item is None:
+                return
+            self._publish_line(*item)
+
+    def _publish_line(self, position, line):
+        try:
+            record = parse_record(line)
+        except BadRecord as error:
+            self.skipped_lines += 1
+            self.rate_limited.log("bad_line", logging.ERROR,
+                                  "spool segment %d: skipping the line that ends at offset %d: %s",
+                                  position[0], position[1], error)
+            self.window.add(position, None, ())
+            return
+        seq = record["seq"]
+        self._check_sequence(seq, position)
+        mids = []
+        for message in messages_for(record, line, self.topics):
+            mids.append(self.session.publish(message.topic, message.payload, message.retain))
+            if not self.session.connected:
+                return  # lost while sending: on_failure rewound the cursor before this record
+        self.window.add(position, seq, mids)
+
+    def _check_sequence(self, seq, position):
+        """Log a jump in sequence numbers once, even when a reconnect reads it again."""
+        previous = self._last_read_seq
+        self._last_read_seq = seq
+        if previous is None or seq == previous + 1:
+            self._highest_checked_seq = max(self._highest_checked_seq, seq)
+            return
+        if seq <= previous:
+            self._highest_checked_seq = seq
+            logger.warning("sequence number went back from %d to %d at spool segment %d: "
+                           "was the spool directory replaced?", previous, seq, position[0],
+                           extra={"BESSAI_EVENT": "sequence_reset", "BESSAI_SPOOL_SEQ": seq})
+            return
+        if seq <= self._highest_checked_seq:
+            return  # read again after a reconnect: logged the first time
+        self._highest_checked_seq = seq
+        missing = seq - previous - 1
+        self.gaps += 1
+        self.missing_records += missing
+        logger.warning("sequence gap: records %d to %d (%d) are not in the spool; they were "
+                       "evicted by the spool's size cap or dropped on a full disk before "
+                       "they could be forwarded", previous + 1, seq - 1, missing,
+                       extra={"BESSAI_EVENT": "sequence_gap", "BESSAI_SPOOL_SEQ": seq})
+
+    def _take_acknowledged(self):
+        acknowledged_run = self.window.take_acknowledged()
+        if acknowledged_run is None:
+            return
+        count, (segment, offset), seq = acknowledged_run
+        if seq is None and self.acknowledged is not None:
+            seq = self.acknowledged.seq   # the run ended on a skipped line
+        self.acknowledged = Checkpoint(segment, offset, seq)
+        self.delivered += count
+        self.outage.delivered(count)
+
+    # Checkpoint and segment deletion.
+
+    def _save_if_due(self, force=False):
+        window = self.window
+        if not window.unsaved:
+            return
+        now = self.clock()
+        # Saving costs two fsyncs, so it waits until the window is full (a backlog
+        # drains), the interval has passed (records trickle in) or the loop stops.
+        due = (force or not window.has_room()
+               or now - self._last_save >= self.settings.checkpoint_interval_s)
+        if not due:
+            return
+        try:
+            self.checkpoint_file.save(self.acknowledged)
+        except OSError as error:
+            self.rate_limited.log("checkpoint", logging.WARNING,
+                                  "cannot save the checkpoint %s: %s; publishing pauses "
+                                  "while the window is full", self.checkpoint_file.path, error)
+            return
+        self.rate_limited.forget("checkpoint")
+        self.saved = self.acknowledged
+        window.mark_saved()
+        self._last_save = now
+        self._segments_to_delete = True
+
+    def _delete_if_due(self):
+        if self._segments_to_delete and self.clock() - self._last_delete >= DELETE_INTERVAL_S:
+            self._delete_delivered_segments()
+
+    def _list_segments(self):
+        """Return the spool's segments, or None (logged) when the directory cannot be listed."""
+        try:
+            return self.reader.segments()
+        except SpoolError as error:
+            self.rate_limited.log("segments", logging.WARNING, "cannot list the spool: %s", error)
+            return None
+
+    def _delete_delivered_segments(self):
+        """Delete the sealed segments that the saved checkpoint has wholly passed.
+
+        That is every sealed segment before the checkpoint's, and the checkpoint's own
+        once it is sealed and the checkpoint is at its end. Reading from a checkpoint
+        whose segment is gone goes on with the next segment.
+        """
+        self._segments_to_delete = False
+        self._last_delete = self.clock()
+        segments = self._list_segments()
+        if segments is None or self.saved is None:
+            return
+        for segment in segments:
+            passed = segment.first_seq < self.saved.segment or (
+                segment.first_seq == self.saved.segment and self.saved.offset >= segment.size)
+            if not segment.sealed or not passed:
+                break
+            try:
+                self.reader.delete_segment(segment.first_seq)
+            except (SpoolError, OSError) as error:
+                self.rate_limited.log("delete", logging.WARNING,
+                                      "cannot delete delivered spool segment %s: %s",
+                                      segment.path.name, error)
+                return
+
+    # Status and stop.
+
+    def _report_status(self):
+        now = self.clock()
+        if self._last_status is not None and now - self._last_status < STATUS_INTERVAL_S:
+            return
+        self._last_status = now
+        segments = self._list_segments()
+        if segments and self.cursor.caught_up:
+            self._restart_if_spool_reset(segments)
+        self.notifier.status(self._status_text(segments))
+
+    def _restart_if_spool_reset(self, segments):
+        """Start again from the oldest record when the checkpoint lies beyond the spool.
+
+        The newest segment is the one the writer appends to, so it always starts at or
+        after the checkpoint's segment, unless the spool was emptied and numbering
+        started again at 1. Then the reader would skip every new segment as already
+        delivered, and deleting "delivered" segments would delete undelivered ones.
+        """
+        position = self.cursor.position
+        if position is None or segments[-1].first_seq >= position[0]:
+            return
+        logger.warning("the spool's newest segment starts at record %d, before the checkpoint's "
+                       "segment %d: the spool was emptied or replaced; starting again from its "
+                       "oldest record", segments[-1].first_seq, position[0],
+                       extra={"BESSAI_EVENT": "sequence_reset"})
+        self.saved = self.acknowledged = None
+        self.window.clear()
+        self.window.mark_saved()
+        self._segments_to_delete = False
+        self._last_read_seq = None
+        self._highest_checked_seq = 0
+        self.cursor.rewind(None)
+
+    def _status_text(self, segments=None):
+        backlog = self._backlog_bytes(segments)
+        backlog_text = f"backlog {backlog / 1024:.0f} KiB" if backlog is not None else "backlog unknown"
+        seq = self.acknowledged.seq if self.acknowledged else None
+        done = f"{self.delivered} records delivered, last seq {seq if seq is not None else '-'}"
+        if self.session.connected:
+            return f"connected to {self.settings.broker}; {done}; {backlog_text}"
+        if self.outage.active:
+            return (f"broker {self.settings.broker} unreachable; next attempt in "
+                    f"{self.session.retry_in():.0f} s; {done}; {backlog_text}")
+        return f"connecting to {self.settings.broker}; {done}; {backlog_text}"
+
+    def _backlog_bytes(self, segments):
+        """Bytes in the spool after the acknowledged position, None when not listed."""
+        if segments is None:
+            return None
+        start = self.acknowledged
+        total = 0
+        for segment in segments:
+            if start is None or segment.first_seq > start.segment:
+                total += segment.size
+            elif segment.first_seq == start.segment:
+                total += max(0, segment.size - start.offset)
+        return total
+
+    def _describe_start(self):
+        if self.saved is None:
+            return "starting at the oldest record in the spool (no checkpoint yet)"
+        return f"resuming after record {self.saved.seq} (checkpoint {self.checkpoint_file.path})"
+
+    def _stop(self):
+        logger.info("stopping: %s", self.stop_reason or "loop ended")
+        self.notifier.stopping()
+        deadline = self.clock() + STOP_GRACE_S
+        while self.session.connected and len(self.window) and self.clock() < deadline:
+            self.session.loop(0.1)
+            self._take_acknowledged()
+        self._save_if_due(force=True)
+        if self._segments_to_delete:
+            self._delete_delivered_segments()
+        self.session.close()
+        self.cursor.close()
+        self.checkpoint_file.close()
+        seq = self.saved.seq if self.saved else None
+        logger.info("forwarder stopped: %d records delivered since start, checkpoint after "
+                    "record %s", self.delivered, seq if seq is not None else "-",
+                    extra={"BESSAI_EVENT": "shutdown"})
+
+    @staticmethod
+    def _position(checkpoint):
+        return checkpoint.position if checkpoint is not None else None

@@ -1,0 +1,75 @@
+"""Log lines for broker outages: one when an outage starts, one when it is over.
+
+An outage starts with the first failed connection attempt or a lost connection. It
+is over once the forwarder is connected again and has delivered the backlog that
+built up meanwhile. The closing line gives how long the broker was unreachable and
+how many records the backlog held. Failed attempts in between are logged at DEBUG,
+except when the reason changes (for example from "refused" to "credentials"), which
+is logged at WARNING because it usually needs a different fix. The first failed
+attempt after a lost connection is no such change, because a loss gives no reason.
+"""
+
+import logging
+import time
+
+logger = logging.getLogger(__name__)
+
+
+class OutageLog:
+    """Tracks the current outage, if any, and writes its start and end lines."""
+
+    def __init__(self, broker, clock=time.monotonic):
+        self.broker = broker
+        self.clock = clock
+        self.active = False
+        self.outages = 0
+        self._started = 0.0
+        self._reconnected = None   # monotonic time of the first connection after the start
+        self._failures = 0
+        self._kind = ""
+        self._delivered = 0
+
+    def failed(self, failure, retry_in_s):
+        """Record a failed attempt or a lost connection."""
+        if not self.active:
+            self.active = True
+            self.outages += 1
+            self._started = self.clock()
+            self._reconnected = None
+            self._failures = 0
+            self._delivered = 0
+            self._kind = failure.kind
+            logger.warning("MQTT outage started: %s; the spool keeps the records, "
+                           "next attempt in %.1f s", failure.message, retry_in_s)
+        elif failure.kind != self._kind and self._kind != "lost":
+            self._kind = failure.kind
+            logger.warning("MQTT outage goes on, for another reason: %s; next attempt in %.1f s",
+                           failure.message, retry_in_s)
+        else:
+            # The first failed attempt after a lost connection gives no new reason.
+            self._kind = failure.kind
+            logger.debug("MQTT broker still unreachable: %s; next attempt in %.1f s",
+                         failure.message, retry_in_s)
+        if failure.kind != "lost":
+            self._failures += 1
+        self._reconnected = None
+
+    def connected(self):
+        if self.active and self._reconnected is None:
+            self._reconnected = self.clock()
+
+    def delivered(self, count):
+        if self.active:
+            self._delivered += count
+
+    def caught_up(self):
+        """Close the outage once connected with nothing left to send; return True if closed."""
+        if not self.active or self._reconnected is None:
+            return False
+        now = self.clock()
+        logger.info("MQTT outage over: broker %s was unreachable for %.1f s (%d failed "
+                    "attempts); delivered the backlog of %d records in %.1f s",
+                    self.broker, self._reconnected - self._started, self._failures,
+                    self._delivered, now - self._reconnected)
+        self.active = False
+        return True

@@ -1,0 +1,261 @@
+"""One MQTT connection at a time to the broker, driven by the forwarder's loop.
+
+Each connection attempt builds a fresh paho client, so nothing from a lost connection
+(packets queued in paho, packet ids) leaks into the next one: after a loss the
+forwarder republishes from its last acknowledged record instead. Everything runs in
+the caller's thread: ``connect`` blocks for at most ``CONNECT_TIMEOUT_S`` on TCP and
+TLS, plus name resolution, and ``loop`` waits at most its timeout.
+
+The session reports to its listener by calling three methods: ``on_connected()``,
+``on_failure(failure)`` for a failed attempt or a lost connection, and
+``on_acknowledged(mid)`` for each PUBACK.
+"""
+
+import dataclasses
+import enum
+import logging
+import random
+import socket
+import ssl
+import time
+
+import paho.mqtt.client as mqtt
+
+from bessai_edge.backoff import BackoffPolicy
+
+logger = logging.getLogger(__name__)
+
+# Bound on the blocking TCP connect and the TLS handshake, each, and on the wait for
+# the broker's CONNACK. Both stay far below the unit's WatchdogSec.
+CONNECT_TIMEOUT_S = 5.0
+# Fraction of a reconnect delay that jitter may remove, so that gateways which lost
+# the same broker together do not all come back in the same second.
+RECONNECT_JITTER = 0.3
+
+# CONNACK reason codes that mean "fix the settings", and which settings.
+_CREDENTIAL_REASONS = {"Bad user name or password", "Not authorized"}
+
+
+class State(enum.Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"   # TCP (and TLS) up, CONNECT sent, waiting for CONNACK
+    CONNECTED = "connected"
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """Why an attempt failed or a connection was lost.
+
+    ``kind`` is a short stable name for logs and tests (``refused``, ``timeout``,
+    ``dns``, ``tls_certificate``, ``tls``, ``credentials``, ``rejected``, ``lost``,
+    ``network``); ``message`` describes what happened and what to check.
+    """
+
+    kind: str
+    message: str
+
+
+class MqttSession:
+    """Connects, reconnects with capped exponential backoff and jitter, publishes at QoS 1."""
+
+    def __init__(self, settings, listener, clock=time.monotonic, random_fraction=random.random):
+        self.settings = settings
+        self.listener = listener
+        self.clock = clock
+        self.random_fraction = random_fraction
+        self.backoff = BackoffPolicy(initial_s=settings.reconnect_min_s,
+                                     maximum_s=settings.reconnect_max_s,
+                                     jitter=RECONNECT_JITTER)
+        self.state = State.DISCONNECTED
+        self.failures = 0             # consecutive failed attempts, for the backoff
+        self.attempts = 0             # every attempt since start
+        self.next_attempt = clock()   # monotonic time of the next allowed attempt
+        self._client = None
+        self._connack_deadline = 0.0
+        self._last_paho_error = ""
+
+    @property
+    def connected(self):
+        return self.state is State.CONNECTED
+
+    def retry_in(self, now=None):
+        """Seconds until the next connection attempt is allowed (0 when due)."""
+        now = self.clock() if now is None else now
+        return max(0.0, self.next_attempt - now)
+
+    def connect(self):
+        """Open a connection and send CONNECT; the CONNACK arrives through ``loop``."""
+        self.attempts += 1
+        client = self._new_client()
+        settings = self.settings
+        logger.debug("connecting to MQTT broker %s as %s (attempt %d)",
+                     settings.broker, settings.client_id, self.attempts)
+        try:
+            client.connect(settings.broker_host, settings.port, settings.keepalive_s)
+        except ssl.SSLCertVerificationError as error:
+            self._fail(Failure("tls_certificate", (
+                f"TLS: the certificate of broker {settings.broker} was rejected: "
+                f"{error.verify_message or error.reason}; check MQTT_TLS_CA, and that "
+                f"MQTT_BROKER_HOST is a name or address the certificate was issued for")))
+            return
+        except ssl.SSLError as error:
+            self._fail(Failure("tls", (
+                f"TLS handshake with broker {settings.broker} failed: "
+                f"{error.reason or error}; check MQTT_TLS_CERT, MQTT_TLS_KEY and MQTT_PORT "
+                f"(the broker's TLS listener)")))
+            return
+        except ConnectionRefusedError:
+            self._fail(Failure("refused", (
+                f"broker {settings.broker} refused the connection: is the broker running "
+                f"and listening on port {settings.port}?")))
+            return
+        except socket.gaierror as error:
+            self._fail(Failure("dns", (
+                f"cannot resolve MQTT_BROKER_HOST={settings.broker_host}: {error.strerror}")))
+            return
+        except TimeoutError:
+            self._fail(Failure("timeout", (
+                f"connecting to broker {settings.broker} timed out after "
+                f"{CONNECT_TIMEOUT_S:.0f} s: check the network path and the firewall")))
+            return
+        except OSError as error:
+            self._fail(Failure("network", (
+                f"cannot connect to broker {settings.broker}: {error.strerror or error}")))
+            return
+        self._client = client
+        self.state = State.CONNECTING
+        self._connack_deadline = self.clock() + CONNECT_TIMEOUT_S
+
+    def loop(self, timeout):
+        """Let paho send, receive and dispatch for up to ``timeout`` seconds."""
+        if self._client is None:
+            return
+        rc = self._client.loop(timeout)
+        if self._client is None:
+            return  # a callback ended the connection
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self._lost(mqtt.error_string(rc))
+        elif self.state is State.CONNECTING and self.clock() > self._connack_deadline:
+            self._fail(Failure("timeout", (
+                f"broker {self.settings.broker} accepted the TCP connection but sent no "
+                f"CONNACK within {CONNECT_TIMEOUT_S:.0f} s: is MQTT_PORT an MQTT listener"
+                f"{' with TLS' if self.settings.tls_context else ' without TLS'}?")))
+
+    def publish(self, topic, payload, retain=False):
+        """Publish one message at QoS 1 and return its packet id."""
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_CONN_LOST):
+            raise RuntimeError(f"paho rejected a publish on {topic}: {mqtt.error_string(info.rc)}")
+        # On a lost connection, the failed socket write inside publish() has already
+        # called on_failure, or the next loop() will. The forwarder then publishes the
+        # record again on the next connection.
+        return info.mid
+
+    def close(self):
+        """Send DISCONNECT and close the socket, if connected."""
+        client, self._client = self._client, None
+        self.state = State.DISCONNECTED
+        if client is not None:
+            client.on_disconnect = None
+            client.disconnect()
+            client.loop(0.1)
+
+    def _new_client(self):
+        settings = self.settings
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                             clean_session=True, protocol=mqtt.MQTTv311,
+                             reconnect_on_failure=False)
+        client.connect_timeout = CONNECT_TIMEOUT_S
+        # The forwarder bounds its own window; paho must neither hold back nor drop.
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password)
+        if settings.tls_context is not None:
+            client.tls_set_context(settings.tls_context)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_log = self._on_log
+        self._last_paho_error = ""
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if client is not self._client:
+            return
+        if not reason_code.is_failure:
+            self.state = State.CONNECTED
+            self.failures = 0
+            self.listener.on_connected()
+            return
+        reason = str(reason_code)
+        if reason in _CREDENTIAL_REASONS:
+            user = self.settings.username
+            account = f"user {user!r}" if user else "a client without a user name"
+            source = self.settings.password_source or "MQTT_PASSWORD_FILE"
+            self._fail(Failure("credentials", (
+                f"broker {self.settings.broker} rejected the credentials of {account}: {reason}; "
+                f"check MQTT_USERNAME and {source}, and the broker's password file and ACL")))
+        else:
+            self._fail(Failure("rejected", (
+                f"broker {self.settings.broker} rejected the connection: {reason}; "
+                f"check MQTT_CLIENT_ID and the broker's log")))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if client is not self._client:
+            return
+        reason = str(reason_code)
+        if reason == "Unspecified error":
+            # paho's name for a socket that closed or failed without a DISCONNECT packet.
+            reason = "the socket was closed by the broker or the network"
+        self._lost(reason)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        if client is self._client:
+            self.listener.on_acknowledged(mid)
+
+    def _on_log(self, client, userdata, level, text):
+        # Keep the first socket error: paho logs "Client is not connected" after it.
+        if level == mqtt.MQTT_LOG_ERR and not self._last_paho_error:
+            self._last_paho_error = text
+
+    def _lost(self, reason):
+        """End the current connection; a loss before CONNACK counts as a failed attempt."""
+        detail = self._last_paho_error or reason
+        if self.state is State.CONNECTING:
+            if self.settings.tls_context is not None:
+                # A broker that rejects the client certificate ends the session after
+                # the handshake, with a TLS alert or by just closing the socket.
+                failure = Failure("tls", (
+                    f"broker {self.settings.broker} closed the TLS session before accepting "
+                    f"the connection ({detail}); check MQTT_TLS_CERT and MQTT_TLS_KEY: the "
+                    f"broker may require a client certificate signed by a CA it trusts"))
+            else:
+                failure = Failure("lost", (
+                    f"broker {self.settings.broker} closed the connection before accepting "
+                    f"it ({detail}); check the broker's log"))
+            self._fail(failure)
+        elif self.state is State.CONNECTED:
+            self._drop_client()
+            self.failures = 0
+            self.next_attempt = self.clock()  # try again at once, then back off
+            self.listener.on_failure(Failure("lost", (
+                f"connection to broker {self.settings.broker} lost: {detail}")))
+
+    def _fail(self, failure):
+        self._drop_client()
+        self.failures += 1
+        delay = self.backoff.delay(self.failures, self.random_fraction())
+        self.next_attempt = self.clock() + delay
+        self.listener.on_failure(failure)
+
+    def _drop_client(self):
+        client, self._client = self._client, None
+        self.state = State.DISCONNECTED
+        if client is not None:
+            client.on_disconnect = None
+            client.on_publish = None
+            try:
+                client.socket() and client.socket().close()
+            except OSError:
+                pass

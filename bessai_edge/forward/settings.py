@@ -1,0 +1,297 @@
+"""Settings of ``bessai forward``, read from the environment with ``envfile.EnvReader``.
+
+``load_settings(environ)`` validates every variable at once and returns a frozen
+``ForwardSettings``, or raises one ``ConfigError`` that lists every problem, one line
+each. Files named by the settings (password, TLS certificates and key) are read here,
+at start, so that a wrong path or a bad certificate stops the service before it runs.
+"""
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import stat
+
+from bessai_edge.envfile import EnvReader
+from bessai_edge.errors import ConfigError
+from bessai_edge.i18n import _
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+# The window is counted in records; each record takes up to two MQTT packet ids
+# (telemetry and alarms), and MQTT has 65535 of them.
+MAX_INFLIGHT = 10000
+
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
+# Topic levels without MQTT wildcards, separated by single slashes.
+_TOPIC_PREFIX = r"[^/+#\s]+(/[^/+#\s]+)*"
+# Printable ASCII without spaces: every broker accepts it, and it shows up readably in logs.
+_CLIENT_ID = r"[!-~]{1,128}"
+
+# Every variable this module reads. Other names with these prefixes are reported, so
+# that a misspelt MQTT_ENABLED does not leave forwarding off without a word.
+KNOWN_NAMES = frozenset({
+    "MQTT_ENABLED", "MQTT_BROKER_HOST", "MQTT_PORT", "MQTT_CLIENT_ID", "MQTT_USERNAME",
+    "MQTT_PASSWORD", "MQTT_PASSWORD_FILE", "MQTT_TLS_CA", "MQTT_TLS_CERT", "MQTT_TLS_KEY",
+    "MQTT_TOPIC_PREFIX", "MQTT_KEEPALIVE", "MQTT_INFLIGHT", "MQTT_RECONNECT_MIN_S",
+    "MQTT_RECONNECT_MAX_S", "FORWARD_STATE_DIR", "FORWARD_CHECKPOINT_INTERVAL_S",
+})
+OWN_PREFIXES = ("MQTT_", "FORWARD_")
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardSettings:
+    """Every setting of ``bessai forward``, validated."""
+
+    enabled: bool
+    broker_host: str
+    port: int
+    client_id: str
+    username: str | None
+    password: str | None = dataclasses.field(repr=False)
+    password_source: str                # "MQTT_PASSWORD", "MQTT_PASSWORD_FILE" or ""
+    tls_context: ssl.SSLContext | None  # None: plain TCP
+    topic_prefix: str
+    keepalive_s: int
+    inflight: int
+    reconnect_min_s: float
+    reconnect_max_s: float
+    spool_dir: str
+    state_dir: str
+    checkpoint_interval_s: float
+    log_level: str
+
+    @property
+    def broker(self):
+        """``host:port`` of the broker, for log lines and messages."""
+        host = f"[{self.broker_host}]" if ":" in self.broker_host else self.broker_host
+        return f"{host}:{self.port}"
+
+
+def load_settings(environ):
+    """Validate the forwarder's settings in ``environ``; raise ConfigError listing every problem.
+
+    With ``MQTT_ENABLED`` false, only that variable and ``LOG_LEVEL`` are read: the
+    other MQTT settings may then be absent or incomplete.
+    """
+    reader = EnvReader(environ)
+    _check_names(reader)
+    enabled = reader.boolean("MQTT_ENABLED", False)
+    log_level = reader.choice("LOG_LEVEL", LOG_LEVELS, "info")
+    if not enabled:
+        reader.raise_if_invalid()
+        return _disabled_settings(log_level)
+
+    broker_host = _read_broker_host(reader)
+    tls_context = _read_tls(reader)
+    username, password, password_source = _read_credentials(reader)
+    reconnect_min_s = reader.number("MQTT_RECONNECT_MIN_S", 1.0, minimum=0.1, maximum=3600)
+    reconnect_max_s = reader.number("MQTT_RECONNECT_MAX_S", 60.0, minimum=0.1, maximum=3600)
+    if reconnect_max_s < reconnect_min_s:
+        reader.problems.append(_(
+            "MQTT_RECONNECT_MAX_S={maximum} is less than MQTT_RECONNECT_MIN_S={minimum}: "
+            "the longest wait between connection attempts cannot be shorter than the "
+            "first one").format(maximum=reader.raw("MQTT_RECONNECT_MAX_S") or reconnect_max_s,
+                                minimum=reader.raw("MQTT_RECONNECT_MIN_S") or reconnect_min_s))
+    settings = ForwardSettings(
+        enabled=True,
+        broker_host=broker_host,
+        port=reader.integer("MQTT_PORT", DEFAULT_TLS_PORT if tls_context else DEFAULT_PORT,
+                            minimum=1, maximum=65535),
+        client_id=_read_client_id(reader),
+        username=username,
+        password=password,
+        password_source=password_source,
+        tls_context=tls_context,
+        topic_prefix=reader.string(
+            "MQTT_TOPIC_PREFIX", "bessai", pattern=_TOPIC_PREFIX,
+            accepted=_("expected topic levels separated by '/', without '+', '#', "
+                       "spaces or empty levels, e.g. bessai or acme/bessai")),
+        keepalive_s=reader.integer("MQTT_KEEPALIVE", 60, minimum=5, maximum=65535),
+        inflight=reader.integer("MQTT_INFLIGHT", 100, minimum=1, maximum=MAX_INFLIGHT),
+        reconnect_min_s=reconnect_min_s,
+        reconnect_max_s=reconnect_max_s,
+        spool_dir=_read_directory(reader, "SPOOL_DIR", "/var/spool/bessai"),
+        state_dir=_read_directory(reader, "FORWARD_STATE_DIR", "/var/lib/bessai"),
+        checkpoint_interval_s=reader.number(
+            "FORWARD_CHECKPOINT_INTERVAL_S", 5.0, minimum=0, maximum=3600),
+        log_level=log_level,
+    )
+    reader.raise_if_invalid()
+    return settings
+
+
+def _check_names(reader):
+    for name in sorted(reader.environ):
+        if not name.startswith(OWN_PREFIXES) or name in KNOWN_NAMES:
+            continue
+        close = difflib.get_close_matches(name, sorted(KNOWN_NAMES), n=1, cutoff=0.8)
+        if close:
+            reader.problems.append(_("{name} is not a setting of bessai forward: did you mean "
+                                     "{known}?").format(name=name, known=close[0]))
+        else:
+            reader.problems.append(_(
+                "{name} is not a setting of bessai forward: remove it (docs/forwarder.md "
+                "lists the MQTT_ and FORWARD_ settings)").format(name=name))
+
+
+def _disabled_settings(log_level):
+    return ForwardSettings(
+        enabled=False, broker_host="", port=DEFAULT_PORT, client_id="", username=None,
+        password=None, password_source="", tls_context=None, topic_prefix="bessai",
+        keepalive_s=60, inflight=100, reconnect_min_s=1.0, reconnect_max_s=60.0,
+        spool_dir="", state_dir="", checkpoint_interval_s=5.0, log_level=log_level)
+
+
+def _read_broker_host(reader):
+    host = reader.string("MQTT_BROKER_HOST", "", required=True, accepted=_(
+        "the IP address or host name of the MQTT broker, e.g. 192.168.1.200"))
+    if host and not _valid_host(host):
+        reader.invalid("MQTT_BROKER_HOST", host, _(
+            "expected an IPv4 or IPv6 address or a host name, without a port "
+            "(set the port in MQTT_PORT)"))
+    return host
+
+
+def _valid_host(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
+
+
+def _read_client_id(reader):
+    default = "bessai-forward-" + (reader.raw("SITE_ID") or socket.gethostname())
+    return reader.string("MQTT_CLIENT_ID", default[:128], pattern=_CLIENT_ID, accepted=_(
+        "expected 1 to 128 printable ASCII characters without spaces, unique on the broker"))
+
+
+def _read_directory(reader, name, default):
+    directory = reader.string(name, default)
+    if not os.path.isabs(directory) and not directory.startswith("."):
+        reader.invalid(name, directory, _(
+            "expected an absolute path such as {default}, or one starting with ./").format(
+                default=default))
+    return directory
+
+
+def _read_credentials(reader):
+    """Return (username, password, name of the variable the password came from)."""
+    username = reader.string("MQTT_USERNAME")
+    password = reader.environ.get("MQTT_PASSWORD", "")  # not stripped: spaces may belong to it
+    password_file = reader.string("MQTT_PASSWORD_FILE")
+    source = ""
+    if password and password_file:
+        reader.problems.append(_(
+            "MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set: keep only one "
+            "(the file is safer, since the settings file is read by more programs)"))
+        return username, None, source
+    if password_file:
+        text = read_private_file(reader, "MQTT_PASSWORD_FILE", password_file)
+        password, source = _first_line(reader, password_file, text), "MQTT_PASSWORD_FILE"
+    elif password:
+        source = "MQTT_PASSWORD"
+    if password and not username:
+        reader.problems.append(_(
+            "{source} is set but MQTT_USERNAME is missing: MQTT sends a password only "
+            "with a user name; set MQTT_USERNAME").format(source=source))
+    return username, password or None, source
+
+
+def read_private_file(reader, name, path):
+    """Return the text of a file that only its owner may read, or None (a problem recorded).
+
+    A secret readable by group or others would leak to every local account, so such
+    a file is rejected with the commands that fix it.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            mode = os.fstat(stream.fileno()).st_mode
+            text = stream.read()
+    except OSError as error:
+        reader.invalid(name, path, _(
+            "cannot read it ({error}): the file must exist and be readable by the "
+            "service user").format(error=error.strerror or error))
+        return None
+    except UnicodeDecodeError:
+        reader.invalid(name, path, _("the file is not UTF-8 text"))
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        reader.invalid(name, path, _(
+            "the file is readable by other users (mode {mode:o}): run "
+            "`chown bessai: {path} && chmod 600 {path}`").format(
+                mode=stat.S_IMODE(mode), path=path))
+        return None
+    return text
+
+
+def _first_line(reader, path, text):
+    if text is None:
+        return None
+    secret = text.splitlines()[0] if text else ""
+    if not secret:
+        reader.invalid("MQTT_PASSWORD_FILE", path, _(
+            "the file is empty: write the password on its first line"))
+        return None
+    return secret
+
+
+def _read_tls(reader):
+    """Return an SSLContext for the TLS settings, None for plain TCP."""
+    ca = reader.string("MQTT_TLS_CA")
+    cert = reader.string("MQTT_TLS_CERT")
+    key = reader.string("MQTT_TLS_KEY")
+    if not (ca or cert or key):
+        return None
+    if bool(cert) != bool(key):
+        reader.problems.append(_(
+            "MQTT_TLS_CERT and MQTT_TLS_KEY go together: set both for a client "
+            "certificate, or neither"))
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as error:
+            reader.invalid("MQTT_TLS_CA", ca, _(
+                "cannot load CA certificates from it ({error}): expected a readable "
+                "PEM file with the certificate of the authority that signed the "
+                "broker's certificate").format(error=_error_text(error)))
+            return None
+    if cert:
+        if read_private_file(reader, "MQTT_TLS_KEY", key) is None:
+            return None
+        try:
+            context.load_cert_chain(certfile=cert, keyfile=key)
+        except (OSError, ssl.SSLError) as error:
+            reader.invalid("MQTT_TLS_CERT", cert, _(
+                "cannot load it with MQTT_TLS_KEY={key} ({error}): expected a readable "
+                "PEM certificate and the unencrypted PEM key that belongs to it").format(
+                    key=key, error=_error_text(error)))
+            return None
+    return context
+
+
+def _error_text(error):
+    if isinstance(error, ssl.SSLError):
+        return error.reason or str(error)
+    return error.strerror or str(error)
+
+
+def require_usable_state_dir(settings):
+    """Check that the checkpoint directory is a writable directory; raise ConfigError if not."""
+    path = settings.state_dir
+    if not os.path.isdir(path):
+        raise ConfigError(_(
+            "FORWARD_STATE_DIR={path!r} is not a directory: create it owned by the "
+            "service user (the package uses /var/lib/bessai)").format(path=path))
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(_(
+            "FORWARD_STATE_DIR={path!r} is not writable by this user: "
+            "run `chown bessai: {path}`").format(path=path))

@@ -1,0 +1,87 @@
+"""The bounded window of records that are published but not yet in the saved checkpoint.
+
+Records enter the window in spool order, each with the MQTT packet ids (mids) of the
+messages it was published as. The broker acknowledges messages in any order; the
+window hands out only the unbroken run of fully acknowledged records at its head, so
+the checkpoint never moves past a record that the broker might not hold.
+
+The capacity bounds the records published after the saved checkpoint: records still
+waiting for their acknowledgement plus acknowledged ones not yet saved. That is the
+most a crash can make the forwarder send twice.
+"""
+
+import collections
+
+
+class _Entry:
+    __slots__ = ("position", "seq", "pending")
+
+    def __init__(self, position, seq, pending):
+        self.position = position
+        self.seq = seq
+        self.pending = pending
+
+
+class InflightWindow:
+    """Published records in spool order, with their outstanding acknowledgements."""
+
+    def __init__(self, capacity):
+        if capacity < 1:
+            raise ValueError(f"window capacity must be at least 1, not {capacity}")
+        self.capacity = capacity
+        self.unsaved = 0  # acknowledged records taken out but not yet in the saved checkpoint
+        self._entries = collections.deque()
+        self._by_mid = {}
+
+    def __len__(self):
+        """Number of records published and not yet taken out as acknowledged."""
+        return len(self._entries)
+
+    def has_room(self):
+        return len(self._entries) + self.unsaved < self.capacity
+
+    def add(self, position, seq, mids):
+        """Append a published record; ``mids`` may be empty for a line that was skipped."""
+        entry = _Entry(position, seq, len(mids))
+        for mid in mids:
+            if mid in self._by_mid:
+                raise ValueError(f"MQTT packet id {mid} is already in flight")
+            self._by_mid[mid] = entry
+        self._entries.append(entry)
+
+    def acknowledge(self, mid):
+        """Mark one message acknowledged; return False for a mid that is not in flight."""
+        entry = self._by_mid.pop(mid, None)
+        if entry is None:
+            return False
+        entry.pending -= 1
+        return True
+
+    def take_acknowledged(self):
+        """Remove the fully acknowledged records at the head.
+
+        Returns ``(count, position, seq)`` of the last record removed, or None when the
+        head record still waits for an acknowledgement. The count is added to
+        ``unsaved`` until ``mark_saved`` is called.
+        """
+        count = 0
+        last = None
+        while self._entries and self._entries[0].pending == 0:
+            last = self._entries.popleft()
+            count += 1
+        if last is None:
+            return None
+        self.unsaved += count
+        return count, last.position, last.seq
+
+    def mark_saved(self):
+        """Record that the checkpoint now covers every record taken out so far."""
+        self.unsaved = 0
+
+    def clear(self):
+        """Forget the records in flight, after the connection that carried them was lost.
+
+        They will be read and published again from the last acknowledged position.
+        """
+        self._entries.clear()
+        self._by_mid.clear()

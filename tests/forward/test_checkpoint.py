@@ -1,0 +1,64 @@
+"""CheckpointFile: round trip, atomic replacement, unreadable files set aside."""
+
+import logging
+import os
+
+import pytest
+
+from bessai_edge.forward.checkpoint import FILE_NAME, Checkpoint, CheckpointFile
+
+
+def test_checkpoint_missing_loads_none(tmp_path):
+    assert CheckpointFile(tmp_path).load() is None
+
+
+def test_checkpoint_save_load_round_trip(tmp_path):
+    store = CheckpointFile(tmp_path)
+    store.save(Checkpoint(segment=4857, offset=62095, seq=5000))
+    store.save(Checkpoint(segment=4857, offset=63000, seq=5002))
+    assert CheckpointFile(tmp_path).load() == Checkpoint(4857, 63000, 5002)
+    assert store.saves == 2
+    assert sorted(os.listdir(tmp_path)) == [FILE_NAME]  # no temporary file left behind
+
+
+def test_checkpoint_seq_may_be_null(tmp_path):
+    CheckpointFile(tmp_path).save(Checkpoint(1, 0, None))
+    assert CheckpointFile(tmp_path).load() == Checkpoint(1, 0, None)
+
+
+def test_checkpoint_stale_temporary_file_ignored(tmp_path):
+    store = CheckpointFile(tmp_path)
+    store.save(Checkpoint(1, 500, 3))
+    # A crash between writing the temporary file and the rename leaves it behind.
+    (tmp_path / (FILE_NAME + ".tmp")).write_bytes(b'{"version":1,"segm')
+    assert CheckpointFile(tmp_path).load() == Checkpoint(1, 500, 3)
+    store.save(Checkpoint(1, 700, 4))
+    assert CheckpointFile(tmp_path).load() == Checkpoint(1, 700, 4)
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"", id="empty"),
+    pytest.param(b'{"version":1,"segment":1,"off', id="torn"),
+    pytest.param(b"[1, 2]", id="not-an-object"),
+    pytest.param(b'{"version":2,"segment":1,"offset":0,"seq":1}', id="unknown-version"),
+    pytest.param(b'{"version":1,"segment":-1,"offset":0,"seq":1}', id="negative-segment"),
+    pytest.param(b'{"version":1,"segment":1,"offset":"9","seq":1}', id="offset-string"),
+    pytest.param(b'{"version":1,"segment":1,"offset":0,"seq":true}', id="seq-boolean"),
+])
+def test_checkpoint_unreadable_set_aside(tmp_path, caplog, content):
+    (tmp_path / FILE_NAME).write_bytes(content)
+    with caplog.at_level(logging.ERROR, logger="bessai_edge.forward.checkpoint"):
+        assert CheckpointFile(tmp_path).load() is None
+    assert (tmp_path / (FILE_NAME + ".bad")).read_bytes() == content
+    assert not (tmp_path / FILE_NAME).exists()
+    assert "starting from the oldest record" in caplog.text
+
+
+def test_checkpoint_save_failure_keeps_old(tmp_path):
+    store = CheckpointFile(tmp_path)
+    store.save(Checkpoint(1, 100, 1))
+    # A directory where the temporary file goes makes the write fail like a full disk.
+    (tmp_path / (FILE_NAME + ".tmp")).mkdir()
+    with pytest.raises(OSError):
+        store.save(Checkpoint(1, 200, 2))
+    assert CheckpointFile(tmp_path).load() == Checkpoint(1, 100, 1)

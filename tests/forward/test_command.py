@@ -1,0 +1,110 @@
+"""``bessai forward`` as systemd runs it: exit statuses, the settings file, sd_notify."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from bessai_edge.errors import EX_CONFIG
+from tests.conftest import free_tcp_port
+from tests.forward.conftest import ForwarderProcess, forward_command, forward_environment
+
+
+def run_forward(environ, *args, timeout=30):
+    return subprocess.run([*forward_command(), *args], env=environ, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def base_environment():
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+def test_forward_command_disabled_exits_zero(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=SITE-TEST-001\nMQTT_ENABLED=false\nMQTT_BROKER_HOST=\n")
+    result = run_forward(base_environment(), "--env-file", str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert "MQTT forwarding is off (MQTT_ENABLED is not true)" in result.stderr
+
+
+def test_forward_command_invalid_settings_exit_78(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("MQTT_ENABLED=true\nMQTT_BROKER_HOST=192.168.1.200\n"
+                        "MQTT_PORT=99999\nMQTT_INFLIGHT=lots\nMQTT_TOPIC_PREFIX=a/+/b\n")
+    result = run_forward(base_environment(), "--env-file", str(env_file))
+    assert result.returncode == EX_CONFIG
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, result.stderr
+    assert lines[0].startswith("bessai: MQTT_PORT='99999' is invalid")
+    assert lines[1].startswith("bessai: MQTT_TOPIC_PREFIX='a/+/b' is invalid")
+    assert lines[2].startswith("bessai: MQTT_INFLIGHT='lots' is invalid")
+
+
+def test_forward_command_environment_overrides_file(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("MQTT_ENABLED=true\nMQTT_BROKER_HOST=192.168.1.200\n")
+    result = run_forward({**base_environment(), "MQTT_ENABLED": "false"},
+                         "--env-file", str(env_file))
+    assert result.returncode == 0, result.stderr
+
+
+def test_forward_command_missing_state_dir_exit_78(tmp_path):
+    environ = forward_environment(free_tcp_port(), tmp_path, tmp_path / "no-state")
+    result = run_forward(environ)
+    assert result.returncode == EX_CONFIG
+    assert f"FORWARD_STATE_DIR='{tmp_path / 'no-state'}' is not a directory" in result.stderr
+
+
+def test_forward_command_missing_spool_dir_exit_78(tmp_path):
+    environ = forward_environment(free_tcp_port(), tmp_path / "no-spool", tmp_path)
+    result = run_forward(environ)
+    assert result.returncode == EX_CONFIG
+    assert f"spool directory {tmp_path / 'no-spool'} does not exist" in result.stderr
+
+
+def receive_notifications(sock, until, stop_when=None):
+    messages = []
+    while time.monotonic() < until:
+        sock.settimeout(max(0.01, until - time.monotonic()))
+        try:
+            data = sock.recv(4096).decode()
+        except TimeoutError:
+            break
+        messages.append(data)
+        if stop_when and stop_when(data):
+            break
+    return messages
+
+
+def test_forward_command_sd_notify_while_broker_down(tmp_path):
+    """READY before any broker responds, WATCHDOG while it is down, STATUS, then STOPPING."""
+    notify_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "state").mkdir()
+    environ = forward_environment(free_tcp_port(), tmp_path / "spool", tmp_path / "state",
+                                  NOTIFY_SOCKET=notify_path, WATCHDOG_USEC=400000)
+    forwarder = ForwarderProcess(environ, tmp_path / "forward.log").start()
+    try:
+        messages = receive_notifications(sock, time.monotonic() + 20,
+                                         lambda data: "READY=1" in data)
+        assert messages and "READY=1" in messages[-1], messages
+        messages = receive_notifications(sock, time.monotonic() + 2.0)
+        watchdogs = [data for data in messages if data == "WATCHDOG=1"]
+        # 0.4 s interval: a send every 0.1 s is due; allow for a busy machine.
+        assert len(watchdogs) >= 5, messages
+        statuses = [data for data in messages if data.startswith("STATUS=")]
+        assert statuses, messages
+        assert "unreachable" in statuses[-1]
+        assert statuses[-1].startswith("STATUS=broker 127.0.0.1:")
+        os.kill(forwarder.process.pid, signal.SIGTERM)
+        messages = receive_notifications(sock, time.monotonic() + 10,
+                                         lambda data: "STOPPING=1" in data)
+        assert any("STOPPING=1" in data for data in messages), messages
+        assert forwarder.process.wait(timeout=10) == 0
+    finally:
+        if forwarder.process.poll() is None:
+            forwarder.kill()
+        sock.close()

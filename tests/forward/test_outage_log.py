@@ -1,0 +1,96 @@
+"""OutageLog: one line when an outage starts, one when it is over, with duration and backlog."""
+
+import logging
+
+import pytest
+
+from bessai_edge.forward.outage import OutageLog
+from bessai_edge.forward.session import Failure
+
+REFUSED = Failure("refused", "broker 10.0.0.5:1883 refused the connection")
+CREDENTIALS = Failure("credentials", "broker 10.0.0.5:1883 rejected the credentials")
+LOST = Failure("lost", "connection to broker 10.0.0.5:1883 lost")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def lines(caplog, level):
+    return [record.getMessage() for record in caplog.records if record.levelno == level]
+
+
+def test_outage_log_start_and_end_lines(clock, caplog):
+    outage = OutageLog("10.0.0.5:1883", clock)
+    with caplog.at_level(logging.DEBUG, logger="bessai_edge.forward.outage"):
+        outage.failed(LOST, 0.0)
+        for _ in range(5):
+            clock.now += 2
+            outage.failed(REFUSED, 2.0)
+        clock.now += 3
+        outage.connected()
+        outage.delivered(600)
+        clock.now += 1.5
+        outage.delivered(150)
+        assert outage.caught_up()
+    warnings = lines(caplog, logging.WARNING)
+    infos = lines(caplog, logging.INFO)
+    assert warnings == ["MQTT outage started: connection to broker 10.0.0.5:1883 lost; the "
+                        "spool keeps the records, next attempt in 0.0 s"]
+    assert infos == ["MQTT outage over: broker 10.0.0.5:1883 was unreachable for 13.0 s "
+                     "(5 failed attempts); delivered the backlog of 750 records in 1.5 s"]
+    assert len(lines(caplog, logging.DEBUG)) == 5  # the refusals after the loss
+    assert not outage.active
+
+
+def test_outage_log_not_over_before_reconnect(clock):
+    outage = OutageLog("b:1883", clock)
+    outage.failed(REFUSED, 1.0)
+    assert not outage.caught_up()
+    assert outage.active
+
+
+def test_outage_log_loss_while_draining_continues_outage(clock, caplog):
+    outage = OutageLog("b:1883", clock)
+    with caplog.at_level(logging.INFO, logger="bessai_edge.forward.outage"):
+        outage.failed(REFUSED, 1.0)
+        clock.now += 10
+        outage.connected()
+        outage.delivered(100)
+        clock.now += 1
+        outage.failed(LOST, 0.0)       # lost again before the backlog was delivered
+        outage.failed(REFUSED, 1.0)
+        clock.now += 4
+        outage.connected()
+        outage.delivered(300)
+        assert outage.caught_up()
+    assert outage.outages == 1
+    over, = lines(caplog, logging.INFO)
+    assert "unreachable for 15.0 s (2 failed attempts)" in over
+    assert "backlog of 400 records" in over
+
+
+def test_outage_log_credentials_reason_change_logged(clock, caplog):
+    outage = OutageLog("b:1883", clock)
+    with caplog.at_level(logging.WARNING, logger="bessai_edge.forward.outage"):
+        outage.failed(REFUSED, 1.0)
+        outage.failed(CREDENTIALS, 2.0)
+        outage.failed(CREDENTIALS, 4.0)
+    assert len(caplog.records) == 2
+    assert "rejected the credentials" in caplog.records[1].getMessage()
+
+
+def test_outage_log_caught_up_without_outage(clock):
+    outage = OutageLog("b:1883", clock)
+    outage.connected()
+    assert not outage.caught_up()
+    assert outage.outages == 0

@@ -1,0 +1,163 @@
+"""A broker that rejects the credentials or the TLS certificate: reported clearly, retried
+with backoff (connection attempts are counted in the broker's own log), and delivery
+works once the settings are right.
+"""
+
+import os
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from tests.forward.broker import Mosquitto, Subscriber
+from tests.forward.conftest import ForwarderProcess, RecordWriter, forward_environment
+
+# Fast backoff for the tests: 0.25 s doubling up to 1 s, so a few seconds show several
+# attempts. A retry loop without backoff would make hundreds in the same time.
+FAST_RETRY = {"MQTT_RECONNECT_MIN_S": "0.25", "MQTT_RECONNECT_MAX_S": "1"}
+OBSERVE_S = 4.0
+# With jitter taking up to 30 % off each wait (0.175, 0.35, then 0.7 s), at most 6
+# attempts fit in the 4 s after the first failure; 8 leaves room for a slow log.
+MAX_ATTEMPTS = 8
+
+
+def start(tmp_path, broker, spool_dir, state_dir, name, **overrides):
+    environ = forward_environment(broker.port, spool_dir, state_dir, **FAST_RETRY, **overrides)
+    return ForwarderProcess(environ, tmp_path / f"{name}.log").start()
+
+
+def connections_logged(broker):
+    # "New connection from 127.0.0.1:PORT" once TCP and TLS are up; "Client connection
+    # from 127.0.0.1 failed" when the TLS handshake fails.
+    return broker.count_log("connection from 127.0.0.1")
+
+
+def observe_attempts(broker, forwarder, marker):
+    """Return the connections the broker logged during OBSERVE_S, after the first failure."""
+    assert forwarder.wait_for_log(marker), forwarder.log_text()
+    before = connections_logged(broker)
+    time.sleep(OBSERVE_S)
+    assert forwarder.process.poll() is None, "the forwarder gave up instead of retrying"
+    return connections_logged(broker) - before
+
+
+@pytest.fixture
+def spool_with_records(spool_dir):
+    writer = RecordWriter(spool_dir)
+    writer.append(10)
+    writer.spool.flush()
+    yield writer
+    writer.close()
+
+
+@pytest.fixture
+def password_broker(tmp_path):
+    password_file = tmp_path / "broker-passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(password_file), "gateway", "right-pass"],
+                   check=True, capture_output=True)
+    broker = Mosquitto(tmp_path / "broker", password_file=password_file).start()
+    yield broker
+    broker.stop()
+
+
+def secret_file(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_forward_rejected_credentials_reported_and_retried(tmp_path, password_broker, spool_dir,
+                                                           state_dir, spool_with_records):
+    wrong = secret_file(tmp_path, "wrong-password", "wrong-pass")
+    forwarder = start(tmp_path, password_broker, spool_dir, state_dir, "wrong",
+                      MQTT_USERNAME="gateway", MQTT_PASSWORD_FILE=wrong)
+    attempts = observe_attempts(password_broker, forwarder, "rejected the credentials")
+    assert forwarder.stop() == 0
+    assert 2 <= attempts <= MAX_ATTEMPTS, attempts
+
+    log = forwarder.log_text()
+    warnings = [line for line in log.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings     # reported once, not once per attempt
+    assert ("MQTT outage started: broker 127.0.0.1:%d rejected the credentials of user "
+            "'gateway'" % password_broker.port) in warnings[0]
+    assert "check MQTT_USERNAME and MQTT_PASSWORD_FILE" in warnings[0]
+    assert "wrong-pass" not in log
+
+    right = secret_file(tmp_path, "right-password", "right-pass")
+    subscriber = Subscriber(password_broker.port, username="gateway", password="right-pass").start()
+    forwarder = start(tmp_path, password_broker, spool_dir, state_dir, "right",
+                      MQTT_USERNAME="gateway", MQTT_PASSWORD_FILE=right)
+    try:
+        assert subscriber.wait_for_seqs(spool_with_records.seqs, 30) == set()
+    finally:
+        subscriber.stop()
+    assert forwarder.stop() == 0
+
+
+def tls_broker(tmp_path, tls_files, require_client):
+    tls = {"ca": tls_files["ca"], "cert": tls_files["server_cert"],
+           "key": tls_files["server_key"], "require_client": require_client}
+    return Mosquitto(tmp_path / "broker", tls=tls).start()
+
+
+def client_context(tls_files):
+    context = ssl.create_default_context(cafile=tls_files["ca"])
+    context.load_cert_chain(tls_files["client_cert"], tls_files["client_key"])
+    return context
+
+
+# (broker requires a client certificate, forwarder settings by tls_files role,
+#  the failure text the forwarder must log)
+TLS_REJECTIONS = [
+    pytest.param(False, {"MQTT_TLS_CA": "rogue_ca"},
+                 "TLS: the certificate of broker 127.0.0.1:{port} was rejected: ",
+                 id="broker-certificate-not-trusted"),
+    pytest.param(True, {"MQTT_TLS_CA": "ca"},
+                 "broker 127.0.0.1:{port} closed the TLS session before accepting the connection",
+                 id="client-certificate-missing"),
+    pytest.param(True, {"MQTT_TLS_CA": "ca", "MQTT_TLS_CERT": "rogue_client_cert",
+                        "MQTT_TLS_KEY": "rogue_client_key"},
+                 "broker 127.0.0.1:{port} closed the TLS session before accepting the connection",
+                 id="client-certificate-from-other-ca"),
+]
+
+
+@pytest.mark.parametrize("require_client, roles, failure", TLS_REJECTIONS)
+def test_forward_rejected_tls_reported_and_retried(tmp_path, tls_files, spool_dir, state_dir,
+                                                   spool_with_records, require_client, roles,
+                                                   failure):
+    broker = tls_broker(tmp_path, tls_files, require_client)
+    try:
+        settings = {name: tls_files[role] for name, role in roles.items()}
+        forwarder = start(tmp_path, broker, spool_dir, state_dir, "rejected", **settings)
+        attempts = observe_attempts(broker, forwarder, "MQTT outage started")
+        assert forwarder.stop() == 0
+        log = forwarder.log_text()
+        assert failure.format(port=broker.port) in log, log
+        if require_client:
+            assert "check MQTT_TLS_CERT and MQTT_TLS_KEY" in log
+        else:
+            assert "check MQTT_TLS_CA" in log
+        assert log.count("MQTT outage started") == 1
+        assert "MQTT outage goes on" not in log   # every attempt failed for the same reason
+        assert 2 <= attempts <= MAX_ATTEMPTS, attempts
+    finally:
+        broker.stop()
+
+
+def test_forward_tls_client_certificate_delivers(tmp_path, tls_files, spool_dir, state_dir,
+                                                 spool_with_records):
+    broker = tls_broker(tmp_path, tls_files, require_client=True)
+    subscriber = Subscriber(broker.port, tls_context=client_context(tls_files)).start()
+    try:
+        forwarder = start(tmp_path, broker, spool_dir, state_dir, "tls",
+                          MQTT_TLS_CA=tls_files["ca"], MQTT_TLS_CERT=tls_files["client_cert"],
+                          MQTT_TLS_KEY=tls_files["client_key"])
+        assert subscriber.wait_for_seqs(spool_with_records.seqs, 30) == set()
+        assert forwarder.stop() == 0
+        assert "(TLS, no user name)" in forwarder.log_text()
+    finally:
+        subscriber.stop()
+        broker.stop()

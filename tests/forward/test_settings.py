@@ -1,0 +1,177 @@
+"""Forwarder settings: defaults, each invalid value with its own line, secret files, TLS."""
+
+import os
+import ssl
+
+import pytest
+
+from bessai_edge.errors import ConfigError
+from bessai_edge.forward.settings import load_settings, require_usable_state_dir
+
+MINIMAL = {"MQTT_ENABLED": "true", "MQTT_BROKER_HOST": "192.168.1.200"}
+
+
+def problems_of(**variables):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**MINIMAL, **variables})
+    return caught.value.problems
+
+
+def test_forward_settings_defaults():
+    settings = load_settings({**MINIMAL, "SITE_ID": "SITE-ATACAMA-001"})
+    assert settings.enabled
+    assert settings.broker == "192.168.1.200:1883"
+    assert settings.client_id == "bessai-forward-SITE-ATACAMA-001"
+    assert settings.topic_prefix == "bessai"
+    assert settings.keepalive_s == 60
+    assert settings.inflight == 100
+    assert settings.tls_context is None
+    assert settings.username is None and settings.password is None
+    assert settings.spool_dir == "/var/spool/bessai"
+    assert settings.state_dir == "/var/lib/bessai"
+    assert settings.reconnect_min_s == 1.0 and settings.reconnect_max_s == 60.0
+
+
+@pytest.mark.parametrize("value", ["", "false", "no", "0", "off"])
+def test_forward_settings_disabled_ignores_the_rest(value):
+    settings = load_settings({"MQTT_ENABLED": value, "MQTT_PORT": "not a port"})
+    assert not settings.enabled
+
+
+def test_forward_settings_ipv6_broker():
+    settings = load_settings({**MINIMAL, "MQTT_BROKER_HOST": "fd00::5", "MQTT_PORT": "1884"})
+    assert settings.broker == "[fd00::5]:1884"
+
+
+# (variables, the start of the one expected problem line, a fragment of its fix)
+INVALID_CASES = [
+    ({"MQTT_ENABLED": "maybe"}, "MQTT_ENABLED='maybe' is invalid", "true or false"),
+    ({"MQTT_BROKER_HOST": ""}, "MQTT_BROKER_HOST is missing", "192.168.1.200"),
+    ({"MQTT_BROKER_HOST": "broker:1883"}, "MQTT_BROKER_HOST='broker:1883' is invalid",
+     "set the port in MQTT_PORT"),
+    ({"MQTT_BROKER_HOST": "bad host"}, "MQTT_BROKER_HOST='bad host' is invalid", "host name"),
+    ({"MQTT_PORT": "0"}, "MQTT_PORT='0' is invalid", "from 1 to 65535"),
+    ({"MQTT_PORT": "mqtt"}, "MQTT_PORT='mqtt' is invalid", "an integer"),
+    ({"MQTT_CLIENT_ID": "two words"}, "MQTT_CLIENT_ID='two words' is invalid", "without spaces"),
+    ({"MQTT_TOPIC_PREFIX": "bessai/#"}, "MQTT_TOPIC_PREFIX='bessai/#' is invalid", "'#'"),
+    ({"MQTT_TOPIC_PREFIX": "/bessai"}, "MQTT_TOPIC_PREFIX='/bessai' is invalid", "empty levels"),
+    ({"MQTT_TOPIC_PREFIX": "a//b"}, "MQTT_TOPIC_PREFIX='a//b' is invalid", "empty levels"),
+    ({"MQTT_KEEPALIVE": "2"}, "MQTT_KEEPALIVE='2' is invalid", "from 5 to 65535"),
+    ({"MQTT_INFLIGHT": "0"}, "MQTT_INFLIGHT='0' is invalid", "from 1 to 10000"),
+    ({"MQTT_INFLIGHT": "20000"}, "MQTT_INFLIGHT='20000' is invalid", "from 1 to 10000"),
+    ({"MQTT_RECONNECT_MIN_S": "0"}, "MQTT_RECONNECT_MIN_S='0' is invalid", "from 0.1"),
+    ({"MQTT_RECONNECT_MIN_S": "30", "MQTT_RECONNECT_MAX_S": "10"},
+     "MQTT_RECONNECT_MAX_S=10 is less than MQTT_RECONNECT_MIN_S=30", "cannot be shorter"),
+    ({"MQTT_PASSWORD": "secret"}, "MQTT_PASSWORD is set but MQTT_USERNAME is missing",
+     "set MQTT_USERNAME"),
+    ({"MQTT_USERNAME": "u", "MQTT_PASSWORD": "p", "MQTT_PASSWORD_FILE": "/etc/bessai/pw"},
+     "MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set", "keep only one"),
+    ({"MQTT_USERNAME": "u", "MQTT_PASSWORD_FILE": "/nonexistent/pw"},
+     "MQTT_PASSWORD_FILE='/nonexistent/pw' is invalid", "must exist"),
+    ({"MQTT_TLS_CERT": "/etc/ssl/client.pem"}, "MQTT_TLS_CERT and MQTT_TLS_KEY go together",
+     "set both"),
+    ({"MQTT_TLS_CA": "/nonexistent/ca.pem"}, "MQTT_TLS_CA='/nonexistent/ca.pem' is invalid",
+     "PEM file"),
+    ({"SPOOL_DIR": "spool"}, "SPOOL_DIR='spool' is invalid", "absolute path"),
+    ({"FORWARD_STATE_DIR": "state"}, "FORWARD_STATE_DIR='state' is invalid", "/var/lib/bessai"),
+    ({"FORWARD_CHECKPOINT_INTERVAL_S": "-1"}, "FORWARD_CHECKPOINT_INTERVAL_S='-1' is invalid",
+     "from 0 to 3600"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud' is invalid", "debug, info"),
+]
+
+
+@pytest.mark.parametrize("variables, start, fix", INVALID_CASES,
+                         ids=[case[1].split("=")[0].split(" ")[0] + f"-{i}"
+                              for i, case in enumerate(INVALID_CASES)])
+def test_forward_settings_invalid_value(variables, start, fix):
+    problem, = problems_of(**variables)
+    assert problem.startswith(start)
+    assert fix in problem
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("MQTT_ENABLE", "MQTT_ENABLE is not a setting of bessai forward: did you mean MQTT_ENABLED?"),
+    ("MQTT_BROKR_HOST", "did you mean MQTT_BROKER_HOST?"),
+    ("FORWARD_STATE_DIRS", "did you mean FORWARD_STATE_DIR?"),
+    ("MQTT_QOS", "MQTT_QOS is not a setting of bessai forward: remove it"),
+])
+def test_forward_settings_unknown_name(name, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({name: "x"})   # reported even with forwarding off
+    problem, = caught.value.problems
+    assert expected in problem
+
+
+def test_forward_settings_every_problem_listed():
+    problems = problems_of(MQTT_PORT="0", MQTT_INFLIGHT="x", MQTT_TOPIC_PREFIX="#", LOG_LEVEL="x")
+    assert len(problems) == 4
+
+
+def test_forward_settings_password_file(tmp_path):
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret with spaces\n")
+    secret.chmod(0o600)
+    settings = load_settings({**MINIMAL, "MQTT_USERNAME": "gateway",
+                              "MQTT_PASSWORD_FILE": str(secret)})
+    assert settings.password == "s3cret with spaces"
+    assert settings.password_source == "MQTT_PASSWORD_FILE"
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_forward_settings_password_file_readable_by_others(tmp_path, mode):
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret\n")
+    secret.chmod(mode)
+    problem, = problems_of(MQTT_USERNAME="gateway", MQTT_PASSWORD_FILE=str(secret))
+    assert f"(mode {mode:o})" in problem
+    assert f"chmod 600 {secret}" in problem
+
+
+def test_forward_settings_password_file_empty(tmp_path):
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("\n")
+    secret.chmod(0o600)
+    problem, = problems_of(MQTT_USERNAME="gateway", MQTT_PASSWORD_FILE=str(secret))
+    assert "the file is empty" in problem
+
+
+def test_forward_settings_tls_context(tls_files):
+    settings = load_settings({**MINIMAL, "MQTT_TLS_CA": tls_files["ca"],
+                              "MQTT_TLS_CERT": tls_files["client_cert"],
+                              "MQTT_TLS_KEY": tls_files["client_key"]})
+    assert isinstance(settings.tls_context, ssl.SSLContext)
+    assert settings.tls_context.verify_mode == ssl.CERT_REQUIRED
+    assert settings.tls_context.check_hostname
+    assert settings.port == 8883
+
+
+def test_forward_settings_tls_key_not_matching(tls_files):
+    problem, = problems_of(MQTT_TLS_CA=tls_files["ca"], MQTT_TLS_CERT=tls_files["client_cert"],
+                           MQTT_TLS_KEY=tls_files["server_key"])
+    assert problem.startswith(f"MQTT_TLS_CERT={tls_files['client_cert']!r} is invalid")
+    assert "the unencrypted PEM key that belongs to it" in problem
+
+
+def test_forward_settings_tls_ca_not_pem(tmp_path):
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("hello\n")
+    problem, = problems_of(MQTT_TLS_CA=str(not_pem))
+    assert problem.startswith(f"MQTT_TLS_CA={str(not_pem)!r} is invalid")
+
+
+def test_forward_settings_tls_key_readable_by_others(tls_files):
+    os.chmod(tls_files["client_key"], 0o644)
+    try:
+        problem, = problems_of(MQTT_TLS_CA=tls_files["ca"], MQTT_TLS_CERT=tls_files["client_cert"],
+                               MQTT_TLS_KEY=tls_files["client_key"])
+    finally:
+        os.chmod(tls_files["client_key"], 0o600)
+    assert problem.startswith("MQTT_TLS_KEY=")
+    assert "readable by other users" in problem
+
+
+def test_forward_state_dir_missing(tmp_path):
+    settings = load_settings({**MINIMAL, "FORWARD_STATE_DIR": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="is not a directory: create it"):
+        require_usable_state_dir(settings)
