@@ -1,0 +1,281 @@
+"""bessai.service under a real systemd: notify, watchdog, journald fields, exit 78, hardening.
+
+Runs in the session's booted Debian 12 container with the package installed from the
+local APT repository (``installed_container``). The module sets its own settings and a
+drop-in with a short watchdog and restart delay, and puts both back when it ends.
+The tests are steps in file order on one running service.
+"""
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import free_tcp_port
+from tests.system.conftest import SETTINGS, set_settings
+
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
+
+UNIT = "bessai"
+DROP_IN_DIR = "/etc/systemd/system/bessai.service.d"
+DROP_IN = f"{DROP_IN_DIR}/50-test-service.conf"
+# A 3 s watchdog (WATCHDOG=1 due every 0.75 s), SIGKILL 2 s after the SIGABRT that a
+# stopped process cannot handle, and 1 s between restarts keep the test short.
+DROP_IN_TEXT = """[Service]
+WatchdogSec=3
+TimeoutAbortSec=2
+RestartSec=1
+"""
+# The simulator's battery sits near 28 C; a 1 C warning level raises an alarm at once.
+ALARM = "inverter:battery_temp_c:high_warn"
+ALARM_SETTINGS = {
+    "LIMIT_BATTERY_TEMP_LOW_TRIP": "off",
+    "LIMIT_BATTERY_TEMP_LOW_WARN": "off",
+    "LIMIT_BATTERY_TEMP_HIGH_WARN": "1",
+    "LIMIT_BATTERY_TEMP_HIGH_TRIP": "off",
+}
+MAX_EXPOSURE = 2.0
+_EXPOSURE = re.compile(r"Overall exposure level for bessai\.service: (\d+\.\d+)")
+
+
+def show(container, *properties):
+    """Return ``systemctl show`` properties of the unit as a dict of strings."""
+    args = " ".join(f"-p {name}" for name in properties)
+    output = container.run(f"systemctl show {args} {UNIT}").stdout
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def journal_entries(container, *matches, invocation=None):
+    """Return the unit's journal entries as dicts, optionally for one invocation."""
+    command = f"journalctl --no-pager -o json -u {UNIT}"
+    if invocation:
+        command += f" _SYSTEMD_INVOCATION_ID={invocation}"
+    command += "".join(f" {match}" for match in matches)
+    output = container.run(command).stdout
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def wait_for_entries(container, *matches, invocation=None, count=1, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = journal_entries(container, *matches, invocation=invocation)
+        if len(entries) >= count:
+            return entries
+        if time.monotonic() > deadline:
+            status = container.run(f"systemctl status --no-pager -n 40 {UNIT}", check=False)
+            pytest.fail(f"fewer than {count} journal entries matching {matches} after "
+                        f"{timeout} s:\n{status.stdout}")
+        time.sleep(0.3)
+
+
+def wait_for_property(container, name, predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = show(container, name)[name]
+        if predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            status = container.run(f"systemctl status --no-pager -n 40 {UNIT}", check=False)
+            pytest.fail(f"{name}={value!r} still not as expected after {timeout} s:\n"
+                        f"{status.stdout}")
+        time.sleep(0.2)
+
+
+def start_fresh(container):
+    """Restart the unit, wait until it is active and return its invocation id."""
+    container.run(f"systemctl reset-failed {UNIT}", check=False)
+    container.run(f"systemctl restart {UNIT}")
+    container.wait_for(f"systemctl is-active --quiet {UNIT}", timeout=60)
+    return show(container, "InvocationID")["InvocationID"]
+
+
+@pytest.fixture(scope="module")
+def service(installed_container):
+    """The container with bessai running in simulator mode on a free health port."""
+    container = installed_container
+    settings_path = container.path(SETTINGS)
+    saved_settings = settings_path.read_text()
+    health_port = free_tcp_port()
+    container.run(f"mkdir -p {DROP_IN_DIR}")
+    container.path(DROP_IN).write_text(DROP_IN_TEXT)
+    set_settings(container, BESSAI_MODE="simulator", SITE_ID="cl-booted-01",
+                 SCAN_INTERVAL_S="0.5", HEALTH_LISTEN=f"127.0.0.1:{health_port}",
+                 **ALARM_SETTINGS)
+    container.run("systemctl daemon-reload")
+    try:
+        yield container, health_port
+    finally:
+        container.run(f"systemctl stop {UNIT}", check=False)
+        settings_path.write_text(saved_settings)
+        container.path(DROP_IN).unlink(missing_ok=True)
+        container.run("systemctl daemon-reload", check=False)
+        container.run(f"systemctl reset-failed {UNIT}", check=False)
+
+
+def get_health(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.incremental
+class TestServiceUnderSystemd:
+    def test_active_with_status_watchdog_and_hardening(self, service):
+        container, _port = service
+        start_fresh(container)
+
+        status_text = wait_for_property(container, "StatusText",
+                                        lambda value: value.startswith("cycle ") and
+                                        not value.startswith("cycle 0;"))
+        first = int(wait_for_property(container, "WatchdogTimestampMonotonic",
+                                      lambda value: value not in ("", "0")))
+        later = int(wait_for_property(container, "WatchdogTimestampMonotonic",
+                                      lambda value: int(value) > first))
+        properties = show(container, "Type", "MainPID", "WatchdogUSec", "NRestarts",
+                          "MemoryDenyWriteExecute", "User")
+        pid = properties["MainPID"]
+        process_status = container.run(f"cat /proc/{pid}/status").stdout
+        fields = dict(re.findall(r"^(\w+):\s+(.*)$", process_status, re.MULTILINE))
+        owner = container.run(f"stat -c %U /proc/{pid}").stdout.strip()
+
+        assert container.run(f"systemctl is-active {UNIT}").stdout.strip() == "active"
+        assert re.match(r"cycle \d+; inverter (ok|degraded); ", status_text), status_text
+        assert later > first
+        assert properties["Type"] == "notify"
+        assert properties["WatchdogUSec"] == "3s"
+        assert properties["MemoryDenyWriteExecute"] == "yes"
+        assert owner == "bessai"
+        assert fields["NoNewPrivs"] == "1"
+        assert fields["Seccomp"] == "2"
+        assert int(fields["CapEff"], 16) == 0
+
+    def test_journal_cycle_lines_with_fields(self, service):
+        container, _port = service
+        invocation = show(container, "InvocationID")["InvocationID"]
+
+        cycles = wait_for_entries(container, "BESSAI_EVENT=cycle", invocation=invocation)
+        startup = wait_for_entries(container, "BESSAI_EVENT=startup", invocation=invocation)
+        device = wait_for_entries(container, "BESSAI_EVENT=device_state",
+                                  "BESSAI_DEVICE=inverter", invocation=invocation)
+
+        cycle = cycles[0]
+        assert re.match(r"cycle \d+: soc=", cycle["MESSAGE"]), cycle["MESSAGE"]
+        assert cycle["BESSAI_CYCLE"] == "1"
+        assert cycle["BESSAI_SITE"] == "cl-booted-01"
+        assert cycle["SYSLOG_IDENTIFIER"] == "bessai"
+        assert cycle["PRIORITY"] == "6"
+        assert cycle["_TRANSPORT"] == "journal"
+        assert cycle["LOGGER"] == "bessai_edge.scanloop"
+        assert startup[0]["BESSAI_SITE"] == "cl-booted-01"
+        assert device[0]["BESSAI_DEVICE_STATE"] in ("ok", "degraded")
+        assert device[0]["BESSAI_PROFILE"] == "huawei_sun2000"
+
+    def test_alarm_query_and_health(self, service):
+        container, port = service
+        invocation = show(container, "InvocationID")["InvocationID"]
+
+        # The query from systemd/README.md, as a technician types it.
+        raised = wait_for_entries(container, f"BESSAI_ALARM={ALARM}", "BESSAI_ALARM_STATE=raised",
+                                  invocation=invocation)
+        status, document = get_health(port)
+
+        assert raised[0]["PRIORITY"] == "4"
+        assert raised[0]["BESSAI_EVENT"] == "alarm"
+        assert raised[0]["MESSAGE"] == f"alarm {ALARM} raised"
+        assert status == 503
+        assert document["status"] == "degraded"
+        assert ALARM in document["active_alarms"]
+        assert document["site"] == "cl-booted-01"
+        assert document["spool_backlog"]["bytes"] > 0
+
+    def test_watchdog_restarts_stopped_process(self, service):
+        container, _port = service
+        before = show(container, "MainPID", "NRestarts")
+
+        container.run(f"kill -STOP {before['MainPID']}")
+        wait_for_property(container, "NRestarts",
+                          lambda value: int(value) > int(before["NRestarts"]))
+        container.wait_for(f"systemctl is-active --quiet {UNIT}", timeout=60)
+        after = show(container, "MainPID")
+        log = container.run(f"journalctl --no-pager -o cat -u {UNIT} -n 200").stdout
+
+        assert after["MainPID"] not in ("0", before["MainPID"])
+        assert "Watchdog timeout" in log
+        assert "Failed with result 'watchdog'" in log
+
+    def test_abort_leaves_python_traceback(self, service):
+        container, _port = service
+        before = show(container, "MainPID", "NRestarts")
+        invocation = show(container, "InvocationID")["InvocationID"]
+
+        # SIGABRT is what systemd sends on a watchdog timeout (WatchdogSignal=).
+        container.run(f"kill -ABRT {before['MainPID']}")
+        wait_for_property(container, "NRestarts",
+                          lambda value: int(value) > int(before["NRestarts"]))
+        container.wait_for(f"systemctl is-active --quiet {UNIT}", timeout=60)
+        log = container.run(f"journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID={invocation}"
+                            ).stdout
+
+        assert "Fatal Python error: Aborted" in log
+        assert "bessai_edge" in log  # the stack of the main thread names our modules
+
+    @pytest.mark.parametrize("name, value, message", [
+        ("SCAN_INTERVAL_S", "banana", "SCAN_INTERVAL_S='banana' is invalid"),
+        ("SPOOL_DIR", "/var/lib/bessai", "spool directory /var/lib/bessai is not writable"),
+    ])
+    def test_config_error_exits_78_without_restart(self, service, name, value, message):
+        container, _port = service
+        saved = container.path(SETTINGS).read_text()
+        set_settings(container, **{name: value})
+        try:
+            # A manual restart sets NRestarts back to 0; it counts automatic restarts.
+            container.run(f"systemctl restart {UNIT}", check=False)
+            wait_for_property(container, "ActiveState", lambda state: state == "failed")
+            restarts = show(container, "NRestarts")["NRestarts"]
+            # Five times RestartSec: a restart loop would have started again by now.
+            time.sleep(5)
+            properties = show(container, "ActiveState", "ExecMainStatus", "NRestarts",
+                              "Result")
+            invocation = show(container, "InvocationID")["InvocationID"]
+            log = container.run(f"journalctl --no-pager -o cat "
+                                f"_SYSTEMD_INVOCATION_ID={invocation}").stdout
+        finally:
+            container.path(SETTINGS).write_text(saved)
+
+        assert properties["ActiveState"] == "failed"
+        assert properties["ExecMainStatus"] == "78"
+        assert properties["Result"] == "exit-code"
+        assert restarts == "0"
+        assert properties["NRestarts"] == "0"
+        assert message in log
+
+    def test_security_exposure_within_target(self, service):
+        container, _port = service
+        output = container.run(f"systemd-analyze security --no-pager {UNIT}.service").stdout
+
+        match = _EXPOSURE.search(output)
+        assert match, output[-2000:]
+        assert float(match.group(1)) <= MAX_EXPOSURE
+
+    def test_clean_stop_flushes_and_exits_zero(self, service):
+        container, _port = service
+        invocation = start_fresh(container)
+        wait_for_entries(container, "BESSAI_EVENT=cycle", invocation=invocation)
+
+        container.run(f"systemctl stop {UNIT}")
+        properties = show(container, "ActiveState", "ExecMainStatus", "Result")
+        shutdown = wait_for_entries(container, "BESSAI_EVENT=shutdown", invocation=invocation)
+        segments = sorted(container.path("/var/spool/bessai").glob("*.jsonl"))
+        last_line = segments[-1].read_bytes().rsplit(b"\n", 2)
+
+        assert properties["ActiveState"] == "inactive"
+        assert properties["ExecMainStatus"] == "0"
+        assert properties["Result"] == "success"
+        assert shutdown[0]["MESSAGE"].startswith("stopped after ")
+        assert last_line[-1] == b""  # the segment ends with a whole line
+        assert json.loads(last_line[-2])["site"] == "cl-booted-01"
