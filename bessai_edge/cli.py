@@ -40,16 +40,28 @@ def main(argv=None):
         return args.command_main(args)
     except (ConfigError, ProfileError) as error:
         problems = getattr(error, "problems", None) or [str(error)]
-        for line in problems:
-            print(f"bessai: {line}", file=sys.stderr)
+        _print_errors(problems)
         return EX_CONFIG
     except SpoolError as error:
-        print(f"bessai: {error}", file=sys.stderr)
+        _print_errors([str(error)])
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130
     finally:
         logging.shutdown()
+
+
+def _print_errors(lines):
+    """Print error lines on stderr, marked as errors when stderr is the journal.
+
+    journald stores plain stderr lines at info priority; a ``<3>`` prefix (syslog
+    "err") makes ``journalctl -p err`` find a configuration error.
+    """
+    from bessai_edge.service.journal import stderr_is_journal
+
+    prefix = "<3>" if stderr_is_journal() else ""
+    for line in lines:
+        print(f"{prefix}bessai: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,12 @@ class ConnectionRefused(LinkError):
     kind = "refused"
 
 
+class HostUnreachable(LinkError):
+    """The host name does not resolve or no route leads to it."""
+
+    kind = "unreachable"
+
+
 class LinkTimeout(LinkError):
     kind = "timeout"
 

@@ -97,6 +97,8 @@ class Gateway:
     def run(self, max_cycles=None):
         """Send READY=1 and run the scan loop until stopped; return the cycles run."""
         self.loop.install_signal_handlers()
+        for poller in self.pollers:
+            poller.prepare()
         self.notifier.ready(status_text(self.state))
         return self.loop.run(max_cycles)
 

@@ -28,6 +28,7 @@ from bessai_edge.errors import (
     ConnectionLost,
     ConnectionRefused,
     DeviceException,
+    HostUnreachable,
     LinkError,
     LinkTimeout,
     MismatchedReply,
@@ -49,11 +50,6 @@ def format_endpoint(host, port):
     return f"{host}:{port}"
 
 
-def _unreachable(message):
-    """Return a LinkError for a host that cannot be reached at all (no route, bad name)."""
-    error = LinkError(message)
-    error.kind = "unreachable"
-    return error
 
 
 class _Expected:
@@ -106,9 +102,9 @@ class _FramedTcpClient(ModbusTcpClient):
         except TimeoutError as error:
             raise LinkTimeout(f"connection to {endpoint} timed out after {timeout_s:g} s") from error
         except socket.gaierror as error:
-            raise _unreachable(f"cannot resolve {self.comm_params.host!r}: {error.strerror}") from error
+            raise HostUnreachable(f"cannot resolve {self.comm_params.host!r}: {error.strerror}") from error
         except OSError as error:
-            raise _unreachable(f"cannot connect to {endpoint}: {error.strerror or error}") from error
+            raise HostUnreachable(f"cannot connect to {endpoint}: {error.strerror or error}") from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket = sock
 
@@ -243,6 +239,7 @@ class DeviceLink:
         self.counters = collections.Counter()
         self.requests = 0              # requests sent
         self.connects = 0              # connection attempts
+        self.sessions = 0              # connections opened
         self.next_attempt_monotonic = 0.0
         self.retry_delay_s = 0.0       # the backoff delay scheduled last
         self.ready_monotonic = 0.0     # end of the quiet time of the current connection
@@ -287,6 +284,7 @@ class DeviceLink:
             self._note_down(error, failed_attempt=True)
             raise
         self._client = client
+        self.sessions += 1
         now = time.monotonic()
         self.ready_monotonic = now + self.quiet_after_connect_s
         self._last_request_end = 0.0
@@ -370,6 +368,10 @@ class DeviceLink:
             # NOTE: recv() validates the frame before pymodbus decodes it, so only a
             # reply that passed those checks and still could not be decoded lands here.
             raise ShortReply(f"undecodable reply from {self.endpoint}: {error}") from error
+
+    def wait_for_turn(self):
+        """Wait until the quiet time after connect and the request spacing have passed."""
+        self._wait_for_turn()
 
     def _wait_for_turn(self):
         due = max(self.ready_monotonic, self._last_request_end + self.min_request_interval_s)

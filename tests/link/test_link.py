@@ -12,6 +12,8 @@ from bessai_edge.errors import (
     ConnectionLost,
     ConnectionRefused,
     DeviceException,
+    HostUnreachable,
+    LinkError,
     LinkTimeout,
     MismatchedReply,
     ShortReply,
@@ -379,3 +381,12 @@ def test_link_rejects_request_no_frame_can_carry(arguments):
     with pytest.raises(ValueError):
         link.read(*arguments)
     assert link.connects == 0
+
+
+def test_host_unreachable_is_link_error_with_kind():
+    # NOTE: no test resolves a bad name or routes to a dead network: both would send
+    # traffic beyond loopback. The class is checked here; link.connect raises it.
+    error = HostUnreachable("cannot resolve 'inverter.example'")
+    assert isinstance(error, LinkError)
+    assert isinstance(error, OSError)
+    assert error.kind == "unreachable"

@@ -6,6 +6,7 @@ where nothing listens.
 
 import re
 import signal
+import urllib.request
 
 from bessai_edge.profile import load_profile
 from bessai_edge.simulator_process import SimulatorProcess
@@ -64,9 +65,11 @@ def test_run_two_devices_polled_in_order_one_dead(tmp_path):
 
 def test_run_connection_lost_and_restored(tmp_path):
     port = free_tcp_port()
+    health_port = free_tcp_port()
     spool_dir = tmp_path / "spool"
     environ = gateway_env(spool_dir, INVERTER_IP="127.0.0.1", INVERTER_PORT=port,
-                          DRIVER_PROFILE_PATH=PROFILE)
+                          DRIVER_PROFILE_PATH=PROFILE,
+                          HEALTH_LISTEN=f"127.0.0.1:{health_port}")
     first = SimulatorProcess(["--profile", PROFILE], port=port)
     first.start()
     try:
@@ -79,6 +82,9 @@ def test_run_connection_lost_and_restored(tmp_path):
             with simulator("--profile", PROFILE, port=port):
                 wait_for_records(spool_dir, 1, gateway, predicate=lambda r: (
                     r["state"] == "ok" and r["cycle"] > lost_cycle))
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics",
+                                        timeout=10) as response:
+                metrics = response.read().decode()
             status = gateway.stop()
             log = gateway.log()
     finally:
@@ -93,6 +99,11 @@ def test_run_connection_lost_and_restored(tmp_path):
     assert states[-1] == "ok"
     assert "device state ok -> down" in log
     assert "device state down -> ok" in log
+    # The line that reports the loss carries the link's error kind for journalctl filters.
+    down_line = next(line for line in log.splitlines() if "device state ok -> down" in line)
+    assert re.search(r"BESSAI_ERROR_KIND=(refused|disconnected|timeout)", down_line), down_line
+    assert re.search(r'^bessai_device_reconnects_total\{device="[^"]+"\} 1(\.0)?$', metrics,
+                     re.MULTILINE), metrics
     assert re.search(r"connection to 127\.0\.0\.1:\d+ \(unit id \d+\) restored after", log), log
 
 
@@ -148,3 +159,15 @@ def test_run_hole_split_then_no_failing_request(tmp_path):
         for other in others:
             assert record["quality"][other] == "ok", (other, record["quality"])
     assert "exception 2 (illegal data address)" in run.stderr
+
+
+def test_run_quiet_time_spent_before_first_cycle(tmp_path):
+    # The Huawei profile waits 1 s after connecting. With a 1 s period that wait alone
+    # would make cycle 1 overrun on every start unless it is spent before the loop.
+    with simulator("--profile", PROFILE) as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE, SCAN_INTERVAL_S="1")
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    assert [record["state"] for record in run.records] == ["ok", "ok"]
+    assert "cycle 1 overran" not in run.stderr, run.stderr

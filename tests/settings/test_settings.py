@@ -1,6 +1,7 @@
 """Settings: defaults, every bad value with its own message, devices, env-file merging."""
 
 import math
+import os
 import subprocess
 
 import pytest
@@ -234,3 +235,21 @@ def test_run_bad_settings_exit_78(tmp_path):
     assert any("BESSAI_MODE='real' is invalid" in line for line in lines), lines
     assert any("DRIVER_PROFILE_PATH is missing" in line for line in lines), lines
     assert all(line.startswith("bessai: ") for line in lines), lines
+
+
+def test_run_bad_settings_marked_err_in_journal(tmp_path):
+    # stderr is a file standing in for the journal stream: JOURNAL_STREAM names its
+    # device and inode, as systemd does for the real journal socket.
+    env_file = tmp_path / "bad.env"
+    env_file.write_text("SITE_ID=site\nINVERTER_PORT=0\nDRIVER_PROFILE_PATH=huawei_sun2000\n")
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        status = os.fstat(stderr.fileno())
+        result = subprocess.run([*bessai_command(), "run", "--env-file", str(env_file)],
+                                stderr=stderr, stdout=subprocess.DEVNULL, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+                                     "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"})
+    lines = stderr_path.read_text().strip().splitlines()
+    assert result.returncode == EX_CONFIG
+    assert lines, "no error line"
+    assert all(line.startswith("<3>bessai: ") for line in lines), lines
