@@ -6,6 +6,7 @@ trailing backslash that continues a line. ``EnvReader`` turns the variables into
 values and collects every problem, so a user sees all invalid settings at once.
 """
 
+import ipaddress
 import math
 import re
 
@@ -13,8 +14,19 @@ from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
+
+
+def is_valid_host(host):
+    """Return True for an IPv4 or IPv6 address or a DNS host name (RFC 1123 labels)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
 
 
 def parse_env_file(path):

@@ -18,7 +18,7 @@ import os
 import re
 
 from bessai_edge import alarms
-from bessai_edge.envfile import EnvReader, parse_env_file
+from bessai_edge.envfile import EnvReader, is_valid_host, parse_env_file
 from bessai_edge.errors import ConfigError, ProfileError
 from bessai_edge.i18n import _
 from bessai_edge.profile.registry import resolve_profile_path
@@ -30,8 +30,6 @@ DEFAULT_HEALTH_LISTEN = "127.0.0.1:8000"
 
 _SITE_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _DEVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 _ROLE = re.compile(r"[A-Z0-9][A-Z0-9_]*\Z")
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(i?B)?\Z", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
@@ -191,7 +189,7 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
     if mode == "modbus":
         host = reader.string(variable("host"), required=True, accepted=_(
             "the IP address or host name of the device, e.g. 192.168.1.100"))
-        if host and not _valid_host(host):
+        if host and not is_valid_host(host):
             reader.invalid(variable("host"), host, _(
                 "expected an IPv4 or IPv6 address or a host name, without a port "
                 "(set the port in INVERTER_PORT)"))
@@ -236,13 +234,6 @@ def _check_distinct_endpoints(reader, mode, devices):
                     unit=device.unit_id if device.unit_id is not None else _("from profile")))
         seen[key] = device.name
 
-
-def _valid_host(host):
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
 
 
 def _read_size(reader, name, default, minimum):

@@ -71,7 +71,9 @@ def main(args):
         raise ConfigError(_("--device {name}: no such device; configured devices: "
                             "{names}").format(name=args.device, names=", ".join(
                                 device.name for device in settings.devices)))
-    profiles = _load_profiles(devices)
+    from bessai_edge.devices import load_device_profiles
+
+    profiles = load_device_profiles(devices)
     from bessai_edge.simulator_process import SimulatorStartError
 
     checks = []
@@ -102,41 +104,13 @@ def main(args):
     return exit_status([check.findings for check in checks])
 
 
-def _load_profiles(devices):
-    from bessai_edge.errors import ConfigError, ProfileError
-    from bessai_edge.profile import load_profile
-
-    profiles = {}
-    problems = []
-    for device in devices:
-        try:
-            profile = load_profile(device.profile)
-            profile.resolve_units(device.unit_id, device.unit_ids)
-        except ProfileError as error:
-            problems.extend(getattr(error, "problems", None) or [str(error)])
-            continue
-        except ValueError as error:
-            problems.append(_("device {device}: unit id settings do not fit the profile: "
-                              "{error}").format(device=device.name, error=error))
-            continue
-        profiles[device.name] = profile
-    if problems:
-        raise ConfigError(problems)
-    return profiles
-
-
 def _endpoint(settings, device, profile, simulators):
     """Return (host, port) of a device, starting its simulator in simulator mode."""
-    if settings.mode != "simulator":
-        return device.host, device.port or profile.port
-    from bessai_edge.simulator_process import SimulatorProcess
+    from bessai_edge.devices import modbus_endpoint, simulator_for
 
-    source = ["--profile", device.profile]
-    if device.unit_id is not None:
-        source += ["--unit-id", str(device.unit_id)]
-    for role, unit_id in sorted(device.unit_ids.items()):
-        source += ["--unit", f"{role}={unit_id}"]
-    simulator = SimulatorProcess(source)
+    if settings.mode != "simulator":
+        return modbus_endpoint(device, profile)
+    simulator = simulator_for(device)
     simulators.append(simulator)
     return simulator.start()
 

@@ -14,7 +14,6 @@ import sys
 from bessai_edge.i18n import _
 
 HELP = "poll the devices and append their telemetry to the spool"
-SIMULATOR_HOST = "127.0.0.1"
 
 
 def add_arguments(parser):
@@ -60,54 +59,24 @@ class _StartFailed(Exception):
 
 def _start(settings, cleanup):
     """Build the gateway; every resource is registered on ``cleanup`` in reverse order."""
+    from bessai_edge.devices import load_device_profiles, modbus_endpoint, simulator_for
     from bessai_edge.gateway import Gateway
-    from bessai_edge.profile import load_profile
-    from bessai_edge.simulator_process import SimulatorProcess, SimulatorStartError
+    from bessai_edge.simulator_process import SimulatorStartError
 
-    profiles = _load_profiles(settings, load_profile)
+    profiles = load_device_profiles(settings.devices)
     endpoints = {}
     for device in settings.devices:
-        if settings.mode == "simulator":
-            source = ["--profile", device.profile]
-            if device.unit_id is not None:
-                source += ["--unit-id", str(device.unit_id)]
-            for role, unit_id in sorted(device.unit_ids.items()):
-                source += ["--unit", f"{role}={unit_id}"]
-            simulator = SimulatorProcess(source, host=SIMULATOR_HOST)
-            cleanup.callback(simulator.stop)
-            try:
-                endpoints[device.name] = simulator.start()
-            except SimulatorStartError as error:
-                raise _StartFailed(_("the simulator for device {device} did not start: {error}")
-                                   .format(device=device.name, error=error)) from error
-        else:
-            profile = profiles[device.name]
-            endpoints[device.name] = (device.host, device.port or profile.port)
+        if settings.mode != "simulator":
+            endpoints[device.name] = modbus_endpoint(device, profiles[device.name])
+            continue
+        simulator = simulator_for(device)
+        cleanup.callback(simulator.stop)
+        try:
+            endpoints[device.name] = simulator.start()
+        except SimulatorStartError as error:
+            raise _StartFailed(_("the simulator for device {device} did not start: {error}")
+                               .format(device=device.name, error=error)) from error
     gateway = Gateway(settings, profiles, endpoints)
     cleanup.callback(gateway.close)
     gateway.open()
     return gateway
-
-
-def _load_profiles(settings, load_profile):
-    """Load every device's profile; raise one ConfigError listing every bad one."""
-    from bessai_edge.errors import ConfigError, ProfileError
-
-    profiles = {}
-    problems = []
-    for device in settings.devices:
-        try:
-            profile = load_profile(device.profile)
-        except ProfileError as error:
-            problems.append(str(error))
-            continue
-        try:
-            profile.resolve_units(device.unit_id, device.unit_ids)
-        except ValueError as error:
-            problems.append(_("device {device}: unit id settings do not fit the profile: "
-                              "{error}").format(device=device.name, error=error))
-            continue
-        profiles[device.name] = profile
-    if problems:
-        raise ConfigError(problems)
-    return profiles

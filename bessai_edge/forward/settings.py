@@ -8,14 +8,13 @@ at start, so that a wrong path or a bad certificate stops the service before it 
 
 import dataclasses
 import difflib
-import ipaddress
 import os
 import re
 import socket
 import ssl
 import stat
 
-from bessai_edge.envfile import EnvReader
+from bessai_edge.envfile import EnvReader, is_valid_host
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
@@ -26,8 +25,6 @@ DEFAULT_TLS_PORT = 8883
 # (telemetry and alarms), and MQTT has 65535 of them.
 MAX_INFLIGHT = 10000
 
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 # Topic levels without MQTT wildcards, separated by single slashes.
 _TOPIC_PREFIX = r"[^/+#\s]+(/[^/+#\s]+)*"
 # Printable ASCII without spaces: every broker accepts it, and it shows up readably in logs.
@@ -151,19 +148,12 @@ def _disabled_settings(log_level):
 def _read_broker_host(reader):
     host = reader.string("MQTT_BROKER_HOST", "", required=True, accepted=_(
         "the IP address or host name of the MQTT broker, e.g. 192.168.1.200"))
-    if host and not _valid_host(host):
+    if host and not is_valid_host(host):
         reader.invalid("MQTT_BROKER_HOST", host, _(
             "expected an IPv4 or IPv6 address or a host name, without a port "
             "(set the port in MQTT_PORT)"))
     return host
 
-
-def _valid_host(host):
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
 
 
 def _read_client_id(reader):
