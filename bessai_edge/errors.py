@@ -12,7 +12,7 @@ class BessaiError(Exception):
 
 
 class ConfigError(BessaiError, ValueError):
-    """Invalid settings. ``problems`` holds one line per invalid variable."""
+    """Invalid settings. ``problems`` contains one line per invalid variable."""
 
     def __init__(self, problems):
         if isinstance(problems, str):
@@ -66,7 +66,7 @@ class MismatchedReply(LinkError):
 
 
 class DeviceException(LinkError):
-    """The device answered with a Modbus exception response."""
+    """The device replied with a Modbus exception response."""
 
     def __init__(self, code, message=""):
         self.code = code

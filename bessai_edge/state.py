@@ -9,14 +9,14 @@ import dataclasses
 import time
 
 DEVICE_OK = "ok"
-DEVICE_DEGRADED = "degraded"  # answers, but some blocks fail or values are not available
-DEVICE_DOWN = "down"          # no answer this cycle
+DEVICE_DEGRADED = "degraded"  # replies, but some requests fail
+DEVICE_DOWN = "down"          # no reply at all this cycle
 DEVICE_STARTING = "starting"  # no cycle completed yet
 
 
 @dataclasses.dataclass
 class DeviceState:
-    """What one polled device did, as counters and last values."""
+    """Counters and last values of one polled device."""
 
     name: str
     profile: str
