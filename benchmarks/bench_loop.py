@@ -3,12 +3,18 @@
 Every figure comes from ``bessai run`` as a child process polling ``bessai simulate``
 over Modbus TCP on 127.0.0.1, both started here:
 
-* ``cpu_per_cycle_ratio``: CPU time (user + system) per cycle of ``bessai run``,
-  divided by the CPU time of bare pymodbus ``ModbusTcpClient`` reads of the same
-  requests in this process. Start-up cost cancels out: the gateway runs twice, with
-  ``--cycles`` N1 and N2, and the difference is divided by N2 - N1. The profile is a
-  copy of the bundled one without quiet time and request spacing, so cycles are short
-  and both sides send the same requests back to back.
+* ``cpu_per_cycle_ratio``: CPU time per cycle of ``bessai run`` divided by that of a
+  bare pymodbus ``ModbusTcpClient`` reading the same requests. Both sides are child
+  processes started the same way. Both start their cycles on a fixed grid of the
+  monotonic clock at the same period and sleep in between. This process reads each
+  child's CPU time (``/proc/PID/task/*/schedstat``, in nanoseconds) in the middle of
+  the wait after cycle ``WARMUP_CYCLES`` and again ``N`` cycles later, so start-up and
+  warm-up are left out. It divides by the cycles that started in between, taken from
+  the records' ``mono_s`` and from the start times that the bare child prints when it
+  ends. The profile is a copy of the bundled one without
+  quiet time and request spacing, so cycles are short and both sides send the same
+  requests back to back. The sides alternate over several rounds; the figure is the
+  median of the rounds' ratios.
 * ``cycle_start_error_p99_ms``: how far cycle starts land from the grid
   ``start + k * period`` at the default 1 s period, from the records' ``mono_s``.
 * ``steady_rss_mb``: the gateway's VmRSS sampled once per second over the second half
@@ -41,15 +47,20 @@ TARGET_START_ERROR_MS = 5.0
 TARGET_RSS_MB = 40.0
 PROFILE = "huawei_sun2000"
 CPU_PERIOD_S = 0.05  # the shortest SCAN_INTERVAL_S the settings accept
+WARMUP_CYCLES = 40
+TAIL_CYCLES = 4      # cycles after the second CPU reading, so it falls between two cycles
+START_TIMEOUT_S = 30.0
 
 
 def main(argv):
+    if argv[:1] == ["bare-child"]:
+        return _bare_child(argv[1:])
     parser = argparse.ArgumentParser(prog="bench_loop")
     parser.add_argument("--profile", default=PROFILE)
     parser.add_argument("--quick", action="store_true",
                         help="fewer cycles: a smoke test, not a measurement")
     args = parser.parse_args(argv)
-    cpu_cycles = (40, 120) if args.quick else (100, 700)
+    cpu_cycles, rounds = (60, 1) if args.quick else (600, 3)
     timing_cycles = 8 if args.quick else 60
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as work:
         work = pathlib.Path(work)
@@ -57,7 +68,7 @@ def main(argv):
         simulator = SimulatorProcess(["--profile", args.profile])
         host, port = simulator.start()
         try:
-            _emit(_cpu_ratio(work, fast_profile, host, port, cpu_cycles))
+            _emit(_cpu_ratio(work, fast_profile, host, port, cpu_cycles, rounds))
             for figure in _timing_and_memory(work, args.profile, host, port, timing_cycles):
                 _emit(figure)
         finally:
@@ -104,68 +115,154 @@ def _bessai():
     return [str(script)] if script.exists() else [sys.executable, "-m", "bessai_edge"]
 
 
-def _run_cpu_seconds(environ, cycles):
-    """Run ``bessai run --cycles N`` and return its CPU seconds (user + system)."""
-    process = subprocess.Popen([*_bessai(), "run", "--cycles", str(cycles)], env=environ,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    stderr = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"bessai run failed: {stderr}")
-    return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_ratio(work, profile_path, host, port, cycles):
-    short, long = cycles
-    cpu = {}
-    for count in (short, long):
-        environ, _spool = _gateway_env(work, profile_path, host, port, CPU_PERIOD_S,
-                                       f"cpu-{count}")
-        cpu[count] = _run_cpu_seconds(environ, count)
-    gateway_per_cycle = (cpu[long] - cpu[short]) / (long - short)
+def _cpu_ratio(work, profile_path, host, port, measured, rounds):
     requests = load_profile(profile_path).plan().requests
-    bare_per_cycle = _bare_pymodbus_cpu(host, port, requests, long - short, CPU_PERIOD_S)
+    blocks = [[request.function, request.address, request.count, request.unit_id]
+              for request in requests]
+    gateway, bare = [], []
+    for number in range(rounds):
+        sides = [lambda: _gateway_cpu(work, profile_path, host, port, measured, number),
+                 lambda: _bare_cpu(host, port, blocks, measured)]
+        if number % 2:
+            sides.reverse()  # alternate, so a slow stretch of the machine hits both sides
+        results = [side() for side in sides]
+        if number % 2:
+            results.reverse()
+        gateway.append(results[0])
+        bare.append(results[1])
+    ratios = [g / b for g, b in zip(gateway, bare)]
     return {
         "bench": "loop", "figure": "cpu_per_cycle_ratio",
-        "value": round(gateway_per_cycle / bare_per_cycle, 3), "target": TARGET_CPU_RATIO,
-        "gateway_cpu_us_per_cycle": round(gateway_per_cycle * 1e6, 1),
-        "bare_pymodbus_cpu_us_per_cycle": round(bare_per_cycle * 1e6, 1),
-        "requests_per_cycle": len(requests), "cycles": long - short,
+        "value": round(statistics.median(ratios), 3), "target": TARGET_CPU_RATIO,
+        "round_ratios": [round(ratio, 3) for ratio in ratios],
+        "gateway_cpu_us_per_cycle": [round(value * 1e6, 1) for value in gateway],
+        "bare_pymodbus_cpu_us_per_cycle": [round(value * 1e6, 1) for value in bare],
+        "requests_per_cycle": len(requests), "cycles_per_round": measured, "rounds": rounds,
+        "period_s": CPU_PERIOD_S,
     }
 
 
-def _bare_pymodbus_cpu(host, port, requests, cycles, period_s):
-    """Return the CPU seconds per cycle of plain pymodbus reads of ``requests``."""
+def _gateway_cpu(work, profile_path, host, port, measured, number):
+    """Return the CPU seconds per cycle of ``bessai run`` after its warm-up."""
+    environ, spool = _gateway_env(work, profile_path, host, port, CPU_PERIOD_S,
+                                  f"cpu-{number}")
+    cycles = WARMUP_CYCLES + measured + TAIL_CYCLES
+    process = subprocess.Popen([*_bessai(), "run", "--cycles", str(cycles)], env=environ,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        first_start = _first_record_start(spool, process)
+        window = _sample_cpu(process.pid, first_start, measured)
+        _stdout, stderr = process.communicate(timeout=START_TIMEOUT_S + cycles * CPU_PERIOD_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"bessai run failed: {stderr.decode(errors='replace')}")
+    starts = [orjson.loads(line)["mono_s"] for _position, line in SpoolReader(str(spool)).read()]
+    return _per_cycle(window, starts)
+
+
+def _first_record_start(spool, process):
+    """Wait for the gateway's first record and return its cycle start (``mono_s``)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"bessai run exited with {process.returncode} before cycle 1")
+        for _position, line in SpoolReader(str(spool)).read():
+            return orjson.loads(line)["mono_s"]
+        time.sleep(0.01)
+    raise RuntimeError(f"bessai run wrote no record within {START_TIMEOUT_S:g} s")
+
+
+def _bare_cpu(host, port, blocks, measured):
+    """Return the CPU seconds per cycle of bare pymodbus reads in a child, after warm-up."""
+    cycles = WARMUP_CYCLES + measured + TAIL_CYCLES
+    command = [sys.executable, "-m", "benchmarks.bench_loop", "bare-child", host, str(port),
+               json.dumps(blocks), str(cycles), str(CPU_PERIOD_S)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               cwd=pathlib.Path(__file__).resolve().parent.parent)
+    try:
+        first_line = process.stdout.readline()
+        if not first_line:
+            raise RuntimeError(f"bare pymodbus child failed: {process.stderr.read().decode()}")
+        window = _sample_cpu(process.pid, float(first_line), measured)
+        stdout, stderr = process.communicate(timeout=START_TIMEOUT_S + cycles * CPU_PERIOD_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"bare pymodbus child failed: {stderr.decode(errors='replace')}")
+    return _per_cycle(window, json.loads(stdout))
+
+
+def _bare_child(argv):
+    """The baseline, run as a child: plain pymodbus reads of ``blocks`` on a fixed grid.
+
+    Prints the grid's start (monotonic seconds) once the first cycle is due, and every
+    cycle's start as a JSON list when it ends, so the parent can count cycles exactly.
+    """
     from pymodbus.client import ModbusTcpClient
 
-    client = ModbusTcpClient(host, port=port, timeout=5, retries=0)
+    host, port, blocks, cycles, period_s = argv
+    blocks, cycles, period_s = json.loads(blocks), int(cycles), float(period_s)
+    client = ModbusTcpClient(host, port=int(port), timeout=5, retries=0)
     if not client.connect():
         raise RuntimeError(f"cannot connect to the simulator at {host}:{port}")
-    try:
-        def one_cycle():
-            for request in requests:
-                read = (client.read_holding_registers if request.function == 3
-                        else client.read_input_registers)
-                result = read(request.address, count=request.count, device_id=request.unit_id)
-                if result.isError():
-                    raise RuntimeError(f"bare read of {request} failed: {result}")
+    reads = [(client.read_holding_registers if function == 3 else client.read_input_registers,
+              address, count, unit_id) for function, address, count, unit_id in blocks]
+    starts = []
+    start = time.monotonic()
+    print(start, flush=True)
+    for index in range(cycles):
+        delay = start + index * period_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        starts.append(time.monotonic())
+        for read, address, count, unit_id in reads:
+            result = read(address, count=count, device_id=unit_id)
+            if result.isError():
+                raise RuntimeError(f"bare read of {count} registers at {address} failed: {result}")
+    client.close()
+    print(json.dumps(starts), flush=True)
+    return 0
 
-        for _ in range(20):
-            one_cycle()  # warm up, as the gateway's first cycles are excluded too
-        # Paced like the gateway: a process that sleeps between cycles finds its caches
-        # colder than one that loops, and both sides should pay that alike.
-        started = time.process_time()
-        deadline = time.monotonic()
-        for _ in range(cycles):
-            one_cycle()
-            deadline += period_s
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        return (time.process_time() - started) / cycles
-    finally:
-        client.close()
+
+def _sample_cpu(pid, first_start, measured):
+    """Read ``pid``'s CPU time mid-wait after cycle WARMUP and ``measured`` cycles later.
+
+    Returns ``((t1, cpu1), (t2, cpu2))`` in monotonic seconds and CPU seconds.
+    """
+    samples = []
+    for cycle in (WARMUP_CYCLES, WARMUP_CYCLES + measured):
+        moment = first_start + (cycle - 0.5) * CPU_PERIOD_S
+        delay = moment - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        samples.append((time.monotonic(), _cpu_seconds(pid)))
+    return samples
+
+
+def _cpu_seconds(pid):
+    """Return the CPU time of every thread of ``pid`` from the scheduler's nanosecond counts."""
+    total_ns = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stream:
+                total_ns += int(stream.read().split()[0])
+        except FileNotFoundError:
+            continue  # a thread that ended
+    return total_ns / 1e9
+
+
+def _per_cycle(window, starts):
+    """Return CPU seconds per cycle over ``window``, counting the cycles that started in it."""
+    (t1, cpu1), (t2, cpu2) = window
+    cycles = sum(1 for start in starts if t1 < start <= t2)
+    if cycles == 0:
+        raise RuntimeError("no cycle started between the two CPU readings")
+    return (cpu2 - cpu1) / cycles
 
 
 def _timing_and_memory(work, profile, host, port, cycles):

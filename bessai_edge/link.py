@@ -41,6 +41,7 @@ FUNCTION_CODES = {"holding": 3, "input": 4, 3: 3, 4: 4}
 MAX_READ_REGISTERS = 125  # Modbus Application Protocol v1.1b3, section 6.3: 1 to 125 registers
 _MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
 MAX_STALE_FRAMES = 16  # a device that streams old frames must not hold a request forever
+RECV_CHUNK = 4096  # a few whole frames: an MBAP frame has at most 260 bytes
 
 
 def format_endpoint(host, port):
@@ -64,17 +65,20 @@ class _Expected:
 class _FramedTcpClient(ModbusTcpClient):
     """pymodbus's synchronous TCP client with a deadline per request and whole-frame reads.
 
-    Two methods of the stock client are replaced. The stock ``connect()`` logs a
-    failure and returns only a bool, which loses the difference between refused, timed
-    out and unreachable. Here ``open()`` raises the matching LinkError instead, and
-    ``connect()`` only reports the state, so pymodbus never reconnects on its own. The
-    stock ``recv()`` waits a full timeout per call, so a trickle of bytes can stretch a
-    request well past its timeout. Here ``recv()`` reads exactly one MBAP frame before
-    ``deadline``, drops frames of earlier transactions and validates the reply against
-    the request before pymodbus decodes it.
+    The stock ``connect()``, ``send()`` and ``recv()`` are replaced. The stock
+    ``connect()`` logs a failure and returns only a bool, which loses the difference
+    between refused, timed out and unreachable. Here ``open()`` raises the matching
+    LinkError instead, and ``connect()`` only reports the state, so pymodbus never
+    reconnects on its own. The stock ``recv()`` waits a full timeout per call, so a
+    trickle of bytes can stretch a request well past its timeout. Here ``recv()``
+    returns exactly one MBAP frame received before ``deadline``, drops frames of earlier
+    transactions and validates the reply against the request before pymodbus decodes
+    it. The socket stays non-blocking, and ``send()`` too waits no longer than
+    ``deadline``.
     """
 
     def __init__(self, host, port, timeout_s):
+        self._received = bytearray()  # bytes read but not yet returned as a frame
         super().__init__(host, port=port, timeout=timeout_s, retries=0,
                          trace_packet=self._trace_packet)
         self.deadline = 0.0
@@ -106,15 +110,25 @@ class _FramedTcpClient(ModbusTcpClient):
         except OSError as error:
             raise HostUnreachable(f"cannot connect to {endpoint}: {error.strerror or error}") from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Non-blocking from here on: every wait is one select() bounded by the deadline,
+        # and send() and recv() are one system call each.
+        sock.setblocking(False)
         self.socket = sock
+
+    def close(self):
+        super().close()
+        self._received.clear()
 
     def send(self, request, addr=None):
         if not self.socket:
             raise ConnectionLost("not connected")
-        remaining = self.deadline - time.monotonic()
         try:
-            self.socket.settimeout(max(remaining, 0.001))
-            self.socket.sendall(request)
+            sent = _send_some(self.socket, request)
+            while sent < len(request):
+                remaining = max(0.0, self.deadline - time.monotonic())
+                if not select.select([], [self.socket], [], remaining)[1]:
+                    raise TimeoutError
+                sent += _send_some(self.socket, request[sent:])
         except TimeoutError as error:
             self.close()  # part of the frame may be on the wire
             raise LinkTimeout("sending the request timed out; connection closed") from error
@@ -128,48 +142,76 @@ class _FramedTcpClient(ModbusTcpClient):
         while True:
             if self.stale_frames_this_request >= MAX_STALE_FRAMES:
                 raise LinkTimeout(f"no reply among {MAX_STALE_FRAMES} frames of earlier requests")
-            header = self._read_exact(_MBAP.size, frame_started=False)
-            transaction_id, protocol_id, length, unit_id = _MBAP.unpack(header)
-            if protocol_id != 0 or not 2 <= length <= 254:
-                self.close()
-                raise MismatchedReply(
-                    f"invalid MBAP header {header.hex()} (protocol id {protocol_id}, "
-                    f"length {length}); connection closed")
-            pdu = self._read_exact(length - 1, frame_started=True)
+            frame, transaction_id, unit_id = self._next_frame()
             if transaction_id == expected.transaction_id:
                 break
             self.stale_frames += 1
             self.stale_frames_this_request += 1
             log.debug("discarded a reply to transaction %d while waiting for transaction %d",
                       transaction_id, expected.transaction_id)
-        _check_reply(expected, unit_id, pdu)
-        return header + pdu
+        _check_reply(expected, unit_id, memoryview(frame)[_MBAP.size:])
+        return frame
 
-    def _read_exact(self, size, frame_started):
-        """Read ``size`` bytes before the deadline, or raise LinkTimeout or ConnectionLost."""
-        chunks = []
-        received = 0
-        while received < size:
-            # Past the deadline the socket is still polled once, so a frame whose bytes
-            # are already here is taken instead of cut off.
-            remaining = max(0.0, self.deadline - time.monotonic())
-            readable = select.select([self.socket], [], [], remaining)[0]
-            if not readable:
-                if frame_started or received:
+    def _next_frame(self):
+        """Return ``(frame, transaction id, unit id)`` of the next MBAP frame.
+
+        The bytes are read before the deadline, or LinkTimeout or ConnectionLost is
+        raised. An invalid header raises MismatchedReply and closes the connection.
+        Bytes past the frame stay in ``_received`` for the next call.
+        """
+        received = self._received
+        while True:
+            if len(received) >= _MBAP.size:
+                transaction_id, protocol_id, length, unit_id = _MBAP.unpack_from(received)
+                if protocol_id != 0 or not 2 <= length <= 254:
+                    header = bytes(received[:_MBAP.size])
                     self.close()
-                    raise LinkTimeout("timed out in the middle of a reply; connection closed")
-                raise LinkTimeout("no reply before the request timeout")
+                    raise MismatchedReply(
+                        f"invalid MBAP header {header.hex()} (protocol id {protocol_id}, "
+                        f"length {length}); connection closed")
+                end = _MBAP.size - 1 + length  # the length field counts the unit id
+                if len(received) >= end:
+                    frame = bytes(received[:end])
+                    del received[:end]
+                    return frame, transaction_id, unit_id
+            self._receive_some(frame_started=bool(received))
+
+    def _receive_some(self, frame_started):
+        """Append the bytes that arrive before the deadline to ``_received``.
+
+        One ``recv`` takes whatever the device has sent, often a whole frame; a frame's
+        end and the next frame's start may arrive together, hence the buffer.
+        """
+        # Past the deadline the socket is still polled once, so a frame whose bytes are
+        # already here is taken instead of cut off.
+        remaining = max(0.0, self.deadline - time.monotonic())
+        chunk = None
+        if select.select([self.socket], [], [], remaining)[0]:
             try:
-                chunk = self.socket.recv(size - received)
+                chunk = self.socket.recv(RECV_CHUNK)
+            except BlockingIOError:
+                pass  # readable, then not: select again while time is left
             except OSError as error:
                 self.close()
                 raise ConnectionLost(f"reading the reply failed: {error.strerror or error}") from error
-            if not chunk:
+            if chunk == b"":
                 self.close()
                 raise ConnectionLost("the device closed the connection")
-            chunks.append(chunk)
-            received += len(chunk)
-        return b"".join(chunks)
+        if chunk is not None:
+            self._received += chunk
+        elif time.monotonic() >= self.deadline:
+            if frame_started:
+                self.close()
+                raise LinkTimeout("timed out in the middle of a reply; connection closed")
+            raise LinkTimeout("no reply before the request timeout")
+
+
+def _send_some(sock, data):
+    """Send what the non-blocking socket takes now; return the bytes sent."""
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
 
 
 def _check_reply(expected, unit_id, pdu):
@@ -355,7 +397,7 @@ class DeviceLink:
             raise error
         log.debug("read unit %d fc %d address %d count %d: ok in %.1f ms", unit_id,
                   function_code, address, count, (self._last_request_end - started) * 1000)
-        return list(response.registers)
+        return response.registers  # a new list per reply, so the caller may keep it
 
     def _execute(self, client, unit_id, function_code, address, count):
         method = client.read_holding_registers if function_code == 3 else client.read_input_registers

@@ -62,7 +62,8 @@ class DevicePoller:
         self._retry_discovery_at = 0.0
         self._buffer = array.array("H")
         self._error_kind = None         # kind of the last error, for the journal field
-        if not profile.sunspec:
+        self._sunspec = profile.sunspec  # a property that scans every point: read it once
+        if not self._sunspec:
             self._set_plan(profile.plan(unit_id=self.unit_id, unit_ids=device.unit_ids))
 
     def poll(self, cycle_start):
@@ -82,8 +83,12 @@ class DevicePoller:
         first cycle does not overrun its period. A device that is down only costs its
         connect timeout; the first cycle then reports it.
         """
-        if self._ensure_connected(self.clock()) is None:
+        error = self._ensure_connected(self.clock())
+        if error is None:
             self.link.wait_for_turn()
+        else:
+            # The first cycle may come before the next attempt is due: it reports this.
+            self.state.last_error = error
 
     def close(self):
         """Close the device's connection."""
@@ -103,7 +108,7 @@ class DevicePoller:
                 link.connect()
             except LinkError as error:
                 return self._count_error(error)
-        if self.profile.sunspec and self._discovered_on != link.connects:
+        if self._sunspec and self._discovered_on != link.connects:
             try:
                 self._discover()
             except LinkError as error:

@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL_S = 60.0
 WAIT_SLICE_S = 0.25   # without a health server: how long a stop request may go unseen
-FINAL_SLEEP_S = 0.002  # the end of each wait is slept, not served (see _wait_until)
 # Fields shown in the cycle summary line when the device's plan has them.
 SUMMARY_FIELDS = ("soc_pct", "battery_power_kw", "battery_temp_c", "pv_power_kw",
                   "grid_power_kw")
@@ -110,10 +109,9 @@ class ScanLoop:
             now = self.clock()
             if now >= deadline:
                 return
-            if self.health is not None and deadline - now > FINAL_SLEEP_S:
-                # The selector's timeout has millisecond steps; the last stretch is a
-                # plain sleep, whose timer is far finer.
-                self.health.serve_until(deadline - FINAL_SLEEP_S)  # returns early when woken
+            if self.health is not None:
+                # Ends on time with a single wake-up, or early when woken by a stop request.
+                self.health.serve_until(deadline)
             else:
                 time.sleep(min(deadline - now, WAIT_SLICE_S))
 
