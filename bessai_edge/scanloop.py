@@ -54,9 +54,14 @@ class ScanLoop:
     # -- stopping --------------------------------------------------------------------
 
     def install_signal_handlers(self):
-        """Make SIGTERM and SIGINT request a stop at the end of the current cycle."""
+        """Make SIGTERM, SIGINT and SIGHUP request a stop at the end of the current cycle.
+
+        SIGHUP arrives when the terminal of a foreground run closes; the gateway has no
+        configuration to reload, so it stops cleanly as for SIGTERM.
+        """
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_stop)
 
     def request_stop(self, signum=None, frame=None):
         """Ask the loop to stop after this cycle; a second SIGINT interrupts at once."""
@@ -148,7 +153,7 @@ class ScanLoop:
             return
         if sequence is None:
             self.limited.log("spool-drop", logging.WARNING, "spool dropped %s's record of "
-                             "cycle %d: the spool is full or its disk is", record["device"],
+                             "cycle %d: the spool's disk is full or failing", record["device"],
                              record["cycle"], extra={"BESSAI_EVENT": "spool"})
 
     def _log_alarm_changes(self, device, number, changes):
@@ -234,4 +239,7 @@ def _format_field(field, value):
             break
     if value is None:
         return f"{name}=n/a"
-    return f"{name}={value:.1f}{unit}"
+    text = f"{value:.1f}"
+    if text == "-0.0":
+        text = "0.0"  # a small negative value rounds to -0.0, which reads like a sign error
+    return f"{name}={text}{unit}"

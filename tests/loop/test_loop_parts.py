@@ -95,6 +95,13 @@ def test_cycle_summary_line_single_device():
     assert line == "cycle 1: soc=72.4% battery_power=-1.2kW battery_temp=35.2C alarms=none"
 
 
+def test_cycle_summary_small_negative_shows_zero():
+    summary = CycleSummary(name_devices=False)
+    line = summary.line(1, [NamedPoller("inverter")], [result(values={
+        "grid_power_kw": -0.004, "battery_power_kw": -0.05})])
+    assert line == "cycle 1: battery_power=-0.1kW grid_power=0.0kW alarms=none"
+
+
 def test_cycle_summary_line_two_devices_down_and_alarm():
     summary = CycleSummary(name_devices=True)
     line = summary.line(7, [NamedPoller("inverter"), NamedPoller("meter")], [

@@ -8,6 +8,8 @@ import re
 import signal
 import urllib.request
 
+import pytest
+
 from bessai_edge.profile import load_profile
 from bessai_edge.simulator_process import SimulatorProcess
 from tests.conftest import free_tcp_port
@@ -107,15 +109,16 @@ def test_run_connection_lost_and_restored(tmp_path):
     assert re.search(r"connection to 127\.0\.0\.1:\d+ \(unit id \d+\) restored after", log), log
 
 
-def test_run_sigterm_flushes_and_exits_zero(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_run_stop_signal_flushes_and_exits_zero(tmp_path, signum):
     spool_dir = tmp_path / "spool"
     environ = gateway_env(spool_dir, BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE)
     with running_gateway(environ) as gateway:
         wait_for_records(spool_dir, 3, gateway)
-        status = gateway.stop(signal.SIGTERM)
+        status = gateway.stop(signum)
         log = gateway.log()
     assert status == 0, log
-    assert "received SIGTERM: stopped after cycle" in log
+    assert f"received {signum.name}: stopped after cycle" in log
     cycles = int(re.search(r"stopped after cycle (\d+)", log).group(1))
     records = read_records(spool_dir)
     assert [record["cycle"] for record in records] == list(range(1, cycles + 1))
