@@ -42,7 +42,7 @@ build: venv
 # Run the gateway on the built-in simulator until Ctrl-C, printing a line per cycle.
 run: venv
 	mkdir -p .cache/spool
-	SPOOL_DIR=.cache/spool HEALTH_LISTEN= $(BIN)/bessai run --env-file packaging/bessai.env
+	SPOOL_DIR=./.cache/spool HEALTH_LISTEN= $(BIN)/bessai run --env-file packaging/bessai.env
 
 # Everything the tests need (Debian packages, the virtualenv, the core) and then the tests.
 test: test-deps venv

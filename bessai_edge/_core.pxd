@@ -49,6 +49,7 @@ cdef extern from "bessai_core.h" nogil:
         BESSAI_E_SIZE
         BESSAI_E_LIMIT
         BESSAI_E_NULL
+        BESSAI_E_PERIODS
 
     enum:
         BESSAI_LEVEL_LOW_TRIP
@@ -92,7 +93,7 @@ cdef extern from "bessai_core.h" nogil:
 
     ctypedef struct bessai_limit_state:
         uint32_t pending[4]
-        uint32_t bad_cycles
+        uint32_t bad_periods
         uint8_t active
 
     ctypedef struct bessai_transition:
@@ -121,3 +122,8 @@ cdef extern from "bessai_core.h" nogil:
                                const uint8_t *quality, size_t value_count,
                                bessai_transition *transitions, size_t transition_capacity,
                                size_t *transition_count)
+    int bessai_limits_evaluate_periods(const bessai_limit *limits, bessai_limit_state *states,
+                                       uint32_t limit_count, const double *values,
+                                       const uint8_t *quality, size_t value_count,
+                                       uint32_t periods, bessai_transition *transitions,
+                                       size_t transition_capacity, size_t *transition_count)

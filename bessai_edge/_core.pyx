@@ -63,6 +63,7 @@ _FIXES = {
     BESSAI_E_SIZE: "pass buffers of the sizes the table was built for",
     BESSAI_E_LIMIT: "order the levels low_trip <= low_warn <= high_warn <= high_trip "
                     "and use a finite hysteresis >= 0",
+    BESSAI_E_PERIODS: "pass the scan periods since the previous cycle, 1 or more",
 }
 
 
@@ -438,8 +439,14 @@ cdef class LimitTable:
     def __len__(self):
         return self.limit_count
 
-    def evaluate(self, values, quality):
-        """Update every limit with this cycle's values; return ``(name, level, raised)`` tuples."""
+    def evaluate(self, values, quality, periods=1):
+        """Update every limit with this cycle's values; return ``(name, level, raised)`` tuples.
+
+        ``periods`` is the number of scan periods since the previous call: 1 for a cycle
+        on time, more after an overrun skipped start times. A value that is not good adds
+        it to the stale count, so ``stale_cycles`` measures periods, not calls. Counts
+        past 2**32 - 1 saturate.
+        """
         cdef Py_buffer value_view
         cdef Py_buffer quality_view
         cdef double no_value = 0.0
@@ -450,6 +457,10 @@ cdef class LimitTable:
         cdef int status
         cdef int values_exported
         cdef int quality_exported = 0
+        cdef uint32_t period_count
+        if not isinstance(periods, int) or periods < 1:
+            _raise_for_status(BESSAI_E_PERIODS, f"evaluate: periods {periods!r}")
+        period_count = <uint32_t>min(periods, 0xFFFFFFFF)
         if self.limit_count == 0:
             return []
         values_exported = _acquire(values, &value_view, b"d", "values")
@@ -457,12 +468,13 @@ cdef class LimitTable:
             quality_exported = _acquire(quality, &quality_view, b"B", "quality")
             try:
                 value_count = <size_t>min(value_view.len // 8, quality_view.len)
-                status = bessai_limits_evaluate(
+                status = bessai_limits_evaluate_periods(
                     self.limits, self.states, self.limit_count,
                     <const double *>value_view.buf if value_view.buf != NULL else &no_value,
                     <const uint8_t *>quality_view.buf if quality_view.buf != NULL
                     else &no_quality,
-                    value_count, self.transitions, self.transition_capacity, &count)
+                    value_count, period_count, self.transitions, self.transition_capacity,
+                    &count)
             finally:
                 if quality_exported:
                     PyBuffer_Release(&quality_view)

@@ -42,7 +42,7 @@ class LimitSettings:
 
     limits: tuple          # LimitLevels
     debounce_cycles: int
-    stale_cycles: int      # 0: no staleness alarm
+    stale_cycles: int      # scan periods without a good value before "stale"; 0: never
 
 
 _OFF = math.nan
@@ -122,7 +122,14 @@ def _read_level(reader, name, default):
         return default
     if value.lower() in OFF_WORDS:
         return _OFF
-    return reader.number(name, default)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        reader.invalid(name, value, _("expected a number, or off"))
+        return default
+    return number
 
 
 def _check_order(reader, prefix, levels):

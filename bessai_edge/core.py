@@ -46,8 +46,10 @@ class LimitSpec(NamedTuple):
     A high level raises when the value is >= its threshold and clears when the value is
     below threshold - hysteresis; a low level mirrors that. ``debounce`` is the number of
     consecutive good cycles a raise or a clear must hold (0 and 1 act at once).
-    ``stale_cycles`` raises the ``stale`` level after that many cycles in a row without a
-    good value (0 disables it); the next good value clears it.
+    ``stale_cycles`` raises the ``stale`` level once that many scan periods have passed
+    without a good value, counted with ``LimitTable.evaluate(..., periods=N)`` so that
+    skipped start times count too (0 disables it); the next good value clears it at
+    once, with no debounce.
     """
 
     name: str

@@ -8,6 +8,7 @@ values and collects every problem, so a user sees all invalid settings at once.
 
 import ipaddress
 import math
+import os
 import re
 
 from bessai_edge.errors import ConfigError
@@ -27,6 +28,14 @@ def is_valid_host(host):
         return True
     except ValueError:
         return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
+
+
+def is_explicit_path(path):
+    """Return True for an absolute path or one that starts with ``./`` or ``../``.
+
+    ``var/spool/bessai``, a likely typo for ``/var/spool/bessai``, returns False.
+    """
+    return os.path.isabs(path) or path in (".", "..") or path.startswith(("./", "../"))
 
 
 def parse_env_file(path):

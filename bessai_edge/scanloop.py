@@ -3,7 +3,9 @@
 Cycle ``k`` starts at ``start + k * period``, so the work done in a cycle never shifts
 the later ones. A cycle that ends after the next grid point has overrun: the loop
 skips to the first grid point still ahead, counts the overrun and logs it at a limited
-rate. Between cycles the health server serves requests until the next deadline.
+rate. Each cycle tells the pollers how many grid periods passed since the previous one,
+so that stale alarms measure time on the grid rather than cycles run. Between cycles
+the health server serves requests until the next deadline.
 
 Each cycle polls the devices in their configured order, appends one record per device
 to the spool, updates the GatewayState, pets the systemd watchdog and sets STATUS.
@@ -79,14 +81,16 @@ class ScanLoop:
         """Run cycles until a stop request or ``max_cycles``; return the cycles run."""
         start = self.clock()
         index = 0
+        previous_index = -1
         while not self.stop_requested:
             deadline = start + index * self.period_s
             self._wait_until(deadline)
             if self.stop_requested:
                 break
-            self.run_cycle(self.state.cycles + 1, self.clock())
+            self.run_cycle(self.state.cycles + 1, self.clock(), periods=index - previous_index)
             if max_cycles is not None and self.state.cycles >= max_cycles:
                 break
+            previous_index = index
             index = self._next_index(start, index + 1)
         if self.stop_signal is not None:
             # Logged here rather than in the handler, which may interrupt a log call.
@@ -120,12 +124,15 @@ class ScanLoop:
             else:
                 time.sleep(min(deadline - now, WAIT_SLICE_S))
 
-    def run_cycle(self, number, cycle_start):
-        """Poll every device once, write their records and update the state."""
+    def run_cycle(self, number, cycle_start, periods=1):
+        """Poll every device once, write their records and update the state.
+
+        ``periods`` is the number of grid periods since the previous cycle's start.
+        """
         wall_ms = self.wall_clock_ns() // 1_000_000
         results = []
         for poller, factory in zip(self.pollers, self.factories):
-            result = poller.poll(cycle_start)
+            result = poller.poll(cycle_start, periods)
             record = factory.build(
                 cycle=number, wall_ms=wall_ms, monotonic_s=cycle_start,
                 cycle_ms=(self.clock() - cycle_start) * 1000.0, state=result.state,

@@ -8,19 +8,20 @@ does: the file first, then the process environment on top of it.
 One device is described by the variables BESSAI users already know (``INVERTER_IP``,
 ``INVERTER_PORT``, ``DRIVER_PROFILE_PATH``, ``MODBUS_SLAVE_ID``). Several devices are
 listed in ``DEVICES=name1,name2``; ``DEVICE_<NAME>_<KEY>`` then sets ``<KEY>`` for one
-device and falls back to the single-device variable.
+device and falls back to the single-device variable. ``setting_names`` reports names
+that set nothing, such as a misspelt field or a device missing from ``DEVICES``.
 """
 
 import dataclasses
-import difflib
 import ipaddress
 import os
 import re
 
-from bessai_edge import alarms
-from bessai_edge.envfile import EnvReader, is_valid_host, parse_env_file
-from bessai_edge.errors import ConfigError, ProfileError
+from bessai_edge import alarms, setting_names
+from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, parse_env_file
+from bessai_edge.errors import ProfileError
 from bessai_edge.i18n import _
+from bessai_edge.profile.fields import MAX_UNIT_ID
 from bessai_edge.profile.registry import resolve_profile_path
 
 MODES = ("modbus", "simulator")
@@ -30,7 +31,7 @@ DEFAULT_HEALTH_LISTEN = "127.0.0.1:8000"
 
 _SITE_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _DEVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
-_ROLE = re.compile(r"[A-Z0-9][A-Z0-9_]*\Z")
+_ROLE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")  # a profile's role name, upper-cased
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(i?B)?\Z", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 
@@ -41,7 +42,7 @@ _DEVICE_KEYS = {
     "profile": "DRIVER_PROFILE_PATH",
     "unit_id": "MODBUS_SLAVE_ID",
 }
-_DEVICE_SUFFIXES = {"host": "IP", "port": "PORT", "profile": "PROFILE", "unit_id": "SLAVE_ID"}
+_DEVICE_SUFFIXES = dict(zip(_DEVICE_KEYS, setting_names.DEVICE_FIELDS))
 
 # Every variable this module reads, for the "did you mean" hint on misspelt names.
 KNOWN_NAMES = frozenset({
@@ -52,8 +53,6 @@ KNOWN_NAMES = frozenset({
     "HEALTH_LISTEN", "LOG_LEVEL", "MQTT_ENABLED", "MQTT_BROKER_HOST",
     *alarms.SETTING_NAMES,
 })
-# Prefixes of variables that are read elsewhere or per device or role.
-KNOWN_PREFIXES = ("MQTT_", "FORWARD_", "DEVICE_", "MODBUS_UNIT_")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,38 +96,43 @@ class Settings:
     mqtt_broker_host: str
 
 
+class SettingsEnvironment(dict):
+    """Variables of the settings environment, with the problems found in their names.
+
+    ``load_settings`` reports ``name_problems`` together with the invalid values.
+    """
+
+    def __init__(self, variables, name_problems=()):
+        super().__init__(variables)
+        self.name_problems = list(name_problems)
+
+
 def read_environment(env_file=None, environ=None):
     """Return the settings environment: ``env_file``'s variables, overridden by ``environ``.
 
     ``environ`` defaults to ``os.environ``. A variable set in it overrides the file even
     when it is empty, so ``HEALTH_LISTEN= bessai run --env-file ...`` disables the
-    health server. Misspelt names in the file are reported as problems.
+    health server. Misspelt names in the file go to ``name_problems``; only a file that
+    cannot be read or parsed raises ConfigError here.
     """
     environ = os.environ if environ is None else environ
     if env_file is None:
-        return dict(environ)
+        return SettingsEnvironment(environ)
     variables = parse_env_file(env_file)
-    problems = [_unknown_name_problem(env_file, name) for name in variables]
-    problems = [problem for problem in problems if problem]
-    if problems:
-        raise ConfigError(problems)
+    problems = [setting_names.misspelt_name_problem(env_file, name, KNOWN_NAMES)
+                for name in variables]
     variables.update(environ)
-    return variables
-
-
-def _unknown_name_problem(env_file, name):
-    if name in KNOWN_NAMES or name.startswith(KNOWN_PREFIXES):
-        return None
-    close = difflib.get_close_matches(name, sorted(KNOWN_NAMES), n=1, cutoff=0.8)
-    if not close:
-        return None  # an unrelated variable, perhaps for another program: leave it alone
-    return _("{path}: {name} is not a bessai setting: did you mean {known}?").format(
-        path=env_file, name=name, known=close[0])
+    return SettingsEnvironment(variables, [problem for problem in problems if problem])
 
 
 def load_settings(environ):
-    """Validate the settings in ``environ``; raise ConfigError listing every problem."""
+    """Validate the settings in ``environ``; raise ConfigError listing every problem.
+
+    The problems include ``environ.name_problems`` when ``environ`` comes from
+    ``read_environment``.
+    """
     reader = EnvReader(environ)
+    reader.problems.extend(getattr(environ, "name_problems", ()))
     site_id = reader.string(
         "SITE_ID", required=True, pattern=_SITE_ID,
         accepted=_("1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"))
@@ -158,6 +162,7 @@ def _read_devices(reader, mode):
     common_unit_ids = _read_unit_ids(reader, "MODBUS_UNIT_")
     names_text = reader.raw("DEVICES")
     if not names_text:
+        reader.problems.extend(setting_names.device_name_problems(reader.environ, ()))
         return (_read_device(reader, mode, DEFAULT_DEVICE, None, common_unit_ids),)
     names = [name.strip().lower() for name in names_text.split(",")]
     if not all(_DEVICE_NAME.match(name) for name in names) or len(set(names)) != len(names):
@@ -165,6 +170,7 @@ def _read_devices(reader, mode):
             "expected distinct names separated by commas, each a lower-case letter "
             "followed by up to 31 lower-case letters, digits or '_'"))
         return ()
+    reader.problems.extend(setting_names.device_name_problems(reader.environ, names))
     devices = tuple(
         _read_device(reader, mode, name, f"DEVICE_{name.upper()}_", common_unit_ids)
         for name in names)
@@ -198,7 +204,7 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
         host=host,
         port=reader.integer(variable("port"), None, minimum=1, maximum=65535),
         profile=profile or "",
-        unit_id=reader.integer(variable("unit_id"), None, minimum=0, maximum=255),
+        unit_id=reader.integer(variable("unit_id"), None, minimum=0, maximum=MAX_UNIT_ID),
         unit_ids={**common_unit_ids, **(_read_unit_ids(reader, f"{prefix}UNIT_") if prefix else {})},
     )
 
@@ -211,10 +217,10 @@ def _read_unit_ids(reader, prefix):
         role = name[len(prefix):]
         if not _ROLE.match(role):
             reader.invalid(name, reader.raw(name), _(
-                "the role after {prefix} must be upper-case letters, digits or '_'").format(
-                    prefix=prefix))
+                "the role after {prefix} must be an upper-case letter followed by up to 31 "
+                "upper-case letters, digits or '_', as in {prefix}VEBUS").format(prefix=prefix))
             continue
-        unit_id = reader.integer(name, None, minimum=0, maximum=255)
+        unit_id = reader.integer(name, None, minimum=0, maximum=MAX_UNIT_ID)
         if unit_id is not None:
             unit_ids[role.lower()] = unit_id
     return unit_ids
@@ -235,7 +241,6 @@ def _check_distinct_endpoints(reader, mode, devices):
         seen[key] = device.name
 
 
-
 def _read_size(reader, name, default, minimum):
     value = reader.raw(name)
     if not value:
@@ -252,9 +257,10 @@ def _read_size(reader, name, default, minimum):
 
 def _read_spool(reader):
     directory = reader.string("SPOOL_DIR", "/var/spool/bessai")
-    if not os.path.isabs(directory) and not directory.startswith("."):
+    if not is_explicit_path(directory):
         reader.invalid("SPOOL_DIR", directory, _(
-            "expected an absolute path such as /var/spool/bessai, or one starting with ./"))
+            "expected an absolute path such as /var/spool/bessai, or a path relative to the "
+            "working directory that starts with ./ or ../"))
     spool = SpoolSettings(
         directory=directory,
         segment_max_bytes=_read_size(reader, "SPOOL_SEGMENT_MAX_BYTES", 16 * 1024 ** 2, 4096),

@@ -53,6 +53,7 @@ const char *bessai_status_message(int status)
     case BESSAI_E_SIZE: return "buffer has the wrong size";
     case BESSAI_E_LIMIT: return "limit levels out of order, or hysteresis negative or not finite";
     case BESSAI_E_NULL: return "required pointer is NULL";
+    case BESSAI_E_PERIODS: return "scan periods since the previous evaluation is zero";
     default: return "unknown status";
     }
 }
@@ -646,25 +647,27 @@ static void push_transition(bessai_transition *transitions, size_t capacity, siz
     }
 }
 
-/* Advance the stale counter of one limit and report a raise or a clear. */
+/*
+ * Advance the stale count of one limit by the periods elapsed and report a raise or a
+ * clear. A good value is a fact, not a noisy reading, so it clears "stale" at once.
+ */
 static void evaluate_stale(const bessai_limit *limit, bessai_limit_state *state, int good,
-                           uint32_t index, bessai_transition *transitions, size_t capacity,
-                           size_t *count)
+                           uint32_t periods, uint32_t index, bessai_transition *transitions,
+                           size_t capacity, size_t *count)
 {
     const uint8_t bit = (uint8_t)(1u << BESSAI_LEVEL_STALE);
 
     if (good) {
-        state->bad_cycles = 0;
+        state->bad_periods = 0;
         if (state->active & bit) {
             state->active &= (uint8_t)~bit;
             push_transition(transitions, capacity, count, index, BESSAI_LEVEL_STALE, 0);
         }
         return;
     }
-    if (state->bad_cycles < UINT32_MAX) {
-        state->bad_cycles++;
-    }
-    if (limit->stale_cycles > 0 && state->bad_cycles >= limit->stale_cycles
+    state->bad_periods = periods > UINT32_MAX - state->bad_periods ? UINT32_MAX
+                                                                   : state->bad_periods + periods;
+    if (limit->stale_cycles > 0 && state->bad_periods >= limit->stale_cycles
         && !(state->active & bit)) {
         state->active |= bit;
         push_transition(transitions, capacity, count, index, BESSAI_LEVEL_STALE, 1);
@@ -699,12 +702,12 @@ static inline void evaluate_level(const bessai_limit *limit, bessai_limit_state 
     }
 }
 
-/* Evaluate checked limits for one cycle and write this cycle's transitions. */
-int bessai_limits_evaluate(const bessai_limit *limits, bessai_limit_state *states,
-                           uint32_t limit_count, const double *values,
-                           const uint8_t *quality, size_t value_count,
-                           bessai_transition *transitions, size_t transition_capacity,
-                           size_t *transition_count)
+/* Evaluate checked limits for one cycle, periods scan periods after the previous one. */
+int bessai_limits_evaluate_periods(const bessai_limit *limits, bessai_limit_state *states,
+                                   uint32_t limit_count, const double *values,
+                                   const uint8_t *quality, size_t value_count,
+                                   uint32_t periods, bessai_transition *transitions,
+                                   size_t transition_capacity, size_t *transition_count)
 {
     uint32_t i;
 
@@ -712,6 +715,9 @@ int bessai_limits_evaluate(const bessai_limit *limits, bessai_limit_state *state
         return BESSAI_E_NULL;
     }
     *transition_count = 0;
+    if (periods == 0) {
+        return BESSAI_E_PERIODS;
+    }
     if (limit_count == 0) {
         return BESSAI_OK;
     }
@@ -734,7 +740,7 @@ int bessai_limits_evaluate(const bessai_limit *limits, bessai_limit_state *state
         uint32_t debounce = limit->debounce > 0 ? limit->debounce : 1;
         int good = quality[limit->value_index] == BESSAI_QUALITY_OK && isfinite(value);
 
-        evaluate_stale(limit, state, good, i, transitions, transition_capacity,
+        evaluate_stale(limit, state, good, periods, i, transitions, transition_capacity,
                        transition_count);
         if (!good) {
             continue; /* a value that is not good leaves levels and counters as they are */
@@ -750,4 +756,16 @@ int bessai_limits_evaluate(const bessai_limit *limits, bessai_limit_state *state
                        transition_capacity, transition_count);
     }
     return BESSAI_OK;
+}
+
+/* Evaluate checked limits for one cycle on time: one scan period after the previous one. */
+int bessai_limits_evaluate(const bessai_limit *limits, bessai_limit_state *states,
+                           uint32_t limit_count, const double *values,
+                           const uint8_t *quality, size_t value_count,
+                           bessai_transition *transitions, size_t transition_capacity,
+                           size_t *transition_count)
+{
+    return bessai_limits_evaluate_periods(limits, states, limit_count, values, quality,
+                                          value_count, 1u, transitions, transition_capacity,
+                                          transition_count);
 }

@@ -72,7 +72,8 @@ enum bessai_status {
     BESSAI_E_RANGE = -9,         /* value to encode does not fit the type */
     BESSAI_E_SIZE = -10,         /* buffer passed to a call has the wrong size */
     BESSAI_E_LIMIT = -11,        /* limit levels out of order, bad hysteresis or index */
-    BESSAI_E_NULL = -12          /* a required pointer is NULL */
+    BESSAI_E_NULL = -12,         /* a required pointer is NULL */
+    BESSAI_E_PERIODS = -13       /* zero scan periods passed to an evaluation */
 };
 
 /* Point flag: the type's default "not available" value is an ordinary value. */
@@ -123,13 +124,13 @@ typedef struct {
     double threshold[4];   /* low_trip, low_warn, high_warn, high_trip */
     double hysteresis;     /* distance past the threshold needed to clear */
     uint32_t debounce;     /* good cycles in a row before a raise or a clear (0 acts as 1) */
-    uint32_t stale_cycles; /* cycles without a good value that raise "stale" (0: never) */
+    uint32_t stale_cycles; /* scan periods without a good value that raise "stale" (0: never) */
 } bessai_limit;
 
 /* State kept between cycles for one limit. */
 typedef struct {
     uint32_t pending[4]; /* consecutive cycles the opposite condition of each level held */
-    uint32_t bad_cycles; /* consecutive cycles without a good value */
+    uint32_t bad_periods; /* scan periods since the last good value, saturating */
     uint8_t active;      /* bit set per active level */
 } bessai_limit_state;
 
@@ -173,7 +174,23 @@ int bessai_not_available_words(int type, int order, uint16_t *out, size_t length
 int bessai_limit_table_check(const bessai_limit *limits, uint32_t limit_count,
                              uint32_t *bad_limit);
 
-/* Evaluate checked limits for one cycle and write this cycle's transitions. */
+/*
+ * Evaluate checked limits for one cycle and write this cycle's transitions.
+ *
+ * periods is the number of scan periods (grid points of the cycle clock) since the
+ * previous evaluation: 1 normally, more when cycles overran and start times were skipped.
+ * A value that is not good adds it to the limit's stale count, so "stale" raises once
+ * stale_cycles periods have passed since the last good value however many evaluations
+ * ran in between. A good value clears "stale" at once. Threshold levels and their
+ * debounce count evaluations, whatever periods is. Zero periods is BESSAI_E_PERIODS.
+ */
+int bessai_limits_evaluate_periods(const bessai_limit *limits, bessai_limit_state *states,
+                                   uint32_t limit_count, const double *values,
+                                   const uint8_t *quality, size_t value_count,
+                                   uint32_t periods, bessai_transition *transitions,
+                                   size_t transition_capacity, size_t *transition_count);
+
+/* Evaluate with periods 1: bessai_limits_evaluate_periods() for a cycle on time. */
 int bessai_limits_evaluate(const bessai_limit *limits, bessai_limit_state *states,
                            uint32_t limit_count, const double *values,
                            const uint8_t *quality, size_t value_count,

@@ -14,7 +14,7 @@ import socket
 import ssl
 import stat
 
-from bessai_edge.envfile import EnvReader, is_valid_host
+from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
@@ -164,10 +164,10 @@ def _read_client_id(reader):
 
 def _read_directory(reader, name, default):
     directory = reader.string(name, default)
-    if not os.path.isabs(directory) and not directory.startswith("."):
+    if not is_explicit_path(directory):
         reader.invalid(name, directory, _(
-            "expected an absolute path such as {default}, or one starting with ./").format(
-                default=default))
+            "expected an absolute path such as {default}, or a path relative to the "
+            "working directory that starts with ./ or ../").format(default=default))
     return directory
 
 

@@ -157,7 +157,7 @@ def test_c_decode_rejects_null(c_core):
 
 def test_c_status_messages_cover_every_status(c_core):
     ffi, lib = c_core.ffi, c_core.lib
-    for status in range(0, lib.BESSAI_E_NULL - 1, -1):
+    for status in range(0, lib.BESSAI_E_PERIODS - 1, -1):
         message = ffi.string(lib.bessai_status_message(status)).decode()
         assert message != "unknown status", status
     assert ffi.string(lib.bessai_status_message(-99)) == b"unknown status"
@@ -235,6 +235,29 @@ def test_c_limits_hysteresis_and_capacity(c_core):
                                       count) == lib.BESSAI_E_SIZE
     assert lib.bessai_limits_evaluate(limits, states, 1, values, quality, 0, transitions, 5,
                                       count) == lib.BESSAI_E_OUTSIDE
+
+
+def test_c_limits_stale_counts_periods_and_saturates(c_core):
+    ffi, lib = c_core.ffi, c_core.lib
+    limits = c_core.new("bessai_limit[]", 1)
+    limits[0].threshold = [math.nan] * 4
+    limits[0].stale_cycles = 10
+    states = c_core.new("bessai_limit_state[]", 1)
+    ffi.memmove(states, bytes(ffi.sizeof("bessai_limit_state")), ffi.sizeof("bessai_limit_state"))
+    transitions = c_core.new("bessai_transition[]", 5)
+    values = c_core.new("double[]", [math.nan])
+    quality = c_core.new("uint8_t[]", [lib.BESSAI_QUALITY_COMM_ERROR])
+    count = ffi.new("size_t *")
+    seen = []
+    for periods in (3, 6, 1, 0xFFFFFFFF, 0xFFFFFFFF):
+        assert lib.bessai_limits_evaluate_periods(limits, states, 1, values, quality, 1, periods,
+                                                  transitions, 5, count) == 0
+        seen.append([(t.level, t.raised) for t in transitions[0:count[0]]])
+    assert seen == [[], [], [(lib.BESSAI_LEVEL_STALE, 1)], [], []]
+    assert states[0].bad_periods == 0xFFFFFFFF
+    assert lib.bessai_limits_evaluate_periods(limits, states, 1, values, quality, 1, 0,
+                                              transitions, 5, count) == lib.BESSAI_E_PERIODS
+    assert count[0] == 0
 
 
 @st.composite

@@ -86,6 +86,49 @@ def test_limit_stale_after_cycles_without_good_value():
     assert results == [[], [], [], [("soc", "stale", True)], [], [("soc", "stale", False)], []]
 
 
+# (readings as (periods since the previous cycle, good?), cycle of the raise or None)
+STALE_PERIOD_CASES = [
+    ([(1, True)] + [(1, False)] * 3, 3),                 # on time: the 3rd bad cycle
+    ([(1, True), (2, False), (1, False)], 2),            # overrun: 3 periods after 2 cycles
+    ([(1, True), (5, False)], 1),                        # one long overrun reaches it at once
+    ([(1, True), (2, False), (3, True), (2, False)], None),  # a good value restarts the count
+    ([(1, False), (1, False), (4, True), (1, False), (2, False)], 4),
+]
+
+
+@pytest.mark.parametrize(("readings", "raised_at"), STALE_PERIOD_CASES)
+def test_limit_stale_counts_periods_not_cycles(readings, raised_at):
+    table = LimitTable([LimitSpec("soc", 0, stale_cycles=3)])
+    raises = []
+    for number, (periods, good) in enumerate(readings):
+        value, quality = (50.0, QUALITY_OK) if good else (math.nan, QUALITY_COMM_ERROR)
+        if table.evaluate(array("d", [value]), bytearray([quality]), periods=periods):
+            raises.append(number)
+    assert raises == ([] if raised_at is None else [raised_at])
+
+
+def test_limit_stale_clear_skips_debounce():
+    table = LimitTable([LimitSpec("soc", 0, high_warn=95.0, debounce=3, stale_cycles=2)])
+    bad = array("d", [math.nan]), bytearray([QUALITY_COMM_ERROR])
+    assert table.evaluate(*bad, periods=4) == [("soc", "stale", True)]
+    assert table.evaluate(array("d", [50.0]), bytearray([QUALITY_OK])) == [
+        ("soc", "stale", False)]
+
+
+def test_limit_debounce_ignores_periods():
+    table = LimitTable([LimitSpec("soc", 0, high_warn=95.0, debounce=2)])
+    values, quality = array("d", [96.0]), bytearray([QUALITY_OK])
+    assert table.evaluate(values, quality, periods=5) == []
+    assert table.evaluate(values, quality, periods=5) == [("soc", "high_warn", True)]
+
+
+@pytest.mark.parametrize("periods", [0, -1, 1.5, "2"])
+def test_limit_evaluate_rejects_bad_periods(periods):
+    table = LimitTable([LimitSpec("soc", 0, stale_cycles=2)])
+    with pytest.raises(CoreError, match=f"periods {periods!r}.*1 or more"):
+        table.evaluate(array("d", [1.0]), bytearray(1), periods=periods)
+
+
 def test_limit_stale_counts_not_available():
     table = LimitTable([LimitSpec("soc", 0, stale_cycles=2)])
     results = run(table, [(math.nan, QUALITY_NOT_AVAILABLE)] * 2)

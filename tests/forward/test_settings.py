@@ -73,6 +73,8 @@ INVALID_CASES = [
     ({"MQTT_TLS_CA": "/nonexistent/ca.pem"}, "MQTT_TLS_CA='/nonexistent/ca.pem' is invalid",
      "PEM file"),
     ({"SPOOL_DIR": "spool"}, "SPOOL_DIR='spool' is invalid", "absolute path"),
+    # A leading dot alone is not a relative path marker: ".hid" is a hidden folder name.
+    ({"SPOOL_DIR": ".hid"}, "SPOOL_DIR='.hid' is invalid", "starts with ./ or ../"),
     ({"FORWARD_STATE_DIR": "state"}, "FORWARD_STATE_DIR='state' is invalid", "/var/lib/bessai"),
     ({"FORWARD_CHECKPOINT_INTERVAL_S": "-1"}, "FORWARD_CHECKPOINT_INTERVAL_S='-1' is invalid",
      "from 0 to 3600"),

@@ -92,14 +92,19 @@ BAD_SETTINGS = [
     ({"DRIVER_PROFILE_PATH": None}, "DRIVER_PROFILE_PATH is missing"),
     ({"DRIVER_PROFILE_PATH": "huawei_sun3000"},
      "DRIVER_PROFILE_PATH='huawei_sun3000' is invalid: profile 'huawei_sun3000': file not found"),
-    ({"MODBUS_SLAVE_ID": "256"}, "MODBUS_SLAVE_ID='256' is invalid: expected an integer from 0 to 255"),
+    ({"MODBUS_SLAVE_ID": "248"}, "MODBUS_SLAVE_ID='248' is invalid: expected an integer from 0 to 247"),
     ({"MODBUS_UNIT_VEBUS": "-1"}, "MODBUS_UNIT_VEBUS='-1' is invalid"),
+    ({"MODBUS_UNIT_GRID": "248"}, "MODBUS_UNIT_GRID='248' is invalid: expected an integer from 0 to 247"),
     ({"MODBUS_UNIT_ve-bus": "5"}, "MODBUS_UNIT_ve-bus='5' is invalid"),
+    ({"MODBUS_UNIT_2ND": "5"}, "MODBUS_UNIT_2ND='5' is invalid: the role after MODBUS_UNIT_ must be"),
     ({"SCAN_INTERVAL_S": "0"}, "SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600"),
     ({"SCAN_INTERVAL_S": "1s"}, "SCAN_INTERVAL_S='1s' is invalid"),
     ({"CONNECT_TIMEOUT_S": "nan"}, "CONNECT_TIMEOUT_S='nan' is invalid"),
     ({"REQUEST_TIMEOUT_S": "60"}, "REQUEST_TIMEOUT_S='60' is invalid: expected a number from 0.05 to 30"),
     ({"SPOOL_DIR": "spool"}, "SPOOL_DIR='spool' is invalid: expected an absolute path"),
+    ({"SPOOL_DIR": ".hid"}, "SPOOL_DIR='.hid' is invalid: expected an absolute path"),
+    ({"SPOOL_DIR": ".cache/spool"}, "or a path relative to the working directory that starts with ./ or ../"),
+    ({"SPOOL_DIR": "var/spool/bessai"}, "SPOOL_DIR='var/spool/bessai' is invalid"),
     ({"SPOOL_SEGMENT_MAX_BYTES": "16X"}, "SPOOL_SEGMENT_MAX_BYTES='16X' is invalid"),
     ({"SPOOL_MAX_TOTAL_BYTES": "100"}, "SPOOL_MAX_TOTAL_BYTES='100' is invalid: expected a size of at least 8192"),
     ({"SPOOL_SEGMENT_MAX_BYTES": "1G"}, "is less than twice SPOOL_SEGMENT_MAX_BYTES=1073741824"),
@@ -109,16 +114,22 @@ BAD_SETTINGS = [
     ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' is invalid: expected one of debug, info, warning, error"),
     ({"LIMIT_SOC_LOW_WARN": "50", "LIMIT_SOC_HIGH_WARN": "40"},
      "LIMIT_SOC_LOW_WARN=50 is above LIMIT_SOC_HIGH_WARN=40"),
-    ({"LIMIT_BATTERY_TEMP_HIGH_TRIP": "hot"}, "LIMIT_BATTERY_TEMP_HIGH_TRIP='hot' is invalid"),
+    ({"LIMIT_BATTERY_TEMP_HIGH_TRIP": "hot"},
+     "LIMIT_BATTERY_TEMP_HIGH_TRIP='hot' is invalid: expected a number, or off"),
+    ({"LIMIT_SOC_LOW_WARN": "inf"}, "LIMIT_SOC_LOW_WARN='inf' is invalid: expected a number, or off"),
     ({"LIMIT_SOC_HYSTERESIS": "-1"}, "LIMIT_SOC_HYSTERESIS='-1' is invalid: expected a number of at least 0"),
     ({"LIMIT_DEBOUNCE_CYCLES": "0"}, "LIMIT_DEBOUNCE_CYCLES='0' is invalid"),
     ({"STALE_AFTER_S": "-5"}, "STALE_AFTER_S='-5' is invalid: expected a positive number of seconds, or off"),
+    ({"STALE_AFTER_S": "never"}, "STALE_AFTER_S='never' is invalid: expected a number, or off"),
     ({"BATTERY_RATED_POWER_KW": "0"}, "BATTERY_RATED_POWER_KW='0' is invalid"),
     ({"GRID_NOMINAL_FREQUENCY_HZ": "55"}, "GRID_NOMINAL_FREQUENCY_HZ='55' is invalid: expected one of 50, 60"),
     ({"DEVICES": "inverter,inverter"}, "DEVICES='inverter,inverter' is invalid: expected distinct names"),
     ({"DEVICES": "Main Inverter"}, "DEVICES='Main Inverter' is invalid"),
     ({"DEVICES": "a,b"}, "devices a and b are the same device"),
     ({"DEVICES": "a", "DEVICE_A_PORT": "0"}, "DEVICE_A_PORT='0' is invalid"),
+    ({"DEVICES": "a", "DEVICE_A_SLAVE_ID": "248"},
+     "DEVICE_A_SLAVE_ID='248' is invalid: expected an integer from 0 to 247"),
+    ({"DEVICES": "a", "DEVICE_A_UNIT_ve": "5"}, "DEVICE_A_UNIT_ve='5' is invalid: the role after"),
 ]
 
 
@@ -196,10 +207,10 @@ def test_read_environment_process_overrides_file(tmp_path):
 def test_read_environment_misspelt_name(tmp_path):
     env_file = tmp_path / "bessai.env"
     env_file.write_text("SITE_ID=a\nINVERTER_PORTT=502\nSOME_OTHER_TOOL=1\n")
-    with pytest.raises(ConfigError) as caught:
-        settings.read_environment(str(env_file), {})
-    assert caught.value.problems == [
+    environ = settings.read_environment(str(env_file), {})
+    assert environ.name_problems == [
         f"{env_file}: INVERTER_PORTT is not a bessai setting: did you mean INVERTER_PORT?"]
+    assert environ["SOME_OTHER_TOOL"] == "1"
 
 
 def test_read_environment_missing_file(tmp_path):

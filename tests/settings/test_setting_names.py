@@ -1,0 +1,186 @@
+"""Setting names: misspelt DEVICE_ names, devices missing from DEVICES, all problems at once."""
+
+import subprocess
+
+import pytest
+
+from bessai_edge import envfile, settings
+from bessai_edge.errors import EX_CONFIG, ConfigError
+from tests.conftest import REPO, bessai_command
+
+TWO_DEVICES = {"SITE_ID": "SITE-ATACAMA-001", "BESSAI_MODE": "simulator",
+               "DRIVER_PROFILE_PATH": "huawei_sun2000", "DEVICES": "inverter,battery"}
+
+
+def problems_of(environ):
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(environ)
+    return caught.value.problems
+
+
+# (variables added to TWO_DEVICES, the one expected problem line).
+BAD_NAMES = [
+    ({"DEVICE_BATTERY_SLAVEID": "7"},
+     "DEVICE_BATTERY_SLAVEID is not a bessai setting: did you mean DEVICE_BATTERY_SLAVE_ID?"),
+    ({"DEVICE_INVERTR_PROFILE": "sma_sunny_tripower"},
+     "DEVICE_INVERTR_PROFILE is not a bessai setting: did you mean DEVICE_INVERTER_PROFILE?"),
+    ({"DEVICE_BATERY_IP": "192.168.1.101"},
+     "DEVICE_BATERY_IP is not a bessai setting: did you mean DEVICE_BATTERY_IP?"),
+    ({"DEVICE_BATERY_UNIT_VEBUS": "227"},
+     "DEVICE_BATERY_UNIT_VEBUS is not a bessai setting: did you mean DEVICE_BATTERY_UNIT_VEBUS?"),
+    ({"DEVICE_BATTERY_UNITS_VEBUS": "227"},
+     "DEVICE_BATTERY_UNITS_VEBUS is not a bessai setting: did you mean DEVICE_BATTERY_UNIT_VEBUS?"),
+    ({"DEVICE_BATERY_SLAVEID": "7"},
+     "DEVICE_BATERY_SLAVEID is not a bessai setting: did you mean DEVICE_BATTERY_SLAVE_ID?"),
+    ({"DEVICE_BATTERYIP": "192.168.1.101"},
+     "DEVICE_BATTERYIP is not a bessai setting: did you mean DEVICE_BATTERY_IP?"),
+    ({"DEVICE_BATTERY_FOO": "1"},
+     "DEVICE_BATTERY_FOO is not a setting of device battery: expected DEVICE_BATTERY_ followed "
+     "by IP, PORT, PROFILE, SLAVE_ID or UNIT_<ROLE>"),
+    ({"DEVICE_BATTERY_UNIT_": "1"},
+     "DEVICE_BATTERY_UNIT_='1' is invalid: the role after DEVICE_BATTERY_UNIT_ must be"),
+    ({"DEVICE_X_IP": "1.2.3.4"},
+     "DEVICE_X_IP does not name a device listed in DEVICES (inverter,battery): device "
+     "settings are DEVICE_<NAME>_IP, _PORT, _PROFILE, _SLAVE_ID and _UNIT_<ROLE>; add the "
+     "device to DEVICES, or correct or remove the variable"),
+    ({"DEVICE_BATTERY_SLAVE_ID": "7", "DEVICE_BATTERY_UNIT_VE-BUS": "5"},
+     "DEVICE_BATTERY_UNIT_VE-BUS='5' is invalid: the role after DEVICE_BATTERY_UNIT_ must be"),
+]
+
+
+@pytest.mark.parametrize("variables, message", BAD_NAMES,
+                         ids=[next(iter(case)) for case, _ in BAD_NAMES])
+def test_device_name_bad(variables, message):
+    problems = problems_of({**TWO_DEVICES, **variables})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(message), problems
+
+
+def test_device_name_without_devices_list():
+    environ = {**TWO_DEVICES, "DEVICE_INVERTER_IP": "192.168.1.100"}
+    del environ["DEVICES"]
+    problems = problems_of(environ)
+    assert problems == [
+        "DEVICE_INVERTER_IP is set but DEVICES is not: list the devices in DEVICES, or set "
+        "INVERTER_IP, INVERTER_PORT, DRIVER_PROFILE_PATH, MODBUS_SLAVE_ID and "
+        "MODBUS_UNIT_<ROLE> for a single device"]
+
+
+def test_device_name_prefers_longest_device():
+    loaded = settings.load_settings({
+        **TWO_DEVICES, "DEVICES": "pv,pv_2", "DEVICE_PV_2_SLAVE_ID": "2",
+        "DEVICE_PV_SLAVE_ID": "1"})
+    assert [(device.name, device.unit_id) for device in loaded.devices] == [
+        ("pv", 1), ("pv_2", 2)]
+
+
+def test_device_name_every_field_accepted():
+    loaded = settings.load_settings({
+        **TWO_DEVICES, "BESSAI_MODE": "modbus", "INVERTER_IP": "192.168.1.100",
+        "DEVICE_BATTERY_IP": "192.168.1.101", "DEVICE_BATTERY_PORT": "1502",
+        "DEVICE_BATTERY_PROFILE": "victron_multiplus", "DEVICE_BATTERY_SLAVE_ID": "100",
+        "DEVICE_BATTERY_UNIT_VEBUS": "246", "MQTT_ENABLED": "false", "FORWARD_X": "1"})
+    battery = loaded.devices[1]
+    assert (battery.host, battery.port, battery.profile, battery.unit_id) == (
+        "192.168.1.101", 1502, "victron_multiplus", 100)
+    assert battery.unit_ids == {"vebus": 246}
+
+
+def test_device_name_invalid_devices_skips_name_check():
+    problems = problems_of({**TWO_DEVICES, "DEVICES": "Inverter 1", "DEVICE_X_IP": "1.2.3.4"})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("DEVICES='Inverter 1' is invalid"), problems
+
+
+# Three misspelt names and bad values of many kinds, in one file.
+MANY_PROBLEMS = """\
+SITE_ID=a b
+BESSAI_MODE=modbus
+INVERTER_IP=192.168.1.100:502
+INVERTER_PORTT=502
+DRIVER_PROFILE_PATH=huawei_sun3000
+MODBUS_SLAVE_ID=255
+DEVICES=inverter,battery
+DEVICE_BATTERY_SLAVEID=7
+DEVICE_INVERTR_PROFILE=sma_sunny_tripower
+DEVICE_BATTERY_PORT=0
+SCAN_INTERVAL_S=0
+CONNECT_TIMEOUT_S=nan
+REQUEST_TIMEOUT_S=60
+SPOOL_DIR=rel/dir
+SPOOL_SEGMENT_MAX_BYTES=16X
+SPOOL_FSYNC_INTERVAL_S=-1
+HEALTH_LISTEN=8000
+LOG_LEVEL=verbose
+STALE_AFTER_S=never
+LIMIT_SOC_HYSTERESIS=-1
+LIMIT_DEBOUNCE_CYCLES=0
+GRID_NOMINAL_FREQUENCY_HZ=55
+"""
+MANY_EXPECTED = [
+    "INVERTER_PORTT is not a bessai setting: did you mean INVERTER_PORT?",
+    "DEVICE_BATTERY_SLAVEID is not a bessai setting: did you mean DEVICE_BATTERY_SLAVE_ID?",
+    "DEVICE_INVERTR_PROFILE is not a bessai setting: did you mean DEVICE_INVERTER_PROFILE?",
+    "SITE_ID='a b' is invalid", "INVERTER_IP='192.168.1.100:502' is invalid",
+    "DRIVER_PROFILE_PATH='huawei_sun3000' is invalid",
+    "MODBUS_SLAVE_ID='255' is invalid: expected an integer from 0 to 247",
+    "DEVICE_BATTERY_PORT='0' is invalid", "SCAN_INTERVAL_S='0' is invalid",
+    "CONNECT_TIMEOUT_S='nan' is invalid", "REQUEST_TIMEOUT_S='60' is invalid",
+    "SPOOL_DIR='rel/dir' is invalid", "SPOOL_SEGMENT_MAX_BYTES='16X' is invalid",
+    "SPOOL_FSYNC_INTERVAL_S='-1' is invalid", "HEALTH_LISTEN='8000' is invalid",
+    "LOG_LEVEL='verbose' is invalid", "STALE_AFTER_S='never' is invalid: expected a number, or off",
+    "LIMIT_SOC_HYSTERESIS='-1' is invalid", "LIMIT_DEBOUNCE_CYCLES='0' is invalid",
+    "GRID_NOMINAL_FREQUENCY_HZ='55' is invalid",
+]
+
+
+def test_settings_names_and_values_reported_together(tmp_path):
+    env_file = tmp_path / "bad.env"
+    env_file.write_text(MANY_PROBLEMS)
+    problems = problems_of(settings.read_environment(str(env_file), {}))
+    for expected in MANY_EXPECTED:
+        assert any(expected in line for line in problems), (expected, problems)
+
+
+def test_run_names_and_values_reported_together(tmp_path):
+    env_file = tmp_path / "bad.env"
+    env_file.write_text(MANY_PROBLEMS)
+    result = subprocess.run([*bessai_command(), "run", "--env-file", str(env_file)],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == EX_CONFIG
+    for expected in MANY_EXPECTED:
+        assert any(expected in line for line in lines), (expected, lines)
+
+
+def test_run_misspelt_device_setting_exit_78(tmp_path):
+    # A misspelt device setting stops the gateway instead of leaving the device on the
+    # fallback profile and unit id.
+    env_file = tmp_path / "devices.env"
+    env_file.write_text("SITE_ID=site\nBESSAI_MODE=simulator\n"
+                        "DRIVER_PROFILE_PATH=huawei_sun2000\nDEVICES=inverter,battery\n"
+                        "DEVICE_BATTERY_SLAVEID=7\nDEVICE_INVERTR_PROFILE=sma_sunny_tripower\n")
+    result = subprocess.run([*bessai_command(), "run", "--env-file", str(env_file),
+                             "--cycles", "1"],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+                                 "SPOOL_DIR": str(tmp_path / "spool"), "HEALTH_LISTEN": ""})
+    assert result.returncode == EX_CONFIG, result.stderr
+    assert "did you mean DEVICE_BATTERY_SLAVE_ID?" in result.stderr
+    assert "did you mean DEVICE_INVERTER_PROFILE?" in result.stderr
+
+
+@pytest.mark.parametrize("directory", ["/var/spool/bessai", "./.cache/spool", "../spool", "."])
+def test_spool_dir_accepted(directory):
+    loaded = settings.load_settings({**TWO_DEVICES, "SPOOL_DIR": directory})
+    assert loaded.spool.directory == directory
+
+
+def test_spool_dir_makefile_value_accepted():
+    # `make run` passes SPOOL_DIR on its command line, so it must follow the same rule.
+    makefile = (REPO / "Makefile").read_text()
+    values = [word.split("=", 1)[1] for word in makefile.split()
+              if word.startswith("SPOOL_DIR=")]
+    assert values, "make run sets no SPOOL_DIR"
+    assert all(envfile.is_explicit_path(value) for value in values), values
