@@ -4,6 +4,9 @@
 opens everything, ``run(cycles)`` sends READY=1 and runs the scan loop, ``close()``
 sends STOPPING=1, flushes and closes the spool and closes the connections. The
 ``bessai run`` command owns the order; benchmarks and tests can use the class directly.
+``open_spool()`` opens the spool alone, so that ``bessai run`` reports a spool problem
+before it starts simulator children. ``simulators`` (device name -> started
+SimulatorProcess) are checked before each poll of their device and restarted when dead.
 """
 
 import logging
@@ -25,10 +28,11 @@ logger = logging.getLogger(__name__)
 class Gateway:
     """Everything ``bessai run`` runs, built from validated settings and loaded profiles."""
 
-    def __init__(self, settings, profiles, endpoints, notifier=None):
+    def __init__(self, settings, profiles, endpoints, notifier=None, simulators=None):
         self.settings = settings
         self.profiles = profiles      # device name -> Profile
-        self.endpoints = endpoints    # device name -> (host, port)
+        self.endpoints = endpoints    # device name -> (host, port), read by open()
+        self.simulators = simulators if simulators is not None else {}  # name -> SimulatorProcess
         self.notifier = notifier if notifier is not None else Notifier.from_environment()
         self.state = GatewayState(site=settings.site_id, version=__version__)
         self.spool = None
@@ -36,11 +40,11 @@ class Gateway:
         self.pollers = []
         self.loop = None
 
-    def open(self):
-        """Open the spool and the health server, build the pollers and log the start line."""
-        settings = self.settings
-        spool_settings = settings.spool
-        self._log_start()
+    def open_spool(self):
+        """Open the spool unless it is open; raises SpoolError."""
+        if self.spool is not None:
+            return
+        spool_settings = self.settings.spool
         spool = Spool(spool_settings.directory,
                       segment_max_bytes=spool_settings.segment_max_bytes,
                       segment_max_age_s=spool_settings.segment_max_age_s,
@@ -48,6 +52,12 @@ class Gateway:
                       max_total_bytes=spool_settings.max_total_bytes)
         spool.open()
         self.spool = spool
+
+    def open(self):
+        """Open the spool and the health server, build the pollers and log the start line."""
+        settings = self.settings
+        self._log_start()
+        self.open_spool()
         self.health = HealthServer(settings.health_listen, self.state)
         boot_id = read_boot_id()
         factories = []
@@ -83,6 +93,10 @@ class Gateway:
             options["request_timeout_s"] = settings.request_timeout_s
         link = DeviceLink.for_profile(profile, host, port=port, unit_id=device.unit_id,
                                       **options)
+        simulator = self.simulators.get(device.name)
+        if simulator is not None:
+            return _SimulatedDevicePoller(simulator, device, profile, link, settings.limits,
+                                          format_endpoint(host, port))
         return DevicePoller(device, profile, link, settings.limits, format_endpoint(host, port))
 
     def _serve_until(self, deadline):
@@ -115,3 +129,19 @@ class Gateway:
                         stats.get("records_dropped"), extra={"BESSAI_EVENT": "shutdown"})
         if self.health is not None:
             self.health.close()
+
+
+class _SimulatedDevicePoller(DevicePoller):
+    """A poller whose device is a simulator child: the child is checked before each poll.
+
+    ``check()`` costs one waitpid(WNOHANG) while the child runs. A dead child is logged,
+    reaped and restarted on the same port, and the link reconnects on its own schedule.
+    """
+
+    def __init__(self, simulator, *args):
+        super().__init__(*args)
+        self.simulator = simulator
+
+    def poll(self, *args, **kwargs):
+        self.simulator.check()
+        return super().poll(*args, **kwargs)

@@ -257,7 +257,9 @@ class DeviceLink:
     ``timeouts_before_reconnect`` timeouts in a row, and at the first timeout on a
     connection that has not replied yet. A connection that ends before its first
     reply counts as a failed attempt, so a device that accepts TCP and then stays
-    silent or hangs up is retried on the backoff schedule, not every cycle.
+    silent or hangs up is retried on the backoff schedule, not every cycle. An outage
+    is logged once when it starts and once, as restored, at the first reply after it;
+    its count of failed attempts is the connection attempts that got no reply.
 
     ``wait_until(deadline)`` is called for the quiet time after connect and the spacing
     between requests; the scan loop passes a function that serves its health page until
@@ -334,10 +336,9 @@ class DeviceLink:
         self._timeouts_in_row = 0
         if self._down_since is None:
             log.info("connected to %s (unit id %d)", self.endpoint, self.unit_id)
-        else:
-            log.info("connection to %s (unit id %d) restored after %.1f s and %d failed attempts",
-                     self.endpoint, self.unit_id, now - self._down_since, self._down_attempts)
-            self._down_since = None
+        else:  # still down until the device replies: a listener may accept and stay silent
+            log.debug("reconnected to %s (unit id %d); waiting for its first reply",
+                      self.endpoint, self.unit_id)
 
     def close(self):
         """Close the connection; the next read reconnects when ``next_attempt_monotonic`` is due."""
@@ -387,6 +388,8 @@ class DeviceLink:
         self._answered = True
         self._timeouts_in_row = 0
         self._failures = 0
+        if self._down_since is not None:
+            self._note_restored()
         if response.isError():
             error = DeviceException(response.exception_code, (
                 f"unit id {unit_id} returned Modbus exception code {response.exception_code} "
@@ -436,6 +439,13 @@ class DeviceLink:
             return
         self._client = None
         self._note_down(error, failed_attempt=not self._answered)
+
+    def _note_restored(self):
+        """Log the end of an outage at the first reply (an exception reply counts)."""
+        log.info("connection to %s (unit id %d) restored after %.1f s and %d failed attempts",
+                 self.endpoint, self.unit_id, time.monotonic() - self._down_since,
+                 self._down_attempts)
+        self._down_since = None
 
     def _note_down(self, error, failed_attempt):
         """Schedule the next attempt and log the state change once per outage and cause."""

@@ -34,7 +34,10 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true",
                         help=_("print one JSON object per point instead of a table, then one "
                                "object with key sunspec_map per discovered SunSpec unit; the "
-                               "diagnosis goes to stderr"))
+                               "diagnosis goes to stderr. When the device cannot be read, an "
+                               "object with key device_error (endpoint, unit_id, kind, "
+                               "message) comes first, and the points, if the plan needs no "
+                               "discovery, have quality comm_error"))
     parser.add_argument("--device", metavar="NAME",
                         help=_("check only this device (see DEVICES)"))
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
@@ -56,6 +59,7 @@ class DeviceCheck:
     rows: list = dataclasses.field(default_factory=list)
     fields: dict = dataclasses.field(default_factory=dict)
     findings: list = dataclasses.field(default_factory=list)
+    error: dict = None  # kind and message when no plan could be read (connect, discovery)
 
 
 def main(args):
@@ -134,6 +138,10 @@ def check_device(settings, device, profile, host, port):
     except LinkError as error:
         observation.connect_error_kind = error.kind
         observation.connect_error = str(error)
+        check.error = {"kind": error.kind, "message": str(error)}
+        if not profile.sunspec:  # the plan needs no device: list its points as unread
+            check.plan = profile.plan(unit_id=device.unit_id, unit_ids=device.unit_ids)
+            _fill_unread(check, error.kind)
         check.findings = diagnose(observation)
         return check
     try:
@@ -142,6 +150,7 @@ def check_device(settings, device, profile, host, port):
     except LinkError as error:
         # SunSpec discovery failed on the link itself (a timeout, a dropped connection).
         observation.request_outcomes = [error.kind]
+        check.error = {"kind": error.kind, "message": str(error)}
     except ProfileError as error:
         observation.discovery_error = str(error)
     finally:
@@ -186,6 +195,18 @@ def _read(link, check, observation):
     check.rows = _rows(plan, strings, errors, values, quality)
     check.fields = _field_values(plan, values, quality)
     _observe_values(check, observation)
+
+
+def _fill_unread(check, kind):
+    """Fill the rows of a plan that was never read: every point a comm_error of ``kind``."""
+    plan = check.plan
+    buffer = array.array("H", bytes(2 * plan.buffer_words))
+    statuses = bytearray(b"\x01" * len(plan.requests))
+    strings = plan.table.decode_strings(buffer, statuses)
+    values, quality = plan.table.decode(buffer, statuses)
+    values, quality = list(values), bytes(quality)
+    check.rows = _rows(plan, strings, [kind] * len(plan.points), values, quality)
+    check.fields = _field_values(plan, values, quality)
 
 
 def _read_requests(link, plan, buffer, statuses):
@@ -273,6 +294,10 @@ def _observe_values(check, observation):
 
 
 def _print_json(check):
+    if check.error is not None:
+        print(json.dumps({"device": check.device.name, "device_error": {
+            "endpoint": check.endpoint, "unit_id": check.unit_id, **check.error}},
+            ensure_ascii=False))
     for row in check.rows:
         print(json.dumps({"device": check.device.name, **row}, ensure_ascii=False))
     for unit_id, model_map in sorted(check.maps.items()):

@@ -65,18 +65,27 @@ def _start(settings, cleanup):
 
     profiles = load_device_profiles(settings.devices)
     endpoints = {}
+    simulators = {}
+    # Stopped after gateway.close(), which closes the connections to them first.
+    cleanup.callback(_stop_simulators, simulators)
+    gateway = Gateway(settings, profiles, endpoints, simulators=simulators)
+    cleanup.callback(gateway.close)
+    gateway.open_spool()  # a spool problem ends the start before any child runs
     for device in settings.devices:
         if settings.mode != "simulator":
             endpoints[device.name] = modbus_endpoint(device, profiles[device.name])
             continue
         simulator = simulator_for(device)
-        cleanup.callback(simulator.stop)
+        simulators[device.name] = simulator
         try:
             endpoints[device.name] = simulator.start()
         except SimulatorStartError as error:
             raise _StartFailed(_("the simulator for device {device} did not start: {error}")
                                .format(device=device.name, error=error)) from error
-    gateway = Gateway(settings, profiles, endpoints)
-    cleanup.callback(gateway.close)
     gateway.open()
     return gateway
+
+
+def _stop_simulators(simulators):
+    for simulator in reversed(list(simulators.values())):
+        simulator.stop()

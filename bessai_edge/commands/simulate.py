@@ -2,10 +2,13 @@
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 
+from bessai_edge.errors import EX_CONFIG
 from bessai_edge.i18n import _
 from bessai_edge.simulator.faults import parse_exception_spec, parse_request_range
 
@@ -15,7 +18,14 @@ DEFAULT_PORT = 5020  # 502 needs root; pass --port 502 to stand in for a real de
 log = logging.getLogger(__name__)
 
 
+class ListenError(Exception):
+    """The server cannot listen on --host/--port; the message names both and the fix."""
+
+
 def add_arguments(parser):
+    parser.epilog = _("Exit status: 0 after SIGTERM or Ctrl-C, 78 when it cannot listen on "
+                      "--host/--port (the port is in use, or the address is not on this "
+                      "host).")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--profile", metavar="NAME",
                         help=_("profile to simulate: a bundled name such as huawei_sun2000, "
@@ -96,7 +106,11 @@ def main(args):
                     silent=args.silent)
     source, description = _build_source(args)
     server = ModbusServer(source, faults)
-    asyncio.run(_serve(server, args.host, args.port, args.parent_pid, description))
+    try:
+        asyncio.run(_serve(server, args.host, args.port, args.parent_pid, description))
+    except ListenError as error:
+        print(f"bessai simulate: {error}", file=sys.stderr, flush=True)
+        return EX_CONFIG
     return 0
 
 
@@ -126,10 +140,14 @@ async def _serve(server, host, port, parent_pid, description):
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    bound = await server.start(host, port)
+    try:
+        bound = await server.start(host, port)
+    except OSError as error:
+        raise ListenError(_listen_problem(host, port, error)) from error
     print(lifetime.ready_line(host, bound), flush=True)
-    print(_("bessai simulate: serving {description}; stop with Ctrl-C").format(
-        description=description), file=sys.stderr, flush=True)
+    if parent_pid is None:  # a child of the gateway or a test: no one reads the banner
+        print(_("bessai simulate: serving {description}; stop with Ctrl-C").format(
+            description=description), file=sys.stderr, flush=True)
     watcher = None
     if parent_pid is not None:
         watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
@@ -138,6 +156,26 @@ async def _serve(server, host, port, parent_pid, description):
         watcher.cancel()
     await server.stop()
     log.info("stopped after %d requests on %d connections", server.requests, server.connections)
+
+
+def _listen_problem(host, port, error):
+    """Return the message for a failed bind or listen on ``host:port``."""
+    endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(error, socket.gaierror):
+        return _("cannot listen on {endpoint}: cannot resolve {host!r}; pass an address of "
+                 "this host as --host, such as 127.0.0.1").format(endpoint=endpoint, host=host)
+    if error.errno == errno.EADDRINUSE:
+        return _("cannot listen on {endpoint}: the port is in use; stop the program that uses "
+                 "it, or choose another --port (0 picks a free one)").format(endpoint=endpoint)
+    if error.errno == errno.EADDRNOTAVAIL:
+        return _("cannot listen on {endpoint}: {host} is not an address of this host; pass "
+                 "one of its addresses as --host, such as 127.0.0.1").format(
+                     endpoint=endpoint, host=host)
+    if error.errno == errno.EACCES:
+        return _("cannot listen on {endpoint}: permission denied (ports below 1024 need "
+                 "root); choose a --port of 1024 or above").format(endpoint=endpoint)
+    return _("cannot listen on {endpoint}: {reason}; check --host and --port").format(
+        endpoint=endpoint, reason=error.strerror or error)
 
 
 async def _watch_parent(parent_pid, stop):
