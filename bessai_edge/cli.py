@@ -3,18 +3,26 @@
 Each command module defines ``HELP``, ``add_arguments(parser)`` and ``main(args)``,
 which returns the exit status. Command modules import their heavy dependencies inside
 ``main`` so that ``bessai --help`` and light commands start fast.
+
+When the reader of stdout goes away early (``bessai profiles | head -1``), the command
+stops quietly and exits with 141, the status a shell reports for a program killed by
+SIGPIPE (128 + 13), as ``cat`` and other filters do, so ``set -o pipefail`` scripts see
+the same status for us as for them.
 """
 
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from bessai_edge import __version__
 from bessai_edge.errors import EX_CONFIG, ConfigError, ProfileError, SpoolError
+from bessai_edge import i18n
 from bessai_edge.i18n import _
 
 COMMANDS = ("run", "check", "simulate", "profiles", "spool", "forward")
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser():
@@ -22,7 +30,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="bessai",
         description=_("Modbus TCP edge gateway for battery energy storage systems."))
-    parser.add_argument("--version", action="version", version=f"bessai-edge {__version__}")
+    parser.add_argument("--version", action="version", version=f"bessai-edge {__version__}",
+                        help=_("show the version and exit"))
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
@@ -35,6 +44,20 @@ def build_parser():
 
 def main(argv=None):
     """Run the ``bessai`` command and return its exit status."""
+    i18n.use_for_argparse()
+    try:
+        status = _run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit, so point it at /dev/null to keep that
+        # flush from raising a second time and printing "Exception ignored".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _run(argv):
     args = build_parser().parse_args(argv)
     try:
         return args.command_main(args)

@@ -24,6 +24,18 @@ def ngettext(singular, plural, count):
     return _translation.ngettext(singular, plural, count)
 
 
+def use_for_argparse():
+    """Make our catalog the global gettext domain, so argparse's own texts are translated.
+
+    argparse (Python 3.11) calls ``gettext.gettext``, which reads the global domain,
+    for "usage:", "options", "show this help message and exit" and its error messages.
+    The catalog holds those messages because tools/update-po.sh extracts them from
+    tools/argparse_msgids.py.
+    """
+    gettext.bindtextdomain(DOMAIN, LOCALE_DIR)
+    gettext.textdomain(DOMAIN)
+
+
 def reload():
     """Reload the catalog after the language variables changed (used by tests)."""
     global _translation

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 
-from bessai_edge import alarms, core
+from bessai_edge import alarms, core, records
 from bessai_edge import state as gateway_state
 from bessai_edge.errors import DeviceException, LinkError, ProfileError
 from bessai_edge.ratelimit import RateLimitedLog
@@ -66,15 +66,19 @@ class DevicePoller:
         if not self._sunspec:
             self._set_plan(profile.plan(unit_id=self.unit_id, unit_ids=device.unit_ids))
 
-    def poll(self, cycle_start):
-        """Run this device's part of one cycle and return its PollResult."""
+    def poll(self, cycle_start, periods=1):
+        """Run this device's part of one cycle and return its PollResult.
+
+        ``periods`` is the number of scan periods since the previous cycle (more than 1
+        after an overrun); the stale alarms count periods, not cycles.
+        """
         self._error_kind = None
         statuses = None
         answered = False
         error = self._ensure_connected(cycle_start)
         if error is None:
             statuses, error, answered = self._read_plan()
-        return self._finish(statuses, error, answered)
+        return self._finish(statuses, error, answered, periods)
 
     def prepare(self):
         """Connect (and discover SunSpec models) before the first cycle.
@@ -152,6 +156,7 @@ class DevicePoller:
     # -- plan ------------------------------------------------------------------------
 
     def _set_plan(self, plan):
+        self._rounding = records.field_rounding(plan)  # decimals per field, once per plan
         if self.plan is not None and plan.fields == self.plan.fields:
             self.plan = plan  # same layout: keep the limit table and its alarm state
             return
@@ -221,7 +226,7 @@ class DevicePoller:
 
     # -- result ----------------------------------------------------------------------
 
-    def _finish(self, statuses, error, answered):
+    def _finish(self, statuses, error, answered, periods):
         plan = self.plan
         if plan is None:
             values, quality = _missing(self.profile)
@@ -230,9 +235,10 @@ class DevicePoller:
             statuses = bytearray(b"\x01" * len(plan.requests))
         decoded, codes = plan.table.decode(self._buffer, statuses)
         values, quality = _canonical(plan.fields, decoded, codes)
+        records.round_values(values, self._rounding)
         changes = self._pending_changes + [
             (alarms.alarm_name(name, level), raised)
-            for name, level, raised in self.limit_table.evaluate(decoded, codes)]
+            for name, level, raised in self.limit_table.evaluate(decoded, codes, periods)]
         self._pending_changes = []
         active = sorted(alarms.alarm_name(name, level) for name, level in self.limit_table.active())
         if not answered:

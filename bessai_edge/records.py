@@ -15,19 +15,25 @@ raises it)::
     cycle_ms     milliseconds from the cycle start until this record was built
     state        device state: ok, degraded (some requests failed) or down
     error        the last request error of this cycle as "kind: message", or null
-    values       canonical field -> number, or null when its quality is not ok
+    values       canonical field -> number, or null when its quality is not ok; rounded to
+                 the decimals its register's scale can resolve (see ``field_rounding``)
     quality      canonical field -> ok, not_available, comm_error or invalid
     alarms       active alarms after this cycle, "field:level", sorted
     alarm_changes  this cycle's transitions: [{"alarm": "field:level", "raised": bool}]
 """
 
 import logging
+import math
 import uuid
+
+from bessai_edge.profile.fields import FLOAT_TYPES
 
 logger = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+MAX_DECIMALS = 6        # also used when a runtime SunSpec scale factor sets the step
+SIGNIFICANT_DIGITS = {"f32": 7, "f64": 15}
 
 
 def read_boot_id(path=BOOT_ID_PATH):
@@ -72,3 +78,89 @@ class RecordFactory:
             "alarms": alarms,
             "alarm_changes": [{"alarm": name, "raised": raised} for name, raised in alarm_changes],
         }
+
+
+# -- rounding ------------------------------------------------------------------------
+# A value decoded as raw * 0.1 carries binary noise (80.80000000000001). The plan knows
+# each field's step (its scale), so the decimals are worked out once per plan and each
+# cycle only calls round().
+
+
+def step_decimals(step):
+    """Return the decimals that write every multiple of ``step`` exactly, at most MAX_DECIMALS.
+
+    ``step_decimals(0.1) == 1``, ``step_decimals(0.25) == 2``, ``step_decimals(1000) == 0``.
+    """
+    step = abs(step)
+    if step == 0 or not math.isfinite(step):
+        return 0
+    for places in range(MAX_DECIMALS + 1):
+        if abs(round(step, places) - step) <= step * 1e-9:
+            return places
+    return MAX_DECIMALS
+
+
+def entry_rounding(type_name, scale, offset, scaled_at_run_time):
+    """Return ("places", n), ("significant", n) or None (exact already) for one decoded entry."""
+    if type_name in FLOAT_TYPES:
+        if type_name == "f64" and scale == 1 and offset == 0:
+            return None
+        return ("significant", SIGNIFICANT_DIGITS[type_name])
+    if scaled_at_run_time:
+        return ("places", MAX_DECIMALS)
+    places = max(step_decimals(scale), step_decimals(offset))
+    return ("places", places) if places else None
+
+
+def _combine(roundings):
+    """Return the rounding of a sum of terms: the finest places, the fewest significant digits."""
+    roundings = [rounding for rounding in roundings if rounding is not None]
+    significant = [digits for kind, digits in roundings if kind == "significant"]
+    if significant:
+        return ("significant", min(significant))
+    return ("places", max(digits for _kind, digits in roundings)) if roundings else None
+
+
+def field_rounding(plan):
+    """Return ``(places, significant)``: tuples of (field, digits) for ``round_values``.
+
+    Fields that decode exactly (integer steps, f64 with no scale) are left out. Works on
+    the plan's points and decode table layout (see ``profile.plan.PlanTable``).
+    """
+    points = plan.points
+    by_entry = {}
+    entry = len(points)
+    for point in points:
+        if point.field:
+            by_entry[entry] = entry_rounding(
+                point.type, point.scale * point.field_scale, point.offset * point.field_scale,
+                point.sf >= 0)
+            entry += 1
+    for slot, terms, _ignore in plan.derived:
+        by_entry[slot] = _combine(
+            entry_rounding(points[index].type, points[index].scale * factor,
+                           points[index].offset * factor, points[index].sf >= 0)
+            for index, factor in terms)
+    places, significant = [], []
+    for field, slot in plan.fields.items():
+        rounding = by_entry.get(slot)
+        if rounding is not None:
+            (places if rounding[0] == "places" else significant).append((field, rounding[1]))
+    return tuple(places), tuple(significant)
+
+
+def round_values(values, rounding):
+    """Round the numbers of ``values`` (field -> number or None) in place; return it.
+
+    ``rounding`` comes from ``field_rounding``. Fields it does not name are left as they are.
+    """
+    places, significant = rounding
+    for field, digits in places:
+        value = values.get(field)
+        if value is not None:
+            values[field] = round(value, digits) + 0.0   # + 0.0 turns -0.0 into 0.0
+    for field, digits in significant:
+        value = values.get(field)
+        if value and math.isfinite(value):
+            values[field] = round(value, digits - 1 - math.floor(math.log10(abs(value))))
+    return values

@@ -15,7 +15,9 @@ trap 'rm -rf "$work"' EXIT
 # cli.py translates each command's HELP with _(module.HELP), which xgettext cannot
 # see, so the HELP strings are extracted from a generated file of _() calls.
 grep -h '^HELP = ' bessai_edge/commands/*.py | sed 's/^HELP = \(.*\)$/_(\1)/' > "$work/command_help.py"
-{ find bessai_edge -name '*.py' | sort; echo "$work/command_help.py"; } > "$work/files"
+# argparse's own messages (usage, errors) come from a committed list, because argparse
+# translates them through the global gettext domain that bessai_edge.i18n sets to ours.
+{ find bessai_edge -name '*.py' | sort; echo tools/argparse_msgids.py; echo "$work/command_help.py"; } > "$work/files"
 xgettext --language=Python --keyword=_ --keyword=ngettext:1,2 --from-code=UTF-8 \
   --package-name=bessai-edge --msgid-bugs-address=none --no-wrap \
   --files-from="$work/files" --output="$work/bessai.pot"

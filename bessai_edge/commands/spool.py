@@ -71,8 +71,8 @@ def _stats(directory, as_json):
             count=figures["records"], first=figures["first_seq"] or "-",
             last=figures["last_seq"] or "-")),
         (_("bytes"), str(figures["bytes"])),
-        (_("oldest record"), _format_time(figures["oldest_time_ms"])),
-        (_("newest record"), _format_time(figures["newest_time_ms"])),
+        (_("oldest record"), _record_time(figures, "oldest_time_ms")),
+        (_("newest record"), _record_time(figures, "newest_time_ms")),
         (_("dropped records"), str(figures["lifetime_records_dropped"])),
         (_("evicted"), _("{records} records in {segments} segments").format(
             records=figures["lifetime_records_evicted"],
@@ -148,6 +148,12 @@ def _repair(directory):
     spool.close()
     print(_("recovery: cut {bytes} bytes of torn tails; segments set aside: {segments}").format(
         bytes=figures["bytes_cut"], segments=figures["segments_set_aside"]))
+
+
+def _record_time(figures, key):
+    if not figures["records"]:
+        return _("none yet (the spool holds no records)")
+    return _format_time(figures[key])
 
 
 def _format_time(time_ms):

@@ -4,6 +4,7 @@ import json
 import logging
 
 from bessai_edge.errors import ProfileError
+from bessai_edge.i18n import _
 from bessai_edge.profile import validate as validation
 from bessai_edge.profile.fields import FUNCTIONS
 from bessai_edge.profile.model import (
@@ -22,7 +23,8 @@ def load_profile(path_or_name):
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise _profile_error([f"{path}: cannot read the profile: {error}"]) from error
+        raise _profile_error([_("{path}: cannot read the profile: {error}").format(
+            path=path, error=error)]) from error
     return parse_profile(text, str(path))
 
 
@@ -32,9 +34,12 @@ def parse_profile(text, path="<profile>"):
     try:
         data = json.loads(text, object_pairs_hook=_pairs_hook(duplicates))
     except json.JSONDecodeError as error:
-        raise _profile_error([f"{path}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}; "
-                              f"fix the syntax at that line and column"]) from None
-    problems = [f"{path}: {where}: key {key!r} appears twice in one object: keep one"
+        raise _profile_error([_("{path}:{line}:{column}: invalid JSON: {reason}; fix the "
+                                "syntax at that line and column").format(
+                                    path=path, line=error.lineno, column=error.colno,
+                                    reason=error.msg)]) from None
+    problems = [_("{path}: {where}: key {key!r} appears twice in one object: keep one").format(
+                    path=path, where=where, key=key)
                 for where, key in duplicates]
     problems += validation.validate(data, path)
     if problems:
@@ -54,7 +59,8 @@ def _pairs_hook(duplicates):
         for key, value in pairs:
             if key in result:
                 name = dict(pairs).get("name")
-                where = f"point {name!r}" if isinstance(name, str) else "object"
+                where = (_("point {name!r}").format(name=name) if isinstance(name, str)
+                         else _("object"))
                 duplicates.append((where, key))
             result[key] = value
         return result

@@ -11,6 +11,7 @@ import os
 import pathlib
 
 from bessai_edge.errors import ProfileError
+from bessai_edge.i18n import _
 
 ENVIRONMENT_VARIABLE = "BESSAI_REGISTRY_DIR"
 SOURCE_REGISTRY = pathlib.Path(__file__).resolve().parent.parent.parent / "registry"
@@ -48,11 +49,15 @@ def resolve_profile_path(name_or_path):
     """
     text = str(name_or_path).strip()
     if not text:
-        raise ProfileError("profile: the name is empty: give a bundled profile name such as "
-                           "huawei_sun2000 or the path of a profile JSON file")
+        raise ProfileError(_("profile: the name is empty: give a bundled profile name such as "
+                             "huawei_sun2000 or the path of a profile JSON file"))
     given = pathlib.Path(text)
     if given.is_file():
         return given
+    if given.is_dir():
+        raise ProfileError(_("profile {name!r}: {path} is a directory: give the path of a "
+                             "profile JSON file (such as {path}/huawei_sun2000.json) or a "
+                             "bundled profile name").format(name=text, path=given))
     candidates = []
     if given.parent == pathlib.Path(".") and given.suffix in ("", ".json"):
         candidates.append(registry_dir() / f"{given.stem}.json")
@@ -61,7 +66,8 @@ def resolve_profile_path(name_or_path):
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    names = ", ".join(bundled_profiles()) or "none found"
-    raise ProfileError(f"profile {text!r}: file not found (looked in "
-                       f"{', '.join(str(path) for path in [given] + candidates)}); "
-                       f"bundled profiles in {registry_dir()}: {names}")
+    names = ", ".join(bundled_profiles()) or _("none found")
+    raise ProfileError(_("profile {name!r}: file not found (looked in {paths}); bundled "
+                         "profiles in {registry}: {names}").format(
+                             name=text, paths=", ".join(str(path) for path in [given] + candidates),
+                             registry=registry_dir(), names=names))

@@ -10,6 +10,7 @@ can express fail both.
 import difflib
 import math
 
+from bessai_edge.i18n import _, ngettext
 from bessai_edge.profile import sunspec_models
 from bessai_edge.profile.fields import (
     ACCESS, CANONICAL_FIELDS, FLOAT_TYPES, FUNCTIONS, MAIN_ROLE, MAX_ADDRESS,
@@ -48,10 +49,12 @@ class Problems:
         self.lines = []
 
     def invalid(self, where, key, value, accepted):
-        self.lines.append(f"{self.path}: {where}: {key}: {value!r} is invalid: {accepted}")
+        self.lines.append(_("{path}: {where}: {key}: {value!r} is invalid: {accepted}").format(
+            path=self.path, where=where, key=key, value=value, accepted=accepted))
 
     def missing(self, where, key, accepted):
-        self.lines.append(f"{self.path}: {where}: {key} is missing: {accepted}")
+        self.lines.append(_("{path}: {where}: {key} is missing: {accepted}").format(
+            path=self.path, where=where, key=key, accepted=accepted))
 
     def add(self, where, text):
         self.lines.append(f"{self.path}: {where}: {text}")
@@ -61,23 +64,24 @@ def validate(data, path):
     """Return the problems of a parsed profile as a list of lines (empty when valid)."""
     problems = Problems(path)
     if not isinstance(data, dict):
-        problems.add("profile", f"the file holds a JSON {_json_kind(data)}: expected an object "
-                                f"with the keys {', '.join(TOP_REQUIRED)}")
+        problems.add("profile", _("the file holds a JSON {kind}: expected an object with the "
+                                  "keys {keys}").format(kind=_json_kind(data),
+                                                        keys=", ".join(TOP_REQUIRED)))
         return problems.lines
     _check_keys(problems, "profile", data, TOP_KEYS, TOP_REQUIRED)
     name = data.get("name")
     if "name" in data and not (isinstance(name, str) and ROLE.match(name)):
         problems.invalid("profile", "name", name,
-                         "expected lower-case letters, digits and '_', starting with a letter")
+                         _("expected lower-case letters, digits and '_', starting with a letter"))
     for key in ("title",):
         if key in data and not _text(data[key]):
-            problems.invalid("profile", key, data[key], "expected a non-empty string")
+            problems.invalid("profile", key, data[key], _("expected a non-empty string"))
     if "notes" in data and not (_text(data["notes"]) or _text_list(data["notes"])):
         problems.invalid("profile", "notes", data["notes"],
-                         "expected a string or a list of strings")
+                         _("expected a string or a list of strings"))
     if "all_sunspec_models" in data and not isinstance(data["all_sunspec_models"], bool):
         problems.invalid("profile", "all_sunspec_models", data["all_sunspec_models"],
-                         "expected true or false")
+                         _("expected true or false"))
     _check_documents(problems, data.get("documents"), "documents" in data)
     roles = _check_device(problems, data.get("device"))
     points = _check_points(problems, data, roles)
@@ -90,17 +94,17 @@ def _check_documents(problems, documents, present):
         return
     if not isinstance(documents, list) or not documents:
         problems.invalid("profile", "documents", documents,
-                         "expected a non-empty list of {title, version, publisher}")
+                         _("expected a non-empty list of {title, version, publisher}"))
         return
     for number, document in enumerate(documents):
         where = f"documents[{number}]"
         if not isinstance(document, dict):
-            problems.invalid(where, "document", document, "expected an object")
+            problems.invalid(where, "document", document, _("expected an object"))
             continue
         _check_keys(problems, where, document, DOCUMENT_KEYS, DOCUMENT_REQUIRED)
         for key in DOCUMENT_KEYS:
             if key in document and not _text(document[key]):
-                problems.invalid(where, key, document[key], "expected a non-empty string")
+                problems.invalid(where, key, document[key], _("expected a non-empty string"))
 
 
 def _check_device(problems, device):
@@ -108,7 +112,7 @@ def _check_device(problems, device):
     if device is None:
         return {MAIN_ROLE}
     if not isinstance(device, dict):
-        problems.invalid("profile", "device", device, "expected an object")
+        problems.invalid("profile", "device", device, _("expected an object"))
         return {MAIN_ROLE}
     _check_keys(problems, "device", device, DEVICE_KEYS, DEVICE_REQUIRED)
     _check_integer(problems, "device", device, "unit_id", 0, MAX_UNIT_ID)
@@ -121,7 +125,7 @@ def _check_device(problems, device):
                   exclusive_minimum=True)
     if "unit_id_note" in device and not _text(device["unit_id_note"]):
         problems.invalid("device", "unit_id_note", device["unit_id_note"],
-                         "expected a non-empty string")
+                         _("expected a non-empty string"))
 
     roles = _check_roles(problems, device.get("unit_roles", {}))
     _check_holes(problems, device.get("holes", []), roles)
@@ -133,50 +137,49 @@ def _check_roles(problems, unit_roles):
     roles = {MAIN_ROLE}
     if not isinstance(unit_roles, dict):
         problems.invalid("device", "unit_roles", unit_roles,
-                         "expected an object of role name -> {unit_id, description}")
+                         _("expected an object of role name -> {unit_id, description}"))
         return roles
     for role, settings in unit_roles.items():
         where = f"device.unit_roles.{role}"
         if not ROLE.match(role) or role == MAIN_ROLE:
             problems.invalid("device.unit_roles", "role", role,
-                             "expected lower-case letters, digits and '_' (not 'main', which "
-                             "is the device's unit_id)")
+                             _("expected lower-case letters, digits and '_' (not 'main', which "
+                             "is the device's unit_id)"))
             continue
         roles.add(role)
         if not isinstance(settings, dict):
-            problems.invalid(where, "role", settings, "expected {unit_id, description}")
+            problems.invalid(where, "role", settings, _("expected {unit_id, description}"))
             continue
         _check_keys(problems, where, settings, ROLE_KEYS, ROLE_KEYS)
         _check_integer(problems, where, settings, "unit_id", 0, MAX_UNIT_ID)
         if "description" in settings and not _text(settings["description"]):
             problems.invalid(where, "description", settings["description"],
-                             "expected a non-empty string")
+                             _("expected a non-empty string"))
     return roles
 
 
 def _check_holes(problems, holes, roles):
     if not isinstance(holes, list):
-        problems.invalid("device", "holes", holes, "expected a list of {first, last, reason}")
+        problems.invalid("device", "holes", holes, _("expected a list of {first, last, reason}"))
         return
     for number, hole in enumerate(holes):
         where = f"device.holes[{number}]"
         if not isinstance(hole, dict):
-            problems.invalid(where, "hole", hole, "expected {first, last, reason}")
+            problems.invalid(where, "hole", hole, _("expected {first, last, reason}"))
             continue
         _check_keys(problems, where, hole, HOLE_KEYS, HOLE_REQUIRED)
         first_ok = _check_integer(problems, where, hole, "first", 0, MAX_ADDRESS)
         last_ok = _check_integer(problems, where, hole, "last", 0, MAX_ADDRESS)
         if first_ok and last_ok and hole["first"] > hole["last"]:
             problems.invalid(where, "last", hole["last"],
-                             f"expected an address of at least first ({hole['first']})")
+                             _("expected an address of at least first ({first})").format(
+                                 first=hole["first"]))
         if "function" in hole and hole["function"] not in FUNCTIONS:
-            problems.invalid(where, "function", hole["function"],
-                             f"expected one of {', '.join(FUNCTIONS)}")
+            problems.invalid(where, "function", hole["function"], _one_of(FUNCTIONS))
         if "unit_role" in hole and hole["unit_role"] not in roles:
-            problems.invalid(where, "unit_role", hole["unit_role"],
-                             f"expected one of the roles {', '.join(sorted(roles))}")
+            problems.invalid(where, "unit_role", hole["unit_role"], _one_of_roles(roles))
         if "reason" in hole and not _text(hole["reason"]):
-            problems.invalid(where, "reason", hole["reason"], "expected a non-empty string")
+            problems.invalid(where, "reason", hole["reason"], _("expected a non-empty string"))
 
 
 def _check_points(problems, data, roles):
@@ -185,18 +188,18 @@ def _check_points(problems, data, roles):
     if points is None:
         return {}
     if not isinstance(points, list) or (not points and not data.get("all_sunspec_models")):
-        problems.invalid("profile", "points", points, "expected a non-empty list of points")
+        problems.invalid("profile", "points", points, _("expected a non-empty list of points"))
         return {}
     by_name = {}
     fields = {}
     for number, point in enumerate(points):
         if not isinstance(point, dict):
-            problems.invalid(f"points[{number}]", "point", point, "expected an object")
+            problems.invalid(f"points[{number}]", "point", point, _("expected an object"))
             continue
         name = point.get("name")
-        where = f"point {name!r}" if isinstance(name, str) else f"points[{number}]"
+        where = _point_place(name) if isinstance(name, str) else f"points[{number}]"
         if isinstance(name, str) and name in by_name:
-            problems.invalid(where, "name", name, "expected a name no other point has")
+            problems.invalid(where, "name", name, _("expected a name no other point has"))
         elif isinstance(name, str):
             by_name[name] = point
         _check_point(problems, where, point, roles)
@@ -204,11 +207,12 @@ def _check_points(problems, data, roles):
         if isinstance(field, str):
             if field in fields:
                 problems.invalid(where, "field", field,
-                                 f"expected a canonical field no other point maps; "
-                                 f"{fields[field]} already maps {field}")
+                                 _("expected a canonical field no other point maps; "
+                                   "{owner} already maps {field}").format(
+                                       owner=fields[field], field=field))
             fields[field] = where
     for name, point in by_name.items():
-        _check_scale_factor(problems, f"point {name!r}", point, by_name)
+        _check_scale_factor(problems, _point_place(name), point, by_name)
     _check_holes_against_points(problems, data.get("device"), by_name)
     return by_name
 
@@ -220,23 +224,23 @@ def _check_point(problems, where, point, roles):
     _check_keys(problems, where, point, allowed, required)
     if "name" in point and not (isinstance(point["name"], str) and NAME.match(point["name"])):
         problems.invalid(where, "name", point["name"],
-                         "expected 1 to 100 letters, digits or _ . / : [ ] # -")
+                         _("expected 1 to 100 letters, digits or _ . / : [ ] # -"))
     if "description" in point and not _text(point["description"]):
         problems.invalid(where, "description", point["description"],
-                         "expected the manufacturer's description as a non-empty string")
+                         _("expected the manufacturer's description as a non-empty string"))
     _check_field(problems, where, point)
     for key in ("scale", "field_scale"):
         if key in point and not _nonzero_number(point[key]):
-            problems.invalid(where, key, point[key], "expected a finite number other than 0")
+            problems.invalid(where, key, point[key], _("expected a finite number other than 0"))
     if "offset" in point and not _finite_number(point["offset"]):
-        problems.invalid(where, "offset", point["offset"], "expected a finite number")
+        problems.invalid(where, "offset", point["offset"], _("expected a finite number"))
     if "unit" in point and not isinstance(point["unit"], str):
-        problems.invalid(where, "unit", point["unit"], "expected a string such as \"kW\"")
+        problems.invalid(where, "unit", point["unit"], _("expected a string such as \"kW\""))
     if "access" in point and point["access"] not in ACCESS:
-        problems.invalid(where, "access", point["access"], f"expected one of {', '.join(ACCESS)}")
+        problems.invalid(where, "access", point["access"], _one_of(ACCESS))
     if "default_not_available" in point and not isinstance(point["default_not_available"], bool):
         problems.invalid(where, "default_not_available", point["default_not_available"],
-                         "expected true or false")
+                         _("expected true or false"))
     _check_unit(problems, where, point, roles)
     if sunspec:
         _check_sunspec_point(problems, where, point)
@@ -250,19 +254,18 @@ def _check_field(problems, where, point):
         if not (isinstance(field, str) and is_canonical_field(field)):
             problems.invalid(where, "field", field, _field_help())
     if "field_scale" in point and "field" not in point:
-        problems.add(where, "field_scale is given without field: add the canonical field "
-                            "it converts to, or remove field_scale")
+        problems.add(where, _("field_scale is given without field: add the canonical field "
+                            "it converts to, or remove field_scale"))
 
 
 def _check_unit(problems, where, point, roles):
     if "unit_id" in point:
         _check_integer(problems, where, point, "unit_id", 0, MAX_UNIT_ID)
         if "unit_role" in point:
-            problems.add(where, "unit_id and unit_role are both given: keep one (a role "
-                                "lets the settings change the unit id)")
+            problems.add(where, _("unit_id and unit_role are both given: keep one (a role "
+                                "lets the settings change the unit id)"))
     if "unit_role" in point and point["unit_role"] not in roles:
-        problems.invalid(where, "unit_role", point["unit_role"],
-                         f"expected one of the roles {', '.join(sorted(roles))}")
+        problems.invalid(where, "unit_role", point["unit_role"], _one_of_roles(roles))
 
 
 def _check_register_point(problems, where, point):
@@ -270,55 +273,61 @@ def _check_register_point(problems, where, point):
     type_name = point.get("type")
     type_ok = type_name in TYPES
     if "type" in point and not type_ok:
-        problems.invalid(where, "type", type_name, f"expected one of {', '.join(TYPES)}")
+        problems.invalid(where, "type", type_name, _one_of(TYPES))
     if "function" in point and point["function"] not in FUNCTIONS:
-        problems.invalid(where, "function", point["function"],
-                         f"expected one of {', '.join(FUNCTIONS)}")
+        problems.invalid(where, "function", point["function"], _one_of(FUNCTIONS))
     order = point.get("order", "ABCD")
     if order not in ORDERS:
-        problems.invalid(where, "order", order, f"expected one of {', '.join(ORDERS)}")
+        problems.invalid(where, "order", order, _one_of(ORDERS))
     elif type_name == "str" and order not in STRING_ORDERS:
         problems.invalid(where, "order", order,
-                         f"expected {' or '.join(STRING_ORDERS)} for a str point")
+                         _("expected {orders} for a str point").format(
+                             orders=" or ".join(STRING_ORDERS)))
     registers = _check_length(problems, where, point, type_name if type_ok else None)
     if address_ok and registers and point["address"] + registers - 1 > MAX_ADDRESS:
         problems.invalid(where, "address", point["address"],
-                         f"the point's {registers} registers run past {MAX_ADDRESS}; expected "
-                         f"an address of at most {MAX_ADDRESS + 1 - registers}")
+                         _("the point's {registers} registers run past {max}; expected an "
+                           "address of at most {highest}").format(
+                               registers=registers, max=MAX_ADDRESS,
+                               highest=MAX_ADDRESS + 1 - registers))
     if type_ok:
         _check_not_available(problems, where, point, type_name)
         if type_name == "str" and "field" in point:
-            problems.add(where, "a str point cannot map a canonical field, which holds a "
-                                "number: remove field")
+            problems.add(where, _("a str point cannot map a canonical field, which holds a "
+                                "number: remove field"))
         if type_name in ("sunssf", "str") and "scale_factor" in point:
-            problems.add(where, f"a {type_name} point cannot have a scale_factor: remove it")
+            problems.add(where, _("a {type} point cannot have a scale_factor: remove it").format(
+                type=type_name))
     if "scale_factor" in point and not isinstance(point["scale_factor"], str):
         problems.invalid(where, "scale_factor", point["scale_factor"],
-                         "expected the name of a sunssf point")
+                         _("expected the name of a sunssf point"))
 
 
 def _check_length(problems, where, point, type_name):
     """Check ``length``; return the point's registers, or None when unknown."""
     if "length" not in point:
         if type_name == "str":
-            problems.missing(where, "length", "a str point needs its length in registers")
+            problems.missing(where, "length", _("a str point needs its length in registers"))
             return None
         return TYPE_REGISTERS.get(type_name)
     length = point["length"]
     if not _integer(length) or length < 1:
-        problems.invalid(where, "length", length, "expected a positive number of registers")
+        problems.invalid(where, "length", length, _("expected a positive number of registers"))
         return None
     if length > MAX_REQUEST_REGISTERS:
         problems.invalid(where, "length", length,
-                         f"a point longer than {MAX_REQUEST_REGISTERS} registers cannot be "
-                         f"read in one request; split it into several points")
+                         _("a point longer than {max} registers cannot be read in one "
+                           "request; split it into several points").format(
+                               max=MAX_REQUEST_REGISTERS))
         return None
     if type_name not in (None, "str") and length != TYPE_REGISTERS[type_name]:
         registers = TYPE_REGISTERS[type_name]
         problems.invalid(where, "length", length,
-                         f"{type_name} points are {registers} "
-                         f"register{'s' if registers > 1 else ''} long; remove length or fix "
-                         f"the type")
+                         ngettext("{type} points are {registers} register long; remove "
+                                  "length or fix the type",
+                                  "{type} points are {registers} registers long; remove "
+                                  "length or fix the type", registers).format(
+                                      type=type_name, registers=registers))
         return None
     return length
 
@@ -329,20 +338,20 @@ def _check_not_available(problems, where, point, type_name):
     values = point["not_available"]
     if type_name == "str" or not isinstance(values, list):
         problems.invalid(where, "not_available", values,
-                         "expected a list of raw register values (str points take none)")
+                         _("expected a list of raw register values (str points take none)"))
         return
     for value in values:
         if type_name in FLOAT_TYPES:
             if not _finite_number(value):
                 problems.invalid(where, "not_available", value,
-                                 f"expected finite numbers for a {type_name} point (NaN is "
-                                 f"always not available)")
+                                 _("expected finite numbers for a {type} point (NaN is "
+                                   "always not available)").format(type=type_name))
             continue
         low, high = integer_range(type_name)
         if not _integer(value) or not low <= value <= high:
             problems.invalid(where, "not_available", value,
-                             f"expected raw integers from {low} to {high} for a "
-                             f"{type_name} point")
+                             _("expected raw integers from {low} to {high} for a {type} "
+                               "point").format(low=low, high=high, type=type_name))
 
 
 def _check_scale_factor(problems, where, point, by_name):
@@ -351,21 +360,21 @@ def _check_scale_factor(problems, where, point, by_name):
         return
     target = by_name.get(name)
     if target is None:
-        problems.invalid(where, "scale_factor", name, "expected the name of a point of this "
-                                                      "profile whose type is sunssf")
+        problems.invalid(where, "scale_factor", name, _("expected the name of a point of this "
+                                                      "profile whose type is sunssf"))
         return
     if target.get("type") != "sunssf":
         problems.invalid(where, "scale_factor", name,
-                         f"point {name!r} has type {target.get('type')!r}; expected a point "
-                         f"of type sunssf")
+                         _("point {name!r} has type {type!r}; expected a point of type "
+                           "sunssf").format(name=name, type=target.get("type")))
         return
     same_unit = (point.get("unit_id"), point.get("unit_role", MAIN_ROLE)) == (
         target.get("unit_id"), target.get("unit_role", MAIN_ROLE))
     same_function = point.get("function", "holding") == target.get("function", "holding")
     if not (same_unit and same_function):
         problems.invalid(where, "scale_factor", name,
-                         "the scale factor must be read from the same unit with the same "
-                         "function as the value, in the same request")
+                         _("the scale factor must be read from the same unit with the same "
+                         "function as the value, in the same request"))
 
 
 def _check_holes_against_points(problems, device, by_name):
@@ -384,10 +393,11 @@ def _check_holes_against_points(problems, device, by_name):
                 continue
             registers = point.get("length") or TYPE_REGISTERS[point["type"]] or 1
             if point["address"] <= hole["last"] and hole["first"] < point["address"] + registers:
-                problems.invalid(f"point {name!r}", "address", point["address"],
-                                 f"the point overlaps device.holes[{number}] "
-                                 f"({hole['first']}..{hole['last']}), which the device rejects; "
-                                 f"fix the address or the hole")
+                problems.invalid(_point_place(name), "address", point["address"],
+                                 _("the point overlaps device.holes[{number}] "
+                                   "({first}..{last}), which the device rejects; fix the "
+                                   "address or the hole").format(
+                                       number=number, first=hole["first"], last=hole["last"]))
 
 
 def _check_sunspec_point(problems, where, point):
@@ -396,7 +406,7 @@ def _check_sunspec_point(problems, where, point):
     if "model" in point and not (isinstance(model_ids, list) and model_ids
                                  and all(_integer(model) for model in model_ids)):
         problems.invalid(where, "model", models,
-                         "expected a SunSpec model id or a list of them, e.g. [103, 113]")
+                         _("expected a SunSpec model id or a list of them, e.g. [103, 113]"))
         return
     if "model" not in point:
         return
@@ -404,12 +414,13 @@ def _check_sunspec_point(problems, where, point):
     missing = [model for model in model_ids if sunspec_models.load_definition(model) is None]
     if missing:
         problems.invalid(where, "model", models,
-                         f"no bundled SunSpec definition for model(s) "
-                         f"{', '.join(map(str, missing))}; known: registry/sunspec/model_*.json")
+                         _("no bundled SunSpec definition for model(s) {models}; known: "
+                           "registry/sunspec/model_*.json").format(
+                               models=", ".join(map(str, missing))))
         return
     path = point.get("point")
     if "point" in point and not isinstance(path, str):
-        problems.invalid(where, "point", path, "expected a point path such as W or module[3].DCW")
+        problems.invalid(where, "point", path, _("expected a point path such as W or module[3].DCW"))
         return
     if path is None:
         return
@@ -417,31 +428,31 @@ def _check_sunspec_point(problems, where, point):
     for model in model_ids:
         error = sunspec_models.check_point_path(model, path)
         if error:
-            problems.invalid(where, "point", path, f"expected a point of every listed model: "
-                                                   f"{error}")
+            problems.invalid(where, "point", path, _(
+                "expected a point of every listed model: {error}").format(error=error))
             return
     values = point.get("not_available", [])
     if not isinstance(values, list) or not all(_finite_number(value) for value in values):
         problems.invalid(where, "not_available", values,
-                         "expected a list of raw register values")
+                         _("expected a list of raw register values"))
 
 
 def _check_derived(problems, derived, points, present):
     if not present:
         return
     if not isinstance(derived, list):
-        problems.invalid("profile", "derived", derived, "expected a list of {field, sum}")
+        problems.invalid("profile", "derived", derived, _("expected a list of {field, sum}"))
         return
     seen = {}
     for number, item in enumerate(derived):
         where = f"derived[{number}]"
         if not isinstance(item, dict):
-            problems.invalid(where, "derived", item, "expected {field, description, sum}")
+            problems.invalid(where, "derived", item, _("expected {field, description, sum}"))
             continue
         _check_keys(problems, where, item, DERIVED_KEYS, DERIVED_REQUIRED)
         if "ignore_not_available" in item and not isinstance(item["ignore_not_available"], bool):
             problems.invalid(where, "ignore_not_available", item["ignore_not_available"],
-                             "expected true or false")
+                             _("expected true or false"))
         field = item.get("field")
         if "field" in item and not (isinstance(field, str) and is_canonical_field(field)):
             problems.invalid(where, "field", field, _field_help())
@@ -449,12 +460,12 @@ def _check_derived(problems, derived, points, present):
             owner = seen.get(field) or _point_mapping(points, field)
             if owner:
                 problems.invalid(where, "field", field,
-                                 f"expected a canonical field nothing else maps; {owner} "
-                                 f"already maps {field}")
+                                 _("expected a canonical field nothing else maps; {owner} "
+                                   "already maps {field}").format(owner=owner, field=field))
             seen[field] = where
         if "description" in item and not _text(item["description"]):
             problems.invalid(where, "description", item["description"],
-                             "expected a non-empty string")
+                             _("expected a non-empty string"))
         _check_terms(problems, where, item.get("sum"), points, "sum" in item)
 
 
@@ -462,26 +473,26 @@ def _check_terms(problems, where, terms, points, present):
     if not present:
         return
     if not isinstance(terms, list) or not terms:
-        problems.invalid(where, "sum", terms, "expected a non-empty list of {point, factor}")
+        problems.invalid(where, "sum", terms, _("expected a non-empty list of {point, factor}"))
         return
     for number, term in enumerate(terms):
         term_where = f"{where}.sum[{number}]"
         if not isinstance(term, dict):
-            problems.invalid(term_where, "term", term, "expected {point, factor}")
+            problems.invalid(term_where, "term", term, _("expected {point, factor}"))
             continue
         _check_keys(problems, term_where, term, TERM_KEYS, TERM_KEYS)
         if "point" in term and term["point"] not in points:
             problems.invalid(term_where, "point", term["point"],
-                             "expected the name of a point of this profile")
+                             _("expected the name of a point of this profile"))
         if "factor" in term and not _nonzero_number(term["factor"]):
             problems.invalid(term_where, "factor", term["factor"],
-                             "expected a finite number other than 0")
+                             _("expected a finite number other than 0"))
 
 
 def _point_mapping(points, field):
     for name, point in points.items():
         if point.get("field") == field:
-            return f"point {name!r}"
+            return _point_place(name)
     return None
 
 
@@ -489,12 +500,12 @@ def _check_keys(problems, where, item, allowed, required):
     for key in item:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            problems.add(where, f"unknown key {key!r}: {hint}accepted keys are "
-                                f"{', '.join(allowed)}")
+            hint = _("did you mean {key!r}? ").format(key=close[0]) if close else ""
+            problems.add(where, _("unknown key {key!r}: {hint}accepted keys are {keys}").format(
+                key=key, hint=hint, keys=", ".join(allowed)))
     for key in required:
         if key not in item:
-            problems.missing(where, key, "this key is required")
+            problems.missing(where, key, _("this key is required"))
 
 
 def _check_integer(problems, where, item, key, low, high):
@@ -503,7 +514,8 @@ def _check_integer(problems, where, item, key, low, high):
         return False
     value = item[key]
     if not _integer(value) or not low <= value <= high:
-        problems.invalid(where, key, value, f"expected an integer from {low} to {high}")
+        problems.invalid(where, key, value, _("expected an integer from {low} to {high}").format(
+            low=low, high=high))
         return False
     return True
 
@@ -514,13 +526,28 @@ def _check_number(problems, where, item, key, low, high, exclusive_minimum=False
     value = item[key]
     too_low = _finite_number(value) and (value <= low if exclusive_minimum else value < low)
     if not _finite_number(value) or too_low or value > high:
-        bound = "above" if exclusive_minimum else "from"
-        problems.invalid(where, key, value, f"expected a number of seconds {bound} {low:g} "
-                                            f"up to {high:g}")
+        if exclusive_minimum:
+            accepted = _("expected a number of seconds above {low:g} up to {high:g}")
+        else:
+            accepted = _("expected a number of seconds from {low:g} up to {high:g}")
+        problems.invalid(where, key, value, accepted.format(low=low, high=high))
 
 
 def _field_help():
-    return f"expected a canonical field: {', '.join(CANONICAL_FIELDS)}, or alarm_<name>"
+    return _("expected a canonical field: {fields}, or alarm_<name>").format(
+        fields=", ".join(CANONICAL_FIELDS))
+
+
+def _one_of(values):
+    return _("expected one of {values}").format(values=", ".join(values))
+
+
+def _one_of_roles(roles):
+    return _("expected one of the roles {roles}").format(roles=", ".join(sorted(roles)))
+
+
+def _point_place(name):
+    return _("point {name!r}").format(name=name)
 
 
 def _integer(value):

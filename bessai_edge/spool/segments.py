@@ -12,6 +12,7 @@ import re
 import orjson
 
 from bessai_edge.errors import SpoolError
+from bessai_edge.i18n import _
 
 SUFFIX = ".jsonl"
 CORRUPT_SUFFIX = ".corrupt"
@@ -67,14 +68,17 @@ def list_segments(directory):
 def directory_error(directory, error):
     """Return the ``SpoolError`` for a spool directory that cannot be opened or listed."""
     if isinstance(error, FileNotFoundError):
-        fix = "does not exist: create it, owned by the bessai user, or set SPOOL_DIR"
+        text = _("spool directory {directory} does not exist: create it, owned by the bessai "
+                 "user, or set SPOOL_DIR")
     elif isinstance(error, NotADirectoryError):
-        fix = "is not a directory: set SPOOL_DIR to a directory"
+        text = _("spool directory {directory} is not a directory: set SPOOL_DIR to a directory")
     elif isinstance(error, PermissionError):
-        fix = f"cannot be opened by uid {os.geteuid()}: give the bessai user access to it"
+        text = _("spool directory {directory} cannot be opened by uid {uid}: give the bessai "
+                 "user access to it")
     else:
-        fix = f"cannot be opened ({error}): check the disk and SPOOL_DIR"
-    return SpoolError(f"spool directory {directory} {fix}")
+        text = _("spool directory {directory} cannot be opened ({error}): check the disk and "
+                 "SPOOL_DIR")
+    return SpoolError(text.format(directory=directory, uid=os.geteuid(), error=error))
 
 
 def record_seq(line):

@@ -150,3 +150,16 @@ def test_unwritable_directory_exits_78(tmp_path):
             directory.chmod(0o755)
     assert result.returncode == EX_CONFIG
     assert f"spool directory {directory} is not writable" in result.stderr
+
+
+@pytest.mark.parametrize("opened", [False, True], ids=["no_segment", "empty_segment"])
+def test_stats_empty_spool_says_no_records_yet(tmp_path, opened):
+    if opened:
+        Spool(tmp_path).open().close()      # a writer that started and wrote nothing
+    result = bessai("stats", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "record " in line]
+    assert [line.split()[:2] for line in lines] == [["oldest", "record"], ["newest", "record"]]
+    for line in lines:
+        assert line.endswith("none yet (the spool holds no records)"), line
+    assert "time_ms" not in result.stdout

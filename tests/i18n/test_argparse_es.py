@@ -1,0 +1,86 @@
+"""argparse's own texts (usage, option groups, errors) follow LANG like our messages."""
+
+import argparse
+import re
+import subprocess
+
+from tests.conftest import REPO, bessai_command, require_commands
+
+SPANISH = {"PATH": "/usr/bin:/bin", "LANG": "es_CL.UTF-8"}
+ENGLISH = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _bessai(args, env):
+    return subprocess.run([*bessai_command(), *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def test_help_top_level_spanish():
+    result = _bessai(["--help"], SPANISH)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("uso: bessai ")
+    assert "\nargumentos posicionales:\n" in result.stdout
+    assert "\nopciones:\n" in result.stdout
+    assert "mostrar esta ayuda y salir" in result.stdout
+    assert "mostrar la versión y salir" in result.stdout
+    assert "usage:" not in result.stdout
+    assert "show this help message" not in result.stdout
+
+
+def test_help_subcommand_spanish():
+    result = _bessai(["spool", "tail", "--help"], SPANISH)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("uso: bessai spool tail ")
+    assert "\nopciones:\n" in result.stdout
+    assert "options:" not in result.stdout
+
+
+def test_usage_error_bad_integer_spanish():
+    result = _bessai(["run", "--cycles", "x"], SPANISH)
+    assert result.returncode == 2
+    assert result.stderr.startswith("uso: bessai run ")
+    assert "bessai run: error: argumento --cycles: " in result.stderr
+    assert "argument --cycles" not in result.stderr
+
+
+def test_usage_error_required_group_spanish():
+    result = _bessai(["simulate"], SPANISH)
+    assert result.returncode == 2
+    assert "error: se requiere uno de los argumentos --profile --capture" in result.stderr
+
+
+def test_usage_error_invalid_choice_spanish():
+    result = _bessai(["nope"], SPANISH)
+    assert result.returncode == 2
+    assert "bessai: error: argumento COMMAND: valor no válido: 'nope'" in result.stderr
+
+
+def test_usage_error_missing_argument_spanish():
+    result = _bessai(["profiles", "show"], SPANISH)
+    assert result.returncode == 2
+    assert "faltan los siguientes argumentos obligatorios: NAME" in result.stderr
+
+
+def test_help_english_without_spanish_lang():
+    result = _bessai(["--help"], ENGLISH)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: bessai ")
+    assert "show this help message and exit" in result.stdout
+
+
+def _msgids(path):
+    """Return the msgids xgettext extracts from one Python file."""
+    pot = subprocess.run(
+        ["xgettext", "--language=Python", "--keyword=_", "--keyword=ngettext:1,2",
+         "--no-wrap", "--output=-", str(path)],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    return set(re.findall(r'^msgid(?:_plural)? "(.+)"$', pot, flags=re.MULTILINE))
+
+
+def test_argparse_msgids_match_running_python():
+    # The committed list must hold every message this Python's argparse can print,
+    # or a newer Python brings English lines back into Spanish output.
+    require_commands("xgettext")
+    listed = _msgids(REPO / "tools" / "argparse_msgids.py")
+    live = _msgids(argparse.__file__)
+    assert live - listed == set()
