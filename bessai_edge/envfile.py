@@ -17,6 +17,8 @@ from bessai_edge.i18n import _
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
+_DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 
@@ -160,11 +162,12 @@ class EnvReader:
         value = self.raw(name)
         if not value:
             return default
-        try:
-            number = int(value, 0)
-        except ValueError:
+        # int() alone would also take "1_0", "0x10" and non-ASCII digits, which a typo
+        # can produce and which would silently select another value.
+        if not _DECIMAL_INTEGER.fullmatch(value):
             self.invalid(name, value, _range_text(_("an integer"), minimum, maximum))
             return default
+        number = int(value)
         if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
             self.invalid(name, value, _range_text(_("an integer"), minimum, maximum))
             return default
@@ -174,10 +177,7 @@ class EnvReader:
         value = self.raw(name)
         if not value:
             return default
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
+        number = float(value) if _DECIMAL_NUMBER.fullmatch(value) else math.nan
         if not math.isfinite(number) or (minimum is not None and number < minimum) or (
                 maximum is not None and number > maximum):
             self.invalid(name, value, _range_text(_("a number"), minimum, maximum))

@@ -63,14 +63,18 @@ class DevicePoller:
         self._buffer = array.array("H")
         self._error_kind = None         # kind of the last error, for the journal field
         self._sunspec = profile.sunspec  # a property that scans every point: read it once
+        self._last_evaluation_index = None  # scan-grid index of the last limit evaluation
         if not self._sunspec:
             self._set_plan(profile.plan(unit_id=self.unit_id, unit_ids=device.unit_ids))
 
-    def poll(self, cycle_start, periods=1):
+    def poll(self, cycle_start, periods=1, grid_index=None):
         """Run this device's part of one cycle and return its PollResult.
 
-        ``periods`` is the number of scan periods since the previous cycle (more than 1
-        after an overrun); the stale alarms count periods, not cycles.
+        The stale alarms count scan periods, not cycles. ``grid_index`` returns the
+        index of the scan-grid point the clock has reached; when given, the periods are
+        counted from it at the moment the limits are evaluated, so a cycle that waits
+        out long timeouts counts the periods it spent. Without it, ``periods`` (the
+        periods since the previous cycle's start) is used.
         """
         self._error_kind = None
         statuses = None
@@ -78,7 +82,16 @@ class DevicePoller:
         error = self._ensure_connected(cycle_start)
         if error is None:
             statuses, error, answered = self._read_plan()
+        if grid_index is not None:
+            periods = self._periods_since_last_evaluation(grid_index())
         return self._finish(statuses, error, answered, periods)
+
+    def _periods_since_last_evaluation(self, index):
+        last = self._last_evaluation_index
+        self._last_evaluation_index = index
+        if last is None:
+            return 1
+        return max(index - last, 1)
 
     def prepare(self):
         """Connect (and discover SunSpec models) before the first cycle.

@@ -49,6 +49,7 @@ class ScanLoop:
         self.wall_clock_ns = wall_clock_ns
         self.stop_requested = False
         self.stop_signal = None
+        self._grid_start = None  # set by run(); run_cycle alone counts periods from its argument
         self.limited = RateLimitedLog(logger)
         self._summary = CycleSummary(len(pollers) > 1)
         state.devices = [poller.state for poller in pollers]
@@ -80,6 +81,7 @@ class ScanLoop:
     def run(self, max_cycles=None):
         """Run cycles until a stop request or ``max_cycles``; return the cycles run."""
         start = self.clock()
+        self._grid_start = start
         index = 0
         previous_index = -1
         while not self.stop_requested:
@@ -124,15 +126,20 @@ class ScanLoop:
             else:
                 time.sleep(min(deadline - now, WAIT_SLICE_S))
 
+    def _grid_index(self):
+        """Return the index of the last scan-grid point the clock has passed."""
+        return math.floor((self.clock() - self._grid_start) / self.period_s)
+
     def run_cycle(self, number, cycle_start, periods=1):
         """Poll every device once, write their records and update the state.
 
         ``periods`` is the number of grid periods since the previous cycle's start.
         """
         wall_ms = self.wall_clock_ns() // 1_000_000
+        grid_index = self._grid_index if self._grid_start is not None else None
         results = []
         for poller, factory in zip(self.pollers, self.factories):
-            result = poller.poll(cycle_start, periods)
+            result = poller.poll(cycle_start, periods, grid_index=grid_index)
             record = factory.build(
                 cycle=number, wall_ms=wall_ms, monotonic_s=cycle_start,
                 cycle_ms=(self.clock() - cycle_start) * 1000.0, state=result.state,

@@ -3,12 +3,15 @@
 The simulator is stopped with SIGSTOP, so connections are still accepted but every
 request waits out REQUEST_TIMEOUT_S, which is longer than the scan period: cycles
 overrun and grid start times are skipped. The stale alarm must still come
-STALE_AFTER_S after the last good value, counted in grid periods, not in cycles run.
+STALE_AFTER_S after the last good value, counted in grid periods at the moment the
+limits are evaluated (after the device's requests), not in cycles run.
 """
 
 import math
 import os
 import signal
+
+import pytest
 
 from bessai_edge.simulator_process import SimulatorProcess
 from tests.loop.conftest import gateway_env, read_records, running_gateway, wait_for_records
@@ -17,24 +20,30 @@ PROFILE = "huawei_sun2000"
 PERIOD_S = 0.3
 STALE_AFTER_S = 1.5          # 5 grid periods
 REQUEST_TIMEOUT_S = 0.8      # more than 2 periods: a timed-out cycle skips start times
-STALE_PERIODS = math.ceil(STALE_AFTER_S / PERIOD_S - 1e-9)
 STALE = "soc_pct:stale"
 
 
-def grid_index(record, first):
-    """Return the grid point of a record's cycle, counted from the first record's.
+def evaluation_index(record, first, period_s):
+    """Return the last grid point passed when the record's limits were evaluated.
 
-    A cycle starts at its grid point plus a small scheduling delay, well below half
-    a period, so rounding recovers the grid point.
+    The grid starts at the first record's cycle start. The limits are evaluated after
+    the device's requests, just before the record is built, and ``cycle_ms`` is taken
+    when it is built: the difference is microseconds, far below a period.
     """
-    return round((record["mono_s"] - first["mono_s"]) / PERIOD_S)
+    evaluated = record["mono_s"] + record["cycle_ms"] / 1000.0
+    return math.floor((evaluated - first["mono_s"]) / period_s)
 
 
 def changes(record, alarm):
     return [change["raised"] for change in record["alarm_changes"] if change["alarm"] == alarm]
 
 
-def test_run_stale_counts_skipped_periods(tmp_path):
+@pytest.mark.parametrize("stale_after_s, request_timeout_s", [
+    (STALE_AFTER_S, REQUEST_TIMEOUT_S),  # several timed-out cycles before the limit
+    (0.9, 2.4),                          # one timeout alone outlasts the stale time
+])
+def test_run_stale_counts_skipped_periods(tmp_path, stale_after_s, request_timeout_s):
+    stale_periods = math.ceil(stale_after_s / PERIOD_S - 1e-9)
     spool_dir = tmp_path / "spool"
     device = SimulatorProcess(["--profile", PROFILE], port=0)
     host, port = device.start()
@@ -42,7 +51,7 @@ def test_run_stale_counts_skipped_periods(tmp_path):
     try:
         environ = gateway_env(spool_dir, INVERTER_IP=host, INVERTER_PORT=port,
                               DRIVER_PROFILE_PATH=PROFILE, SCAN_INTERVAL_S=PERIOD_S,
-                              STALE_AFTER_S=STALE_AFTER_S, REQUEST_TIMEOUT_S=REQUEST_TIMEOUT_S)
+                              STALE_AFTER_S=stale_after_s, REQUEST_TIMEOUT_S=request_timeout_s)
         with running_gateway(environ) as gateway:
             wait_for_records(spool_dir, 3, gateway, predicate=lambda r: r["state"] == "ok")
             os.kill(device.process.pid, signal.SIGSTOP)
@@ -64,12 +73,13 @@ def test_run_stale_counts_skipped_periods(tmp_path):
     bad = records[last_good + 1:raise_at + 1]
     assert bad and all(r["quality"]["soc_pct"] != "ok" for r in bad)
     assert changes(records[raise_at], STALE) == [True]
-    elapsed = [grid_index(r, first) - grid_index(records[last_good], first) for r in bad]
-    # Raised at the first cycle whose periods since the last good value reach the limit.
-    assert elapsed[-1] >= STALE_PERIODS, elapsed
-    assert all(periods < STALE_PERIODS for periods in elapsed[:-1]), elapsed
+    good_index = evaluation_index(records[last_good], first, PERIOD_S)
+    elapsed = [evaluation_index(r, first, PERIOD_S) - good_index for r in bad]
+    # Raised at the first evaluation whose periods since the last good value reach the limit.
+    assert elapsed[-1] >= stale_periods, elapsed
+    assert all(periods < stale_periods for periods in elapsed[:-1]), elapsed
     # The timeouts made cycles skip start times, which counting cycles would have missed.
-    assert len(bad) < STALE_PERIODS, elapsed
+    assert len(bad) < stale_periods, elapsed
     # The first good value clears the alarm at once, without LIMIT_DEBOUNCE_CYCLES.
     clear_at = next(i for i, r in enumerate(records) if changes(r, STALE) == [False])
     first_good = next(i for i in range(raise_at, len(records))

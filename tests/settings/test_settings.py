@@ -93,6 +93,11 @@ BAD_SETTINGS = [
     ({"DRIVER_PROFILE_PATH": "huawei_sun3000"},
      "DRIVER_PROFILE_PATH='huawei_sun3000' is invalid: profile 'huawei_sun3000': file not found"),
     ({"MODBUS_SLAVE_ID": "248"}, "MODBUS_SLAVE_ID='248' is invalid: expected an integer from 0 to 247"),
+    # int() and float() accept these, and a typo would silently pick another value.
+    ({"MODBUS_SLAVE_ID": "1_0"}, "MODBUS_SLAVE_ID='1_0' is invalid: expected an integer"),
+    ({"MODBUS_SLAVE_ID": "0x10"}, "MODBUS_SLAVE_ID='0x10' is invalid: expected an integer"),
+    ({"MODBUS_SLAVE_ID": "\u0663"}, "is invalid: expected an integer from 0 to 247"),
+    ({"SCAN_INTERVAL_S": "1_0"}, "SCAN_INTERVAL_S='1_0' is invalid: expected a number"),
     ({"MODBUS_UNIT_VEBUS": "-1"}, "MODBUS_UNIT_VEBUS='-1' is invalid"),
     ({"MODBUS_UNIT_GRID": "248"}, "MODBUS_UNIT_GRID='248' is invalid: expected an integer from 0 to 247"),
     ({"MODBUS_UNIT_ve-bus": "5"}, "MODBUS_UNIT_ve-bus='5' is invalid"),
