@@ -23,7 +23,7 @@ UNIT_ID_HINT = ("Huawei SUN2000 1 (0 through the inverter's own access point, 10
 
 @dataclasses.dataclass
 class Observation:
-    """What one device did during a check.
+    """Outcome of checking one device: its connection and every request.
 
     ``request_outcomes`` has one entry per request: ``ok`` or the LinkError kind
     (``timeout``, ``exception_11``...). ``all_words_ffff`` is True when at least one

@@ -71,10 +71,10 @@ class DevicePoller:
         """Run this device's part of one cycle and return its PollResult.
 
         The stale alarms count scan periods, not cycles. ``grid_index`` returns the
-        index of the scan-grid point the clock has reached; when given, the periods are
-        counted from it at the moment the limits are evaluated, so a cycle that waits
-        out long timeouts counts the periods it spent. Without it, ``periods`` (the
-        periods since the previous cycle's start) is used.
+        index of the scan-grid point the clock has reached. When it is given, the
+        periods are counted at the moment the limits are evaluated, so a cycle that
+        waits out long timeouts counts the periods it spent. Without it, ``periods``
+        (the periods since the previous cycle's start) is used.
         """
         self._error_kind = None
         statuses = None
@@ -197,8 +197,8 @@ class DevicePoller:
     def _read_plan(self):
         """Read every request of the plan.
 
-        Returns (block statuses, last error text, whether the device answered at all:
-        an exception reply is an answer).
+        Returns (block statuses, last error text, whether the device replied at all).
+        An exception response counts as a reply.
         """
         plan = self.plan
         requests = plan.requests  # replaced, never changed in place, when the plan regroups

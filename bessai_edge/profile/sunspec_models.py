@@ -82,7 +82,7 @@ def load_definition(model_id):
         raise ProfileError(f"{path}: cannot read the SunSpec model definition: {error}; "
                            f"reinstall the registry") from error
     if definition.get("id") != model_id:
-        raise ProfileError(f"{path}: holds model {definition.get('id')!r}, not {model_id}; "
+        raise ProfileError(f"{path}: contains model {definition.get('id')!r}, not {model_id}; "
                            f"reinstall the registry")
     return definition
 

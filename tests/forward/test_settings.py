@@ -26,10 +26,12 @@ def test_forward_settings_defaults():
     assert settings.keepalive_s == 60
     assert settings.inflight == 100
     assert settings.tls_context is None
-    assert settings.username is None and settings.password is None
+    assert settings.username is None
+    assert settings.password is None
     assert settings.spool_dir == "/var/spool/bessai"
     assert settings.state_dir == "/var/lib/bessai"
-    assert settings.reconnect_min_s == 1.0 and settings.reconnect_max_s == 60.0
+    assert settings.reconnect_min_s == 1.0
+    assert settings.reconnect_max_s == 60.0
 
 
 @pytest.mark.parametrize("value", ["", "false", "no", "0", "off"])

@@ -19,7 +19,8 @@ def check_records(records, profile):
     assert len(records) == CYCLES
     assert [record["cycle"] for record in records] == [1, 2, 3]
     sequences = [record["seq"] for record in records]
-    assert sequences == sorted(sequences) and len(set(sequences)) == CYCLES
+    assert sequences == sorted(sequences)
+    assert len(set(sequences)) == CYCLES
     for record in records:
         assert record["v"] == 1
         assert record["site"] == "test-site"
