@@ -31,10 +31,10 @@ def add_arguments(parser):
 def main(args):
     from bessai_edge.forward.checkpoint import CheckpointFile
     from bessai_edge.forward.forwarder import Forwarder
-    from bessai_edge.forward.settings import load_settings, require_usable_state_dir
+    from bessai_edge.forward.settings import (load_settings, read_environment,
+                                              require_usable_state_dir)
     from bessai_edge.service import journal
     from bessai_edge.service.notify import Notifier
-    from bessai_edge.settings import read_environment
     from bessai_edge.spool.reader import SpoolReader
 
     environ = read_environment(args.env_file)

@@ -16,6 +16,12 @@ Guarantees, and what makes them hold:
   connection publishing starts again at the last acknowledged record.
 * Order per device: records are published in spool order on one connection, which
   MQTT keeps; after a reconnect the resent records come again in the same order.
+* No stall on a broker that stops acknowledging: when the oldest message in flight
+  waits longer than ``MQTT_ACK_TIMEOUT_S`` for its PUBACK, the connection is dropped
+  and the records in flight are sent again on the next one.
+* The retained alarm state survives a broker restart without persistence: every new
+  connection starts with the newest acknowledged alarm message of each device
+  (``RetainedAlarms``).
 * The scan loop's files are only read; the forwarder writes its own checkpoint file,
   and deletes whole sealed segments through ``SpoolReader.delete_segment``.
 """
@@ -28,7 +34,8 @@ from bessai_edge.forward.checkpoint import Checkpoint
 from bessai_edge.forward.cursor import SpoolCursor
 from bessai_edge.forward.messages import BadRecord, TopicBuilder, messages_for, parse_record
 from bessai_edge.forward.outage import OutageLog
-from bessai_edge.forward.session import MqttSession, State
+from bessai_edge.forward.retained import RetainedAlarms
+from bessai_edge.forward.session import Failure, MqttSession, State
 from bessai_edge.forward.window import InflightWindow
 from bessai_edge.ratelimit import RateLimitedLog
 
@@ -66,6 +73,8 @@ class Forwarder:
         self.session = MqttSession(settings, self, clock)
         self.outage = OutageLog(settings.broker, clock)
         self.topics = TopicBuilder(settings.topic_prefix)
+        self.retained = RetainedAlarms()
+        self._republish_due = False   # set on connect: publish the retained alarm state
         self.rate_limited = RateLimitedLog(logger, clock=clock)
         self.stop_requested = False
         self.stop_reason = ""
@@ -120,10 +129,13 @@ class Forwarder:
         elif session.state is State.CONNECTING:
             session.loop(IDLE_WAIT_S)
         else:
+            if self._republish_due:
+                self._republish_alarm_state()
             self._publish_available()
             busy = self.window.has_room() and not self.cursor.idle
             session.loop(0.0 if busy else IDLE_WAIT_S)
             self._take_acknowledged()
+            self._check_acknowledgement_wait()
             if session.connected and not len(self.window) and self.cursor.caught_up:
                 self.outage.caught_up()
         self._save_if_due()
@@ -139,11 +151,14 @@ class Forwarder:
             logger.info("connected to MQTT broker %s", self.settings.broker)
         else:
             logger.debug("connected to MQTT broker %s again", self.settings.broker)
+        self._republish_due = True
         self._last_status = None
 
     def on_failure(self, failure):
         # Records in flight may or may not have reached the broker: send them again.
         self.window.clear()
+        self.retained.rewind()
+        self._republish_due = False
         self.cursor.rewind(self._position(self.acknowledged))
         self._last_read_seq = self.acknowledged.seq if self.acknowledged else None
         self.outage.failed(failure, self.session.retry_in())
@@ -153,6 +168,22 @@ class Forwarder:
         self.window.acknowledge(mid)
 
     # Publishing and acknowledgements.
+
+    def _republish_alarm_state(self):
+        """Publish the newest acknowledged alarm message of each device again, retained.
+
+        They go out before any record of this connection, so the records resent after
+        them can only bring a newer state. Their PUBACKs are not tracked: a connection
+        lost before them republishes on the next one.
+        """
+        self._republish_due = False
+        messages = self.retained.messages()
+        for message in messages:
+            self.session.publish(message.topic, message.payload, retain=True)
+            if not self.session.connected:
+                return
+        if messages:
+            logger.debug("published the retained alarm state of %d devices again", len(messages))
 
     def _publish_available(self):
         while self.window.has_room() and self.session.connected:
@@ -179,11 +210,15 @@ class Forwarder:
         seq = record["seq"]
         self._check_sequence(seq, position)
         mids = []
-        for message in messages_for(record, line, self.topics):
+        messages = messages_for(record, line, self.topics)
+        for message in messages:
             mids.append(self.session.publish(message.topic, message.payload, message.retain))
             if not self.session.connected:
                 return  # lost while sending: on_failure rewound the cursor before this record
-        self.window.add(position, seq, mids)
+        self.window.add(position, seq, mids, self.clock())
+        for message in messages:
+            if message.retain:
+                self.retained.published(position, message)
 
     def _check_sequence(self, seq, position):
         """Log a jump in sequence numbers once, even when a reconnect reads it again."""
@@ -217,8 +252,29 @@ class Forwarder:
         if seq is None and self.acknowledged is not None:
             seq = self.acknowledged.seq   # the run ended on a skipped line
         self.acknowledged = Checkpoint(segment, offset, seq)
+        self.retained.acknowledged((segment, offset))
         self.delivered += count
         self.outage.delivered(count)
+
+    def _check_acknowledgement_wait(self):
+        """Drop a connection whose oldest message waits too long for its PUBACK.
+
+        The socket may be healthy (the broker replies to PINGREQ) while the broker no longer
+        acknowledges publishes; without this the full window would stall for good.
+        """
+        oldest = self.window.oldest_unacknowledged()
+        if oldest is None or not self.session.connected:
+            return
+        seq, sent_at = oldest
+        waited = self.clock() - sent_at
+        if waited <= self.settings.ack_timeout_s:
+            return
+        record = f"record {seq}" if seq is not None else "a record"
+        self.session.abandon(Failure("no_puback", (
+            f"broker {self.settings.broker} sent no PUBACK for {record} within "
+            f"{waited:.0f} s (MQTT_ACK_TIMEOUT_S={self.settings.ack_timeout_s:g}); dropped "
+            f"the connection, the {len(self.window)} records in flight are sent again "
+            f"after reconnecting; check the broker's log and load")))
 
     # Checkpoint and segment deletion.
 
@@ -313,6 +369,7 @@ class Forwarder:
         self.saved = self.acknowledged = None
         self.window.clear()
         self.window.mark_saved()
+        self.retained.rewind()
         self._segments_to_delete = False
         self._last_read_seq = None
         self._highest_checked_seq = 0

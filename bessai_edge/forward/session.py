@@ -8,7 +8,8 @@ TLS, plus name resolution, and ``loop`` waits at most its timeout.
 
 The session reports to its listener by calling three methods: ``on_connected()``,
 ``on_failure(failure)`` for a failed attempt or a lost connection, and
-``on_acknowledged(mid)`` for each PUBACK.
+``on_acknowledged(mid)`` for each PUBACK. The listener ends a connection that stopped
+working without the socket noticing (no PUBACK) with ``abandon(failure)``.
 """
 
 import dataclasses
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 # Bound on the blocking TCP connect and the TLS handshake, each, and on the wait for
 # the broker's CONNACK. Both stay far below the unit's WatchdogSec.
 CONNECT_TIMEOUT_S = 5.0
+# paho's name for a connection it closed because nothing came from the broker for
+# MQTT_KEEPALIVE seconds. Before the CONNACK, that is the CONNACK timeout too.
+_KEEPALIVE_TIMEOUT = "Keep alive timeout"
 # Fraction of a reconnect delay that jitter may remove, so that gateways which lost
 # the same broker together do not all come back in the same second.
 RECONNECT_JITTER = 0.3
@@ -47,8 +51,9 @@ class Failure:
     """Why an attempt failed or a connection was lost.
 
     ``kind`` is a short stable name for logs and tests (``refused``, ``timeout``,
-    ``dns``, ``tls_certificate``, ``tls``, ``credentials``, ``rejected``, ``lost``,
-    ``network``); ``message`` describes what happened and what to check.
+    ``no_connack``, ``dns``, ``tls_certificate``, ``tls``, ``credentials``,
+    ``rejected``, ``lost``, ``network``, ``no_puback``); ``message`` describes what
+    happened and what to check.
     """
 
     kind: str
@@ -71,7 +76,7 @@ class MqttSession:
         self.attempts = 0             # every attempt since start
         self.next_attempt = clock()   # monotonic time of the next allowed attempt
         self._client = None
-        self._connack_deadline = 0.0
+        self._connack_wait_start = 0.0
         self._last_paho_error = ""
 
     @property
@@ -124,22 +129,33 @@ class MqttSession:
             return
         self._client = client
         self.state = State.CONNECTING
-        self._connack_deadline = self.clock() + CONNECT_TIMEOUT_S
+        self._connack_wait_start = self.clock()
 
     def loop(self, timeout):
         """Let paho send, receive and dispatch for up to ``timeout`` seconds."""
         if self._client is None:
             return
+        if self.state is State.CONNECTING:
+            # Wake up at the CONNACK deadline, so that it is seen before paho's own
+            # keepalive check ends the connection with a vaguer reason.
+            deadline = self._connack_wait_start + CONNECT_TIMEOUT_S
+            timeout = max(0.0, min(timeout, deadline - self.clock()))
         rc = self._client.loop(timeout)
         if self._client is None:
             return  # a callback ended the connection
         if rc != mqtt.MQTT_ERR_SUCCESS:
             self._lost(mqtt.error_string(rc))
-        elif self.state is State.CONNECTING and self.clock() > self._connack_deadline:
-            self._fail(Failure("timeout", (
-                f"broker {self.settings.broker} accepted the TCP connection but sent no "
-                f"CONNACK within {CONNECT_TIMEOUT_S:.0f} s: is MQTT_PORT an MQTT listener"
-                f"{' with TLS' if self.settings.tls_context else ' without TLS'}?")))
+        elif (self.state is State.CONNECTING
+              and self.clock() - self._connack_wait_start >= CONNECT_TIMEOUT_S):
+            self._fail(self._no_connack_failure())
+
+    def abandon(self, failure):
+        """End a connection that no longer works although its socket is open.
+
+        Counts as a failed attempt: the next one waits for the backoff.
+        """
+        if self._client is not None:
+            self._fail(failure)
 
     def publish(self, topic, payload, retain=False):
         """Publish one message at QoS 1 and return its packet id."""
@@ -219,10 +235,25 @@ class MqttSession:
         if level == mqtt.MQTT_LOG_ERR and not self._last_paho_error:
             self._last_paho_error = text
 
+    def _no_connack_failure(self):
+        settings = self.settings
+        waited = self.clock() - self._connack_wait_start
+        if settings.tls_context is not None:
+            hint = "is the broker's MQTT port over TLS, and not the port of another TLS service"
+        else:
+            hint = ("is the broker's MQTT port, not the port of another service or of a "
+                    "listener that expects TLS (for TLS, set MQTT_TLS_CA)")
+        return Failure("no_connack", (
+            f"no CONNACK came within {waited:.0f} s from {settings.broker}, which accepted "
+            f"the {'TLS' if settings.tls_context else 'TCP'} connection: check that "
+            f"MQTT_PORT={settings.port} {hint}"))
+
     def _lost(self, reason):
         """End the current connection; a loss before CONNACK counts as a failed attempt."""
         detail = self._last_paho_error or reason
-        if self.state is State.CONNECTING:
+        if self.state is State.CONNECTING and reason == _KEEPALIVE_TIMEOUT:
+            self._fail(self._no_connack_failure())
+        elif self.state is State.CONNECTING:
             if self.settings.tls_context is not None:
                 # A broker that rejects the client certificate ends the session after
                 # the handshake, with a TLS alert or by just closing the socket.

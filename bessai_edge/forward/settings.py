@@ -4,6 +4,19 @@
 ``ForwardSettings``, or raises one ``ConfigError`` that lists every problem, one line
 each. Files named by the settings (password, TLS certificates and key) are read here,
 at start, so that a wrong path or a bad certificate stops the service before it runs.
+
+``bessai run`` reads the same settings file. ``read_environment`` splits the check of
+its names between the two commands, so that each misspelt name is reported by the
+command that reads the setting it resembles:
+
+* a name that starts with ``MQTT_`` or ``FORWARD_`` and is not a forwarder setting is
+  reported here, from the file or the process environment;
+* another name in the file that resembles a setting the forwarder reads (``MQT_ENABLED``,
+  ``SPOOL_DRI``) is reported here too;
+* a name that is, or resembles, a setting only ``bessai run`` reads (``SCAN_INTERVL_S``,
+  ``DEVICE_...``) is left to ``bessai run``, which refuses to start on it; the
+  forwarder does not fail a second time for a setting it does not read;
+* a name that resembles no setting belongs to some other program and is left alone.
 """
 
 import dataclasses
@@ -14,7 +27,9 @@ import socket
 import ssl
 import stat
 
-from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host
+from bessai_edge import setting_names
+from bessai_edge import settings as run_settings
+from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, parse_env_file
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
@@ -24,6 +39,11 @@ DEFAULT_TLS_PORT = 8883
 # The window is counted in records; each record takes up to two MQTT packet ids
 # (telemetry and alarms), and MQTT has 65535 of them.
 MAX_INFLIGHT = 10000
+# Maximum wait for the PUBACK of the oldest message in flight before the connection is
+# dropped and the records are sent again. A broker on the site's network acknowledges
+# within milliseconds. By estimate, a full default window (100 records of about 1.5 kB)
+# takes about 12 s over a 100 kbit/s cellular link.
+DEFAULT_ACK_TIMEOUT_S = 60.0
 
 # Topic levels without MQTT wildcards, separated by single slashes.
 _TOPIC_PREFIX = r"[^/+#\s]+(/[^/+#\s]+)*"
@@ -36,9 +56,13 @@ KNOWN_NAMES = frozenset({
     "MQTT_ENABLED", "MQTT_BROKER_HOST", "MQTT_PORT", "MQTT_CLIENT_ID", "MQTT_USERNAME",
     "MQTT_PASSWORD", "MQTT_PASSWORD_FILE", "MQTT_TLS_CA", "MQTT_TLS_CERT", "MQTT_TLS_KEY",
     "MQTT_TOPIC_PREFIX", "MQTT_KEEPALIVE", "MQTT_INFLIGHT", "MQTT_RECONNECT_MIN_S",
-    "MQTT_RECONNECT_MAX_S", "FORWARD_STATE_DIR", "FORWARD_CHECKPOINT_INTERVAL_S",
+    "MQTT_RECONNECT_MAX_S", "MQTT_ACK_TIMEOUT_S", "FORWARD_STATE_DIR",
+    "FORWARD_CHECKPOINT_INTERVAL_S",
 })
 OWN_PREFIXES = ("MQTT_", "FORWARD_")
+# Every name the forwarder reads: its own and those it shares with ``bessai run``.
+READ_NAMES = KNOWN_NAMES | {"SITE_ID", "SPOOL_DIR", "LOG_LEVEL"}
+_CUTOFF = 0.8  # difflib ratio above which a name counts as a misspelling of another
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +82,7 @@ class ForwardSettings:
     inflight: int
     reconnect_min_s: float
     reconnect_max_s: float
+    ack_timeout_s: float
     spool_dir: str
     state_dir: str
     checkpoint_interval_s: float
@@ -70,13 +95,43 @@ class ForwardSettings:
         return f"{host}:{self.port}"
 
 
+def read_environment(env_file=None, environ=None):
+    """Return the settings environment: ``env_file``'s variables, overridden by ``environ``.
+
+    Like ``settings.read_environment``, but the names in the file are checked for the
+    forwarder (see the module's docstring); ``load_settings`` reports the problems.
+    """
+    environ = os.environ if environ is None else environ
+    if env_file is None:
+        return run_settings.SettingsEnvironment(environ)
+    variables = parse_env_file(env_file)
+    problems = [_misspelt_file_name(env_file, name) for name in variables]
+    variables.update(environ)
+    return run_settings.SettingsEnvironment(
+        variables, [problem for problem in problems if problem])
+
+
+def _misspelt_file_name(path, name):
+    """Return a problem line when ``name`` resembles a setting the forwarder reads."""
+    every_name = READ_NAMES | run_settings.KNOWN_NAMES
+    if name in every_name or name.startswith(setting_names.CHECKED_PREFIXES):
+        return None   # a setting, or a name _check_names or ``bessai run`` checks
+    close = difflib.get_close_matches(name, sorted(every_name), n=1, cutoff=_CUTOFF)
+    if not close or close[0] not in READ_NAMES:
+        return None   # another program's variable, or a near miss ``bessai run`` reports
+    return _("{path}: {name} is not a bessai setting: did you mean {known}?").format(
+        path=path, name=name, known=close[0])
+
+
 def load_settings(environ):
     """Validate the forwarder's settings in ``environ``; raise ConfigError listing every problem.
 
-    With ``MQTT_ENABLED`` false, only that variable and ``LOG_LEVEL`` are read: the
-    other MQTT settings may then be absent or incomplete.
+    The problems include ``environ.name_problems`` when ``environ`` comes from
+    ``read_environment``. With ``MQTT_ENABLED`` false, only that variable and
+    ``LOG_LEVEL`` are read: the other MQTT settings may then be absent or incomplete.
     """
     reader = EnvReader(environ)
+    reader.problems.extend(getattr(environ, "name_problems", ()))
     _check_names(reader)
     enabled = reader.boolean("MQTT_ENABLED", False)
     log_level = reader.choice("LOG_LEVEL", LOG_LEVELS, "info")
@@ -113,6 +168,8 @@ def load_settings(environ):
         inflight=reader.integer("MQTT_INFLIGHT", 100, minimum=1, maximum=MAX_INFLIGHT),
         reconnect_min_s=reconnect_min_s,
         reconnect_max_s=reconnect_max_s,
+        ack_timeout_s=reader.number("MQTT_ACK_TIMEOUT_S", DEFAULT_ACK_TIMEOUT_S,
+                                    minimum=1, maximum=3600),
         spool_dir=_read_directory(reader, "SPOOL_DIR", "/var/spool/bessai"),
         state_dir=_read_directory(reader, "FORWARD_STATE_DIR", "/var/lib/bessai"),
         checkpoint_interval_s=reader.number(
@@ -127,7 +184,7 @@ def _check_names(reader):
     for name in sorted(reader.environ):
         if not name.startswith(OWN_PREFIXES) or name in KNOWN_NAMES:
             continue
-        close = difflib.get_close_matches(name, sorted(KNOWN_NAMES), n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name, sorted(KNOWN_NAMES), n=1, cutoff=_CUTOFF)
         if close:
             reader.problems.append(_("{name} is not a setting of bessai forward: did you mean "
                                      "{known}?").format(name=name, known=close[0]))
@@ -142,7 +199,8 @@ def _disabled_settings(log_level):
         enabled=False, broker_host="", port=DEFAULT_PORT, client_id="", username=None,
         password=None, password_source="", tls_context=None, topic_prefix="bessai",
         keepalive_s=60, inflight=100, reconnect_min_s=1.0, reconnect_max_s=60.0,
-        spool_dir="", state_dir="", checkpoint_interval_s=5.0, log_level=log_level)
+        ack_timeout_s=DEFAULT_ACK_TIMEOUT_S, spool_dir="", state_dir="",
+        checkpoint_interval_s=5.0, log_level=log_level)
 
 
 def _read_broker_host(reader):

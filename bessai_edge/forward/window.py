@@ -14,12 +14,13 @@ import collections
 
 
 class _Entry:
-    __slots__ = ("position", "seq", "pending")
+    __slots__ = ("position", "seq", "pending", "sent_at")
 
-    def __init__(self, position, seq, pending):
+    def __init__(self, position, seq, pending, sent_at):
         self.position = position
         self.seq = seq
         self.pending = pending
+        self.sent_at = sent_at
 
 
 class InflightWindow:
@@ -40,9 +41,12 @@ class InflightWindow:
     def has_room(self):
         return len(self._entries) + self.unsaved < self.capacity
 
-    def add(self, position, seq, mids):
-        """Append a published record; ``mids`` may be empty for a line that was skipped."""
-        entry = _Entry(position, seq, len(mids))
+    def add(self, position, seq, mids, sent_at=0.0):
+        """Append a published record; ``mids`` may be empty for a line that was skipped.
+
+        ``sent_at`` is the monotonic time of the publish, for ``oldest_unacknowledged``.
+        """
+        entry = _Entry(position, seq, len(mids), sent_at)
         for mid in mids:
             if mid in self._by_mid:
                 raise ValueError(f"MQTT packet id {mid} is already in flight")
@@ -56,6 +60,13 @@ class InflightWindow:
             return False
         entry.pending -= 1
         return True
+
+    def oldest_unacknowledged(self):
+        """Return ``(seq, sent_at)`` of the oldest record still waiting for a PUBACK, or None."""
+        for entry in self._entries:
+            if entry.pending:
+                return entry.seq, entry.sent_at
+        return None
 
     def take_acknowledged(self):
         """Remove the fully acknowledged records at the head.

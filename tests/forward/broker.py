@@ -2,10 +2,10 @@
 
 ``Mosquitto`` writes a configuration into a directory of its own, starts
 ``/usr/sbin/mosquitto -c CONF`` on a free port, and stops it by its PID. Persistence is
-on, so a stop and start (an outage) keeps the retained messages and the queued
-messages of the test's subscriber, whose session is persistent. What the forwarder
-publishes while the subscriber reconnects is then not lost on the receiving side, so
-every loss a test detects is the forwarder's.
+on unless ``persistence=False``, so a stop and start (an outage) keeps the retained
+messages and the queued messages of the test's subscriber, whose session is
+persistent. What the forwarder publishes while the subscriber reconnects is then not
+lost on the receiving side, so every loss a test detects is the forwarder's.
 
 ``Subscriber`` is a paho client in its own thread (tests may use threads) that keeps
 every message it receives.
@@ -30,7 +30,7 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 class Mosquitto:
     """One broker process on 127.0.0.1; ``start``/``stop`` may be repeated (an outage)."""
 
-    def __init__(self, directory, tls=None, password_file=None, port=None):
+    def __init__(self, directory, tls=None, password_file=None, port=None, persistence=True):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_tcp_port()
@@ -40,7 +40,7 @@ class Mosquitto:
         lines = [
             "user root",  # started as root in CI: stay root to write this directory
             f"listener {self.port} 127.0.0.1",
-            "persistence true",
+            f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.directory}/",
             "autosave_interval 0",
             "max_queued_messages 0",

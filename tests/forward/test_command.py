@@ -31,14 +31,33 @@ def test_forward_command_disabled_exits_zero(tmp_path):
 def test_forward_command_invalid_settings_exit_78(tmp_path):
     env_file = tmp_path / "bessai.env"
     env_file.write_text("MQTT_ENABLED=true\nMQTT_BROKER_HOST=192.168.1.200\n"
-                        "MQTT_PORT=99999\nMQTT_INFLIGHT=lots\nMQTT_TOPIC_PREFIX=a/+/b\n")
+                        "MQTT_PORT=99999\nMQTT_INFLIGHT=lots\nMQTT_TOPIC_PREFIX=a/+/b\n"
+                        "MQTT_ACK_TIMEOUT_S=0.5\n")
     result = run_forward(base_environment(), "--env-file", str(env_file))
     assert result.returncode == EX_CONFIG
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 3, result.stderr
+    assert len(lines) == 4, result.stderr
     assert lines[0].startswith("bessai: MQTT_PORT='99999' is invalid")
     assert lines[1].startswith("bessai: MQTT_TOPIC_PREFIX='a/+/b' is invalid")
     assert lines[2].startswith("bessai: MQTT_INFLIGHT='lots' is invalid")
+    assert lines[3].startswith("bessai: MQTT_ACK_TIMEOUT_S='0.5' is invalid")
+
+
+def test_forward_command_misspelt_mqtt_name_exit_78(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=SITE-TEST-001\nMQT_ENABLED=true\nMQTT_BROKER_HOST=192.168.1.200\n")
+    result = run_forward(base_environment(), "--env-file", str(env_file))
+    assert result.returncode == EX_CONFIG
+    assert f"bessai: {env_file}: MQT_ENABLED is not a bessai setting: did you mean " \
+           f"MQTT_ENABLED?" in result.stderr
+
+
+def test_forward_command_misspelt_run_name_ignored(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=SITE-TEST-001\nSCAN_INTERVL_S=2\nMQTT_ENABLED=false\n")
+    result = run_forward(base_environment(), "--env-file", str(env_file))
+    assert result.returncode == 0, result.stderr   # `bessai run` reports it, once
+    assert "SCAN_INTERVL_S" not in result.stderr
 
 
 def test_forward_command_environment_overrides_file(tmp_path):

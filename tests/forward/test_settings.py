@@ -1,6 +1,7 @@
 """Forwarder settings: defaults, each invalid value with its own line, secret files, TLS."""
 
 import os
+import pathlib
 import ssl
 
 import pytest
@@ -32,6 +33,7 @@ def test_forward_settings_defaults():
     assert settings.state_dir == "/var/lib/bessai"
     assert settings.reconnect_min_s == 1.0
     assert settings.reconnect_max_s == 60.0
+    assert settings.ack_timeout_s == 60.0
 
 
 @pytest.mark.parametrize("value", ["", "false", "no", "0", "off"])
@@ -53,6 +55,8 @@ INVALID_CASES = [
      "set the port in MQTT_PORT"),
     ({"MQTT_BROKER_HOST": "bad host"}, "MQTT_BROKER_HOST='bad host' is invalid", "host name"),
     ({"MQTT_PORT": "0"}, "MQTT_PORT='0' is invalid", "from 1 to 65535"),
+    ({"MQTT_ACK_TIMEOUT_S": "0"}, "MQTT_ACK_TIMEOUT_S='0' is invalid", "from 1 to 3600"),
+    ({"MQTT_ACK_TIMEOUT_S": "1m"}, "MQTT_ACK_TIMEOUT_S='1m' is invalid", "a number"),
     ({"MQTT_PORT": "mqtt"}, "MQTT_PORT='mqtt' is invalid", "an integer"),
     ({"MQTT_CLIENT_ID": "two words"}, "MQTT_CLIENT_ID='two words' is invalid", "without spaces"),
     ({"MQTT_TOPIC_PREFIX": "bessai/#"}, "MQTT_TOPIC_PREFIX='bessai/#' is invalid", "'#'"),
@@ -179,3 +183,54 @@ def test_forward_state_dir_missing(tmp_path):
     settings = load_settings({**MINIMAL, "FORWARD_STATE_DIR": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match="is not a directory: create it"):
         require_usable_state_dir(settings)
+
+
+# (a name in the shared settings file, reported by bessai forward, reported by bessai run)
+FILE_NAME_CASES = [
+    pytest.param("MQT_ENABLED", True, True, id="forwarder-setting-without-prefix"),
+    pytest.param("MQTTPORT", True, False, id="forwarder-only-setting-without-prefix"),
+    pytest.param("MQTT_ENABLE", True, False, id="forwarder-prefix"),
+    pytest.param("FORWARD_STATE_DRI", True, False, id="forward-prefix"),
+    pytest.param("SPOOL_DRI", True, True, id="shared-setting"),
+    pytest.param("LOG_LEVL", True, True, id="shared-log-level"),
+    pytest.param("SCAN_INTERVL_S", False, True, id="scan-loop-setting"),
+    pytest.param("INVERTER_PORTT", False, True, id="scan-loop-device-setting"),
+    pytest.param("DEVICE_PV_IP", False, True, id="scan-loop-device-prefix"),
+    pytest.param("SCAN_INTERVAL_S", False, False, id="scan-loop-setting-spelt-right"),
+    pytest.param("JAVA_HOME", False, False, id="another-programs-variable"),
+]
+
+
+def file_problems(tmp_path, reads, load, name):
+    """Problems of command settings ``reads``/``load`` for a file that adds ``name``."""
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text(f"SITE_ID=SITE-TEST-001\nINVERTER_IP=192.168.1.10\n"
+                        f"DRIVER_PROFILE_PATH=huawei_sun2000\nMQTT_ENABLED=false\n{name}=1\n")
+    try:
+        load(reads(str(env_file), environ={}))
+    except ConfigError as error:
+        return [problem for problem in error.problems if name in problem]
+    return []
+
+
+@pytest.mark.parametrize("name, by_forward, by_run", FILE_NAME_CASES)
+def test_forward_settings_file_name_checked_once(tmp_path, name, by_forward, by_run):
+    from bessai_edge import settings as run_settings
+    from bessai_edge.forward import settings as forward_settings
+
+    forward = file_problems(tmp_path, forward_settings.read_environment,
+                            forward_settings.load_settings, name)
+    run = file_problems(tmp_path, run_settings.read_environment, run_settings.load_settings, name)
+    assert len(forward) == by_forward, forward
+    assert len(run) == by_run, run
+
+
+def test_forward_settings_shipped_env_file_accepted():
+    from bessai_edge.forward.settings import KNOWN_NAMES, read_environment
+
+    shipped = pathlib.Path(__file__).parents[2] / "packaging" / "bessai.env"
+    settings = load_settings(read_environment(str(shipped), environ={}))
+    assert not settings.enabled
+    text = shipped.read_text()
+    # MQTT_PASSWORD is left out on purpose: the file points to MQTT_PASSWORD_FILE.
+    assert [name for name in sorted(KNOWN_NAMES - {"MQTT_PASSWORD"}) if name not in text] == []

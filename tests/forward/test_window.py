@@ -87,3 +87,26 @@ def test_window_clear_forgets_in_flight_keeps_unsaved():
 def test_window_capacity_zero_rejected():
     with pytest.raises(ValueError):
         InflightWindow(0)
+
+
+# (published records as (seq, mids, sent_at), acknowledged mids,
+#  expected oldest_unacknowledged())
+OLDEST_CASES = [
+    pytest.param([], [], None, id="empty"),
+    pytest.param([(1, [1], 10.0), (2, [2], 11.0)], [], (1, 10.0), id="head-waits"),
+    pytest.param([(1, [1], 10.0), (2, [2], 11.0)], [1], (2, 11.0), id="head-acked"),
+    pytest.param([(1, [1], 10.0), (2, [2], 11.0)], [2], (1, 10.0), id="second-acked-first"),
+    pytest.param([(1, [], 10.0), (2, [5], 11.0)], [], (2, 11.0), id="skipped-line-needs-no-ack"),
+    pytest.param([(1, [1, 2], 10.0)], [2], (1, 10.0), id="alarm-message-acked-telemetry-not"),
+    pytest.param([(1, [1], 10.0), (2, [2], 11.0)], [1, 2], None, id="all-acked"),
+]
+
+
+@pytest.mark.parametrize("records, acks, expected", OLDEST_CASES)
+def test_window_oldest_unacknowledged_cases(records, acks, expected):
+    window = InflightWindow(10)
+    for seq, mids, sent_at in records:
+        window.add((1, seq * 100), seq, mids, sent_at)
+    for mid in acks:
+        assert window.acknowledge(mid)
+    assert window.oldest_unacknowledged() == expected

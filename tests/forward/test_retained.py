@@ -1,0 +1,44 @@
+"""RetainedAlarms: only acknowledged alarm messages are published again, newest per topic."""
+
+import pytest
+
+from bessai_edge.forward.messages import Message
+from bessai_edge.forward.retained import RetainedAlarms
+
+
+def alarm(device, seq):
+    return Message(f"bessai/SITE/{device}/alarms", f"seq {seq}".encode(), retain=True)
+
+
+# (steps, expected payloads of messages()); a step is ("publish", device, seq),
+# ("ack", seq) for the records up to that seq, or ("rewind",). Record seq N ends at (1, N).
+CASES = [
+    pytest.param([], [], id="nothing-yet"),
+    pytest.param([("publish", "inverter", 5)], [], id="published-not-acknowledged"),
+    pytest.param([("publish", "inverter", 5), ("ack", 5)], [b"seq 5"], id="acknowledged"),
+    pytest.param([("publish", "inverter", 5), ("publish", "inverter", 9), ("ack", 7)],
+                 [b"seq 5"], id="newer-still-in-flight"),
+    pytest.param([("publish", "inverter", 5), ("publish", "inverter", 9), ("ack", 9)],
+                 [b"seq 9"], id="newest-per-topic"),
+    pytest.param([("publish", "inverter", 5), ("publish", "battery", 6), ("ack", 6)],
+                 [b"seq 5", b"seq 6"], id="one-per-device"),
+    pytest.param([("publish", "inverter", 5), ("rewind",), ("ack", 5)], [],
+                 id="rewound-before-ack"),
+    pytest.param([("publish", "inverter", 5), ("ack", 5), ("publish", "inverter", 9),
+                  ("rewind",), ("ack", 9)], [b"seq 5"], id="rewind-keeps-acknowledged"),
+]
+
+
+@pytest.mark.parametrize("steps, expected", CASES)
+def test_retained_alarms_cases(steps, expected):
+    retained = RetainedAlarms()
+    for step in steps:
+        if step[0] == "publish":
+            retained.published((1, step[2]), alarm(step[1], step[2]))
+        elif step[0] == "ack":
+            retained.acknowledged((1, step[1]))
+        else:
+            retained.rewind()
+    messages = retained.messages()
+    assert sorted(message.payload for message in messages) == expected
+    assert all(message.retain for message in messages)
