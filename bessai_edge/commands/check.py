@@ -17,7 +17,7 @@ import sys
 
 from bessai_edge.i18n import _
 
-HELP = "Check the connection to each device and decode every point once."
+HELP = "check the connection to each device and decode every point once"
 
 log = logging.getLogger(__name__)
 
@@ -267,21 +267,31 @@ def _rows(plan, strings, errors, values, quality):
 
 
 def _number(point, value):
-    """Return an int for unscaled integer points and a float without binary noise otherwise."""
+    """Return an int for unscaled integer points, else a float rounded as records round fields."""
+    from bessai_edge import records
+
     if math.isnan(value):
         return None
     if point.type in INTEGER_TYPES and point.scale == 1 and point.offset == 0 and point.sf < 0:
         return int(value)
-    return float(f"{value:.12g}")
+    rounding = records.entry_rounding(point.type, point.scale, point.offset, point.sf >= 0)
+    if rounding is not None:
+        kind, digits = rounding
+        places = ((0, digits),) if kind == "places" else ()
+        significant = ((0, digits),) if kind == "significant" else ()
+        value = records.round_values({0: value}, (places, significant))[0]
+    return value + 0.0      # turns -0.0 into 0.0
 
 
 def _field_values(plan, values, quality):
-    from bessai_edge import core
+    """Return the canonical fields as the gateway records them: rounded, None unless ok."""
+    from bessai_edge import core, records
 
-    fields = {}
-    for field, index in plan.fields.items():
-        fields[field] = float(f"{values[index]:.12g}") if quality[index] == core.QUALITY_OK else None
-    return fields
+    fields = {field: values[index] if quality[index] == core.QUALITY_OK else None
+              for field, index in plan.fields.items()}
+    records.round_values(fields, records.field_rounding(plan))
+    # + 0.0 turns -0.0 into 0.0, which round_values leaves for fields that decode exactly.
+    return {field: None if value is None else value + 0.0 for field, value in fields.items()}
 
 
 def _observe_values(check, observation):
@@ -331,7 +341,10 @@ def _print_table(check):
     print(_("Diagnosis:"))
     severities = {"ok": _("ok"), "warning": _("warning"), "error": _("error")}
     for finding in check.findings:
-        print(f"  [{severities[finding.severity]}: {finding.code}] {finding.message}")
+        label = severities[finding.severity]
+        if finding.code != finding.severity:    # "ok: ok" would say the same twice
+            label = f"{label}: {finding.code}"
+        print(f"  [{label}] {finding.message}")
     print()
 
 
@@ -345,7 +358,7 @@ def _format_value(row):
 
 
 def _format_field(value):
-    return "-" if value is None else f"{value:g}"
+    return "-" if value is None else f"{value:.15g}"
 
 
 def _quality_text(row):

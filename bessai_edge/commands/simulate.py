@@ -12,7 +12,7 @@ from bessai_edge.errors import EX_CONFIG
 from bessai_edge.i18n import _
 from bessai_edge.simulator.faults import parse_exception_spec, parse_request_range
 
-HELP = "Serve a simulated device over Modbus TCP, for tests and training."
+HELP = "serve a simulated device over Modbus TCP, for tests and training"
 DEFAULT_PORT = 5020  # 502 needs root; pass --port 502 to stand in for a real device
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import time
 
 from bessai_edge.i18n import _
 
-HELP = "Inspect the telemetry spool: statistics, last records, validation."
+HELP = "inspect the telemetry spool: statistics, last records, validation"
 DEFAULT_DIR = "/var/spool/bessai"
 FOLLOW_INTERVAL_S = 1.0
 
@@ -27,8 +27,11 @@ def add_arguments(parser):
         help=_("segments, records, bytes, record times, dropped and evicted counts"))
     stats.add_argument("--json", action="store_true", help=_("print one JSON object"))
 
-    tail = actions.add_parser("tail", parents=[common], help=_("print the last records"))
-    tail.add_argument("-n", "--lines", type=int, default=10, metavar="N",
+    tail = actions.add_parser(
+        "tail", parents=[common],
+        help=_("print the last records; damaged lines are reported on stderr and skipped, "
+               "and the exit status is then 1"))
+    tail.add_argument("-n", "--lines", type=_non_negative_int, default=10, metavar="N",
                       help=_("number of records to print (default: 10)"))
     tail.add_argument("-f", "--follow", action="store_true",
                       help=_("keep printing new records until Ctrl-C"))
@@ -67,9 +70,8 @@ def _stats(directory, as_json):
         (_("segments"), _("{count} ({sealed} sealed, open: {open})").format(
             count=figures["segments"], sealed=figures["sealed_segments"],
             open=figures["open_segment"] or none)),
-        (_("records"), _("{count} (sequence numbers {first}-{last})").format(
-            count=figures["records"], first=figures["first_seq"] or "-",
-            last=figures["last_seq"] or "-")),
+        (_("records"), _record_count(figures)),
+        (_("damaged lines"), _damaged_count(figures)),
         (_("bytes"), str(figures["bytes"])),
         (_("oldest record"), _record_time(figures, "oldest_time_ms")),
         (_("newest record"), _record_time(figures, "newest_time_ms")),
@@ -86,23 +88,46 @@ def _stats(directory, as_json):
 
 
 def _tail(directory, count, follow):
+    """Print the last ``count`` records, reporting damaged lines on stderr.
+
+    Returns 1 when a damaged line was seen, as ``bessai spool check`` does, else 0.
+    With ``follow`` it prints new records until Ctrl-C.
+    """
     from bessai_edge.spool import SpoolReader
 
     reader = SpoolReader(directory)
-    # One line more than printed gives the position to follow from, even for -n 0.
-    lines = reader.last_lines(max(count, 0) + 1)
-    out = sys.stdout.buffer
-    for _position, line in lines[len(lines) - max(count, 0):]:
-        out.write(line + b"\n")
-    out.flush()
+    # One record more than printed gives the position to follow from, even for -n 0.
+    items = reader.last_scanned(count + 1)
+    position = items[-1][0] if items else None
+    records = [index for index, item in enumerate(items) if item[2] is None]
+    if len(records) > count:
+        items = items[records[0] + 1:]
+    damaged = _print_scanned(items)
     if not follow:
-        return 0
-    position = lines[-1][0] if lines else None
+        return 1 if damaged else 0
     while True:
         time.sleep(FOLLOW_INTERVAL_S)
-        for position, line in reader.read(position):
+        items = list(reader.scan(position))
+        _print_scanned(items)
+        if items:
+            position = items[-1][0]
+
+
+def _print_scanned(items):
+    """Print records on stdout and damaged lines on stderr; return True if any was damaged."""
+    out = sys.stdout.buffer
+    damaged = False
+    for _position, line, damage in items:
+        if damage is None:
             out.write(line + b"\n")
-        out.flush()
+            continue
+        out.flush()     # keeps the report in order with the records in a terminal
+        print(_("bessai: damaged line skipped: {segment} offset {offset}: {reason}").format(
+            segment=damage.segment, offset=damage.offset, reason=damage.reason),
+            file=sys.stderr, flush=True)
+        damaged = True
+    out.flush()
+    return damaged
 
 
 def _check(directory, repair, as_json):
@@ -148,6 +173,30 @@ def _repair(directory):
     spool.close()
     print(_("recovery: cut {bytes} bytes of torn tails; segments set aside: {segments}").format(
         bytes=figures["bytes_cut"], segments=figures["segments_set_aside"]))
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            _("expected a whole number of at least 0, got {value!r}").format(value=text))
+    return value
+
+
+def _record_count(figures):
+    if not figures["records"]:
+        return "0"
+    return _("{count} (sequence numbers {first}-{last})").format(
+        count=figures["records"], first=figures["first_seq"], last=figures["last_seq"])
+
+
+def _damaged_count(figures):
+    if not figures["damaged_lines"]:
+        return "0"
+    return _("{count} (bessai spool check lists them)").format(count=figures["damaged_lines"])
 
 
 def _record_time(figures, key):

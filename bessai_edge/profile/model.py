@@ -3,6 +3,7 @@
 import dataclasses
 
 from bessai_edge.errors import ProfileError
+from bessai_edge.i18n import _
 from bessai_edge.profile.fields import FUNCTION_NAMES, MAIN_ROLE, TYPE_REGISTERS
 
 
@@ -154,9 +155,10 @@ class Profile:
             role = role.lower()
             if role not in units:
                 known = ", ".join(sorted(units))
-                raise ProfileError(f"profile {self.name} has no unit role {role!r} "
-                                   f"(MODBUS_UNIT_{role.upper()}): its roles are {known}; "
-                                   f"remove the setting or choose another profile")
+                raise ProfileError(_(
+                    "profile {profile} has no unit role {role!r} (MODBUS_UNIT_{variable}): "
+                    "its roles are {known}; remove the setting or choose another profile"
+                ).format(profile=self.name, role=role, variable=role.upper(), known=known))
             units[role] = value
         return units
 

@@ -18,6 +18,7 @@ import math
 from typing import NamedTuple
 
 from bessai_edge.errors import DeviceException, LinkError, ProfileError
+from bessai_edge.i18n import _
 from bessai_edge.profile import planner
 from bessai_edge.profile.fields import FUNCTION_NAMES
 from bessai_edge.profile.resolve import (
@@ -47,9 +48,10 @@ def build_plan(profile, unit_id=None, unit_ids=None, model_map=None):
         missing = [unit for unit in profile.sunspec_units(unit_id, unit_ids)[:1]
                    if unit not in maps]
         if missing:
-            raise ProfileError(f"profile {profile.name} resolves points by SunSpec model: "
-                               f"discover unit {missing[0]} first (sunspec.discover) and pass "
-                               f"its model map")
+            raise ProfileError(_(
+                "profile {profile} resolves points by SunSpec model: discover unit {unit} "
+                "first (sunspec.discover) and pass its model map"
+            ).format(profile=profile.name, unit=missing[0]))
     points = resolve_points(profile, units, maps)
     return ReadPlan(profile, points, units)
 
@@ -195,7 +197,7 @@ class ReadPlan:
             logger.warning("%s: the device rejects registers %s with exception 2 (illegal "
                            "data address); the plan reads around them from the next cycle",
                            _describe(request), ", ".join(
-                               f"{first}..{last}" for _, _, first, last in ranges))
+                               f"{first}..{last}" for _unit, _function, first, last in ranges))
         return ranges
 
     def _probe(self, request, atom_ranges, read):

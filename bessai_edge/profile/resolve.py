@@ -11,6 +11,7 @@ import dataclasses
 import logging
 
 from bessai_edge.errors import ProfileError
+from bessai_edge.i18n import _
 from bessai_edge.profile import sunspec_models
 from bessai_edge.profile.fields import FUNCTION_NAMES, MAIN_ROLE
 from bessai_edge.profile.sunspec import ModelMap
@@ -216,8 +217,9 @@ class _Resolver:
         for index, sf_name in self.sf_names.items():
             target = self.by_name.get(sf_name)
             if target is None:
-                raise ProfileError(f"{self.profile.path}: point {self.points[index].name!r}: "
-                                   f"scale factor point {sf_name!r} not found")
+                raise ProfileError(_(
+                    "{path}: point {name!r}: scale factor point {sf!r} not found"
+                ).format(path=self.profile.path, name=self.points[index].name, sf=sf_name))
             point = self.points[index]
             point.sf = target
             if not self.points[target].readable and point.readable:
@@ -238,7 +240,8 @@ def _definition_point(model_id, path):
     for model_point in sunspec_models.layout(model_id, length, count_of=lambda path, offset: 1):
         if _strip_instances(model_point.path) == wanted:
             return model_point
-    raise ProfileError(f"SunSpec model {model_id} has no point {path!r}")
+    raise ProfileError(_("SunSpec model {model} has no point {path!r}").format(
+        model=model_id, path=path))
 
 
 def _strip_instances(path):

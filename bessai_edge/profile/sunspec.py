@@ -13,6 +13,7 @@ import dataclasses
 import logging
 
 from bessai_edge.errors import DeviceException, ProfileError
+from bessai_edge.i18n import _
 from bessai_edge.profile import sunspec_models
 
 logger = logging.getLogger(__name__)
@@ -140,14 +141,15 @@ def _find_marker(read, unit_id):
         try:
             words = read(unit_id, HOLDING, base, 2)
         except DeviceException as error:
-            tried.append(f"{base}: exception {error.code}")
+            tried.append(_("{address}: exception {code}").format(address=base, code=error.code))
             continue
         if tuple(words) == MARKER:
             return base
         tried.append(f"{base}: {words[0]:#06x} {words[1]:#06x}")
-    raise ProfileError(f"unit {unit_id}: no SunSpec marker 'SunS' (0x5375 0x6e53) found "
-                       f"({'; '.join(tried)}); check that the device has SunSpec Modbus "
-                       f"enabled and that the unit id is right")
+    raise ProfileError(_(
+        "unit {unit}: no SunSpec marker 'SunS' (0x5375 0x6e53) found ({tried}); check that "
+        "the device has SunSpec Modbus enabled and that the unit id is right"
+    ).format(unit=unit_id, tried="; ".join(tried)))
 
 
 def _has_counted_groups(model_id):
@@ -188,7 +190,8 @@ def example_map(model_ids, unit_id=1, base=40000, repeats=None):
     for model_id in model_ids:
         definition = sunspec_models.load_definition(model_id)
         if definition is None:
-            raise ProfileError(f"SunSpec model {model_id} has no bundled definition")
+            raise ProfileError(_("SunSpec model {model} has no bundled definition").format(
+                model=model_id))
         length = sunspec_models.body_length(model_id, repeats.get(model_id, 1))
         counts = tuple((name, repeats.get(model_id, 1)) for name in _count_points(definition))
         models.append(ModelEntry(model_id, address, length, counts))

@@ -13,6 +13,7 @@ import logging
 import re
 
 from bessai_edge.errors import ProfileError
+from bessai_edge.i18n import _
 from bessai_edge.profile.registry import sunspec_dir
 
 logger = logging.getLogger(__name__)
@@ -79,11 +80,12 @@ def load_definition(model_id):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        raise ProfileError(f"{path}: cannot read the SunSpec model definition: {error}; "
-                           f"reinstall the registry") from error
+        raise ProfileError(_("{path}: cannot read the SunSpec model definition: {error}; "
+                             "reinstall the registry").format(path=path, error=error)) from error
     if definition.get("id") != model_id:
-        raise ProfileError(f"{path}: contains model {definition.get('id')!r}, not {model_id}; "
-                           f"reinstall the registry")
+        raise ProfileError(_("{path}: contains model {found!r}, not {model}; reinstall the "
+                             "registry").format(path=path, found=definition.get("id"),
+                                                model=model_id))
     return definition
 
 
@@ -111,8 +113,8 @@ def body_length(model_id, repeats=1):
     """Return the length L of a model whose repeating groups have ``repeats`` instances."""
     definition = load_definition(model_id)
     if definition is None:
-        raise ProfileError(f"SunSpec model {model_id} has no bundled definition in "
-                           f"{sunspec_dir()}")
+        raise ProfileError(_("SunSpec model {model} has no bundled definition in "
+                             "{directory}").format(model=model_id, directory=sunspec_dir()))
 
     def size(group):
         total = sum(point["size"] for point in group.get("points", ()))
@@ -134,8 +136,8 @@ def layout(model_id, length, count_of=None):
     """
     definition = load_definition(model_id)
     if definition is None:
-        raise ProfileError(f"SunSpec model {model_id} has no bundled definition in "
-                           f"{sunspec_dir()}")
+        raise ProfileError(_("SunSpec model {model} has no bundled definition in "
+                             "{directory}").format(model=model_id, directory=sunspec_dir()))
     state = _Layout(model_id, length, count_of)
     state.walk(definition["group"], prefix="", scopes=(), offset=0)
     end = HEADER_REGISTERS + length
@@ -203,7 +205,7 @@ class _Layout:
         if isinstance(sf, int):
             sf_value = sf
         elif isinstance(sf, str):
-            sf_path, _ = _lookup(scopes, sf)
+            sf_path, _scope = _lookup(scopes, sf)
         description = point.get("label", point["name"])
         if point.get("desc"):
             description = f"{description}: {point['desc']}"
@@ -237,30 +239,37 @@ def check_point_path(model_id, path):
     """
     definition = load_definition(model_id)
     if definition is None:
-        return f"no bundled definition of SunSpec model {model_id}"
+        return _("no bundled definition of SunSpec model {model}").format(model=model_id)
     group = definition["group"]
     segments = path.split(".")
     for depth, segment in enumerate(segments):
         match = _SEGMENT.match(segment)
         if not match:
-            return f"{segment!r} is not a point or group name (write e.g. module[3].DCW)"
+            return _("{segment!r} is not a point or group name (write e.g. "
+                     "module[3].DCW)").format(segment=segment)
         name, index = match.group(1), match.group(2)
         if depth == len(segments) - 1:
             names = [point["name"] for point in group.get("points", ())]
             if index is not None or name not in names:
-                return (f"model {model_id} has no point {path!r}"
-                        f"{' in group ' + group['name'] if depth else ''}; points there: "
-                        f"{', '.join(names)}")
+                if depth:
+                    text = _("model {model} has no point {path!r} in group {group}; points "
+                             "there: {names}")
+                else:
+                    text = _("model {model} has no point {path!r}; points there: {names}")
+                return text.format(model=model_id, path=path, group=group["name"],
+                                   names=", ".join(names))
             return None
         children = {child["name"]: child for child in group.get("groups", ())}
         if name not in children:
-            return f"model {model_id} has no group {name!r} in {path!r}"
+            return _("model {model} has no group {name!r} in {path!r}").format(
+                model=model_id, name=name, path=path)
         child = children[name]
         repeating = child.get("count", 1) != 1
         if repeating and index is None:
-            return (f"group {name!r} of model {model_id} repeats: give an instance such as "
-                    f"{name}[1]")
+            return _("group {name!r} of model {model} repeats: give an instance such as "
+                     "{name}[1]").format(name=name, model=model_id)
         if index is not None and not repeating:
-            return f"group {name!r} of model {model_id} does not repeat: drop the [{index}]"
+            return _("group {name!r} of model {model} does not repeat: drop the "
+                     "[{index}]").format(name=name, model=model_id, index=index)
         group = child
     return None

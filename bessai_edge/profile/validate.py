@@ -8,6 +8,7 @@ can express fail both.
 """
 
 import difflib
+import json
 import math
 
 from bessai_edge.i18n import _, ngettext
@@ -49,8 +50,8 @@ class Problems:
         self.lines = []
 
     def invalid(self, where, key, value, accepted):
-        self.lines.append(_("{path}: {where}: {key}: {value!r} is invalid: {accepted}").format(
-            path=self.path, where=where, key=key, value=value, accepted=accepted))
+        self.lines.append(_("{path}: {where}: {key}: {value} is invalid: {accepted}").format(
+            path=self.path, where=where, key=key, value=_json_text(value), accepted=accepted))
 
     def missing(self, where, key, accepted):
         self.lines.append(_("{path}: {where}: {key} is missing: {accepted}").format(
@@ -191,6 +192,7 @@ def _check_points(problems, data, roles):
         problems.invalid("profile", "points", points, _("expected a non-empty list of points"))
         return {}
     by_name = {}
+    numbers = {}        # name -> position in the points list
     fields = {}
     for number, point in enumerate(points):
         if not isinstance(point, dict):
@@ -199,9 +201,14 @@ def _check_points(problems, data, roles):
         name = point.get("name")
         where = _point_place(name) if isinstance(name, str) else f"points[{number}]"
         if isinstance(name, str) and name in by_name:
-            problems.invalid(where, "name", name, _("expected a name no other point has"))
+            where = f"points[{number}]"
+            problems.invalid(where, "name", name,
+                             _("points[{first}] already has this name; rename one of the "
+                               "two, because each point needs its own name").format(
+                                   first=numbers[name]))
         elif isinstance(name, str):
             by_name[name] = point
+            numbers[name] = number
         _check_point(problems, where, point, roles)
         field = point.get("field")
         if isinstance(field, str):
@@ -365,8 +372,8 @@ def _check_scale_factor(problems, where, point, by_name):
         return
     if target.get("type") != "sunssf":
         problems.invalid(where, "scale_factor", name,
-                         _("point {name!r} has type {type!r}; expected a point of type "
-                           "sunssf").format(name=name, type=target.get("type")))
+                         _("point {name!r} has type {type}; expected a point of type "
+                           "sunssf").format(name=name, type=_json_text(target.get("type"))))
         return
     same_unit = (point.get("unit_id"), point.get("unit_role", MAIN_ROLE)) == (
         target.get("unit_id"), target.get("unit_role", MAIN_ROLE))
@@ -544,6 +551,11 @@ def _one_of(values):
 
 def _one_of_roles(roles):
     return _("expected one of the roles {roles}").format(roles=", ".join(sorted(roles)))
+
+
+def _json_text(value):
+    """Return a profile value as it is written in JSON (``true``, ``null``, ``"text"``)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _point_place(name):

@@ -3,16 +3,9 @@
 import dataclasses
 import os
 
-from bessai_edge.spool.segments import CORRUPT_SUFFIX, iter_lines, list_segments, record_seq
-
-
-@dataclasses.dataclass(frozen=True)
-class BadLine:
-    """A line that is not a valid record, or sequence numbers out of order."""
-
-    segment: str
-    offset: int
-    reason: str
+from bessai_edge.i18n import _
+from bessai_edge.spool.segments import (
+    CORRUPT_SUFFIX, BadLine, describe_damage, iter_lines, list_segments, record_seq)
 
 
 @dataclasses.dataclass
@@ -54,7 +47,7 @@ def check_spool(directory):
             for offset, line, complete in iter_lines(stream):
                 name = segment.path.name
                 if not complete:
-                    bad = BadLine(name, offset, f"{len(line)} bytes without a newline at the end")
+                    bad = BadLine(name, offset, describe_damage(line, complete))
                     if segment.sealed or b"\0" in line:
                         report.bad_lines.append(bad)
                     else:
@@ -62,16 +55,17 @@ def check_spool(directory):
                     continue
                 seq = record_seq(line)
                 if seq is None:
-                    report.bad_lines.append(BadLine(name, offset, _describe_invalid(line)))
+                    report.bad_lines.append(BadLine(name, offset, describe_damage(line)))
                     continue
                 if previous_seq is not None and seq <= previous_seq:
                     report.bad_lines.append(BadLine(
-                        name, offset, f"sequence number {seq} does not follow {previous_seq}"))
+                        name, offset, _("sequence number {seq} does not follow {previous}").format(
+                            seq=seq, previous=previous_seq)))
                     continue
                 if seq < segment.first_seq:
                     report.bad_lines.append(BadLine(
-                        name, offset, f"sequence number {seq} is below the segment's first, "
-                        f"{segment.first_seq}"))
+                        name, offset, _("sequence number {seq} is below the segment's first, "
+                                        "{first}").format(seq=seq, first=segment.first_seq)))
                     continue
                 if previous_seq is not None and seq > previous_seq + 1:
                     report.gaps.append((previous_seq + 1, seq - 1))
@@ -79,10 +73,3 @@ def check_spool(directory):
                 report.records += 1
     return report
 
-
-def _describe_invalid(line):
-    if b"\0" in line:
-        return f"{line.count(0)} NUL bytes in a line of {len(line)} bytes (power-cut damage)"
-    if not line:
-        return "empty line"
-    return f"not a JSON object with an integer seq: {line[:60]!r}"

@@ -16,7 +16,9 @@ import logging
 import os
 
 from bessai_edge.errors import SpoolError
-from bessai_edge.spool.segments import directory_error, iter_lines, list_segments
+from bessai_edge.i18n import _
+from bessai_edge.spool.segments import (
+    BadLine, describe_damage, directory_error, iter_lines, list_segments)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,43 @@ class SpoolReader:
             start = checkpoint_offset if segment.first_seq == checkpoint_seq else 0
             yield from self._read_segment(segment, start)
 
+    def scan(self, checkpoint=None):
+        """Yield ``(position, line_bytes, damage)`` for every line after ``checkpoint``.
+
+        ``damage`` is None for a valid record, else a ``BadLine`` that says what is
+        wrong. Unlike ``read``, every line is checked as ``bessai spool check`` does
+        (sequence order aside), and scanning goes on after a damaged line, also in the
+        open segment. Only the open segment's last line without a newline, which the
+        writer may still be writing, is left out. For tools that show the spool to a
+        person, such as ``bessai spool tail``.
+        """
+        checkpoint_seq, checkpoint_offset = checkpoint or (0, 0)
+        for segment in self.segments():
+            if segment.first_seq < checkpoint_seq:
+                continue
+            start = checkpoint_offset if segment.first_seq == checkpoint_seq else 0
+            yield from self._scan_segment(segment, start)
+
+    def last_scanned(self, count):
+        """Return the last ``count`` valid records as ``scan`` items, oldest first.
+
+        The damaged lines after the first of those records come with them, in file
+        order; when the spool holds fewer records, every damaged line comes with them.
+        """
+        found = []
+        records = 0
+        for segment in reversed(self.segments()):
+            needed = count - records
+            if needed <= 0:
+                break
+            items = list(self._scan_segment(segment, 0))
+            starts = [index for index, item in enumerate(items) if item[2] is None]
+            if len(starts) >= needed:
+                items = items[starts[-needed]:]
+            found[:0] = items
+            records += min(len(starts), needed)
+        return found
+
     def delete_segment(self, first_seq):
         """Delete a sealed segment and return True, or False when it is already gone.
 
@@ -59,8 +98,8 @@ class SpoolReader:
         segments = self.segments()
         if segments and segments[-1].first_seq == first_seq:
             raise SpoolError(
-                f"segment {segments[-1].path.name} is the open segment: only sealed "
-                "segments can be deleted")
+                _("segment {name} is the open segment: only sealed segments can be "
+                  "deleted").format(name=segments[-1].path.name))
         for segment in segments:
             if segment.first_seq == first_seq:
                 try:
@@ -82,11 +121,8 @@ class SpoolReader:
         return found
 
     def _read_segment(self, segment, start):
-        try:
-            stream = open(segment.path, "rb")
-        except FileNotFoundError:
-            log.info("segment %s was deleted before it could be read, so reading goes on "
-                     "with the next one", segment.path.name)
+        stream = _open_segment(segment)
+        if stream is None:
             return
         with stream:
             start = _align_to_line(stream, segment, start)
@@ -108,6 +144,32 @@ class SpoolReader:
                                 "is skipped", segment.path.name, offset)
                     continue
                 yield position, line
+
+    def _scan_segment(self, segment, start):
+        stream = _open_segment(segment)
+        if stream is None:
+            return
+        with stream:
+            start = _align_to_line(stream, segment, start)
+            if start is None:
+                return
+            for offset, line, complete in iter_lines(stream, start):
+                if not complete and not segment.sealed and b"\0" not in line:
+                    return      # the writer may still be writing this line
+                position = (segment.first_seq, offset + len(line) + 1)
+                reason = describe_damage(line, complete)
+                damage = BadLine(segment.path.name, offset, reason) if reason else None
+                yield position, line, damage
+
+
+def _open_segment(segment):
+    """Open a segment for reading, or return None when it was deleted since the listing."""
+    try:
+        return open(segment.path, "rb")
+    except FileNotFoundError:
+        log.info("segment %s was deleted before it could be read, so reading goes on "
+                 "with the next one", segment.path.name)
+        return None
 
 
 def _align_to_line(stream, segment, start):

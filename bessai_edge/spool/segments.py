@@ -22,6 +22,15 @@ _NAME = re.compile(r"^(\d{%d})\.jsonl$" % NAME_DIGITS)
 
 
 @dataclasses.dataclass(frozen=True)
+class BadLine:
+    """A line that is not a valid record, or sequence numbers out of order."""
+
+    segment: str
+    offset: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Segment:
     """One segment file as listed at a moment: the newest one is open, older ones sealed."""
 
@@ -99,6 +108,23 @@ def record_seq(line):
     if type(seq) is not int or seq < 1:
         return None
     return seq
+
+
+def describe_damage(line, complete=True):
+    """Return what is wrong with one line (without its newline), or None for a valid record.
+
+    ``complete`` is False for bytes after the last newline of a file.
+    """
+    if not complete:
+        return _("{count} bytes without a newline at the end").format(count=len(line))
+    if b"\0" in line:
+        return _("{nul} NUL bytes in a line of {count} bytes (power-cut damage)").format(
+            nul=line.count(0), count=len(line))
+    if not line:
+        return _("empty line")
+    if record_seq(line) is None:
+        return _("not a JSON object with an integer seq: {start}").format(start=repr(line[:60]))
+    return None
 
 
 def iter_lines(stream, start=0, chunk_size=1 << 20):

@@ -11,8 +11,8 @@ import os
 
 import orjson
 
-from bessai_edge.spool.recovery import TAIL_CHECK_BYTES
-from bessai_edge.spool.segments import CORRUPT_SUFFIX, STATE_FILE, iter_lines, list_segments
+from bessai_edge.spool.segments import (
+    CORRUPT_SUFFIX, STATE_FILE, iter_lines, list_segments, record_seq)
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +66,22 @@ def count_lines(path):
 def summarize(directory):
     """Return the figures of ``bessai spool stats`` for a spool directory.
 
-    Reads every segment to count its lines, so it costs one pass over the spool.
+    Reads and parses every line, so it costs one pass over the spool. ``records``
+    counts valid records only; ``damaged_lines`` counts the lines that are not (as
+    ``bessai spool check`` reports them), leaving out the open segment's last line
+    while the writer may still be writing it.
     """
     segments = list_segments(directory)
-    records = 0
-    for segment in segments:
-        try:
-            records += count_lines(segment.path)
-        except FileNotFoundError:
-            continue        # delivered and deleted while counting
-    oldest = _first_record(segments)
-    newest = _last_record(segments)
+    records, damaged, first_line, last_line = _count_records(segments)
+    oldest = orjson.loads(first_line) if first_line is not None else {}
+    newest = orjson.loads(last_line) if last_line is not None else {}
     return {
         "directory": os.fspath(directory),
         "segments": len(segments),
         "sealed_segments": sum(segment.sealed for segment in segments),
         "open_segment": segments[-1].path.name if segments else None,
         "records": records,
+        "damaged_lines": damaged,
         "bytes": sum(segment.size for segment in segments),
         "first_seq": oldest.get("seq"),
         "last_seq": newest.get("seq"),
@@ -94,41 +93,22 @@ def summarize(directory):
     }
 
 
-def _first_record(segments):
+def _count_records(segments):
+    """Return ``(records, damaged lines, first record line, last record line)``."""
+    records = damaged = 0
+    first_line = last_line = None
     for segment in segments:
         try:
-            with open(segment.path, "rb") as stream:
-                for _offset, line, complete in iter_lines(stream):
-                    record = _parse(line) if complete else None
-                    if record is not None:
-                        return record
+            stream = open(segment.path, "rb")
         except FileNotFoundError:
-            continue
-    return {}
-
-
-def _last_record(segments):
-    """Return the last complete, valid record, skipping a line still being written."""
-    for segment in reversed(segments):
-        try:
-            with open(segment.path, "rb") as stream:
-                stream.seek(max(0, segment.size - TAIL_CHECK_BYTES))
-                tail = stream.read(segment.size - stream.tell())
-        except FileNotFoundError:
-            continue
-        end = tail.rfind(b"\n")
-        if end < 0:
-            continue
-        start = tail.rfind(b"\n", 0, end) + 1
-        record = _parse(tail[start:end])
-        if record is not None:
-            return record
-    return {}
-
-
-def _parse(line):
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
+            continue        # delivered and deleted while counting
+        with stream:
+            for _offset, line, complete in iter_lines(stream):
+                if complete and record_seq(line) is not None:
+                    records += 1
+                    if first_line is None:
+                        first_line = line
+                    last_line = line
+                elif complete or segment.sealed or b"\0" in line:
+                    damaged += 1
+    return records, damaged, first_line, last_line

@@ -28,6 +28,7 @@ import time
 import orjson
 
 from bessai_edge.errors import SpoolError
+from bessai_edge.i18n import _
 from bessai_edge.spool import recovery, stats
 from bessai_edge.spool.segments import directory_error, list_segments, segment_name
 
@@ -114,8 +115,9 @@ class Spool:
             report = recovery.recover(self.directory, self._dir_fd, check_all)
         except OSError as error:
             self._release()
-            raise SpoolError(f"cannot recover spool directory {self.directory} ({error}): "
-                             "check the disk and the directory's permissions") from error
+            raise SpoolError(_("cannot recover spool directory {directory} ({error}): check "
+                               "the disk and the directory's permissions").format(
+                                   directory=self.directory, error=error)) from error
         self._lifetime = stats.load_state(self.directory)
         self._next_seq = max(report.last_seq, self._lifetime["last_seq"]) + 1
         self._synced_seq = self._next_seq - 1
@@ -396,13 +398,14 @@ def _lock_directory(directory):
         raise directory_error(directory, error) from None
     if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
         os.close(dir_fd)
-        raise SpoolError(f"spool directory {directory} is not writable by uid "
-                         f"{os.geteuid()} (or its file system is read-only): make it "
-                         "writable by the bessai user or set SPOOL_DIR")
+        raise SpoolError(_("spool directory {directory} is not writable by uid {uid} (or its "
+                           "file system is read-only): make it writable by the bessai user "
+                           "or set SPOOL_DIR").format(directory=directory, uid=os.geteuid()))
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(dir_fd)
-        raise SpoolError(f"spool directory {directory} is in use by another bessai "
-                         "process: stop it first (systemctl stop bessai)") from None
+        raise SpoolError(_("spool directory {directory} is in use by another bessai process: "
+                           "stop it first (systemctl stop bessai)").format(
+                               directory=directory)) from None
     return dir_fd

@@ -16,7 +16,8 @@ from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
 
 VICTRON = str(CAPTURES / "victron_system_battery_discharging_constructed.json")
 SMA = str(CAPTURES / "sma_sunnyboy_30775_power_input_evcc17768.json")
-FINDING = re.compile(r"\[(?:ok|warning|error): ([a-z_0-9]+)\]")
+# "[ok]" for the ok finding, "[warning: code]" or "[error: code]" for the others.
+FINDING = re.compile(r"\[(ok)\]|\[(?:warning|error): ([a-z_0-9]+)\]")
 JSON_KEYS = {"device", "name", "field", "unit_id", "function", "address", "type", "value",
              "unit", "quality"}
 
@@ -40,7 +41,7 @@ def run_check(*arguments, port=None, profile="victron_multiplus", env_file=None,
 
 
 def codes(result):
-    return FINDING.findall(result.stdout)
+    return [ok or code for ok, code in FINDING.findall(result.stdout)]
 
 
 @pytest.mark.parametrize("profile", bundled_profiles())
@@ -174,6 +175,18 @@ def test_check_simulator_mode_starts_its_own_simulator():
     result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000")
     assert codes(result) == ["ok"], result.stdout + result.stderr
     assert result.returncode == 0
+
+
+def test_check_ok_label_and_rounded_fields():
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "  [ok] All 47 points read" in result.stdout
+    assert "ok: ok" not in result.stdout
+    fields = next(line for line in result.stdout.splitlines()
+                  if line.startswith("Canonical fields: "))
+    # The simulated meter reads 0 W, which a field_scale of -0.001 turns into -0.0.
+    assert " grid_power_kw=0 " in fields
+    assert not re.search(r"=-0(\s|$)", fields), fields
 
 
 def test_check_env_file_settings(simulator, tmp_path):

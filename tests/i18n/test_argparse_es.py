@@ -84,3 +84,14 @@ def test_argparse_msgids_match_running_python():
     listed = _msgids(REPO / "tools" / "argparse_msgids.py")
     live = _msgids(argparse.__file__)
     assert live - listed == set()
+
+
+def test_command_help_lower_case_without_period_english():
+    result = _bessai(["--help"], {**ENGLISH, "COLUMNS": "200"})   # one line per command
+    assert result.returncode == 0, result.stderr
+    commands = re.findall(r"^    (\w+) +(\S.*)$", result.stdout, re.M)
+    assert [name for name, _help in commands] == ["run", "check", "simulate", "profiles",
+                                                  "spool", "forward"]
+    for name, text in commands:
+        assert text[0].islower(), (name, text)
+        assert not text.endswith("."), (name, text)

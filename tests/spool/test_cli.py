@@ -163,3 +163,96 @@ def test_stats_empty_spool_says_no_records_yet(tmp_path, opened):
     for line in lines:
         assert line.endswith("none yet (the spool holds no records)"), line
     assert "time_ms" not in result.stdout
+
+
+def damage_line(path, number, filler):
+    """Overwrite the start of line ``number`` (from 0) of a segment; return its offset."""
+    data = path.read_bytes()
+    offset = 0
+    for _ in range(number):
+        offset = data.index(b"\n", offset) + 1
+    path.write_bytes(data[:offset] + filler * 10 + data[offset + 10:])
+    return offset
+
+
+def test_tail_reports_damaged_lines_and_goes_on(tmp_path):
+    fill(tmp_path, 30)
+    sealed, open_segment = tmp_path / segment_name(1), tmp_path / segment_name(23)
+    garbage_offset = damage_line(sealed, 1, b"#")
+    nul_offset = damage_line(open_segment, 1, b"\0")     # power-cut damage mid open segment
+    result = bessai("tail", "-n", "30", "--dir", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    seqs = [orjson.loads(line)["seq"] for line in result.stdout.splitlines()]
+    assert seqs == [number for number in range(1, 31) if number not in (2, 24)]
+    assert result.stderr.splitlines() == [
+        f"bessai: damaged line skipped: {segment_name(1)} offset {garbage_offset}: not a JSON "
+        "object with an integer seq: b'##########te\":\"test\",\"device\":\"inv1\",\"time_ms\""
+        ":1700000000001'",
+        f"bessai: damaged line skipped: {segment_name(23)} offset {nul_offset}: 10 NUL bytes "
+        "in a line of 172 bytes (power-cut damage)",
+    ]
+
+
+def test_tail_reports_only_damage_among_printed_records(tmp_path):
+    fill(tmp_path, 30)
+    damage_line(tmp_path / segment_name(23), 1, b"#")
+    result = bessai("tail", "-n", "2", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert [orjson.loads(line)["seq"] for line in result.stdout.splitlines()] == [29, 30]
+    assert result.stderr == ""
+
+
+def test_tail_follow_reports_damaged_new_line(tmp_path):
+    fill(tmp_path, 5)
+    command = [*bessai_command(), "spool", "tail", "-n", "1", "-f", "--dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               bufsize=0, env={**os.environ, "LANG": "C", "LANGUAGE": ""})
+    try:
+        assert orjson.loads(_read_line(process))["seq"] == 5     # following from here on
+        path = tmp_path / segment_name(1)
+        offset = path.stat().st_size
+        record = orjson.dumps({**sample_record(5), "seq": 6})
+        with open(path, "ab") as stream:
+            stream.write(b"garbage\n" + record + b"\n")
+        assert _read_line(process) == record + b"\n"
+        ready, _, _ = select.select([process.stderr], [], [], 20)
+        assert ready, "bessai spool tail -f reported nothing on stderr"
+        assert process.stderr.readline() == (
+            f"bessai: damaged line skipped: {segment_name(1)} offset {offset}: not a JSON "
+            "object with an integer seq: b'garbage'\n").encode()
+    finally:
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.parametrize("value", ["-1", "x"])
+def test_tail_negative_lines_rejected(tmp_path, value):
+    fill(tmp_path, 3)
+    result = bessai("tail", "-n", value, "--dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert (f"argument -n/--lines: expected a whole number of at least 0, got '{value}'"
+            in result.stderr)
+
+
+def test_stats_counts_damaged_line_apart(tmp_path):
+    fill(tmp_path, 5)
+    with open(tmp_path / segment_name(1), "ab") as stream:
+        stream.write(b"#" * 40 + b"\n")
+    result = bessai("stats", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "records          5 (sequence numbers 1-5)\n" in result.stdout
+    assert "damaged lines    1 (bessai spool check lists them)\n" in result.stdout
+    figures = orjson.loads(bessai("stats", "--json", "--dir", str(tmp_path)).stdout)
+    assert (figures["records"], figures["damaged_lines"]) == (5, 1)
+    assert (figures["first_seq"], figures["last_seq"]) == (1, 5)
+    assert figures["newest_time_ms"] == sample_record(4)["time_ms"]
+
+
+def test_stats_only_damaged_lines_shows_no_range(tmp_path):
+    (tmp_path / segment_name(1)).write_bytes(b"#" * 40 + b"\n" + b"\0" * 30 + b"\n")
+    result = bessai("stats", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "records          0\n" in result.stdout
+    assert "damaged lines    2 (bessai spool check lists them)\n" in result.stdout
+    assert "sequence numbers" not in result.stdout
