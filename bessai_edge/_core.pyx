@@ -18,6 +18,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport Py_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport fabs, floor, fma, isfinite, log10, nearbyint
 from libc.string cimport memset, strcmp
 
 from bessai_edge.errors import CoreError
@@ -493,9 +494,189 @@ cdef class LimitTable:
 
     def active(self):
         """Return the active ``(limit_name, level)`` pairs, by limit then level."""
+        cdef Py_ssize_t i
+        cdef int level
         pairs = []
         for i in range(self.limit_count):
             for level in range(BESSAI_LEVEL_COUNT):
                 if self.states[i].active & (1 << level):
                     pairs.append((self.limit_specs[i].name, LEVELS[level]))
         return pairs
+
+
+cdef double[23] _POWERS_OF_TEN  # 1e0 to 1e22: every one is an exact double
+for _exponent in range(23):
+    _POWERS_OF_TEN[_exponent] = 10.0 ** _exponent
+cdef double _TWO_TO_52 = 4503599627370496.0
+
+
+cdef bint _round_decimal(double x, int places, double *rounded) noexcept:
+    """Round ``x`` to ``places`` decimals exactly as Python's ``round(x, places)`` does.
+
+    Returns False, leaving ``rounded`` alone, for the cases this shortcut does not
+    cover (``places`` outside 0..22, or ``x * 10**places`` at or beyond 2**52 or not
+    finite); the caller then calls ``round()``. Python rounds the exact binary value of
+    ``x``, halves to even. Here ``y = x * 10**places`` is that value rounded once, and
+    ``fma`` gives the rounding error exactly. The error can change the result only when
+    ``y`` lands exactly halfway between two integers, and then its sign decides.
+    Dividing the integer by the exact power of ten gives the double nearest to the
+    decimal, as Python's string round trip does.
+    """
+    if places < 0 or places > 22:
+        return False
+    cdef double power = _POWERS_OF_TEN[places]
+    cdef double scaled = x * power
+    if not isfinite(scaled) or fabs(scaled) >= _TWO_TO_52:
+        return False
+    cdef double error = fma(x, power, -scaled)
+    cdef double whole = nearbyint(scaled)  # the default rounding mode: halves to even
+    cdef double below = floor(scaled)
+    if scaled - below == 0.5 and error != 0.0:
+        whole = below + 1.0 if error > 0.0 else below
+    rounded[0] = whole / power
+    return True
+
+
+cdef enum:
+    _ROUND_NONE = 0
+    _ROUND_PLACES = 1
+    _ROUND_SIGNIFICANT = 2
+
+
+cdef class FieldMap:
+    """Builds one record's ``values`` and ``quality`` maps from a decoded cycle, in C.
+
+    ``fields`` maps each canonical field to its entry in the decoded arrays, in record
+    order. ``places`` and ``significant`` map a field to the decimals, or significant
+    digits, that its value is rounded to (``records.field_rounding`` works them out);
+    the others are taken as decoded, as is a value that rounding would carry past the
+    largest float. A value whose quality is not ok becomes None, and -0.0 becomes 0.0. ``build`` gives the same maps as the Python steps it replaces:
+    one dict pass per field, then ``records.round_values``.
+    """
+
+    cdef tuple names
+    cdef tuple quality_names
+    cdef object round_function
+    cdef Py_ssize_t count
+    cdef Py_ssize_t *slots
+    cdef int *kinds
+    cdef int *digits
+    cdef double *gathered_values  # this cycle's value and quality of each field
+    cdef uint8_t *gathered_quality
+
+    def __cinit__(self):
+        self.slots = NULL
+        self.kinds = NULL
+        self.digits = NULL
+        self.gathered_values = NULL
+        self.gathered_quality = NULL
+
+    def __init__(self, fields, places=(), significant=()):
+        places = dict(places)
+        significant = dict(significant)
+        self.names = tuple(fields)
+        self.count = len(self.names)
+        size = max(1, self.count)
+        self.slots = <Py_ssize_t *>PyMem_Malloc(size * sizeof(Py_ssize_t))
+        self.kinds = <int *>PyMem_Malloc(size * sizeof(int))
+        self.digits = <int *>PyMem_Malloc(size * sizeof(int))
+        self.gathered_values = <double *>PyMem_Malloc(size * sizeof(double))
+        self.gathered_quality = <uint8_t *>PyMem_Malloc(size * sizeof(uint8_t))
+        if (self.slots == NULL or self.kinds == NULL or self.digits == NULL
+                or self.gathered_values == NULL or self.gathered_quality == NULL):
+            raise MemoryError()
+        for i, name in enumerate(self.names):
+            self.slots[i] = fields[name]
+            if self.slots[i] < 0:
+                raise CoreError(f"field {name!r}: entry {self.slots[i]} is negative")
+            if name in significant:
+                self.kinds[i], self.digits[i] = _ROUND_SIGNIFICANT, significant[name]
+            elif name in places:
+                self.kinds[i], self.digits[i] = _ROUND_PLACES, places[name]
+            else:
+                self.kinds[i], self.digits[i] = _ROUND_NONE, 0
+        self.quality_names = tuple(QUALITY_NAMES[code] for code in sorted(QUALITY_NAMES))
+        self.round_function = round  # Python's round: the same correctly rounded result
+
+    cdef int _gather(self, values, quality) except -1:
+        """Copy each field's value and quality out of the buffers, before any Python runs."""
+        cdef Py_buffer value_view
+        cdef Py_buffer quality_view
+        cdef Py_ssize_t i, slot, value_count, quality_count
+        cdef int values_exported = _acquire(values, &value_view, b"d", "values")
+        cdef int quality_exported = 0
+        try:
+            quality_exported = _acquire(quality, &quality_view, b"B", "quality")
+            value_count = value_view.len // sizeof(double)
+            quality_count = quality_view.len
+            for i in range(self.count):
+                slot = self.slots[i]
+                if slot >= value_count or slot >= quality_count:
+                    raise CoreError(
+                        f"field {self.names[i]!r}: entry {slot} is outside the "
+                        f"{min(value_count, quality_count)} decoded values; build the map "
+                        f"from the same plan as the table")
+                self.gathered_values[i] = (<const double *>value_view.buf)[slot]
+                self.gathered_quality[i] = (<const uint8_t *>quality_view.buf)[slot]
+        finally:
+            if quality_exported:
+                PyBuffer_Release(&quality_view)
+            if values_exported:
+                PyBuffer_Release(&value_view)
+        return 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.slots)
+        PyMem_Free(self.kinds)
+        PyMem_Free(self.digits)
+        PyMem_Free(self.gathered_values)
+        PyMem_Free(self.gathered_quality)
+
+    def build(self, values, quality):
+        """Return ``(values, quality)`` dicts, field -> number or None, field -> quality name.
+
+        ``values`` is a buffer of doubles (the decode table's ``array('d')``) and
+        ``quality`` one of bytes (its ``bytearray``).
+        """
+        cdef dict value_map = {}
+        cdef dict quality_map = {}
+        cdef Py_ssize_t i
+        cdef double value
+        cdef double rounded
+        cdef uint8_t code
+        cdef int places
+        self._gather(values, quality)
+        for i in range(self.count):
+            name = self.names[i]
+            code = self.gathered_quality[i]
+            quality_map[name] = (self.quality_names[code] if code < len(self.quality_names)
+                                 else QUALITY_NAMES.get(code, "invalid"))
+            if code != BESSAI_QUALITY_OK:
+                value_map[name] = None
+                continue
+            value = self.gathered_values[i]
+            if self.kinds[i] == _ROUND_NONE or not isfinite(value):
+                value_map[name] = value + 0.0  # + 0.0 turns -0.0 into 0.0
+                continue
+            places = self.digits[i]
+            if self.kinds[i] == _ROUND_SIGNIFICANT:
+                if value == 0.0:
+                    value_map[name] = 0.0
+                    continue
+                places = places - 1 - <int>floor(log10(fabs(value)))
+            if _round_decimal(value, places, &rounded):
+                value_map[name] = rounded + 0.0  # + 0.0 turns -0.0 into 0.0
+                continue
+            try:
+                value_map[name] = self.round_function(value, places) + 0.0
+            except OverflowError:  # 1.79e308 to 15 digits rounds past the largest float
+                value_map[name] = value
+        return value_map, quality_map
+
+
+def round_places(double value, int places):
+    """Return ``round(value, places)``: the same float, without Python's decimal string."""
+    cdef double rounded
+    if _round_decimal(value, places, &rounded):
+        return rounded
+    return round(value, places)

@@ -86,9 +86,11 @@ try:
         TYPE_WORDS,
         TYPES,
         DecodeTable,
+        FieldMap,
         LimitTable,
         encode,
         not_available_words,
+        round_places,
     )
 except ImportError as import_error:
     _exit_core_missing(import_error)
@@ -96,5 +98,6 @@ except ImportError as import_error:
 __all__ = [
     "LEVELS", "ORDERS", "QUALITY_COMM_ERROR", "QUALITY_INVALID", "QUALITY_NAMES",
     "QUALITY_NOT_AVAILABLE", "QUALITY_OK", "SF_MAX", "SF_MIN", "TYPE_WORDS", "TYPES",
-    "DecodeTable", "LimitSpec", "LimitTable", "PointSpec", "encode", "not_available_words",
+    "DecodeTable", "FieldMap", "LimitSpec", "LimitTable", "PointSpec", "encode",
+    "not_available_words", "round_places",
 ]

@@ -58,9 +58,13 @@ class DevicePoller:
         self.watched_fields = []
         self._plan_logged = False
         self._pending_changes = []
+        self._active = None             # sorted active alarm names; rebuilt on a transition
         self._discovered_on = None      # link.connects when the SunSpec models were read
         self._retry_discovery_at = 0.0
         self._buffer = array.array("H")
+        self._requests = None           # the plan.requests that _steps was built from
+        self._steps = []
+        self._all_failed = b""
         self._error_kind = None         # kind of the last error, for the journal field
         self._sunspec = profile.sunspec  # a property that scans every point: read it once
         self._last_evaluation_index = None  # scan-grid index of the last limit evaluation
@@ -169,7 +173,8 @@ class DevicePoller:
     # -- plan ------------------------------------------------------------------------
 
     def _set_plan(self, plan):
-        self._rounding = records.field_rounding(plan)  # decimals per field, once per plan
+        # Rounding and field names are resolved once per plan; each cycle is one C call.
+        self._field_map = core.FieldMap(plan.fields, *records.field_rounding(plan))
         if self.plan is not None and plan.fields == self.plan.fields:
             self.plan = plan  # same layout: keep the limit table and its alarm state
             return
@@ -181,6 +186,7 @@ class DevicePoller:
                                      for name, level in self.limit_table.active()]
         self.limit_table, self.watched_fields = alarms.build_limit_table(
             self.limit_settings, plan.fields)
+        self._active = None  # a new table: list its active alarms at the next evaluation
         if not self._plan_logged:
             self._log_plan(plan)
             self._plan_logged = True
@@ -202,27 +208,37 @@ class DevicePoller:
         """
         plan = self.plan
         requests = plan.requests  # replaced, never changed in place, when the plan regroups
-        statuses = bytearray(b"\x01" * len(requests))
-        if len(self._buffer) != plan.buffer_words:
-            self._buffer = array.array("H", bytes(2 * plan.buffer_words))
+        if requests is not self._requests:
+            self._set_requests(plan)
+        statuses = bytearray(self._all_failed)
         buffer = self._buffer
+        read = self.link.read_checked
         error_text = None
         answered = False
-        for request in requests:
+        for request, unit_id, function, address, count, offset, end, block in self._steps:
             try:
-                words = self.link.read(request.unit_id, request.function, request.address,
-                                       request.count)
+                words = read(unit_id, function, address, count)
             except DeviceException as error:
                 error_text = self._device_exception(request, error)
                 answered = True
                 continue
             except LinkError as error:
                 return statuses, self._count_error(error), answered
-            offset = request.buffer_offset
-            buffer[offset:offset + request.count] = array.array("H", words)
-            statuses[request.block] = 0
+            buffer[offset:end] = words  # both array('H'): one copy
+            statuses[block] = 0
             answered = True
         return statuses, error_text, answered
+
+    def _set_requests(self, plan):
+        """Unpack the plan's requests once, so each cycle reads plain tuples."""
+        self._requests = plan.requests
+        self._steps = [(request, request.unit_id, request.function, request.address,
+                        request.count, request.buffer_offset,
+                        request.buffer_offset + request.count, request.block)
+                       for request in plan.requests]
+        self._all_failed = b"\x01" * len(plan.requests)
+        if len(self._buffer) != plan.buffer_words:
+            self._buffer = array.array("H", bytes(2 * plan.buffer_words))
 
     def _device_exception(self, request, error):
         self._error_kind = error.kind
@@ -247,13 +263,17 @@ class DevicePoller:
         if statuses is None:
             statuses = bytearray(b"\x01" * len(plan.requests))
         decoded, codes = plan.table.decode(self._buffer, statuses)
-        values, quality = _canonical(plan.fields, decoded, codes)
-        records.round_values(values, self._rounding)
-        changes = self._pending_changes + [
-            (alarms.alarm_name(name, level), raised)
-            for name, level, raised in self.limit_table.evaluate(decoded, codes, periods)]
-        self._pending_changes = []
-        active = sorted(alarms.alarm_name(name, level) for name, level in self.limit_table.active())
+        values, quality = self._field_map.build(decoded, codes)
+        transitions = self.limit_table.evaluate(decoded, codes, periods)
+        changes = self._pending_changes
+        if transitions or changes or self._active is None:
+            changes = changes + [(alarms.alarm_name(name, level), raised)
+                                 for name, level, raised in transitions]
+            self._pending_changes = []
+            # The active alarms change only with a transition: build the list then.
+            self._active = sorted(alarms.alarm_name(name, level)
+                                  for name, level in self.limit_table.active())
+        active = self._active
         if not answered:
             device_state = gateway_state.DEVICE_DOWN
         elif any(statuses):
@@ -279,18 +299,6 @@ class DevicePoller:
         state.values = values
         state.quality_counts.update(quality.values())
         return PollResult(device_state, error, values, quality, active, changes)
-
-
-def _canonical(fields, decoded, codes):
-    ok = core.QUALITY_OK
-    names = core.QUALITY_NAMES
-    values = {}
-    quality = {}
-    for field, index in fields.items():
-        code = codes[index]
-        values[field] = decoded[index] if code == ok else None
-        quality[field] = names[code]
-    return values, quality
 
 
 def _missing(profile):

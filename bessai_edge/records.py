@@ -26,6 +26,7 @@ import logging
 import math
 import uuid
 
+from bessai_edge import core
 from bessai_edge.profile.fields import FLOAT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -67,10 +68,10 @@ class RecordFactory:
             "profile": self.profile,
             "seq": None,
             "time_ms": wall_ms,
-            "mono_s": round(monotonic_s, 6),
+            "mono_s": core.round_places(monotonic_s, 6),
             "boot_id": self.boot_id,
             "cycle": cycle,
-            "cycle_ms": round(cycle_ms, 3),
+            "cycle_ms": core.round_places(cycle_ms, 3),
             "state": state,
             "error": error,
             "values": values,
@@ -152,7 +153,8 @@ def field_rounding(plan):
 def round_values(values, rounding):
     """Round the numbers of ``values`` (field -> number or None) in place; return it.
 
-    ``rounding`` comes from ``field_rounding``. Fields it does not name are left as they are.
+    ``rounding`` comes from ``field_rounding``. Fields it does not name are left as they
+    are, and so is a value that rounding would carry past the largest float.
     """
     places, significant = rounding
     for field, digits in places:
@@ -162,5 +164,8 @@ def round_values(values, rounding):
     for field, digits in significant:
         value = values.get(field)
         if value and math.isfinite(value):
-            values[field] = round(value, digits - 1 - math.floor(math.log10(abs(value))))
+            try:
+                values[field] = round(value, digits - 1 - math.floor(math.log10(abs(value))))
+            except OverflowError:
+                pass  # 1.79e308 to 15 digits rounds past the largest float: keep it
     return values

@@ -53,6 +53,7 @@ class ScanLoop:
         self.limited = RateLimitedLog(logger)
         self._summary = CycleSummary(len(pollers) > 1)
         state.devices = [poller.state for poller in pollers]
+        state.spool_source = spool
 
     # -- stopping --------------------------------------------------------------------
 
@@ -188,7 +189,6 @@ class ScanLoop:
         state.active_alarms = [f"{poller.device.name}:{name}"
                                for poller, result in zip(self.pollers, results)
                                for name in result.alarms]
-        state.spool = self.spool.stats()
 
 
 def next_start_index(start, period_s, index, now):

@@ -45,7 +45,18 @@ class GatewayState:
     last_cycle_duration_s: float = 0.0
     devices: list = dataclasses.field(default_factory=list)          # DeviceState, poll order
     active_alarms: list = dataclasses.field(default_factory=list)    # "device:field:level" strings
-    spool: dict = dataclasses.field(default_factory=dict)            # Spool.stats() of the last cycle
+    spool: dict = dataclasses.field(default_factory=dict)   # spool figures when there is no source
+    spool_source: object = None  # the open Spool, whose stats() are read only when asked
+
+    def spool_stats(self):
+        """Return the spool's figures now: ``spool_source.stats()``, else ``spool``.
+
+        The figures are read when the health page, the metrics or a test asks, not
+        every cycle.
+        """
+        if self.spool_source is not None:
+            return self.spool_source.stats()
+        return self.spool
 
     def overall_status(self):
         """Return ``ok``, ``degraded`` or ``down`` for the health endpoint."""

@@ -345,7 +345,7 @@ def health_document(state, now_monotonic):
         last_cycle_age_s = round(max(0.0, now_monotonic - state.last_cycle_monotonic), 3)
     else:
         last_cycle_text, last_cycle_age_s = None, None
-    spool = dict(state.spool or {})
+    spool = dict(state.spool_stats() or {})
     return {
         "status": state.overall_status(),
         "site": state.site,

@@ -134,7 +134,7 @@ class GatewayCollector:
         yield active
 
     def _spool_metrics(self):
-        stats = self.state.spool or {}
+        stats = self.state.spool_stats() or {}
         for key, (name, kind, help_text) in SPOOL_METRICS.items():
             value = stats.get(key)
             if not isinstance(value, (int, float)):  # bool counts as 0 or 1

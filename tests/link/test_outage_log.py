@@ -8,8 +8,10 @@ connect must not end the outage.
 
 import logging
 import os
+import re
 import signal
 import socket
+import time
 
 import pytest
 
@@ -69,3 +71,41 @@ def test_link_stopped_simulator_restored_only_after_reply(simulator, caplog):
     restored = [m for m in _messages(caplog, logging.INFO) if "restored" in m]
     assert len(restored) == 1, restored
     assert "and 3 failed attempts" in restored[0]
+
+
+def test_link_outage_counts_from_first_failure(simulator, caplog):
+    """The outage starts at the first timeout, not when the connection is given up.
+
+    With three timeouts allowed on an answered connection, the link declares the device
+    down only at the third; the "is down" and "restored after" durations must still
+    count the two timeouts before it.
+    """
+    device = simulator("--capture", LUNA)
+    caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
+    link = make_link(device.port, request_timeout_s=TIMEOUT_S, timeouts_before_reconnect=3)
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+    os.kill(device.process.pid, signal.SIGSTOP)
+    try:
+        first_failure_started = time.monotonic()
+        for _ in range(3):
+            with pytest.raises(LinkTimeout):
+                link.read(UNIT, "holding", 37760, 2)
+        dropped = time.monotonic()
+        assert not link.connected
+    finally:
+        os.kill(device.process.pid, signal.SIGCONT)
+    wait_for_next_attempt(link)
+    before_reply = time.monotonic()
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+    link.close()
+
+    down = [m for m in _messages(caplog, logging.WARNING) if "is down" in m]
+    assert len(down) == 1, down
+    failing_s = float(re.search(r"failing for ([\d.]+) s", down[0]).group(1))
+    # The first timeout ends one TIMEOUT_S after it started; the drop comes after three.
+    assert failing_s >= round(dropped - first_failure_started - TIMEOUT_S, 1) - 0.05, down
+    restored = [m for m in _messages(caplog, logging.INFO) if "restored after" in m]
+    assert len(restored) == 1, restored
+    restored_s = float(re.search(r"restored after ([\d.]+) s", restored[0]).group(1))
+    assert restored_s >= round(before_reply - first_failure_started - TIMEOUT_S, 1) - 0.05, (
+        restored, before_reply - dropped)

@@ -64,6 +64,12 @@ def test_round_values_f32_significant_digits(value, expected):
     assert repr(values["x"]) == repr(expected)
 
 
+def test_round_values_keeps_value_that_rounding_would_overflow():
+    # To 15 digits the largest doubles round up to 1.79769313486232e308, past the maximum.
+    values = records.round_values({"x": 1.7976931348623151e308}, ((), (("x", 15),)))
+    assert values["x"] == 1.7976931348623151e308
+
+
 def test_field_rounding_huawei_plan():
     places, significant = records.field_rounding(load_profile("huawei_sun2000").plan())
     decimals = dict(places)
