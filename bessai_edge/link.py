@@ -123,12 +123,13 @@ class DeviceLink:
             return
         self.connects += 1
         client = FramedTcpClient(self.host, self.port, self.request_timeout_s)
+        attempt_started = time.monotonic()
         try:
             client.open(self.connect_timeout_s)
         except LinkError as error:
             self.counters[error.kind] += 1
             if self._failing_since is None:
-                self._failing_since = time.monotonic()
+                self._failing_since = attempt_started
             self._note_down(error, failed_attempt=True)
             raise
         self._client = client
@@ -189,21 +190,21 @@ class DeviceLink:
             else:
                 response = client.read_input_registers(address, count=count, device_id=unit_id)
         except LinkError as error:
-            self._request_failed(client, stale_before, error, unit_id, function_code, address,
-                                 count)
+            self._request_failed(client, stale_before, started, error, unit_id,
+                                 function_code, address, count)
             raise
         except ConnectionException as error:
             client.close()
             link_error = ConnectionLost(f"connection to {self.endpoint} lost: {error}")
-            self._request_failed(client, stale_before, link_error, unit_id, function_code,
-                                 address, count)
+            self._request_failed(client, stale_before, started, link_error, unit_id,
+                                 function_code, address, count)
             raise link_error from error
         except ModbusIOException as error:
             # NOTE: recv() validates the frame before pymodbus decodes it, so only a
             # reply that passed those checks and still could not be decoded lands here.
             link_error = ShortReply(f"undecodable reply from {self.endpoint}: {error}")
-            self._request_failed(client, stale_before, link_error, unit_id, function_code,
-                                 address, count)
+            self._request_failed(client, stale_before, started, link_error, unit_id,
+                                 function_code, address, count)
             raise link_error from error
         ended = time.monotonic()
         self._next_request_at = ended + self.min_request_interval_s
@@ -237,15 +238,15 @@ class DeviceLink:
             self._note_restored()
         self._failing_since = None
 
-    def _request_failed(self, client, stale_before, error, unit_id, function_code, address,
-                        count):
-        """Count and log a failed request; the caller raises ``error``."""
+    def _request_failed(self, client, stale_before, started, error, unit_id, function_code,
+                        address, count):
+        """Count and log a failed request sent at ``started``; the caller raises ``error``."""
         self._next_request_at = time.monotonic() + self.min_request_interval_s
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
         log.debug("read unit %d fc %d address %d count %d failed: %s",
                   unit_id, function_code, address, count, error)
-        self._handle_failure(error)
+        self._handle_failure(error, started)
 
     def _exception_reply(self, response, unit_id, function_code, address, count):
         """Count and raise the DeviceException of an exception reply."""
@@ -266,11 +267,14 @@ class DeviceLink:
         if time.monotonic() < self._next_request_at:
             self._wait_until(self._next_request_at)
 
-    def _handle_failure(self, error):
-        """Count a failed request and decide whether the connection stays open."""
+    def _handle_failure(self, error, started):
+        """Count a failed request and decide whether the connection stays open.
+
+        An outage is dated from the moment its first failed request was sent.
+        """
         self.counters[error.kind] += 1
         if self._failing_since is None:
-            self._failing_since = time.monotonic()
+            self._failing_since = started
         if isinstance(error, LinkTimeout) and self.connected:
             self._timeouts_in_row += 1
             if not self._answered or self._timeouts_in_row >= self.timeouts_before_reconnect:

@@ -58,10 +58,19 @@ class GatewayState:
             return self.spool_source.stats()
         return self.spool
 
-    def overall_status(self):
-        """Return ``ok``, ``degraded`` or ``down`` for the health endpoint."""
+    def overall_status(self, spool=None):
+        """Return ``ok``, ``degraded`` or ``down`` for the health endpoint.
+
+        A spool that is dropping records (full or failing disk) makes an otherwise
+        healthy gateway ``degraded``: telemetry is being lost. ``spool`` is the spool's
+        figures when the caller has read them already.
+        """
         if not self.devices or all(d.state == DEVICE_DOWN for d in self.devices):
             return DEVICE_DOWN
         if self.active_alarms or any(d.state != DEVICE_OK for d in self.devices):
+            return DEVICE_DEGRADED
+        if spool is None:
+            spool = self.spool_stats() or {}
+        if spool.get("dropping"):
             return DEVICE_DEGRADED
         return DEVICE_OK

@@ -347,7 +347,7 @@ def health_document(state, now_monotonic):
         last_cycle_text, last_cycle_age_s = None, None
     spool = dict(state.spool_stats() or {})
     return {
-        "status": state.overall_status(),
+        "status": state.overall_status(spool),
         "site": state.site,
         "version": state.version,
         "uptime_s": round(max(0.0, now_monotonic - state.started_monotonic), 3),

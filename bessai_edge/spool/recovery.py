@@ -7,11 +7,14 @@ damage is expected at the end of the newest segment. The rules:
 
 - bytes after the last valid line, with no valid line after them, are a torn tail:
   the file is cut back to the end of the last valid line;
-- an invalid line followed by a valid one means the middle is unreadable. Everything
-  from the first invalid line on is set aside in ``NAME.jsonl.corrupt`` for a person
-  to inspect. The segment keeps the valid lines before it, because they may have been
-  fsynced and must stay deliverable. When the first line is already invalid, or the
-  copy fails (full disk), the whole segment is renamed to ``NAME.jsonl.corrupt``;
+- an invalid line followed by a valid one means the middle is unreadable. The
+  invalid lines are set aside in ``NAME.jsonl.corrupt`` for a person to inspect, and
+  every valid record stays deliverable: the segment keeps the valid lines before the
+  first invalid one (their offsets, which a forwarder checkpoint may point into, do
+  not change), and each later run of valid lines moves to a new segment named by its
+  first sequence number, so the names still sort in sequence order. When a file
+  cannot be written (full disk), everything from the first invalid line on is set
+  aside instead, or the whole segment when its first line is already invalid;
 - an empty segment is deleted, and so is one that contains nothing but a torn tail.
 
 The newest segment is checked line by line. Sealed segments were fsynced when they
@@ -26,7 +29,8 @@ import os
 import re
 import shutil
 
-from bessai_edge.spool.segments import CORRUPT_SUFFIX, iter_lines, list_segments, record_seq
+from bessai_edge.spool.segments import (
+    CORRUPT_SUFFIX, iter_lines, list_segments, record_seq, segment_name)
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +160,8 @@ def _recover_segment(segment, report, check_all):
     if scan.bad_offset < 0:
         return False
     if scan.valid_after_bad:
-        _set_aside(segment, scan, report)
+        if not _split_around_damage(segment, scan, report):
+            _set_aside(segment, scan, report)
     else:
         _cut_torn_tail(segment, scan, report)
     return True
@@ -177,6 +182,93 @@ def _cut_torn_tail(segment, scan, report):
         os.fsync(stream.fileno())
     log.warning("cut %d bytes of torn tail from segment %s at offset %d (after %d "
                 "complete records)", cut, name, scan.good_end, scan.records)
+
+
+def _split_lines(path, start):
+    """Return ``(runs, damaged)`` for the lines of ``path`` from offset ``start`` on.
+
+    ``runs`` lists ``(first_seq, bytes)`` for each run of valid lines, ``damaged`` the
+    bytes of the invalid ones, each ending with a newline. A line is valid as in
+    ``scan_segment``: complete, a record, and a sequence number above every earlier one.
+    """
+    runs, damaged = [], []
+    last_seq = 0
+    current = None
+    with open(path, "rb") as stream:
+        for _offset, line, complete in iter_lines(stream):
+            seq = record_seq(line) if complete else None
+            valid = seq is not None and seq > last_seq
+            if valid:
+                last_seq = seq
+            if _offset < start:
+                continue
+            if valid:
+                if current is None:
+                    current = (seq, [])
+                    runs.append(current)
+                current[1].append(line + b"\n")
+            else:
+                current = None
+                damaged.append(line + b"\n")
+    return [(first, b"".join(lines)) for first, lines in runs], b"".join(damaged)
+
+
+def _split_around_damage(segment, scan, report):
+    """Keep the valid records of a segment with an unreadable middle; True when done.
+
+    The damaged lines go to a new ``.corrupt`` file and each later run of valid lines
+    to a new segment, both fsynced, before the segment is cut back to its valid
+    prefix. A failed write removes what was written, and the caller sets the rest of
+    the segment aside as before.
+    """
+    if scan.good_end == 0:
+        return False    # nothing to keep in place: the whole segment is set aside
+    runs, damaged = _split_lines(segment.path, scan.good_end)
+    directory = os.path.dirname(segment.path)
+    target = _free_corrupt_name(segment.path)
+    written = []
+    try:
+        _write_new(target, damaged)
+        written.append(target)
+        for first_seq, data in runs:
+            name = os.path.join(directory, segment_name(first_seq))
+            if os.path.exists(name) and not _same_content(name, data):
+                raise OSError(f"{os.path.basename(name)} exists with other records")
+            written.append(name + ".tmp")
+            _write_new(name + ".tmp", data)
+            os.replace(name + ".tmp", name)
+            written[-1] = name
+    except OSError as error:
+        log.warning("cannot split segment %s around its unreadable lines (%s), so the "
+                    "rest of it is set aside", segment.path.name, error)
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return False
+    with open(segment.path, "r+b") as stream:
+        stream.truncate(scan.good_end)
+        os.fsync(stream.fileno())
+    new_segments = [os.path.basename(name) for name in written[1:]]
+    log.error("segment %s has unreadable lines (%d bytes) among valid records: moved "
+              "them to %s (inspect it, then delete it) and the %d records after them to "
+              "%s", segment.path.name, len(damaged), os.path.basename(target),
+              sum(data.count(b"\n") for _first, data in runs), ", ".join(new_segments))
+    report.set_aside.append(os.path.basename(target))
+    return True
+
+
+def _same_content(path, data):
+    """Return True when the file at ``path`` holds exactly ``data``."""
+    with open(path, "rb") as stream:
+        return stream.read() == data
+
+
+def _write_new(path, data):
+    """Write ``data`` to ``path`` (replacing a leftover of an interrupted repair), fsynced."""
+    with open(path, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 def _set_aside(segment, scan, report):

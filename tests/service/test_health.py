@@ -149,6 +149,20 @@ def test_health_not_ok_returns_503(device_state, alarms, expected):
     assert json.loads(body)["active_alarms"] == alarms
 
 
+def test_health_spool_dropping_returns_503():
+    state = make_state()
+    state.spool["dropping"] = True
+    server = health.HealthServer(("127.0.0.1", 0), state)
+    try:
+        status, _headers, body = Served(server).run(get, server.address, "/health")
+    finally:
+        server.close()
+
+    assert status == 503
+    assert json.loads(body)["status"] == "degraded"
+    assert json.loads(body)["spool_backlog"]["dropping"] is True
+
+
 def test_health_before_first_cycle_has_no_cycle_time():
     state = make_state("starting", cycles=0)
     document = health.health_document(state, time.monotonic())

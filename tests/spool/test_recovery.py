@@ -100,7 +100,7 @@ def test_numbering_without_state_file_follows_segment_names(tmp_path):
     assert seq == 4
 
 
-def test_unreadable_middle_set_aside_and_prefix_kept(tmp_path, caplog):
+def test_unreadable_middle_set_aside_and_records_kept(tmp_path, caplog):
     write_spool(tmp_path, 5)        # an older segment, 1-5, must stay as it is
     write_spool(tmp_path, 10)
     path = tmp_path / segment_name(6)
@@ -113,13 +113,43 @@ def test_unreadable_middle_set_aside_and_prefix_kept(tmp_path, caplog):
     figures, seq = reopen(tmp_path)
 
     aside = tmp_path / (segment_name(6) + ".corrupt")
-    assert aside.read_bytes() == damaged[ends[3]:]
-    assert path.read_bytes() == data[:ends[3]]
+    assert aside.read_bytes() == damaged[ends[3]:ends[4]]      # only the damaged line
+    assert path.read_bytes() == data[:ends[3]]                  # the prefix, same offsets
+    assert (tmp_path / segment_name(11)).read_bytes() == data[ends[4]:]
     assert figures["segments_set_aside"] == 1
-    assert "unreadable line at offset %d" % ends[3] in caplog.text
+    assert "unreadable lines (%d bytes)" % (ends[4] - ends[3]) in caplog.text
     assert seq == 16
-    assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 16]
+    assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16]
     assert load_state(tmp_path)["segments_set_aside"] == 1
+
+
+def test_unreadable_lines_split_into_runs(tmp_path):
+    write_spool(tmp_path, 8)
+    path = tmp_path / segment_name(1)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [b"junk\n"] + lines[2:5] + [b"more junk\n"]
+                              + lines[5:]))
+    figures, seq = reopen(tmp_path)
+    assert (tmp_path / (segment_name(1) + ".corrupt")).read_bytes() == b"junk\nmore junk\n"
+    assert (tmp_path / segment_name(3)).read_bytes() == b"".join(lines[2:5])
+    assert (tmp_path / segment_name(6)).read_bytes() == b"".join(lines[5:])
+    assert figures["segments_set_aside"] == 1
+    assert seq == 9
+    assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_split_falls_back_when_name_taken(tmp_path):
+    write_spool(tmp_path, 6)
+    path = tmp_path / segment_name(1)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [b"junk\n"] + lines[2:]))
+    other = tmp_path / segment_name(3)
+    other.write_bytes(lines[2])      # another segment already has the run's name
+    Spool(tmp_path).open(check_all=True).close()    # segment 1 is sealed now
+    assert other.read_bytes() == lines[2]                       # never overwritten
+    assert path.read_bytes() == b"".join(lines[:2])
+    assert (tmp_path / (segment_name(1) + ".corrupt")).read_bytes() == b"".join(
+        [b"junk\n"] + lines[2:])
 
 
 def test_sealed_middle_damage_needs_check_all(tmp_path):
