@@ -290,9 +290,10 @@ class DeviceLink:
         The outage is measured from its first failed request, which may come a few
         timeouts before the connection was given up.
         """
-        log.info("connection to %s (unit id %d) restored after %.1f s and %d failed attempts",
-                 self.endpoint, self.unit_id, time.monotonic() - self._down_since,
-                 self._down_attempts)
+        attempts = self._down_attempts
+        log.info("connection to %s (unit id %d) restored after %.1f s and %d failed %s",
+                 self.endpoint, self.unit_id, time.monotonic() - self._down_since, attempts,
+                 "attempt" if attempts == 1 else "attempts")
         self._down_since = None
 
     def _note_down(self, error, failed_attempt):

@@ -109,10 +109,11 @@ class ScanLoop:
             self.state.overruns += 1
             self.limited.log("overrun", logging.WARNING,
                              "cycle %d overran the %.3f s period by %.3f s: skipped %d start "
-                             "times (%d overruns since start)",
+                             "%s (%d %s since start)",
                              self.state.cycles, self.period_s,
                              now - (start + index * self.period_s), skipped,
-                             self.state.overruns,
+                             "time" if skipped == 1 else "times", self.state.overruns,
+                             "overrun" if self.state.overruns == 1 else "overruns",
                              extra={"BESSAI_EVENT": "overrun", "BESSAI_CYCLE": self.state.cycles})
         return next_index
 

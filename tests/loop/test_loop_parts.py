@@ -9,7 +9,7 @@ import pytest
 from bessai_edge import alarms, records, settings
 from bessai_edge.poller import PollResult
 from bessai_edge.ratelimit import RateLimitedLog
-from bessai_edge.scanloop import SUMMARY_INTERVAL_S, CycleSummary, next_start_index
+from bessai_edge.scanloop import SUMMARY_INTERVAL_S, CycleSummary, ScanLoop, next_start_index
 from bessai_edge.state import GatewayState
 
 # (start, period, index due next, now) -> (next index, skipped start times)
@@ -196,3 +196,12 @@ def test_limit_table_stale_after_seconds():
     raised = [table.evaluate(array.array("d", [0.0]), comm_error) for _ in range(4)]
     assert raised[:3] == [[], [], []]
     assert raised[3] == [("soc_pct", "stale", True)]
+
+
+def test_overrun_log_singular_for_one_skip(caplog):
+    """One skipped start time and the first overrun read in the singular."""
+    loop = ScanLoop(period_s=1.0, pollers=[], factories=[], spool=None, state=GatewayState(
+        site="s", version="0"), notifier=None, clock=lambda: 1.5)
+    caplog.set_level(logging.WARNING, logger="bessai_edge.scanloop")
+    assert loop._next_index(0.0, 1) == 2
+    assert "skipped 1 start time (1 overrun since start)" in caplog.text
