@@ -15,10 +15,20 @@ ERROR = "error"
 WARNING = "warning"
 OK = "ok"
 
-# Unit ids the bundled profiles' devices use by default, shown when the unit id is wrong.
-UNIT_ID_HINT = ("Huawei SUN2000 1 (0 through the inverter's own access point, 100 on some "
-                "dongles), SMA 3, Victron GX 100 (VE.Bus 227, 246 or 228), Fronius 1 "
-                "(meter 200)")
+# Canonical fields that tell whether a profile fits the device: a device that has none
+# of those its profile maps is almost certainly read with the wrong profile.
+MAIN_FIELDS = ("soc_pct", "battery_power_kw", "ac_power_kw", "pv_power_kw",
+               "grid_frequency_hz")
+
+# Requests failing with these kinds reached a device that rejected the request itself.
+_DEVICE_REJECTIONS = ("exception_1", "exception_2", "exception_3", "exception_4")
+
+
+def unit_id_hint():
+    """Return the unit ids the bundled profiles' devices use by default, translated."""
+    return _("Huawei SUN2000 1 (0 through the inverter's own access point, 100 on some "
+             "dongles), SMA 3, Victron GX 100 (VE.Bus 227, 246 or 228), Fronius 1 "
+             "(meter 200)")
 
 
 @dataclasses.dataclass
@@ -44,6 +54,8 @@ class Observation:
     points_ok: int = 0
     points_not_available: int = 0
     points_rejected: int = 0      # not read because the device rejected their addresses
+    main_fields: tuple = ()       # MAIN_FIELDS the profile maps
+    main_fields_missing: tuple = ()  # of those, the ones the device does not have
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +75,14 @@ def diagnose(observation):
     if observation.discovery_error:
         return [Finding(ERROR, "sunspec_not_found", _(
             "No SunSpec register map found on unit id {unit}: {error}. Enable Modbus TCP "
-            "with the SunSpec register map on the device (Fronius: Communication > Modbus "
-            "TCP, SunSpec model type 'int + SF' or 'float'), or check MODBUS_SLAVE_ID."
+            "with the SunSpec register map on the device (Fronius: web interface > "
+            "Communication > Modbus, SunSpec model type 'int + SF' or 'float'), or check "
+            "MODBUS_SLAVE_ID."
         ).format(unit=observation.unit_id, error=observation.discovery_error))]
     findings = _request_findings(observation)
+    # After an error finding, which already names the cause, missing fields add nothing.
+    if not any(finding.severity == ERROR for finding in findings):
+        findings += _main_field_findings(observation)
     findings += _value_findings(observation)
     if not findings:
         findings.append(Finding(OK, "ok", _(
@@ -81,7 +97,8 @@ def exit_status(findings_per_device):
     if all(severity == OK for severity in severities):
         return 0
     no_data = {"refused", "connect_timeout", "unreachable", "connect_failed", "all_timeouts",
-               "connection_dropped", "wrong_unit_id", "sunspec_not_found", "all_illegal_address"}
+               "connection_dropped", "wrong_unit_id", "sunspec_not_found", "all_illegal_address",
+               "all_requests_rejected"}
     if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
         return 2
     return 1
@@ -95,9 +112,11 @@ def _connection_findings(observation):
         return [Finding(ERROR, "refused", _(
             "Connection to {endpoint} refused: the device is reachable, but nothing accepts "
             "Modbus TCP on port {port}. Enable Modbus TCP on the device (Huawei: FusionSolar "
-            "app > Settings > Communication configuration > Modbus TCP; Victron GX: Settings "
-            "> Services > Modbus TCP; Fronius: Communication > Modbus TCP), check "
-            "INVERTER_PORT, and check that no firewall blocks TCP port {port}."
+            "app > Settings > Communication configuration > Dongle parameter settings > "
+            "Modbus TCP; SMA: web interface > Device parameters > Edit parameters > External "
+            "communication > Modbus > TCP server; Victron GX: Settings > Services > Modbus "
+            "TCP; Fronius: web interface > Communication > Modbus), check INVERTER_PORT, and "
+            "check that no firewall blocks TCP port {port}."
         ).format(endpoint=observation.endpoint, port=observation.port))]
     if kind == "timeout":
         return [Finding(ERROR, "connect_timeout", _(
@@ -122,7 +141,7 @@ def _request_findings(observation):
     failed = [kind for kind in outcomes if kind != "ok"]
     wrong_unit = _("The device does not serve unit id {unit}: MODBUS_SLAVE_ID is probably "
                    "wrong. Typical unit ids: {hint}.").format(unit=observation.unit_id,
-                                                              hint=UNIT_ID_HINT)
+                                                              hint=unit_id_hint())
 
     if outcomes and all(kind == "exception_11" for kind in outcomes):
         return [Finding(ERROR, "wrong_unit_id", wrong_unit + " " + _(
@@ -155,6 +174,16 @@ def _request_findings(observation):
             "device."
         ).format(profile=observation.profile))]
 
+    # Exception 2 alone is handled by probing (rejected_addresses); other exceptions are not.
+    if (outcomes and not answered and not observation.points_ok
+            and all(kind in _DEVICE_REJECTIONS for kind in outcomes)
+            and any(kind != "exception_2" for kind in outcomes)):
+        return [Finding(ERROR, "all_requests_rejected", _(
+            "The device rejects every request of profile {profile} ({summary}): "
+            "DRIVER_PROFILE_PATH probably names the wrong profile for this device (list "
+            "the profiles with `bessai profiles`)."
+        ).format(profile=observation.profile, summary=_count_kinds(outcomes)))]
+
     findings = []
     if observation.points_rejected:
         findings.append(Finding(WARNING, "rejected_addresses", _(
@@ -166,15 +195,29 @@ def _request_findings(observation):
 
     failed = [kind for kind in failed if kind != "exception_2"]  # handled by probing
     if failed:
-        counts = {}
-        for kind in failed:
-            counts[kind] = counts.get(kind, 0) + 1
-        summary = ", ".join(f"{kind} x{count}" for kind, count in sorted(counts.items()))
         findings.append(Finding(WARNING, "some_requests_failed", _(
             "{failed} of {total} requests failed ({summary}); the points they carry have "
             "quality comm_error."
-        ).format(failed=len(failed), total=len(outcomes), summary=summary)))
+        ).format(failed=len(failed), total=len(outcomes), summary=_count_kinds(failed))))
     return findings
+
+
+def _count_kinds(kinds):
+    counts = {}
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{kind} x{count}" for kind, count in sorted(counts.items()))
+
+
+def _main_field_findings(observation):
+    main = observation.main_fields
+    if not main or set(main) != set(observation.main_fields_missing):
+        return []
+    return [Finding(WARNING, "main_fields_missing", _(
+        "The device has none of the main values profile {profile} maps ({fields}): "
+        "the profile probably does not fit this device. Check DRIVER_PROFILE_PATH "
+        "(list the profiles with `bessai profiles`)."
+    ).format(profile=observation.profile, fields=", ".join(main)))]
 
 
 def _value_findings(observation):

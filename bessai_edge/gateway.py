@@ -124,8 +124,10 @@ class Gateway:
         if self.spool is not None:
             stats = self.spool.stats()
             self.spool.close()  # flushes first
-            logger.info("stopped after %d cycles: %s records appended, %s dropped",
-                        self.state.cycles, stats.get("records_appended"),
+            appended = stats.get("records_appended")
+            logger.info("stopped after %d %s: %s %s appended, %s dropped",
+                        self.state.cycles, "cycle" if self.state.cycles == 1 else "cycles",
+                        appended, "record" if appended == 1 else "records",
                         stats.get("records_dropped"), extra={"BESSAI_EVENT": "shutdown"})
         if self.health is not None:
             self.health.close()

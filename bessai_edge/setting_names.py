@@ -27,7 +27,11 @@ def misspelt_name_problem(path, name, known_names):
     """
     if name in known_names or name.startswith(CHECKED_PREFIXES):
         return None
-    close = difflib.get_close_matches(name, sorted(known_names), n=1, cutoff=_CUTOFF)
+    upper = name.upper()
+    if upper in known_names or upper.startswith(CHECKED_PREFIXES):
+        close = [upper]   # names are case-sensitive: site_id is not SITE_ID
+    else:
+        close = difflib.get_close_matches(upper, sorted(known_names), n=1, cutoff=_CUTOFF)
     if not close:
         return None
     return _("{path}: {name} is not a bessai setting: did you mean {known}?").format(

@@ -164,7 +164,9 @@ def _read_devices(reader, mode):
     if not names_text:
         reader.problems.extend(setting_names.device_name_problems(reader.environ, ()))
         return (_read_device(reader, mode, DEFAULT_DEVICE, None, common_unit_ids),)
-    names = [name.strip().lower() for name in names_text.split(",")]
+    # Names are not lower-cased: DEVICES=Inverter is rejected with the rule, so that a
+    # device's name in the records is always the one the settings file spells.
+    names = [name.strip() for name in names_text.split(",")]
     if not all(_DEVICE_NAME.match(name) for name in names) or len(set(names)) != len(names):
         reader.invalid("DEVICES", names_text, _(
             "expected distinct names separated by commas, each a lower-case letter "
@@ -249,8 +251,8 @@ def _read_size(reader, name, default, minimum):
     size = int(match.group(1)) * _SIZE_FACTORS[match.group(2).upper()] if match else None
     if size is None or size < minimum:
         reader.invalid(name, value, _(
-            "expected a size of at least {minimum} bytes, as bytes or with a K, M or G "
-            "suffix (powers of 1024), e.g. 64M").format(minimum=minimum))
+            "expected a whole number of at least {minimum} bytes, alone or with a K, M or G "
+            "suffix (powers of 1024), e.g. 64M or 1536M for 1.5G").format(minimum=minimum))
         return default
     return size
 
@@ -286,8 +288,8 @@ def _read_listen(reader):
     listen = parse_listen(text)
     if listen is None:
         reader.invalid("HEALTH_LISTEN", text, _(
-            "expected HOST:PORT with an IP address, e.g. 127.0.0.1:8000 or [::1]:8000, "
-            "or empty to turn the health server off"))
+            "expected HOST:PORT where HOST is an IP address or localhost, e.g. "
+            "127.0.0.1:8000 or [::1]:8000, or empty to turn the health server off"))
     return listen
 
 

@@ -301,6 +301,14 @@ def _observe_values(check, observation):
     observation.points_not_available = sum(1 for row in rows if row["quality"] == "not_available")
     observation.points_rejected = sum(1 for row in rows if row.get("status") == "illegal")
     observation.soc_pct = check.fields.get("soc_pct")
+    from bessai_edge.diagnosis import MAIN_FIELDS
+
+    main = [row for row in rows if row["field"] in MAIN_FIELDS]
+    observation.main_fields = tuple(dict.fromkeys(row["field"] for row in main))
+    # A field is missing when no point of it exists on the device (absent, or rejected).
+    present = {row["field"] for row in main if row.get("status") not in ("absent", "illegal")}
+    observation.main_fields_missing = tuple(field for field in observation.main_fields
+                                            if field not in present)
 
 
 def _print_json(check):
@@ -320,8 +328,9 @@ def _print_json(check):
             "end": model_map.end,
         }}))
     for finding in check.findings:
-        print(f"bessai check: {check.device.name}: {finding.severity} [{finding.code}]: "
-              f"{finding.message}", file=sys.stderr)
+        # The code in brackets stays English for scripts; the severity is for a person.
+        print(f"bessai check: {check.device.name}: {_severity_text(finding.severity)} "
+              f"[{finding.code}]: {finding.message}", file=sys.stderr)
 
 
 def _print_table(check):
@@ -339,13 +348,16 @@ def _print_table(check):
         known = [f"{field}={_format_field(value)}" for field, value in check.fields.items()]
         print(_("Canonical fields: {fields}").format(fields=" ".join(known)))
     print(_("Diagnosis:"))
-    severities = {"ok": _("ok"), "warning": _("warning"), "error": _("error")}
     for finding in check.findings:
-        label = severities[finding.severity]
+        label = _severity_text(finding.severity)
         if finding.code != finding.severity:    # "ok: ok" would say the same twice
             label = f"{label}: {finding.code}"
         print(f"  [{label}] {finding.message}")
     print()
+
+
+def _severity_text(severity):
+    return {"ok": _("ok"), "warning": _("warning"), "error": _("error")}[severity]
 
 
 def _format_value(row):

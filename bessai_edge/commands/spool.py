@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, ngettext
 
 HELP = "inspect the telemetry spool: statistics, last records, validation"
 DEFAULT_DIR = "/var/spool/bessai"
@@ -76,9 +76,9 @@ def _stats(directory, as_json):
         (_("oldest record"), _record_time(figures, "oldest_time_ms")),
         (_("newest record"), _record_time(figures, "newest_time_ms")),
         (_("dropped records"), str(figures["lifetime_records_dropped"])),
-        (_("evicted"), _("{records} records in {segments} segments").format(
-            records=figures["lifetime_records_evicted"],
-            segments=figures["lifetime_segments_evicted"])),
+        (_("evicted"), _("{records} in {segments}").format(
+            records=_records(figures["lifetime_records_evicted"]),
+            segments=_segments(figures["lifetime_segments_evicted"]))),
         (_("set aside"), ", ".join(figures["set_aside"]) or none),
     ]
     width = max(len(label) for label, _value in rows)
@@ -156,13 +156,29 @@ def _check(directory, repair, as_json):
                 "now or cut at the next start").format(
                     segment=tail.segment, offset=tail.offset, reason=tail.reason))
     for first, last in report.gaps:
-        print(_("sequence numbers {first}-{last} are missing (dropped on a full disk or "
-                "lost)").format(first=first, last=last))
-    print(_("checked {records} records in {segments} segments ({bytes} bytes): "
-            "{bad} bad lines, {aside} segments set aside").format(
-                records=report.records, segments=report.segments, bytes=report.bytes,
-                bad=len(report.bad_lines), aside=len(report.set_aside)))
+        print(ngettext("sequence number {first} is missing (dropped on a full disk or lost)",
+                       "sequence numbers {first}-{last} are missing (dropped on a full disk "
+                       "or lost)", last - first + 1).format(first=first, last=last))
+    print(_("checked {records} in {segments} ({bytes}): {bad}, {aside}").format(
+        records=_records(report.records), segments=_segments(report.segments),
+        bytes=_bytes(report.bytes),
+        bad=ngettext("{count} bad line", "{count} bad lines", len(report.bad_lines)).format(
+            count=len(report.bad_lines)),
+        aside=ngettext("{count} segment set aside", "{count} segments set aside",
+                       len(report.set_aside)).format(count=len(report.set_aside))))
     return 0 if report.ok else 1
+
+
+def _records(count):
+    return ngettext("{count} record", "{count} records", count).format(count=count)
+
+
+def _segments(count):
+    return ngettext("{count} segment", "{count} segments", count).format(count=count)
+
+
+def _bytes(count):
+    return ngettext("{count} byte", "{count} bytes", count).format(count=count)
 
 
 def _repair(directory):
@@ -171,8 +187,8 @@ def _repair(directory):
     spool = Spool(directory).open(check_all=True)
     figures = spool.stats()
     spool.close()
-    print(_("recovery: cut {bytes} bytes of torn tails; segments set aside: {segments}").format(
-        bytes=figures["bytes_cut"], segments=figures["segments_set_aside"]))
+    print(_("recovery: cut {bytes} of torn tails; segments set aside: {segments}").format(
+        bytes=_bytes(figures["bytes_cut"]), segments=figures["segments_set_aside"]))
 
 
 def _non_negative_int(text):

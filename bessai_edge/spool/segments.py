@@ -12,7 +12,7 @@ import re
 import orjson
 
 from bessai_edge.errors import SpoolError
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, ngettext
 
 SUFFIX = ".jsonl"
 CORRUPT_SUFFIX = ".corrupt"
@@ -116,14 +116,20 @@ def describe_damage(line, complete=True):
     ``complete`` is False for bytes after the last newline of a file.
     """
     if not complete:
-        return _("{count} bytes without a newline at the end").format(count=len(line))
+        return ngettext("{count} byte without a newline at the end",
+                        "{count} bytes without a newline at the end", len(line)).format(
+                            count=len(line))
     if b"\0" in line:
-        return _("{nul} NUL bytes in a line of {count} bytes (power-cut damage)").format(
-            nul=line.count(0), count=len(line))
+        return _("{nul} in a line of {count} (power-cut damage)").format(
+            nul=ngettext("{count} NUL byte", "{count} NUL bytes", line.count(0)).format(
+                count=line.count(0)),
+            count=ngettext("{count} byte", "{count} bytes", len(line)).format(count=len(line)))
     if not line:
         return _("empty line")
     if record_seq(line) is None:
-        return _("not a JSON object with an integer seq: {start}").format(start=repr(line[:60]))
+        # The start as quoted text ('junk'), not as Python bytes (b'junk').
+        return _("not a JSON object with an integer seq: {start}").format(
+            start=repr(line[:60].decode("utf-8", "replace")))
     return None
 
 

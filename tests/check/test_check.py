@@ -228,3 +228,30 @@ def test_check_sunspec_wrong_unit_id(simulator):
     assert codes(result) == ["sunspec_not_found"]
     assert "MODBUS_SLAVE_ID" in result.stdout
     assert result.returncode == 2
+
+
+def test_check_device_without_main_fields_is_not_ok(simulator):
+    # A SunSpec device with only models 1 and 129 has none of the fields profile sunspec
+    # maps: every point of them is "not on the device", which must not read as "ok".
+    device = simulator("--capture", str(CAPTURES / "sunspec_pysunspec2_inverter_123_m1_m129.json"))
+    result = run_check(port=device.port, profile="sunspec")
+    assert codes(result) == ["main_fields_missing"], result.stdout[-2000:]
+    assert "All " not in result.stdout
+    assert "DRIVER_PROFILE_PATH" in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_every_request_refused_with_exception_1_means_wrong_profile(simulator):
+    device = simulator("--profile", "victron_multiplus", "--exception", "0-65535=1")
+    result = run_check(port=device.port)
+    assert codes(result) == ["all_requests_rejected"], result.stdout[-2000:]
+    assert "exception_1" in result.stdout
+    assert "DRIVER_PROFILE_PATH" in result.stdout
+    assert result.returncode == 2
+
+
+def test_check_json_summary_severity_in_spanish(simulator):
+    device = simulator("--profile", "victron_multiplus", "--busy-every", "3")
+    result = run_check("--json", port=device.port, LANG="es_CL.UTF-8")
+    assert "bessai check: inverter: advertencia [some_requests_failed]" in result.stderr, \
+        result.stderr

@@ -43,6 +43,17 @@ CASES = [
                            "points": 3, "points_ok": 2}, ["some_requests_failed", "soc_zero"]),
     ("all_well", {"request_outcomes": ["ok", "ok"], "soc_pct": 54.0, "points": 9,
                   "points_ok": 9}, ["ok"]),
+    ("exception_1_everywhere", {"request_outcomes": ["exception_1"] * 3, "points": 6},
+     ["all_requests_rejected"]),
+    ("exception_1_and_2", {"request_outcomes": ["exception_1", "exception_2"], "points": 6,
+                           "points_rejected": 3}, ["all_requests_rejected"]),
+    ("no_main_field_on_device", {"request_outcomes": ["ok"], "points": 9, "points_ok": 5,
+                                 "main_fields": ("ac_power_kw", "soc_pct"),
+                                 "main_fields_missing": ("ac_power_kw", "soc_pct")},
+     ["main_fields_missing"]),
+    ("one_main_field_on_device", {"request_outcomes": ["ok"], "points": 9, "points_ok": 9,
+                                  "main_fields": ("ac_power_kw", "soc_pct"),
+                                  "main_fields_missing": ("soc_pct",)}, ["ok"]),
 ]
 
 
@@ -52,6 +63,14 @@ def test_diagnose_table(fields, codes):
     findings = diagnose(observe(**fields))
     assert [finding.code for finding in findings] == codes
     assert all(finding.message for finding in findings)
+
+
+def test_diagnose_refused_names_every_vendor_menu():
+    message = diagnose(observe(connect_error_kind="refused"))[0].message
+    # The Huawei path is the one docs/connect-inverter.md gives.
+    assert "Communication configuration > Dongle parameter settings > Modbus TCP" in message
+    for vendor in ("Huawei", "SMA", "Victron GX", "Fronius"):
+        assert f"{vendor}:" in message
 
 
 def test_diagnose_refused_names_port_and_fix():

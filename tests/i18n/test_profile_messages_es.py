@@ -1,6 +1,7 @@
 """Profile and spool errors of `run`, `profiles` and `spool`, and `check`'s output, follow LANG."""
 
 import subprocess
+import sys
 
 from bessai_edge.errors import EX_CONFIG
 from bessai_edge.spool import Spool
@@ -137,9 +138,9 @@ def test_spool_tail_and_check_damage_spanish(tmp_path):
     assert check.returncode == 1
     assert check.stdout.splitlines() == [
         f"{name} desplazamiento {offset}: {reason}",
-        "faltan los números de secuencia 2-2 (descartados con el disco lleno o perdidos)",
-        f"se revisaron 2 registros en 1 segmentos ({(tmp_path / name).stat().st_size} bytes): "
-        "1 líneas malas, 0 segmentos apartados",
+        "falta el número de secuencia 2 (descartado con el disco lleno o perdido)",
+        f"se revisaron 2 registros en 1 segmento ({(tmp_path / name).stat().st_size} bytes): "
+        "1 línea mala, 0 segmentos apartados",
     ]
     stats = _bessai(["spool", "stats", "--dir", str(tmp_path)], "es_CL.UTF-8")
     assert "líneas dañadas         1 (bessai spool check las lista)\n" in stats.stdout
@@ -177,3 +178,20 @@ def test_command_help_lower_case_without_period_spanish():
     assert "    spool     inspeccionar el spool de telemetría" in result.stdout
     assert "capacitación." not in result.stdout
     assert "validación." not in result.stdout
+
+
+def test_check_diagnosis_hints_spanish():
+    # Pure diagnosis in a child process, so LANG selects the catalog as it does for users.
+    script = (
+        "from bessai_edge.diagnosis import Observation, diagnose\n"
+        "base = dict(endpoint='192.0.2.1:502', port=502, unit_id=7, profile='sunspec')\n"
+        "print(diagnose(Observation(**base, request_outcomes=['exception_11']))[0].message)\n"
+        "print(diagnose(Observation(**base, connect_error_kind='refused'))[0].message)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/usr/bin:/bin", "LANG": "es_CL.UTF-8"})
+    assert result.returncode == 0, result.stderr
+    for english in ("through the inverter's own access point", "on some dongles", "meter 200",
+                    "Settings > Services", "Communication > Modbus", "web interface"):
+        assert english not in result.stdout
+    assert "(medidor 200)" in result.stdout
+    assert "SMA:" in result.stdout

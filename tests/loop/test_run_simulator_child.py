@@ -68,3 +68,11 @@ def test_run_spool_error_before_simulator_starts(tmp_path):
     assert str(not_a_directory) in result.stderr
     assert "simulator" not in result.stderr, "no child started before the spool check"
     assert BANNER not in result.stderr
+
+
+def test_run_one_cycle_log_says_cycle(tmp_path):
+    environ = gateway_env(tmp_path / "spool", BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE)
+    result = subprocess.run([*bessai_command(), "run", "--cycles", "1"], env=environ,
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    assert "stopped after 1 cycle: 1 record appended, 0 dropped" in result.stderr, result.stderr

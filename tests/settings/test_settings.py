@@ -111,11 +111,13 @@ BAD_SETTINGS = [
     ({"SPOOL_DIR": ".cache/spool"}, "or a path relative to the working directory that starts with ./ or ../"),
     ({"SPOOL_DIR": "var/spool/bessai"}, "SPOOL_DIR='var/spool/bessai' is invalid"),
     ({"SPOOL_SEGMENT_MAX_BYTES": "16X"}, "SPOOL_SEGMENT_MAX_BYTES='16X' is invalid"),
-    ({"SPOOL_MAX_TOTAL_BYTES": "100"}, "SPOOL_MAX_TOTAL_BYTES='100' is invalid: expected a size of at least 8192"),
+    ({"SPOOL_MAX_TOTAL_BYTES": "100"}, "SPOOL_MAX_TOTAL_BYTES='100' is invalid: expected a whole number of at least 8192"),
+    ({"SPOOL_MAX_TOTAL_BYTES": "1.5G"}, "SPOOL_MAX_TOTAL_BYTES='1.5G' is invalid: expected a whole number"),
     ({"SPOOL_SEGMENT_MAX_BYTES": "1G"}, "is less than twice SPOOL_SEGMENT_MAX_BYTES=1073741824"),
     ({"SPOOL_FSYNC_INTERVAL_S": "-1"}, "SPOOL_FSYNC_INTERVAL_S='-1' is invalid"),
     ({"HEALTH_LISTEN": "8000"}, "HEALTH_LISTEN='8000' is invalid: expected HOST:PORT"),
     ({"HEALTH_LISTEN": "127.0.0.1:99999"}, "HEALTH_LISTEN='127.0.0.1:99999' is invalid"),
+    ({"HEALTH_LISTEN": "example.com:8000"}, "where HOST is an IP address or localhost"),
     ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' is invalid: expected one of debug, info, warning, error"),
     ({"LIMIT_SOC_LOW_WARN": "50", "LIMIT_SOC_HIGH_WARN": "40"},
      "LIMIT_SOC_LOW_WARN=50 is above LIMIT_SOC_HIGH_WARN=40"),
@@ -130,6 +132,7 @@ BAD_SETTINGS = [
     ({"GRID_NOMINAL_FREQUENCY_HZ": "55"}, "GRID_NOMINAL_FREQUENCY_HZ='55' is invalid: expected one of 50, 60"),
     ({"DEVICES": "inverter,inverter"}, "DEVICES='inverter,inverter' is invalid: expected distinct names"),
     ({"DEVICES": "Main Inverter"}, "DEVICES='Main Inverter' is invalid"),
+    ({"DEVICES": "Inverter"}, "DEVICES='Inverter' is invalid: expected distinct names"),
     ({"DEVICES": "a,b"}, "devices a and b are the same device"),
     ({"DEVICES": "a", "DEVICE_A_PORT": "0"}, "DEVICE_A_PORT='0' is invalid"),
     ({"DEVICES": "a", "DEVICE_A_SLAVE_ID": "248"},
@@ -216,6 +219,22 @@ def test_read_environment_misspelt_name(tmp_path):
     assert environ.name_problems == [
         f"{env_file}: INVERTER_PORTT is not a bessai setting: did you mean INVERTER_PORT?"]
     assert environ["SOME_OTHER_TOOL"] == "1"
+
+
+def test_settings_health_listen_localhost_accepted():
+    # The error message names localhost as a valid HOST, so it must load.
+    assert settings.load_settings({**MINIMAL, "HEALTH_LISTEN": "localhost:8000"}).health_listen \
+        == ("localhost", 8000)
+
+
+def test_read_environment_name_in_wrong_case(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("site_id=a\nInverter_IP=192.0.2.1\nmqtt_broker_host=x\nhome=/x\n")
+    environ = settings.read_environment(str(env_file), {})
+    assert environ.name_problems == [
+        f"{env_file}: site_id is not a bessai setting: did you mean SITE_ID?",
+        f"{env_file}: Inverter_IP is not a bessai setting: did you mean INVERTER_IP?",
+        f"{env_file}: mqtt_broker_host is not a bessai setting: did you mean MQTT_BROKER_HOST?"]
 
 
 def test_read_environment_missing_file(tmp_path):

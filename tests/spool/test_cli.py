@@ -103,6 +103,16 @@ def test_check_reports_bad_line_with_segment_and_offset(tmp_path):
     assert report["bad_lines"] == [{"segment": segment_name(1), "offset": offset,
                                     "reason": report["bad_lines"][0]["reason"]}]
     assert report["gaps"] == [[2, 2]]
+    assert "sequence number 2 is missing" in result.stdout
+    assert "1 bad line," in result.stdout
+    assert "0 segments set aside" in result.stdout
+
+
+def test_check_single_segment_and_record_in_singular(tmp_path):
+    fill(tmp_path, 1)
+    result = bessai("check", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("checked 1 record in 1 segment ("), result.stdout
 
 
 def test_check_repair_cuts_torn_tail(tmp_path):
@@ -186,7 +196,7 @@ def test_tail_reports_damaged_lines_and_goes_on(tmp_path):
     assert seqs == [number for number in range(1, 31) if number not in (2, 24)]
     assert result.stderr.splitlines() == [
         f"bessai: damaged line skipped: {segment_name(1)} offset {garbage_offset}: not a JSON "
-        "object with an integer seq: b'##########te\":\"test\",\"device\":\"inv1\",\"time_ms\""
+        "object with an integer seq: '##########te\":\"test\",\"device\":\"inv1\",\"time_ms\""
         ":1700000000001'",
         f"bessai: damaged line skipped: {segment_name(23)} offset {nul_offset}: 10 NUL bytes "
         "in a line of 172 bytes (power-cut damage)",
@@ -219,7 +229,7 @@ def test_tail_follow_reports_damaged_new_line(tmp_path):
         assert ready, "bessai spool tail -f reported nothing on stderr"
         assert process.stderr.readline() == (
             f"bessai: damaged line skipped: {segment_name(1)} offset {offset}: not a JSON "
-            "object with an integer seq: b'garbage'\n").encode()
+            "object with an integer seq: 'garbage'\n").encode()
     finally:
         process.kill()
         process.communicate()
