@@ -84,10 +84,11 @@ def test_run_connection_lost_and_restored(tmp_path):
             with simulator("--profile", PROFILE, port=port):
                 wait_for_records(spool_dir, 1, gateway, predicate=lambda r: (
                     r["state"] == "ok" and r["cycle"] > lost_cycle))
-            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics",
-                                        timeout=10) as response:
-                metrics = response.read().decode()
-            status = gateway.stop()
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics",
+                                            timeout=10) as response:
+                    metrics = response.read().decode()
+                # Stopped while the device still answers, so the last record is "ok".
+                status = gateway.stop()
             log = gateway.log()
     finally:
         first.stop()
