@@ -239,14 +239,14 @@ class FramedTcpClient(ModbusTcpClient):
     def _receive_some(self, frame_started):
         """Append the bytes that arrive before the deadline to ``_received``.
 
-        One ``recv`` takes whatever the device has sent, often a whole frame; a frame's
-        end and the next frame's start may arrive together, hence the buffer.
+        One ``recv`` takes whatever the device has sent, often a whole frame. The end of
+        one frame and the start of the next may arrive together, so bytes are buffered.
         """
         # Past the deadline the socket is still polled once, so a frame whose bytes are
         # already here is taken instead of cut off.
         remaining = max(0.0, self.deadline - time.monotonic())
         chunk = None
-        if select.select([self.socket], [], [], remaining)[0]:
+        if select.select(self._readable, (), (), remaining)[0]:
             try:
                 chunk = self.socket.recv(RECV_CHUNK)
             except BlockingIOError:

@@ -51,8 +51,8 @@ class GatewayState:
     def spool_stats(self):
         """Return the spool's figures now: ``spool_source.stats()``, else ``spool``.
 
-        The figures are read when the health page, the metrics or a test asks, not
-        every cycle.
+        The figures are read on request (health page, metrics, tests), not every
+        cycle.
         """
         if self.spool_source is not None:
             return self.spool_source.stats()

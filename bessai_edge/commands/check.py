@@ -350,7 +350,7 @@ def _print_table(check):
     print(_("Diagnosis:"))
     for finding in check.findings:
         label = _severity_text(finding.severity)
-        if finding.code != finding.severity:    # "ok: ok" would say the same twice
+        if finding.code != finding.severity:    # "ok: ok" would repeat the word
             label = f"{label}: {finding.code}"
         print(f"  [{label}] {finding.message}")
     print()

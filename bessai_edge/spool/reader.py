@@ -56,8 +56,8 @@ class SpoolReader:
     def scan(self, checkpoint=None):
         """Yield ``(position, line_bytes, damage)`` for every line after ``checkpoint``.
 
-        ``damage`` is None for a valid record, else a ``BadLine`` that says what is
-        wrong. Unlike ``read``, every line is checked as ``bessai spool check`` does
+        ``damage`` is None for a valid record, else a ``BadLine`` that describes the
+        damage. Unlike ``read``, every line is checked as ``bessai spool check`` does
         (sequence order aside), and scanning goes on after a damaged line, also in the
         open segment. Only the open segment's last line without a newline, which the
         writer may still be writing, is left out. For tools that show the spool to a
@@ -74,7 +74,7 @@ class SpoolReader:
         """Return the last ``count`` valid records as ``scan`` items, oldest first.
 
         The damaged lines after the first of those records come with them, in file
-        order; when the spool holds fewer records, every damaged line comes with them.
+        order. When the spool contains fewer records, every damaged line comes with them.
         """
         found = []
         records = 0
@@ -121,45 +121,46 @@ class SpoolReader:
         return found
 
     def _read_segment(self, segment, start):
-        stream = _open_segment(segment)
-        if stream is None:
-            return
-        with stream:
-            start = _align_to_line(stream, segment, start)
-            if start is None:
+        for offset, line, complete in _segment_lines(segment, start):
+            position = (segment.first_seq, offset + len(line) + 1)
+            if not complete:
+                if segment.sealed:
+                    log.warning("segment %s ends with %d bytes without a newline at "
+                                "offset %d, which are skipped",
+                                segment.path.name, len(line), offset)
                 return
-            for offset, line, complete in iter_lines(stream, start):
-                position = (segment.first_seq, offset + len(line) + 1)
-                if not complete:
-                    if segment.sealed:
-                        log.warning("segment %s ends with %d bytes without a newline at "
-                                    "offset %d, which are skipped",
-                                    segment.path.name, len(line), offset)
+            if b"\0" in line:
+                if not segment.sealed:
+                    # A power cut left zeroed blocks: the writer cuts them at start-up.
                     return
-                if b"\0" in line:
-                    if not segment.sealed:
-                        # A power cut left zeroed blocks: the writer cuts them at start-up.
-                        return
-                    log.warning("segment %s has a line with NUL bytes at offset %d, which "
-                                "is skipped", segment.path.name, offset)
-                    continue
-                yield position, line
+                log.warning("segment %s has a line with NUL bytes at offset %d, which "
+                            "is skipped", segment.path.name, offset)
+                continue
+            yield position, line
 
     def _scan_segment(self, segment, start):
-        stream = _open_segment(segment)
-        if stream is None:
+        for offset, line, complete in _segment_lines(segment, start):
+            if not complete and not segment.sealed and b"\0" not in line:
+                return      # the writer may still be writing this line
+            position = (segment.first_seq, offset + len(line) + 1)
+            reason = describe_damage(line, complete)
+            damage = BadLine(segment.path.name, offset, reason) if reason else None
+            yield position, line, damage
+
+
+def _segment_lines(segment, start):
+    """Yield ``iter_lines`` items of a segment from the first line at or after ``start``.
+
+    Yields nothing when the segment was deleted or ``start`` lies past its end.
+    """
+    stream = _open_segment(segment)
+    if stream is None:
+        return
+    with stream:
+        start = _align_to_line(stream, segment, start)
+        if start is None:
             return
-        with stream:
-            start = _align_to_line(stream, segment, start)
-            if start is None:
-                return
-            for offset, line, complete in iter_lines(stream, start):
-                if not complete and not segment.sealed and b"\0" not in line:
-                    return      # the writer may still be writing this line
-                position = (segment.first_seq, offset + len(line) + 1)
-                reason = describe_damage(line, complete)
-                damage = BadLine(segment.path.name, offset, reason) if reason else None
-                yield position, line, damage
+        yield from iter_lines(stream, start)
 
 
 def _open_segment(segment):

@@ -258,7 +258,7 @@ def _split_around_damage(segment, scan, report):
 
 
 def _same_content(path, data):
-    """Return True when the file at ``path`` holds exactly ``data``."""
+    """Return True when the file at ``path`` contains exactly ``data``."""
     with open(path, "rb") as stream:
         return stream.read() == data
 

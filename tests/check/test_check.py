@@ -241,7 +241,7 @@ def test_check_device_without_main_fields_is_not_ok(simulator):
     assert result.returncode == 1
 
 
-def test_check_every_request_refused_with_exception_1_means_wrong_profile(simulator):
+def test_check_all_rejected_suggests_profile(simulator):
     device = simulator("--profile", "victron_multiplus", "--exception", "0-65535=1")
     result = run_check(port=device.port)
     assert codes(result) == ["all_requests_rejected"], result.stdout[-2000:]

@@ -40,7 +40,9 @@ def test_read_checked_returns_array(simulator):
     device = simulator("--capture", LUNA)
     with make_link(device.port) as link:
         words = link.read_checked(UNIT, 3, 37760, 2)
-        assert isinstance(words, array.array) and words.typecode == "H"
+        assert isinstance(words, array.array)
+        assert words.typecode == "H"
         assert words.tolist() == SOC_WORDS
         listed = link.read(UNIT, "holding", 37760, 2)
-        assert type(listed) is list and listed == SOC_WORDS
+        assert type(listed) is list
+        assert listed == SOC_WORDS

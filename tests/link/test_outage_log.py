@@ -6,6 +6,7 @@ both accept new connections (the kernel completes the handshake), so a successfu
 connect must not end the outage.
 """
 
+import contextlib
 import logging
 import os
 import re
@@ -20,6 +21,16 @@ from tests.link.test_link import LUNA, SOC_WORDS, UNIT, make_link, wait_for_next
 from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
 
 TIMEOUT_S = 0.2
+
+
+@contextlib.contextmanager
+def _stopped(device):
+    """Stop the simulator process with SIGSTOP for the block: it accepts, never replies."""
+    os.kill(device.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(device.process.pid, signal.SIGCONT)
 
 
 def _messages(caplog, level):
@@ -49,8 +60,7 @@ def test_link_stopped_simulator_restored_only_after_reply(simulator, caplog):
     caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
     link = make_link(device.port, request_timeout_s=TIMEOUT_S, timeouts_before_reconnect=2)
     assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
-    os.kill(device.process.pid, signal.SIGSTOP)
-    try:
+    with _stopped(device):
         # Two timeouts drop the answered connection (the outage starts, no failed
         # attempt yet); then three reconnects each connect and get no reply.
         for _ in range(2 + 3):
@@ -58,8 +68,6 @@ def test_link_stopped_simulator_restored_only_after_reply(simulator, caplog):
             with pytest.raises(LinkError):
                 link.read(UNIT, "holding", 37760, 2)
         assert not any("restored" in m for m in _messages(caplog, logging.INFO))
-    finally:
-        os.kill(device.process.pid, signal.SIGCONT)
     wait_for_next_attempt(link)
     assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
     link.close()
@@ -74,26 +82,23 @@ def test_link_stopped_simulator_restored_only_after_reply(simulator, caplog):
 
 
 def test_link_outage_counts_from_first_failure(simulator, caplog):
-    """The outage starts at the first timeout, not when the connection is given up.
+    """The outage starts when the first failed request is sent, not at the drop.
 
     With three timeouts allowed on an answered connection, the link declares the device
-    down only at the third; the "is down" and "restored after" durations must still
-    count the two timeouts before it.
+    down only at the third. The "is down" and "restored after" durations must still
+    count the time since the first of them was sent.
     """
     device = simulator("--capture", LUNA)
     caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
     link = make_link(device.port, request_timeout_s=TIMEOUT_S, timeouts_before_reconnect=3)
     assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
-    os.kill(device.process.pid, signal.SIGSTOP)
-    try:
+    with _stopped(device):
         first_failure_started = time.monotonic()
         for _ in range(3):
             with pytest.raises(LinkTimeout):
                 link.read(UNIT, "holding", 37760, 2)
         dropped = time.monotonic()
         assert not link.connected
-    finally:
-        os.kill(device.process.pid, signal.SIGCONT)
     wait_for_next_attempt(link)
     before_reply = time.monotonic()
     assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS

@@ -87,7 +87,7 @@ def test_run_connection_lost_and_restored(tmp_path):
                 with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics",
                                             timeout=10) as response:
                     metrics = response.read().decode()
-                # Stopped while the device still answers, so the last record is "ok".
+                # Stopped while the device still replies, so the last record is "ok".
                 status = gateway.stop()
             log = gateway.log()
     finally:
