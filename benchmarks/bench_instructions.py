@@ -21,14 +21,12 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import orjson
 
-from benchmarks.bench_loop import _free_port, _unpaced_profile
+from benchmarks.bench_loop import _free_port, unpaced_simulator
 from bessai_edge.profile import load_profile
-from bessai_edge.simulator_process import SimulatorProcess
 from bessai_edge.spool import SpoolReader
 
 PROFILE = "huawei_sun2000"
@@ -47,22 +45,14 @@ def main(argv):
         print(json.dumps({"bench": "instructions", "skipped": "valgrind is not installed"}))
         return 0
     measured = 20 if args.quick else 100
-    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as work:
-        work = pathlib.Path(work)
-        profile = _unpaced_profile(PROFILE, work)
-        simulator = SimulatorProcess(["--profile", PROFILE])
-        host, port = simulator.start()
-        try:
-            gateway = _gateway(work, profile, host, port, measured, "gateway", [])
-            bare = _bare(work, profile, host, port, measured)
-            figures = {"gateway_instructions_per_cycle": gateway,
-                       "bare_instructions_per_cycle": bare}
-            if args.stock_decode:
-                figures["gateway_stock_decode_instructions_per_cycle"] = _gateway(
-                    work, profile, host, port, measured, "stock",
-                    ["-m", "benchmarks.stock_decode"])
-        finally:
-            simulator.stop()
+    with unpaced_simulator("bench-instructions-", PROFILE) as (work, profile, host, port):
+        gateway = _gateway(work, profile, host, port, measured, "gateway", [])
+        bare = _bare(work, profile, host, port, measured)
+        figures = {"gateway_instructions_per_cycle": gateway,
+                   "bare_instructions_per_cycle": bare}
+        if args.stock_decode:
+            figures["gateway_stock_decode_instructions_per_cycle"] = _gateway(
+                work, profile, host, port, measured, "stock", ["-m", "benchmarks.stock_decode"])
     for name, value in figures.items():
         print(json.dumps({"bench": "instructions", "figure": name, "value": round(value),
                           "cycles": measured, "period_s": PERIOD_S}))

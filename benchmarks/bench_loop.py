@@ -25,6 +25,7 @@ shorter version for a smoke test.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -62,22 +63,33 @@ def main(argv):
     args = parser.parse_args(argv)
     cpu_cycles, rounds = (60, 1) if args.quick else (600, 3)
     timing_cycles = 8 if args.quick else 60
-    with tempfile.TemporaryDirectory(prefix="bench-loop-") as work:
-        work = pathlib.Path(work)
-        fast_profile = _unpaced_profile(args.profile, work)
-        simulator = SimulatorProcess(["--profile", args.profile])
-        host, port = simulator.start()
-        try:
-            _emit(_cpu_ratio(work, fast_profile, host, port, cpu_cycles, rounds))
-            for figure in _timing_and_memory(work, args.profile, host, port, timing_cycles):
-                _emit(figure)
-        finally:
-            simulator.stop()
+    with unpaced_simulator("bench-loop-", args.profile) as (work, fast_profile, host, port):
+        _emit(_cpu_ratio(work, fast_profile, host, port, cpu_cycles, rounds))
+        for figure in _timing_and_memory(work, args.profile, host, port, timing_cycles):
+            _emit(figure)
     return 0
 
 
 def _emit(figure):
     print(json.dumps(figure), flush=True)
+
+
+@contextlib.contextmanager
+def unpaced_simulator(prefix, profile_name):
+    """Yield ``(work dir, unpaced profile path, host, port)`` with the simulator running.
+
+    The simulator serves the bundled profile; the unpaced copy in the temporary work
+    directory is the one the measured processes read.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        work = pathlib.Path(work)
+        profile = _unpaced_profile(profile_name, work)
+        simulator = SimulatorProcess(["--profile", profile_name])
+        host, port = simulator.start()
+        try:
+            yield work, profile, host, port
+        finally:
+            simulator.stop()
 
 
 def _unpaced_profile(name, work):

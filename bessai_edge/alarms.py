@@ -128,7 +128,9 @@ def _read_level(reader, name, default):
         number = math.nan
     if not math.isfinite(number):
         reader.invalid(name, value, _("expected a number, or off"))
-        return default
+        # Left out of the order check, which would otherwise compare the default with
+        # the other levels as if the user had written it.
+        return _OFF
     return number
 
 

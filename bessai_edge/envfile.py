@@ -21,6 +21,7 @@ _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
+_INLINE_COMMENT = re.compile(r"\s#")  # systemd keeps such text in the value
 
 
 def is_valid_host(host):
@@ -118,8 +119,13 @@ class EnvReader:
 
     def invalid(self, name, value, accepted):
         """Record that NAME=value is invalid and what would be accepted."""
-        self.problems.append(_("{name}={value!r} is invalid: {accepted}").format(
-            name=name, value=value, accepted=accepted))
+        problem = _("{name}={value!r} is invalid: {accepted}").format(
+            name=name, value=value, accepted=accepted)
+        if _INLINE_COMMENT.search(str(value)):
+            # systemd keeps the text after " #" in the value, and this parser does too.
+            problem += _("; a '#' after the value is part of it, so put the comment on "
+                         "its own line")
+        self.problems.append(problem)
 
     def raw(self, name):
         value = self.environ.get(name, "")

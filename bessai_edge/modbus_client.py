@@ -10,7 +10,8 @@ sits below and above it:
   checks the reply against the request before pymodbus decodes it;
 * the read-registers replies are decoded by ``HoldingRegistersReply`` and
   ``InputRegistersReply``, registered through pymodbus's ``register()``: one
-  ``array('H')`` conversion per reply instead of one ``struct.unpack`` per register.
+  ``array('H')`` conversion per reply instead of one ``struct.unpack`` per register,
+  and a ``str()`` that counts the registers rather than listing them.
 """
 
 import array
@@ -66,18 +67,25 @@ def _registers_from(data):
     return registers
 
 
-class HoldingRegistersReply(ReadHoldingRegistersResponse):
+class _RegistersReply:
+    """Base of the two read-registers replies: array decode and a short ``str()``."""
+
+    def decode(self, data):
+        self.registers = _registers_from(data)
+
+    def __str__(self):
+        # pymodbus formats str(reply) for its debug log on every reply, even with debug
+        # logging off. The stock text lists every register; this one counts them.
+        return (f"{type(self).__name__}(dev_id={self.dev_id}, "
+                f"transaction_id={self.transaction_id}, registers={len(self.registers)})")
+
+
+class HoldingRegistersReply(_RegistersReply, ReadHoldingRegistersResponse):
     """Reply to function code 3 whose ``registers`` is an ``array('H')``."""
 
-    def decode(self, data):
-        self.registers = _registers_from(data)
 
-
-class InputRegistersReply(ReadInputRegistersResponse):
+class InputRegistersReply(_RegistersReply, ReadInputRegistersResponse):
     """Reply to function code 4 whose ``registers`` is an ``array('H')``."""
-
-    def decode(self, data):
-        self.registers = _registers_from(data)
 
 
 class _Expected:

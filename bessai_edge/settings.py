@@ -198,9 +198,12 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
         host = reader.string(variable("host"), required=True, accepted=_(
             "the IP address or host name of the device, e.g. 192.168.1.100"))
         if host and not is_valid_host(host):
-            reader.invalid(variable("host"), host, _(
-                "expected an IPv4 or IPv6 address or a host name, without a port "
-                "(set the port in INVERTER_PORT)"))
+            if host.count(":") == 1:  # an IPv4 address or a name with ":PORT"
+                accepted = _("expected an IPv4 or IPv6 address or a host name, without a "
+                             "port (set the port in INVERTER_PORT)")
+            else:
+                accepted = _("expected an IPv4 or IPv6 address or a host name")
+            reader.invalid(variable("host"), host, accepted)
     return DeviceSettings(
         name=name,
         host=host,
@@ -217,6 +220,14 @@ def _read_unit_ids(reader, prefix):
         if not name.startswith(prefix) or not reader.raw(name):
             continue
         role = name[len(prefix):]
+        if role == "ID":
+            # MODBUS_UNIT_ID reads like the field's "unit id", but the unit id of the
+            # device itself is MODBUS_SLAVE_ID. No profile names a role "id".
+            reader.invalid(name, reader.raw(name), _(
+                "{prefix}<ROLE> sets the unit id of a profile's role, and no role is "
+                "called ID; set the device's own unit id with {slave_id}").format(
+                    prefix=prefix, slave_id=prefix.replace("UNIT_", "SLAVE_ID")))
+            continue
         if not _ROLE.match(role):
             reader.invalid(name, reader.raw(name), _(
                 "the role after {prefix} must be an upper-case letter followed by up to 31 "

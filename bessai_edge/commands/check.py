@@ -34,10 +34,12 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true",
                         help=_("print one JSON object per point instead of a table, then one "
                                "object with key sunspec_map per discovered SunSpec unit; the "
-                               "diagnosis goes to stderr. When the device cannot be read, an "
-                               "object with key device_error (endpoint, unit_id, kind, "
-                               "message) comes first, and the points, if the plan needs no "
-                               "discovery, have quality comm_error"))
+                               "diagnosis goes to stderr. When the connection or the SunSpec "
+                               "discovery fails, an object with key device_error (endpoint, "
+                               "unit_id, kind, message) comes first, and the points, if the "
+                               "plan needs no discovery, have quality comm_error. A request "
+                               "the device answers with an exception shows as its points' "
+                               "error, such as exception_11"))
     parser.add_argument("--device", metavar="NAME",
                         help=_("check only this device (see DEVICES)"))
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
@@ -66,8 +68,11 @@ def main(args):
     from bessai_edge import settings as settings_module
     from bessai_edge.errors import ConfigError
 
+    from bessai_edge.service.journal import quiet_pymodbus
+
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="bessai check: %(levelname)s %(name)s: %(message)s")
+    quiet_pymodbus()
     settings = settings_module.load_settings(settings_module.read_environment(args.env_file))
     devices = [device for device in settings.devices
                if args.device is None or device.name == args.device]

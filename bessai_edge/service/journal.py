@@ -74,6 +74,16 @@ def parse_level(level):
     return getattr(logging, name)
 
 
+def quiet_pymodbus():
+    """Keep pymodbus's own debug lines (frame dumps) out of the log at every level.
+
+    At debug level the link logs one line per request with the unit id, address and
+    result. pymodbus's lines would add two more per request, a byte dump and a reply
+    text without the request's address.
+    """
+    logging.getLogger("pymodbus").setLevel(logging.INFO)
+
+
 def setup_logging(level="INFO", site=None, stream=None):
     """Send every log record to journald or to stderr and return the handler.
 
@@ -98,6 +108,7 @@ def setup_logging(level="INFO", site=None, stream=None):
         old.close()
     root.addHandler(handler)
     root.setLevel(parse_level(level))
+    quiet_pymodbus()
     try:
         faulthandler.enable(file=stream)
     except (AttributeError, OSError, ValueError):

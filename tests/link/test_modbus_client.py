@@ -46,3 +46,13 @@ def test_read_checked_returns_array(simulator):
         listed = link.read(UNIT, "holding", 37760, 2)
         assert type(listed) is list
         assert listed == SOC_WORDS
+
+
+def test_register_reply_text_counts_registers_without_listing_them():
+    # pymodbus builds str(reply) on every reply for its debug log; it must stay short.
+    reply = InputRegistersReply()
+    reply.decode(bytes([80]) + bytes(range(80)))
+    reply.transaction_id = 7
+    text = str(reply)
+    assert text == "InputRegistersReply(dev_id=0, transaction_id=7, registers=40)"
+    assert str(HoldingRegistersReply()).startswith("HoldingRegistersReply(")

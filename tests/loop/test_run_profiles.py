@@ -68,3 +68,17 @@ def test_run_modbus_mode_profile(tmp_path, profile):
     assert f"profile {profile} at {host}:{port} unit id" in start_line[0]
     assert "mode modbus" in start_line[0]
     assert "read plan of" in run.stderr
+
+
+def test_run_debug_log_one_line_per_request(tmp_path):
+    # pymodbus's own debug lines (a byte dump and a reply text per request) used to
+    # triple the debug log; the link's line per request says what a technician needs.
+    with simulator("--profile", "huawei_sun2000") as (host, port):
+        environ = gateway_env(tmp_path / "spool", BESSAI_MODE="modbus", INVERTER_IP=host,
+                              INVERTER_PORT=port, DRIVER_PROFILE_PATH="huawei_sun2000",
+                              LOG_LEVEL="debug")
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    request_lines = re.findall(r"read unit \d+ fc 3 address \d+ count \d+: ok", run.stderr)
+    assert len(request_lines) == 2 * 6, run.stderr
+    assert "pymodbus" not in run.stderr

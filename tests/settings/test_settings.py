@@ -85,8 +85,14 @@ BAD_SETTINGS = [
     ({"SITE_ID": "site/1"}, "SITE_ID='site/1' is invalid"),
     ({"BESSAI_MODE": "docker"}, "BESSAI_MODE='docker' is invalid: expected one of modbus, simulator"),
     ({"INVERTER_IP": None}, "INVERTER_IP is missing"),
-    ({"INVERTER_IP": "192.168.1.100:502"}, "INVERTER_IP='192.168.1.100:502' is invalid"),
-    ({"INVERTER_IP": "999.1.1.1"}, "INVERTER_IP='999.1.1.1' is invalid"),
+    ({"INVERTER_IP": "192.168.1.100:502"},
+     "INVERTER_IP='192.168.1.100:502' is invalid: expected an IPv4 or IPv6 address or a host "
+     "name, without a port (set the port in INVERTER_PORT)"),
+    ({"INVERTER_IP": "999.1.1.1"},
+     "INVERTER_IP='999.1.1.1' is invalid: expected an IPv4 or IPv6 address or a host name"),
+    ({"INVERTER_IP": "192.168.1.10 # inverter"},
+     "INVERTER_IP='192.168.1.10 # inverter' is invalid: expected an IPv4 or IPv6 address or a "
+     "host name; a '#' after the value is part of it, so put the comment on its own line"),
     ({"INVERTER_PORT": "70000"}, "INVERTER_PORT='70000' is invalid: expected an integer from 1 to 65535"),
     ({"INVERTER_PORT": "modbus"}, "INVERTER_PORT='modbus' is invalid"),
     ({"DRIVER_PROFILE_PATH": None}, "DRIVER_PROFILE_PATH is missing"),
@@ -102,6 +108,9 @@ BAD_SETTINGS = [
     ({"MODBUS_UNIT_GRID": "248"}, "MODBUS_UNIT_GRID='248' is invalid: expected an integer from 0 to 247"),
     ({"MODBUS_UNIT_ve-bus": "5"}, "MODBUS_UNIT_ve-bus='5' is invalid"),
     ({"MODBUS_UNIT_2ND": "5"}, "MODBUS_UNIT_2ND='5' is invalid: the role after MODBUS_UNIT_ must be"),
+    ({"MODBUS_UNIT_ID": "3"}, "MODBUS_UNIT_ID='3' is invalid: MODBUS_UNIT_<ROLE> sets the unit id "
+                              "of a profile's role, and no role is called ID; set the device's "
+                              "own unit id with MODBUS_SLAVE_ID"),
     ({"SCAN_INTERVAL_S": "0"}, "SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600"),
     ({"SCAN_INTERVAL_S": "1s"}, "SCAN_INTERVAL_S='1s' is invalid"),
     ({"CONNECT_TIMEOUT_S": "nan"}, "CONNECT_TIMEOUT_S='nan' is invalid"),
@@ -138,6 +147,9 @@ BAD_SETTINGS = [
     ({"DEVICES": "a", "DEVICE_A_SLAVE_ID": "248"},
      "DEVICE_A_SLAVE_ID='248' is invalid: expected an integer from 0 to 247"),
     ({"DEVICES": "a", "DEVICE_A_UNIT_ve": "5"}, "DEVICE_A_UNIT_ve='5' is invalid: the role after"),
+    ({"DEVICES": "a", "DEVICE_A_UNIT_ID": "5"},
+     "DEVICE_A_UNIT_ID='5' is invalid: DEVICE_A_UNIT_<ROLE> sets the unit id of a profile's "
+     "role, and no role is called ID; set the device's own unit id with DEVICE_A_SLAVE_ID"),
 ]
 
 
@@ -149,6 +161,26 @@ def test_settings_bad_value_message(overrides, message):
     matching = [line for line in problems if message in line]
     assert len(problems) == 1, problems
     assert matching, problems
+
+
+def test_settings_ip_without_colon_no_port_hint():
+    problem, = problems_of(INVERTER_IP="192.168.1.300")
+    assert problem.endswith("expected an IPv4 or IPv6 address or a host name"), problem
+
+
+def test_settings_invalid_limit_not_order_checked():
+    # The default of a rejected level used to be compared with the other levels, so a
+    # line named a value the user never wrote ("LIMIT_SOC_LOW_TRIP=20 is above ...=10").
+    problems = problems_of(LIMIT_SOC_LOW_WARN="ten", LIMIT_SOC_LOW_TRIP="20")
+    assert problems == ["LIMIT_SOC_LOW_WARN='ten' is invalid: expected a number, or off"]
+
+
+def test_settings_unit_id_misspelling_reported_with_other_problems():
+    # It used to pass as a role "id" and fail only later, against the profile, after
+    # the other settings had been fixed.
+    problems = problems_of(MODBUS_UNIT_ID="3", SCAN_INTERVAL_S="0")
+    assert len(problems) == 2, problems
+    assert any(line.startswith("MODBUS_UNIT_ID='3'") for line in problems), problems
 
 
 def test_settings_bad_messages_distinct():
