@@ -154,9 +154,8 @@ class ScanLoop:
         if self._summary.due(self.clock(), self.state, results):
             logger.info("%s", self._summary.line(number, self.pollers, results),
                         extra={"BESSAI_EVENT": "cycle", "BESSAI_CYCLE": number})
-        self.notifier.watchdog()
         if self.notifier.enabled:
-            self.notifier.status(service_notify.status_text(self.state))
+            self.notifier.cycle_done(service_notify.status_text(self.state))
 
     def _append(self, record):
         try:

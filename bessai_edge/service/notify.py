@@ -28,6 +28,7 @@ PROCESS_ONLY_VARIABLES = (
 )
 
 MAX_STATUS_ALARMS = 3
+STATUS_REFRESH_S = 10.0  # without a watchdog: how old the cycle count in STATUS= may get
 SEND_TIMEOUT_S = 1.0  # sdnotify back end only: libsystemd's sd_notify has no timeout
 
 
@@ -125,6 +126,8 @@ class Notifier:
         self.watchdog_interval_s = watchdog_usec / 1e6 if send is not None else 0.0
         self._watchdog_gap_s = self.watchdog_interval_s / WATCHDOG_SENDS_PER_INTERVAL
         self._last_watchdog = None
+        self._last_status = None           # when cycle_done last sent STATUS=
+        self._last_status_detail = None    # that STATUS= text after the cycle count
         self._failed_sends = 0
 
     @classmethod
@@ -166,6 +169,30 @@ class Notifier:
             return False
         self._last_watchdog = now
         return self._notify("WATCHDOG=1")
+
+    def cycle_done(self, status):
+        """Send WATCHDOG=1 when due and STATUS= when it changed, in one message.
+
+        The scan loop calls this after every cycle with its ``status_text``. A change
+        after the cycle count (a device state, an alarm) goes out at once. The count
+        alone is refreshed with each WATCHDOG=1, or every STATUS_REFRESH_S without a
+        watchdog, so systemd does not get a message every cycle. Returns True when
+        a message was sent.
+        """
+        if self._send is None:
+            return False
+        now = self._clock()
+        watchdog_due = self.watchdog_interval_s > 0 and (
+            self._last_watchdog is None or now - self._last_watchdog >= self._watchdog_gap_s)
+        detail = status.partition("; ")[2]
+        if not watchdog_due and detail == self._last_status_detail and (
+                now - self._last_status < STATUS_REFRESH_S):
+            return False
+        if watchdog_due:
+            self._last_watchdog = now
+        self._last_status = now
+        self._last_status_detail = detail
+        return self._notify(_with_status("WATCHDOG=1" if watchdog_due else "", status))
 
     def status(self, text):
         """Set the one-line status that ``systemctl status`` shows (STATUS=)."""

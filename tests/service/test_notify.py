@@ -218,3 +218,55 @@ def _state(devices, alarms, cycles=7):
 ])
 def test_status_text_cases(devices, alarms, expected):
     assert notify.status_text(_state(devices, alarms)) == expected
+
+
+def status_at(cycle, detail="inverter ok; no alarms"):
+    return f"cycle {cycle}; {detail}"
+
+
+def test_cycle_done_joins_watchdog_and_status():
+    # The status used to go to systemd after every cycle, a message to PID 1 per second.
+    clock = FakeClock()
+    sent = []
+    notifier = notify.Notifier(sent.append, watchdog_usec=10_000_000, backend="list",
+                               clock=clock)
+
+    for second in range(21):
+        clock.now = 1000.0 + second
+        notifier.cycle_done(status_at(second))
+
+    assert sent == [f"WATCHDOG=1\nSTATUS={status_at(second)}" for second in (0, 3, 6, 9, 12, 15, 18)]
+
+
+def test_cycle_done_sends_changed_status_at_once():
+    clock = FakeClock()
+    sent = []
+    notifier = notify.Notifier(sent.append, watchdog_usec=10_000_000, backend="list",
+                               clock=clock)
+
+    for second in range(5):
+        clock.now = 1000.0 + second
+        detail = "inverter down; no alarms" if second >= 1 else "inverter ok; no alarms"
+        notifier.cycle_done(status_at(second, detail))
+
+    assert sent == [f"WATCHDOG=1\nSTATUS={status_at(0)}",
+                    f"STATUS={status_at(1, 'inverter down; no alarms')}",
+                    f"WATCHDOG=1\nSTATUS={status_at(3, 'inverter down; no alarms')}"]
+
+
+def test_cycle_done_without_watchdog_refreshes_status():
+    clock = FakeClock()
+    sent = []
+    notifier = notify.Notifier(sent.append, watchdog_usec=0, backend="list", clock=clock)
+
+    for second in range(25):
+        clock.now = 1000.0 + second
+        notifier.cycle_done(status_at(second))
+
+    assert notify.STATUS_REFRESH_S == 10.0
+    assert sent == [f"STATUS={status_at(second)}" for second in (0, 10, 20)]
+
+
+def test_cycle_done_outside_systemd_sends_nothing():
+    notifier = notify.Notifier()
+    assert notifier.cycle_done(status_at(1)) is False
