@@ -220,16 +220,20 @@ def test_status_text_cases(devices, alarms, expected):
     assert notify.status_text(_state(devices, alarms)) == expected
 
 
+def list_notifier(watchdog_usec):
+    """Return (notifier, clock, sent): messages go to the list ``sent``, time is ``clock``."""
+    clock = FakeClock()
+    sent = []
+    return notify.Notifier(sent.append, watchdog_usec, backend="list", clock=clock), clock, sent
+
+
 def status_at(cycle, detail="inverter ok; no alarms"):
     return f"cycle {cycle}; {detail}"
 
 
 def test_cycle_done_joins_watchdog_and_status():
     # The status used to go to systemd after every cycle, a message to PID 1 per second.
-    clock = FakeClock()
-    sent = []
-    notifier = notify.Notifier(sent.append, watchdog_usec=10_000_000, backend="list",
-                               clock=clock)
+    notifier, clock, sent = list_notifier(watchdog_usec=10_000_000)
 
     for second in range(21):
         clock.now = 1000.0 + second
@@ -239,10 +243,7 @@ def test_cycle_done_joins_watchdog_and_status():
 
 
 def test_cycle_done_sends_changed_status_at_once():
-    clock = FakeClock()
-    sent = []
-    notifier = notify.Notifier(sent.append, watchdog_usec=10_000_000, backend="list",
-                               clock=clock)
+    notifier, clock, sent = list_notifier(watchdog_usec=10_000_000)
 
     for second in range(5):
         clock.now = 1000.0 + second
@@ -255,9 +256,7 @@ def test_cycle_done_sends_changed_status_at_once():
 
 
 def test_cycle_done_without_watchdog_refreshes_status():
-    clock = FakeClock()
-    sent = []
-    notifier = notify.Notifier(sent.append, watchdog_usec=0, backend="list", clock=clock)
+    notifier, clock, sent = list_notifier(watchdog_usec=0)
 
     for second in range(25):
         clock.now = 1000.0 + second
