@@ -21,7 +21,7 @@ _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
-_INLINE_COMMENT = re.compile(r"\s#")  # systemd keeps such text in the value
+_INLINE_COMMENT = re.compile(r"#|\s;")  # systemd keeps such text in the value
 
 
 def is_valid_host(host):
@@ -42,7 +42,20 @@ def is_explicit_path(path):
 
 
 def parse_env_file(path):
-    """Parse an EnvironmentFile into a dict; raise ConfigError naming the bad line."""
+    """Parse an EnvironmentFile into a dict; raise ConfigError naming every bad line."""
+    variables, problems = read_env_file(path)
+    if problems:
+        raise ConfigError(problems)
+    return variables
+
+
+def read_env_file(path):
+    """Return ``(variables, problem lines)`` of an EnvironmentFile.
+
+    A line that is not NAME=VALUE is left out, and a value with bad quoting is kept as
+    written. Raises ConfigError only when the file cannot be read at all, so that the
+    settings check can report the bad lines together with the invalid values.
+    """
     try:
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
@@ -52,11 +65,18 @@ def parse_env_file(path):
     except UnicodeDecodeError as error:
         raise ConfigError(_("settings file {path} is not valid UTF-8: {error}").format(
             path=path, error=error)) from error
-    return parse_env_text(text, path)
+    return _parse_env_text(text, path)
 
 
 def parse_env_text(text, path="<environment>"):
-    """Parse EnvironmentFile text into a dict."""
+    """Parse EnvironmentFile text into a dict; raise ConfigError naming every bad line."""
+    variables, problems = _parse_env_text(text, path)
+    if problems:
+        raise ConfigError(problems)
+    return variables
+
+
+def _parse_env_text(text, path):
     variables = {}
     problems = []
     logical_lines = _join_continued_lines(text.splitlines())
@@ -74,9 +94,9 @@ def parse_env_text(text, path="<environment>"):
             variables[name] = _unquote(raw_value.strip())
         except ValueError as error:
             problems.append(f"{path}:{number}: {name}: {error}")
-    if problems:
-        raise ConfigError(problems)
-    return variables
+            # The raw text stays, so the variable is checked too rather than reported missing.
+            variables[name] = raw_value.strip()
+    return variables, problems
 
 
 def _join_continued_lines(lines):
@@ -101,6 +121,10 @@ def _unquote(value):
     if len(value) >= 2 and value[0] == value[-1] == '"':
         return re.sub(r'\\(["\\$`])', r"\1", value[1:-1])
     if value[:1] in ("'", '"'):
+        closing = value.find(value[0], 1)
+        if closing > 0:
+            raise ValueError(_("text after the closing quote in {value!r}: put a comment on "
+                               "its own line").format(value=value))
         raise ValueError(_("unterminated quote in {value!r}").format(value=value))
     return value
 
@@ -122,9 +146,9 @@ class EnvReader:
         problem = _("{name}={value!r} is invalid: {accepted}").format(
             name=name, value=value, accepted=accepted)
         if _INLINE_COMMENT.search(str(value)):
-            # systemd keeps the text after " #" in the value, and this parser does too.
-            problem += _("; a '#' after the value is part of it, so put the comment on "
-                         "its own line")
+            # systemd keeps the text after "#" in the value, and this parser does too.
+            problem += _("; a comment ('#' or ';') after the value is part of it, so put "
+                         "the comment on its own line")
         self.problems.append(problem)
 
     def raw(self, name):

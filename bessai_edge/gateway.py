@@ -111,10 +111,32 @@ class Gateway:
     def run(self, max_cycles=None):
         """Send READY=1 and run the scan loop until stopped; return the cycles run."""
         self.loop.install_signal_handlers()
+        self._check_watchdog_margin()
         for poller in self.pollers:
             poller.prepare()
         self.notifier.ready(status_text(self.state))
         return self.loop.run(max_cycles)
+
+    def _check_watchdog_margin(self):
+        """Warn when cycles with silent devices could outlast half the watchdog interval.
+
+        The loop pets the watchdog after each cycle. A device that accepts TCP and never
+        replies costs its quiet time after connect plus a request timeout per cycle, and
+        one that does not accept costs a connect timeout.
+        """
+        interval_s = self.notifier.watchdog_interval_s
+        if interval_s <= 0:
+            return
+        worst_s = self.settings.scan_interval_s + sum(
+            max(link.connect_timeout_s, link.quiet_after_connect_s + link.request_timeout_s)
+            for link in (poller.link for poller in self.pollers))
+        if worst_s > interval_s / 2:
+            logger.warning(
+                "a cycle in which every device stays silent can take %.1f s, more than half "
+                "the %.1f s watchdog interval, so systemd may restart the gateway while a "
+                "device does not respond: raise WatchdogSec (systemctl edit bessai) or lower "
+                "REQUEST_TIMEOUT_S and CONNECT_TIMEOUT_S", worst_s, interval_s,
+                extra={"BESSAI_EVENT": "startup"})
 
     def close(self):
         """Send STOPPING=1, then flush and close the spool and every connection."""

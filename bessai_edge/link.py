@@ -215,8 +215,9 @@ class DeviceLink:
         if response.function_code & 0x80:
             self._exception_reply(response, unit_id, function_code, address, count)
         if self._log_requests:
-            log.debug("read unit %d fc %d address %d count %d: ok in %.1f ms", unit_id,
-                      function_code, address, count, (ended - started) * 1000)
+            log.debug("%s: read unit %d fc %d address %d count %d: ok in %.1f ms",
+                      self.endpoint, unit_id, function_code, address, count,
+                      (ended - started) * 1000)
         return response.registers  # a new array per reply, so the caller may keep it
 
     def _reconnect_for_request(self):
@@ -244,8 +245,8 @@ class DeviceLink:
         self._next_request_at = time.monotonic() + self.min_request_interval_s
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
-        log.debug("read unit %d fc %d address %d count %d failed: %s",
-                  unit_id, function_code, address, count, error)
+        log.debug("%s: read unit %d fc %d address %d count %d failed: %s",
+                  self.endpoint, unit_id, function_code, address, count, error)
         self._handle_failure(error, started)
 
     def _exception_reply(self, response, unit_id, function_code, address, count):
@@ -255,8 +256,8 @@ class DeviceLink:
             f"unit id {unit_id} returned Modbus exception code {code} "
             f"for function {function_code} address {address} count {count}"))
         self.counters[error.kind] += 1
-        log.debug("read unit %d fc %d address %d count %d: exception %d",
-                  unit_id, function_code, address, count, code)
+        log.debug("%s: read unit %d fc %d address %d count %d: exception %d",
+                  self.endpoint, unit_id, function_code, address, count, code)
         raise error
 
     def wait_for_turn(self):

@@ -18,7 +18,7 @@ import os
 import re
 
 from bessai_edge import alarms, setting_names
-from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, parse_env_file
+from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, read_env_file
 from bessai_edge.errors import ProfileError
 from bessai_edge.i18n import _
 from bessai_edge.profile.fields import MAX_UNIT_ID
@@ -118,11 +118,11 @@ def read_environment(env_file=None, environ=None):
     environ = os.environ if environ is None else environ
     if env_file is None:
         return SettingsEnvironment(environ)
-    variables = parse_env_file(env_file)
+    variables, line_problems = read_env_file(env_file)
     problems = [setting_names.misspelt_name_problem(env_file, name, KNOWN_NAMES)
                 for name in variables]
     variables.update(environ)
-    return SettingsEnvironment(variables, [problem for problem in problems if problem])
+    return SettingsEnvironment(variables, line_problems + [problem for problem in problems if problem])
 
 
 def load_settings(environ):
@@ -198,9 +198,10 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
         host = reader.string(variable("host"), required=True, accepted=_(
             "the IP address or host name of the device, e.g. 192.168.1.100"))
         if host and not is_valid_host(host):
-            if host.count(":") == 1:  # an IPv4 address or a name with ":PORT"
+            if host.count(":") == 1 or host.startswith("["):  # HOST:PORT or [IPv6]:PORT
+                port_name = f"{prefix}{_DEVICE_SUFFIXES['port']}" if prefix else _DEVICE_KEYS["port"]
                 accepted = _("expected an IPv4 or IPv6 address or a host name, without a "
-                             "port (set the port in INVERTER_PORT)")
+                             "port (set the port in {port_name})").format(port_name=port_name)
             else:
                 accepted = _("expected an IPv4 or IPv6 address or a host name")
             reader.invalid(variable("host"), host, accepted)

@@ -29,7 +29,7 @@ import stat
 
 from bessai_edge import setting_names
 from bessai_edge import settings as run_settings
-from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, parse_env_file
+from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, read_env_file
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
@@ -104,11 +104,11 @@ def read_environment(env_file=None, environ=None):
     environ = os.environ if environ is None else environ
     if env_file is None:
         return run_settings.SettingsEnvironment(environ)
-    variables = parse_env_file(env_file)
+    variables, line_problems = read_env_file(env_file)
     problems = [_misspelt_file_name(env_file, name) for name in variables]
     variables.update(environ)
     return run_settings.SettingsEnvironment(
-        variables, [problem for problem in problems if problem])
+        variables, line_problems + [problem for problem in problems if problem])
 
 
 def _misspelt_file_name(path, name):

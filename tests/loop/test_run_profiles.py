@@ -79,6 +79,7 @@ def test_run_debug_log_one_line_per_request(tmp_path):
                               LOG_LEVEL="debug")
         run = run_gateway(environ, 2)
     assert run.returncode == 0, run.stderr
-    request_lines = re.findall(r"read unit \d+ fc 3 address \d+ count \d+: ok", run.stderr)
+    request_line = re.escape(f"{host}:{port}") + r": read unit \d+ fc 3 address \d+ count \d+: ok"
+    request_lines = re.findall(request_line, run.stderr)
     assert len(request_lines) == 2 * 6, run.stderr
     assert "pymodbus" not in run.stderr

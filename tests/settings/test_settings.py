@@ -92,7 +92,8 @@ BAD_SETTINGS = [
      "INVERTER_IP='999.1.1.1' is invalid: expected an IPv4 or IPv6 address or a host name"),
     ({"INVERTER_IP": "192.168.1.10 # inverter"},
      "INVERTER_IP='192.168.1.10 # inverter' is invalid: expected an IPv4 or IPv6 address or a "
-     "host name; a '#' after the value is part of it, so put the comment on its own line"),
+     "host name; a comment ('#' or ';') after the value is part of it, so put the comment on "
+     "its own line"),
     ({"INVERTER_PORT": "70000"}, "INVERTER_PORT='70000' is invalid: expected an integer from 1 to 65535"),
     ({"INVERTER_PORT": "modbus"}, "INVERTER_PORT='modbus' is invalid"),
     ({"DRIVER_PROFILE_PATH": None}, "DRIVER_PROFILE_PATH is missing"),
@@ -267,6 +268,38 @@ def test_read_environment_name_in_wrong_case(tmp_path):
         f"{env_file}: site_id is not a bessai setting: did you mean SITE_ID?",
         f"{env_file}: Inverter_IP is not a bessai setting: did you mean INVERTER_IP?",
         f"{env_file}: mqtt_broker_host is not a bessai setting: did you mean MQTT_BROKER_HOST?"]
+
+
+def test_bad_lines_reported_with_bad_values(tmp_path):
+    # A bad line used to stop the check, so the invalid values came only on a second run.
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=a b\nexport FOO=1\nINVERTER_IP=\"192.0.2.1\" # inverter\n"
+                        "DRIVER_PROFILE_PATH=huawei_sun2000\nSCAN_INTERVAL_S=fast\n")
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(settings.read_environment(str(env_file), {}))
+    problems = caught.value.problems
+    assert f"{env_file}:2: invalid line 'export FOO=1': expected NAME=VALUE" in problems
+    assert (f"{env_file}:3: INVERTER_IP: text after the closing quote in "
+            "'\"192.0.2.1\" # inverter': put a comment on its own line") in problems
+    assert any(line.startswith("SITE_ID='a b' is invalid") for line in problems), problems
+    assert any(line.startswith("SCAN_INTERVAL_S='fast' is invalid") for line in problems)
+    assert not any("is missing" in line for line in problems), problems
+
+
+def test_settings_device_ip_port_hint_names_device_port():
+    problem, = problems_of(DEVICES="battery", DEVICE_BATTERY_IP="10.0.0.1:502",
+                           DEVICE_BATTERY_PROFILE="huawei_sun2000")
+    assert problem.endswith("without a port (set the port in DEVICE_BATTERY_PORT)"), problem
+
+
+@pytest.mark.parametrize("value, hint", [
+    ("[::1]:502", "without a port (set the port in INVERTER_PORT)"),
+    ("192.0.2.1 ; inverter", "a comment ('#' or ';') after the value is part of it"),
+    ("192.0.2.1#inverter", "a comment ('#' or ';') after the value is part of it"),
+])
+def test_settings_ip_hints(value, hint):
+    problem, = problems_of(INVERTER_IP=value)
+    assert hint in problem, problem
 
 
 def test_read_environment_missing_file(tmp_path):
