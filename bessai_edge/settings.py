@@ -188,9 +188,11 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
     profile = reader.string(variable("profile"), required=True, accepted=_(
         "a bundled profile name such as huawei_sun2000 (list them with `bessai profiles`) "
         "or the path of a profile JSON file"))
+    profile_found = False
     if profile:
         try:
             resolve_profile_path(profile)
+            profile_found = True
         except ProfileError as error:
             reader.invalid(variable("profile"), profile, str(error))
     host = ""
@@ -205,7 +207,7 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
             else:
                 accepted = _("expected an IPv4 or IPv6 address or a host name")
             reader.invalid(variable("host"), host, accepted)
-    return DeviceSettings(
+    device = DeviceSettings(
         name=name,
         host=host,
         port=reader.integer(variable("port"), None, minimum=1, maximum=65535),
@@ -213,6 +215,20 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
         unit_id=reader.integer(variable("unit_id"), None, minimum=0, maximum=MAX_UNIT_ID),
         unit_ids={**common_unit_ids, **(_read_unit_ids(reader, f"{prefix}UNIT_") if prefix else {})},
     )
+    if profile_found and device.unit_ids:
+        _check_unit_roles(reader, device)
+    return device
+
+
+def _check_unit_roles(reader, device):
+    """Report unit roles the device's profile lacks together with the other problems."""
+    from bessai_edge.profile import load_profile
+
+    try:
+        load_profile(device.profile).resolve_units(device.unit_id, device.unit_ids)
+    except (ProfileError, ValueError) as error:
+        reader.problems.append(_("device {device}: unit id settings do not fit the profile: "
+                                 "{error}").format(device=device.name, error=error))
 
 
 def _read_unit_ids(reader, prefix):
@@ -223,7 +239,7 @@ def _read_unit_ids(reader, prefix):
         role = name[len(prefix):]
         if role == "ID":
             # MODBUS_UNIT_ID reads like the field's "unit id", but the unit id of the
-            # device itself is MODBUS_SLAVE_ID. No profile names a role "id".
+            # device itself is MODBUS_SLAVE_ID. No bundled profile names a role "id".
             reader.invalid(name, reader.raw(name), _(
                 "{prefix}<ROLE> sets the unit id of a profile's role, and no role is "
                 "called ID; set the device's own unit id with {slave_id}").format(

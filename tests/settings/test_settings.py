@@ -48,7 +48,7 @@ def test_settings_typed_values():
         **MINIMAL, "INVERTER_PORT": "1502", "MODBUS_SLAVE_ID": "3", "SCAN_INTERVAL_S": "0.5",
         "SPOOL_SEGMENT_MAX_BYTES": "1M", "SPOOL_MAX_TOTAL_BYTES": "64MiB",
         "HEALTH_LISTEN": "[::1]:9100", "LOG_LEVEL": "DEBUG", "MODBUS_UNIT_VEBUS": "227",
-        "REQUEST_TIMEOUT_S": "0.8"})
+        "REQUEST_TIMEOUT_S": "0.8", "DRIVER_PROFILE_PATH": "victron_multiplus"})
     device, = loaded.devices
     assert device.port == 1502
     assert device.unit_id == 3
@@ -164,6 +164,14 @@ def test_settings_bad_value_message(overrides, message):
     assert matching, problems
 
 
+def test_settings_unknown_unit_role_reported_with_other_problems():
+    # It used to come only from the profile check, after the settings were fixed.
+    problems = problems_of(MODBUS_UNIT_VEBUS="5", SCAN_INTERVAL_S="0")
+    assert len(problems) == 2, problems
+    assert any("profile huawei_sun2000 has no unit role 'vebus'" in line
+               for line in problems), problems
+
+
 def test_settings_ip_without_colon_no_port_hint():
     problem, = problems_of(INVERTER_IP="192.168.1.300")
     assert problem.endswith("expected an IPv4 or IPv6 address or a host name"), problem
@@ -200,11 +208,12 @@ def test_settings_every_problem_at_once():
 def test_settings_devices_fall_back_to_single_device_variables():
     loaded = settings.load_settings({
         **MINIMAL, "DEVICES": "inverter, battery", "MODBUS_UNIT_VEBUS": "227",
+        "DRIVER_PROFILE_PATH": "victron_multiplus",
         "DEVICE_BATTERY_IP": "192.168.1.101", "DEVICE_BATTERY_PROFILE": "victron_multiplus",
         "DEVICE_BATTERY_SLAVE_ID": "100", "DEVICE_BATTERY_UNIT_VEBUS": "246"})
     inverter, battery = loaded.devices
     assert (inverter.name, inverter.host, inverter.profile) == (
-        "inverter", "192.168.1.100", "huawei_sun2000")
+        "inverter", "192.168.1.100", "victron_multiplus")
     assert inverter.unit_ids == {"vebus": 227}
     assert (battery.name, battery.host, battery.profile, battery.unit_id) == (
         "battery", "192.168.1.101", "victron_multiplus", 100)
