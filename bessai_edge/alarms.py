@@ -140,9 +140,17 @@ def _check_order(reader, prefix, levels):
     for (lower_name, lower), (upper_name, upper) in zip(named, named[1:]):
         if lower > upper:
             reader.problems.append(_(
-                "{lower_name}={lower:g} is above {upper_name}={upper:g}: the levels must rise "
+                "{lower_name}={lower} is above {upper_name}={upper}: the levels must rise "
                 "from LOW_TRIP to HIGH_TRIP; fix one of them or set it to off").format(
-                    lower_name=lower_name, lower=lower, upper_name=upper_name, upper=upper))
+                    lower_name=lower_name, lower=_level_text(reader, lower_name, lower),
+                    upper_name=upper_name, upper=_level_text(reader, upper_name, upper)))
+
+
+def _level_text(reader, name, value):
+    """Return the level as written, marked when the user left it at its default."""
+    if reader.raw(name):
+        return f"{value:g}"
+    return _("{value:g} (default)").format(value=value)
 
 
 def build_limit_table(limit_settings, fields):

@@ -43,21 +43,23 @@ def is_explicit_path(path):
 
 def parse_env_file(path):
     """Parse an EnvironmentFile into a dict; raise ConfigError naming every bad line."""
-    variables, problems = read_env_file(path)
+    variables, problems, _unreadable = read_env_file(path)
     if problems:
         raise ConfigError(problems)
     return variables
 
 
 def read_env_file(path):
-    """Return ``(variables, problem lines)`` of an EnvironmentFile.
+    """Return ``(variables, problem lines, unreadable names)`` of an EnvironmentFile.
 
-    A line that is not NAME=VALUE is left out, and a value with bad quoting is kept as
-    written. Raises ConfigError only when the file cannot be read at all, so that the
-    settings check can report the bad lines together with the invalid values.
+    Bad lines are left out. The unreadable names are those of left-out lines that
+    still name a variable (``SITE_ID`` without ``=``, a value with bad quoting), so the
+    settings check neither reports them missing nor checks a value for them. Raises
+    ConfigError only when the file cannot be read at all, so that the check can report
+    the bad lines together with the invalid values. A UTF-8 byte order mark is skipped.
     """
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:
             text = stream.read()
     except OSError as error:
         raise ConfigError(_("cannot read settings file {path}: {error}").format(
@@ -70,7 +72,7 @@ def read_env_file(path):
 
 def parse_env_text(text, path="<environment>"):
     """Parse EnvironmentFile text into a dict; raise ConfigError naming every bad line."""
-    variables, problems = _parse_env_text(text, path)
+    variables, problems, _unreadable = _parse_env_text(text, path)
     if problems:
         raise ConfigError(problems)
     return variables
@@ -79,6 +81,7 @@ def parse_env_text(text, path="<environment>"):
 def _parse_env_text(text, path):
     variables = {}
     problems = []
+    unreadable = set()
     logical_lines = _join_continued_lines(text.splitlines())
     for number, line in logical_lines:
         stripped = line.strip()
@@ -87,6 +90,8 @@ def _parse_env_text(text, path):
         name, sep, raw_value = stripped.partition("=")
         name = name.strip()
         if not sep or not _NAME.match(name):
+            if _NAME.match(name):
+                unreadable.add(name)
             problems.append(_("{path}:{line}: invalid line {text!r}: expected NAME=VALUE").format(
                 path=path, line=number, text=stripped))
             continue
@@ -94,9 +99,8 @@ def _parse_env_text(text, path):
             variables[name] = _unquote(raw_value.strip())
         except ValueError as error:
             problems.append(f"{path}:{number}: {name}: {error}")
-            # The raw text stays, so the variable is checked too rather than reported missing.
-            variables[name] = raw_value.strip()
-    return variables, problems
+            unreadable.add(name)
+    return variables, problems, unreadable
 
 
 def _join_continued_lines(lines):
@@ -123,8 +127,8 @@ def _unquote(value):
     if value[:1] in ("'", '"'):
         closing = value.find(value[0], 1)
         if closing > 0:
-            raise ValueError(_("text after the closing quote in {value!r}: put a comment on "
-                               "its own line").format(value=value))
+            raise ValueError(_("text after the closing quote in {value!r}: remove it, or put "
+                               "a comment on its own line").format(value=value))
         raise ValueError(_("unterminated quote in {value!r}").format(value=value))
     return value
 
@@ -140,9 +144,12 @@ class EnvReader:
     def __init__(self, environ):
         self.environ = environ
         self.problems = []
+        self.unreadable = frozenset(getattr(environ, "unreadable", ()))
 
     def invalid(self, name, value, accepted):
         """Record that NAME=value is invalid and what would be accepted."""
+        if name in self.unreadable:
+            return  # its line was reported already
         problem = _("{name}={value!r} is invalid: {accepted}").format(
             name=name, value=value, accepted=accepted)
         if _INLINE_COMMENT.search(str(value)):
@@ -158,7 +165,7 @@ class EnvReader:
     def string(self, name, default=None, required=False, pattern=None, accepted=""):
         value = self.raw(name)
         if not value:
-            if required:
+            if required and name not in self.unreadable:
                 self.problems.append(_("{name} is missing: {accepted}").format(
                     name=name, accepted=accepted or _("set it in the settings file")))
             return default

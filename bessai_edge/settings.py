@@ -102,9 +102,10 @@ class SettingsEnvironment(dict):
     ``load_settings`` reports ``name_problems`` together with the invalid values.
     """
 
-    def __init__(self, variables, name_problems=()):
+    def __init__(self, variables, name_problems=(), unreadable=()):
         super().__init__(variables)
         self.name_problems = list(name_problems)
+        self.unreadable = frozenset(unreadable)  # names whose file line was reported bad
 
 
 def read_environment(env_file=None, environ=None):
@@ -118,11 +119,12 @@ def read_environment(env_file=None, environ=None):
     environ = os.environ if environ is None else environ
     if env_file is None:
         return SettingsEnvironment(environ)
-    variables, line_problems = read_env_file(env_file)
+    variables, line_problems, unreadable = read_env_file(env_file)
     problems = [setting_names.misspelt_name_problem(env_file, name, KNOWN_NAMES)
                 for name in variables]
     variables.update(environ)
-    return SettingsEnvironment(variables, line_problems + [problem for problem in problems if problem])
+    return SettingsEnvironment(variables, line_problems + [problem for problem in problems if problem],
+                               unreadable - set(environ))
 
 
 def load_settings(environ):
@@ -244,6 +246,13 @@ def _read_unit_ids(reader, prefix):
                 "{prefix}<ROLE> sets the unit id of a profile's role, and no role is "
                 "called ID; set the device's own unit id with {slave_id}").format(
                     prefix=prefix, slave_id=prefix.replace("UNIT_", "SLAVE_ID")))
+            continue
+        if role == "MAIN":
+            # The main role's unit id is the device's own: a second way to set it would
+            # let the logs show MODBUS_SLAVE_ID while the requests went elsewhere.
+            reader.invalid(name, reader.raw(name), _(
+                "the main unit id is the device's own; set it with {slave_id}").format(
+                    slave_id=prefix.replace("UNIT_", "SLAVE_ID")))
             continue
         if not _ROLE.match(role):
             reader.invalid(name, reader.raw(name), _(

@@ -109,6 +109,8 @@ BAD_SETTINGS = [
     ({"MODBUS_UNIT_GRID": "248"}, "MODBUS_UNIT_GRID='248' is invalid: expected an integer from 0 to 247"),
     ({"MODBUS_UNIT_ve-bus": "5"}, "MODBUS_UNIT_ve-bus='5' is invalid"),
     ({"MODBUS_UNIT_2ND": "5"}, "MODBUS_UNIT_2ND='5' is invalid: the role after MODBUS_UNIT_ must be"),
+    ({"MODBUS_UNIT_MAIN": "7"}, "MODBUS_UNIT_MAIN='7' is invalid: the main unit id is the "
+                                "device's own; set it with MODBUS_SLAVE_ID"),
     ({"MODBUS_UNIT_ID": "3"}, "MODBUS_UNIT_ID='3' is invalid: MODBUS_UNIT_<ROLE> sets the unit id "
                               "of a profile's role, and no role is called ID; set the device's "
                               "own unit id with MODBUS_SLAVE_ID"),
@@ -182,6 +184,13 @@ def test_settings_invalid_limit_not_order_checked():
     # line named a value the user never wrote ("LIMIT_SOC_LOW_TRIP=20 is above ...=10").
     problems = problems_of(LIMIT_SOC_LOW_WARN="ten", LIMIT_SOC_LOW_TRIP="20")
     assert problems == ["LIMIT_SOC_LOW_WARN='ten' is invalid: expected a number, or off"]
+
+
+def test_settings_limit_order_marks_default():
+    # The default trip level used to read as if the user had set it.
+    problem, = problems_of(LIMIT_SOC_LOW_WARN="3")
+    assert problem.startswith("LIMIT_SOC_LOW_TRIP=5 (default) is above LIMIT_SOC_LOW_WARN=3:"), \
+        problem
 
 
 def test_settings_unit_id_misspelling_reported_with_other_problems():
@@ -289,10 +298,22 @@ def test_bad_lines_reported_with_bad_values(tmp_path):
     problems = caught.value.problems
     assert f"{env_file}:2: invalid line 'export FOO=1': expected NAME=VALUE" in problems
     assert (f"{env_file}:3: INVERTER_IP: text after the closing quote in "
-            "'\"192.0.2.1\" # inverter': put a comment on its own line") in problems
+            "'\"192.0.2.1\" # inverter': remove it, or put a comment on its own line") in problems
     assert any(line.startswith("SITE_ID='a b' is invalid") for line in problems), problems
     assert any(line.startswith("SCAN_INTERVAL_S='fast' is invalid") for line in problems)
     assert not any("is missing" in line for line in problems), problems
+    assert not any(line.startswith("INVERTER_IP=") for line in problems), problems
+
+
+def test_line_without_equals_not_reported_missing(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_bytes(b"\xef\xbb\xbfSITE_ID\nINVERTER_IP=192.0.2.1\n"
+                         b"DRIVER_PROFILE_PATH=huawei_sun2000\n")
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(settings.read_environment(str(env_file), {}))
+    # The byte order mark an editor may write is skipped, not part of the first name.
+    assert caught.value.problems == [
+        f"{env_file}:1: invalid line 'SITE_ID': expected NAME=VALUE"]
 
 
 def test_settings_device_ip_port_hint_names_device_port():
