@@ -67,7 +67,6 @@ class DeviceCheck:
 def main(args):
     from bessai_edge import settings as settings_module
     from bessai_edge.errors import ConfigError
-
     from bessai_edge.service.journal import quiet_pymodbus
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

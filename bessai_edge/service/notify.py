@@ -157,18 +157,23 @@ class Notifier:
     def watchdog(self):
         """Send WATCHDOG=1 when due; return True when it was sent.
 
-        The scan loop calls this after every completed cycle. It sends on the first call
+        The forwarder calls this at every turn of its loop (the scan loop uses
+        ``cycle_done``, which applies the same rule). It sends on the first call
         and then once a quarter of the watchdog interval has passed since the last send.
         A loop whose period is at most a quarter of the interval therefore reaches
         systemd at least twice per interval.
         """
-        if self.watchdog_interval_s <= 0:
-            return False
         now = self._clock()
-        if self._last_watchdog is not None and now - self._last_watchdog < self._watchdog_gap_s:
+        if not self._watchdog_due(now):
             return False
         self._last_watchdog = now
         return self._notify("WATCHDOG=1")
+
+    def _watchdog_due(self, now):
+        """Return True when the watchdog is on and WATCHDOG=1 is due at ``now``."""
+        if self.watchdog_interval_s <= 0:
+            return False
+        return self._last_watchdog is None or now - self._last_watchdog >= self._watchdog_gap_s
 
     def cycle_done(self, status):
         """Send WATCHDOG=1 when due and STATUS= when it changed, in one message.
@@ -182,8 +187,7 @@ class Notifier:
         if self._send is None:
             return False
         now = self._clock()
-        watchdog_due = self.watchdog_interval_s > 0 and (
-            self._last_watchdog is None or now - self._last_watchdog >= self._watchdog_gap_s)
+        watchdog_due = self._watchdog_due(now)
         detail = status.partition("; ")[2]
         if not watchdog_due and detail == self._last_status_detail and (
                 now - self._last_status < STATUS_REFRESH_S):

@@ -72,7 +72,7 @@ def test_run_modbus_mode_profile(tmp_path, profile):
 
 def test_run_debug_log_one_line_per_request(tmp_path):
     # pymodbus's own debug lines (a byte dump and a reply text per request) used to
-    # triple the debug log; the link's line per request says what a technician needs.
+    # triple the debug log. The link's line per request gives what a technician needs.
     with simulator("--profile", "huawei_sun2000") as (host, port):
         environ = gateway_env(tmp_path / "spool", BESSAI_MODE="modbus", INVERTER_IP=host,
                               INVERTER_PORT=port, DRIVER_PROFILE_PATH="huawei_sun2000",

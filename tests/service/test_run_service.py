@@ -182,8 +182,8 @@ def test_run_notifies_ready_watchdog_status_stopping(tmp_path, notify_listener):
 @pytest.mark.parametrize("watchdog_usec, warned", [(2_000_000, True), (10_000_000, False)])
 def test_run_warns_when_timeouts_near_watchdog(tmp_path, notify_listener, watchdog_usec,
                                                warned):
-    # A silent Huawei costs its 1 s quiet time plus the 3 s request timeout (more than the
-    # 2 s connect timeout); with the 0.2 s period, 4.2 s against half the interval.
+    # A silent Huawei costs its 1 s quiet time plus the 3 s request timeout, which is more
+    # than the 2 s connect timeout. With the 0.2 s period that makes 4.2 s.
     with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
                          WATCHDOG_USEC=str(watchdog_usec), REQUEST_TIMEOUT_S="3") as gateway:
         notify_listener.wait_for(lambda m: any("WATCHDOG=1" in x.text for x in m),
