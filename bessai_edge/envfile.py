@@ -6,6 +6,7 @@ trailing backslash that continues a line. ``EnvReader`` turns the variables into
 values and collects every problem, so a user sees all invalid settings at once.
 """
 
+import codecs
 import ipaddress
 import math
 import os
@@ -59,14 +60,22 @@ def read_env_file(path):
     the bad lines together with the invalid values. A UTF-8 byte order mark is skipped.
     """
     try:
-        with open(path, encoding="utf-8-sig") as stream:
-            text = stream.read()
+        with open(path, "rb") as stream:
+            data = stream.read()
     except OSError as error:
         raise ConfigError(_("cannot read settings file {path}: {error}").format(
             path=path, error=error.strerror or error)) from error
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(_("settings file {path} is not valid UTF-8: {error}").format(
-            path=path, error=error)) from error
+        raise ConfigError(_("{path}:{line}: byte 0x{byte:02x} is not UTF-8 text; save the "
+                            "file as UTF-8, e.g. for a Latin-1 file: iconv -f latin1 -t "
+                            "utf-8 {path} > {path}.new, then move {path}.new over {path}"
+                            ).format(
+            path=path, line=data.count(b"\n", 0, error.start) + 1,
+            byte=data[error.start])) from error
     return _parse_env_text(text, path)
 
 
@@ -89,6 +98,14 @@ def _parse_env_text(text, path):
             continue
         name, sep, raw_value = stripped.partition("=")
         name = name.strip()
+        exported = name.split(None, 1)
+        if sep and len(exported) == 2 and exported[0] == "export" and _NAME.match(exported[1]):
+            # Shell syntax, named as such: "expected NAME=VALUE" would not say what is wrong.
+            unreadable.add(exported[1])
+            problems.append(_("{path}:{line}: invalid line {text!r}: 'export' is shell "
+                              "syntax; write the line without it").format(
+                path=path, line=number, text=stripped))
+            continue
         if not sep or not _NAME.match(name):
             if _NAME.match(name):
                 unreadable.add(name)

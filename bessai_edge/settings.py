@@ -13,6 +13,7 @@ that set nothing, such as a misspelt field or a device missing from ``DEVICES``.
 """
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
@@ -31,6 +32,7 @@ DEFAULT_HEALTH_LISTEN = "127.0.0.1:8000"
 
 _SITE_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _DEVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+DEFAULT_SPOOL_DIR = "/var/spool/bessai"
 _ROLE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")  # a profile's role name, upper-cased
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(i?B)?\Z", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
@@ -137,7 +139,8 @@ def load_settings(environ):
     reader.problems.extend(getattr(environ, "name_problems", ()))
     site_id = reader.string(
         "SITE_ID", required=True, pattern=_SITE_ID,
-        accepted=_("1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"))
+        accepted=_("1 to 64 ASCII letters (no accents or ñ), digits, '.', '_' or '-', "
+                   "starting with a letter or digit"))
     mode = reader.choice("BESSAI_MODE", MODES, "modbus")
     devices = _read_devices(reader, mode)
     scan_interval_s = reader.number("SCAN_INTERVAL_S", 1.0, minimum=0.05, maximum=3600)
@@ -176,13 +179,14 @@ def _read_devices(reader, mode):
         return ()
     reader.problems.extend(setting_names.device_name_problems(reader.environ, names))
     devices = tuple(
-        _read_device(reader, mode, name, f"DEVICE_{name.upper()}_", common_unit_ids)
+        _read_device(reader, mode, name, f"DEVICE_{name.upper()}_", common_unit_ids,
+                     len(names) > 1)
         for name in names)
     _check_distinct_endpoints(reader, mode, devices)
     return devices
 
 
-def _read_device(reader, mode, name, prefix, common_unit_ids):
+def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=False):
     def variable(key):
         specific = f"{prefix}{_DEVICE_SUFFIXES[key]}" if prefix else None
         return specific if specific and reader.raw(specific) else _DEVICE_KEYS[key]
@@ -218,19 +222,50 @@ def _read_device(reader, mode, name, prefix, common_unit_ids):
         unit_ids={**common_unit_ids, **(_read_unit_ids(reader, f"{prefix}UNIT_") if prefix else {})},
     )
     if profile_found and device.unit_ids:
-        _check_unit_roles(reader, device)
+        _check_unit_roles(reader, device, prefix, several_devices)
     return device
 
 
-def _check_unit_roles(reader, device):
-    """Report unit roles the device's profile lacks together with the other problems."""
+def _check_unit_roles(reader, device, prefix, several_devices):
+    """Report unit roles the device's profile lacks, naming the variable that set each.
+
+    ``prefix`` is the device's ``DEVICE_<NAME>_`` (None for the single device). A role
+    set by ``DEVICE_<NAME>_UNIT_<ROLE>`` is reported under that name. ``MODBUS_UNIT_<ROLE>``
+    applies to every device, so with several devices the fix is to set the role for
+    the device that has it.
+    """
     from bessai_edge.profile import load_profile
 
     try:
-        load_profile(device.profile).resolve_units(device.unit_id, device.unit_ids)
-    except (ProfileError, ValueError) as error:
-        reader.problems.append(_("device {device}: unit id settings do not fit the profile: "
-                                 "{error}").format(device=device.name, error=error))
+        profile = load_profile(device.profile)
+    except (ProfileError, ValueError):
+        return  # the profile's own error is reported when it is loaded
+    roles = sorted(role.name for role in profile.unit_roles.values())
+    for role in device.unit_ids:
+        if role in roles:
+            continue
+        specific = f"{prefix}UNIT_{role.upper()}" if prefix else None
+        own = specific is not None and reader.raw(specific)
+        name = specific if own else f"MODBUS_UNIT_{role.upper()}"
+        reader.invalid(name, reader.raw(name), _unknown_role_text(
+            device, profile.name, role, roles, name, several_devices and not own))
+
+
+def _unknown_role_text(device, profile, role, roles, name, shared):
+    text = _("profile {profile} of device {device} has no unit role {role!r}").format(
+        profile=profile, device=device.name, role=role)
+    if roles:
+        text += _(" (its roles: {roles})").format(roles=", ".join(roles))
+    else:
+        text += _(" (it reads only its main unit)")
+    close = difflib.get_close_matches(role, roles, n=1, cutoff=0.75)
+    if close:
+        return text + _("; did you mean {name}?").format(
+            name=name[:-len(role)] + close[0].upper())
+    if shared:
+        return text + _("; with several devices, set it only for the device that has the "
+                        "role, as DEVICE_<NAME>_UNIT_{role}").format(role=role.upper())
+    return text + _("; remove the setting or choose another profile")
 
 
 def _read_unit_ids(reader, prefix):
@@ -281,6 +316,7 @@ def _check_distinct_endpoints(reader, mode, devices):
 
 
 def _read_size(reader, name, default, minimum):
+    """Return the size in bytes, the default when unset, or None when the value is invalid."""
     value = reader.raw(name)
     if not value:
         return default
@@ -290,29 +326,45 @@ def _read_size(reader, name, default, minimum):
         reader.invalid(name, value, _(
             "expected a whole number of at least {minimum} bytes, alone or with a K, M or G "
             "suffix (powers of 1024), e.g. 64M or 1536M for 1.5G").format(minimum=minimum))
-        return default
+        return None
     return size
 
 
+def _size_text(reader, name, size):
+    """Return a size as the user wrote it, or marked as the default, with its bytes."""
+    written = reader.raw(name)
+    if not written:
+        return _("{size} bytes (default)").format(size=size)
+    if written == str(size):
+        return written
+    return _("{written} ({size} bytes)").format(written=written, size=size)
+
+
 def _read_spool(reader):
-    directory = reader.string("SPOOL_DIR", "/var/spool/bessai")
+    directory = reader.string("SPOOL_DIR", DEFAULT_SPOOL_DIR)
     if not is_explicit_path(directory):
         reader.invalid("SPOOL_DIR", directory, _(
             "expected an absolute path such as /var/spool/bessai, or a path relative to the "
             "working directory that starts with ./ or ../"))
-    spool = SpoolSettings(
-        directory=directory,
-        segment_max_bytes=_read_size(reader, "SPOOL_SEGMENT_MAX_BYTES", 16 * 1024 ** 2, 4096),
-        segment_max_age_s=reader.number("SPOOL_SEGMENT_MAX_AGE_S", 3600.0, minimum=1),
-        fsync_interval_s=reader.number("SPOOL_FSYNC_INTERVAL_S", 5.0, minimum=0, maximum=3600),
-        max_total_bytes=_read_size(reader, "SPOOL_MAX_TOTAL_BYTES", 512 * 1024 ** 2, 8192),
-    )
-    if spool.max_total_bytes < 2 * spool.segment_max_bytes:
+    segment_max_bytes = _read_size(reader, "SPOOL_SEGMENT_MAX_BYTES", 16 * 1024 ** 2, 4096)
+    max_total_bytes = _read_size(reader, "SPOOL_MAX_TOTAL_BYTES", 512 * 1024 ** 2, 8192)
+    # An invalid size is left out of the check below, which would otherwise compare the
+    # default with the other size as if the user had written it.
+    if None not in (segment_max_bytes, max_total_bytes) and (
+            max_total_bytes < 2 * segment_max_bytes):
         reader.problems.append(_(
             "SPOOL_MAX_TOTAL_BYTES={total} is less than twice SPOOL_SEGMENT_MAX_BYTES={segment}: "
             "the spool must hold at least two segments; raise the total or lower the "
-            "segment size").format(total=spool.max_total_bytes, segment=spool.segment_max_bytes))
-    return spool
+            "segment size").format(
+                total=_size_text(reader, "SPOOL_MAX_TOTAL_BYTES", max_total_bytes),
+                segment=_size_text(reader, "SPOOL_SEGMENT_MAX_BYTES", segment_max_bytes)))
+    return SpoolSettings(
+        directory=directory,
+        segment_max_bytes=segment_max_bytes or 0,
+        segment_max_age_s=reader.number("SPOOL_SEGMENT_MAX_AGE_S", 3600.0, minimum=1),
+        fsync_interval_s=reader.number("SPOOL_FSYNC_INTERVAL_S", 5.0, minimum=0, maximum=3600),
+        max_total_bytes=max_total_bytes or 0,
+    )
 
 
 def _read_listen(reader):

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import sys
 
+from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
 HELP = "poll the devices and append their telemetry to the spool"
@@ -41,7 +42,13 @@ def main(args):
     from bessai_edge import settings as settings_module
     from bessai_edge.service import journal
 
-    settings = settings_module.load_settings(settings_module.read_environment(args.env_file))
+    environ = settings_module.read_environment(args.env_file)
+    try:
+        settings = settings_module.load_settings(environ)
+    except ConfigError as error:
+        # The spool is opened once the settings are valid. A missing spool directory is
+        # listed now too, so that one run names everything there is to fix.
+        raise ConfigError(error.problems + _spool_directory_problems(environ)) from error
     journal.setup_logging(settings.log_level, site=settings.site_id)
     with contextlib.ExitStack() as cleanup:
         try:
@@ -51,6 +58,24 @@ def main(args):
             return 1
         gateway.run(args.cycles)
     return 0
+
+
+def _spool_directory_problems(environ):
+    """Return the spool directory's problem as a one-line list, or an empty list."""
+    import os
+
+    from bessai_edge.envfile import is_explicit_path
+    from bessai_edge.settings import DEFAULT_SPOOL_DIR
+    from bessai_edge.spool.segments import directory_error
+
+    directory = environ.get("SPOOL_DIR") or DEFAULT_SPOOL_DIR
+    if not is_explicit_path(directory):
+        return []  # the settings check has reported the value itself
+    try:
+        os.listdir(directory)
+    except OSError as error:
+        return [str(directory_error(directory, error))]
+    return []
 
 
 class _StartFailed(Exception):

@@ -18,7 +18,7 @@ def _bessai(args, lang, **variables):
 
 def test_run_profile_directory_spanish(tmp_path):
     result = _bessai(["run"], "es_CL.UTF-8", SITE_ID="site1", INVERTER_IP="127.0.0.1",
-                     DRIVER_PROFILE_PATH=str(tmp_path))
+                     DRIVER_PROFILE_PATH=str(tmp_path), SPOOL_DIR=str(tmp_path))
     assert result.returncode == EX_CONFIG
     assert result.stderr == (
         f"bessai: DRIVER_PROFILE_PATH='{tmp_path}' es inválido: perfil '{tmp_path}': "

@@ -18,11 +18,11 @@ def test_run_bad_settings_in_spanish(tmp_path):
         [*bessai_command(), "run"], capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "LANG": "es_CL.UTF-8", "SITE_ID": "a b",
              "INVERTER_PORT": "0", "DRIVER_PROFILE_PATH": "huawei_sun2000",
-             "INVERTER_IP": "192.168.1.100"})
+             "INVERTER_IP": "192.168.1.100", "SPOOL_DIR": str(tmp_path)})
     lines = result.stderr.strip().splitlines()
     assert result.returncode == EX_CONFIG
     assert lines == [
-        "bessai: SITE_ID='a b' es inválido: de 1 a 64 letras, dígitos, '.', '_' o '-', "
-        "empezando con una letra o un dígito",
+        "bessai: SITE_ID='a b' es inválido: de 1 a 64 letras ASCII (sin tildes ni ñ), "
+        "dígitos, '.', '_' o '-', empezando con una letra o un dígito",
         "bessai: INVERTER_PORT='0' es inválido: se espera un entero de 1 a 65535",
     ]

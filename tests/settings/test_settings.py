@@ -125,7 +125,8 @@ BAD_SETTINGS = [
     ({"SPOOL_SEGMENT_MAX_BYTES": "16X"}, "SPOOL_SEGMENT_MAX_BYTES='16X' is invalid"),
     ({"SPOOL_MAX_TOTAL_BYTES": "100"}, "SPOOL_MAX_TOTAL_BYTES='100' is invalid: expected a whole number of at least 8192"),
     ({"SPOOL_MAX_TOTAL_BYTES": "1.5G"}, "SPOOL_MAX_TOTAL_BYTES='1.5G' is invalid: expected a whole number"),
-    ({"SPOOL_SEGMENT_MAX_BYTES": "1G"}, "is less than twice SPOOL_SEGMENT_MAX_BYTES=1073741824"),
+    ({"SPOOL_SEGMENT_MAX_BYTES": "1G"}, "SPOOL_MAX_TOTAL_BYTES=536870912 bytes (default) is "
+     "less than twice SPOOL_SEGMENT_MAX_BYTES=1G (1073741824 bytes)"),
     ({"SPOOL_FSYNC_INTERVAL_S": "-1"}, "SPOOL_FSYNC_INTERVAL_S='-1' is invalid"),
     ({"HEALTH_LISTEN": "8000"}, "HEALTH_LISTEN='8000' is invalid: expected HOST:PORT"),
     ({"HEALTH_LISTEN": "127.0.0.1:99999"}, "HEALTH_LISTEN='127.0.0.1:99999' is invalid"),
@@ -170,8 +171,63 @@ def test_settings_unknown_unit_role_reported_with_other_problems():
     # It used to come only from the profile check, after the settings were fixed.
     problems = problems_of(MODBUS_UNIT_VEBUS="5", SCAN_INTERVAL_S="0")
     assert len(problems) == 2, problems
-    assert any("profile huawei_sun2000 has no unit role 'vebus'" in line
-               for line in problems), problems
+    assert any(line.startswith("MODBUS_UNIT_VEBUS='5' is invalid: profile huawei_sun2000 of "
+                               "device inverter has no unit role 'vebus' (it reads only its "
+                               "main unit); remove the setting") for line in problems), problems
+
+
+def test_settings_misspelt_unit_role_gets_suggestion():
+    problem, = problems_of(DRIVER_PROFILE_PATH="victron_multiplus", MODBUS_UNIT_BATERY="3")
+    assert problem == (
+        "MODBUS_UNIT_BATERY='3' is invalid: profile victron_multiplus of device inverter has "
+        "no unit role 'batery' (its roles: battery, vebus); did you mean MODBUS_UNIT_BATTERY?")
+
+
+TWO_DEVICES = {"DEVICES": "inv,vic", "DEVICE_INV_PROFILE": "sma_sunny_tripower",
+               "DEVICE_VIC_IP": "192.168.1.101", "DEVICE_VIC_PROFILE": "victron_multiplus"}
+
+
+def test_settings_device_unit_role_named_by_its_own_variable():
+    # It used to be reported as MODBUS_UNIT_BATERY, a variable the file did not have.
+    problem, = problems_of(**TWO_DEVICES, DEVICE_VIC_UNIT_BATERY="4")
+    assert problem.startswith("DEVICE_VIC_UNIT_BATERY='4' is invalid: profile "
+                              "victron_multiplus of device vic"), problem
+    assert problem.endswith("did you mean DEVICE_VIC_UNIT_BATTERY?"), problem
+
+
+def test_settings_shared_unit_role_points_to_device_variable():
+    # With several devices, "remove the setting" would also take the role from the
+    # device that has it.
+    problem, = problems_of(**TWO_DEVICES, MODBUS_UNIT_VEBUS="5")
+    assert problem.startswith("MODBUS_UNIT_VEBUS='5' is invalid: profile sma_sunny_tripower "
+                              "of device inv has no unit role 'vebus'"), problem
+    assert problem.endswith("with several devices, set it only for the device that has the "
+                            "role, as DEVICE_<NAME>_UNIT_VEBUS"), problem
+
+
+def test_settings_spool_sizes_as_written_and_default_marked():
+    problem, = problems_of(SPOOL_MAX_TOTAL_BYTES="20M")
+    assert problem.startswith("SPOOL_MAX_TOTAL_BYTES=20M (20971520 bytes) is less than twice "
+                              "SPOOL_SEGMENT_MAX_BYTES=16777216 bytes (default):"), problem
+
+
+def test_settings_invalid_spool_size_not_compared():
+    # The default of a rejected size used to be compared with the other size.
+    problems = problems_of(SPOOL_SEGMENT_MAX_BYTES="100", SPOOL_MAX_TOTAL_BYTES="20M")
+    assert problems == [
+        "SPOOL_SEGMENT_MAX_BYTES='100' is invalid: expected a whole number of at least 4096 "
+        "bytes, alone or with a K, M or G suffix (powers of 1024), e.g. 64M or 1536M for 1.5G"]
+
+
+def test_settings_file_not_utf8_names_line(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_bytes("SITE_ID=a\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
+                         "# Planta Ñuñoa\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        settings.read_environment(str(env_file), {})
+    problem, = caught.value.problems
+    assert problem.startswith(f"{env_file}:3: byte 0xd1 is not UTF-8 text; save the file as "
+                              "UTF-8"), problem
 
 
 def test_settings_ip_without_colon_no_port_hint():
@@ -296,7 +352,8 @@ def test_bad_lines_reported_with_bad_values(tmp_path):
     with pytest.raises(ConfigError) as caught:
         settings.load_settings(settings.read_environment(str(env_file), {}))
     problems = caught.value.problems
-    assert f"{env_file}:2: invalid line 'export FOO=1': expected NAME=VALUE" in problems
+    assert (f"{env_file}:2: invalid line 'export FOO=1': 'export' is shell syntax; write the "
+            "line without it") in problems
     assert (f"{env_file}:3: INVERTER_IP: text after the closing quote in "
             "'\"192.0.2.1\" # inverter': remove it, or put a comment on its own line") in problems
     assert any(line.startswith("SITE_ID='a b' is invalid") for line in problems), problems
@@ -383,3 +440,19 @@ def test_run_bad_settings_marked_err_in_journal(tmp_path):
     assert result.returncode == EX_CONFIG
     assert lines, "no error line"
     assert all(line.startswith("<3>bessai: ") for line in lines), lines
+
+
+def test_run_missing_spool_dir_reported_with_bad_settings(tmp_path):
+    # It used to come only after the settings were fixed, on a second run.
+    env_file = tmp_path / "bad.env"
+    missing = tmp_path / "absent" / "spool"
+    env_file.write_text(f"SITE_ID=site\nINVERTER_PORT=0\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
+                        f"INVERTER_IP=192.0.2.1\nSPOOL_DIR={missing}\n")
+    result = subprocess.run([*bessai_command(), "run", "--env-file", str(env_file)],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    assert result.returncode == EX_CONFIG
+    assert result.stderr.splitlines() == [
+        "bessai: INVERTER_PORT='0' is invalid: expected an integer from 1 to 65535",
+        f"bessai: spool directory {missing} does not exist: create it, owned by the bessai "
+        "user, or set SPOOL_DIR"]
