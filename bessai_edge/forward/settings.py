@@ -303,16 +303,16 @@ def _read_tls(reader):
             "MQTT_TLS_CERT and MQTT_TLS_KEY go together: set both for a client "
             "certificate, or neither"))
         return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if ca:
-        try:
-            context.load_verify_locations(cafile=ca)
-        except (OSError, ssl.SSLError) as error:
-            reader.invalid("MQTT_TLS_CA", ca, _(
-                "cannot load CA certificates from it ({error}): expected a readable "
-                "PEM file with the certificate of the authority that signed the "
-                "broker's certificate").format(error=_error_text(error)))
-            return None
+    try:
+        # With a CA file, only its authorities are trusted: the system's CAs are loaded
+        # only when no file is given.
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
+    except (OSError, ssl.SSLError) as error:
+        reader.invalid("MQTT_TLS_CA", ca, _(
+            "cannot load CA certificates from it ({error}): expected a readable "
+            "PEM file with the certificate of the authority that signed the "
+            "broker's certificate").format(error=_error_text(error)))
+        return None
     if cert:
         if read_private_file(reader, "MQTT_TLS_KEY", key) is None:
             return None

@@ -154,6 +154,25 @@ def test_forward_settings_tls_context(tls_files):
     assert settings.port == 8883
 
 
+def test_forward_settings_tls_ca_replaces_system_cas(tls_files, monkeypatch):
+    # MQTT_TLS_CA used to be added to the system's CAs, so a broker with a certificate
+    # from any public CA passed. SSL_CERT_FILE stands in for the system store here.
+    monkeypatch.setenv("SSL_CERT_FILE", tls_files["rogue_ca"])
+    with_file = load_settings({**MINIMAL, "MQTT_TLS_CA": tls_files["ca"]}).tls_context
+    issuers = [dict(entry[0] for entry in ca["subject"])["commonName"]
+               for ca in with_file.get_ca_certs()]
+    assert issuers == ["test-ca"]
+
+
+def test_forward_settings_tls_system_cas_without_file(tls_files, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", tls_files["rogue_ca"])
+    context = load_settings({**MINIMAL, "MQTT_TLS_CERT": tls_files["client_cert"],
+                             "MQTT_TLS_KEY": tls_files["client_key"]}).tls_context
+    issuers = [dict(entry[0] for entry in ca["subject"])["commonName"]
+               for ca in context.get_ca_certs()]
+    assert issuers == ["rogue-ca"]
+
+
 def test_forward_settings_tls_key_not_matching(tls_files):
     problem, = problems_of(MQTT_TLS_CA=tls_files["ca"], MQTT_TLS_CERT=tls_files["client_cert"],
                            MQTT_TLS_KEY=tls_files["server_key"])
