@@ -11,6 +11,7 @@ Alarm names are ``<field>:<level>``, e.g. ``soc_pct:low_warn`` or ``battery_temp
 import dataclasses
 import math
 
+from bessai_edge import envfile
 from bessai_edge.i18n import _
 
 LEVELS = ("LOW_TRIP", "LOW_WARN", "HIGH_WARN", "HIGH_TRIP")
@@ -127,7 +128,8 @@ def _read_level(reader, name, default):
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        reader.invalid(name, value, _("expected a number, or off"))
+        reader.invalid(name, value, _("expected a number, or off")
+                       + envfile.decimal_comma_hint(value))
         # Left out of the order check, which would otherwise compare the default with
         # the other levels as if the user had written it.
         return _OFF

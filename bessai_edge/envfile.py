@@ -20,6 +20,7 @@ _HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+", re.ASCII)
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 _INLINE_COMMENT = re.compile(r"#|\s;")  # systemd keeps such text in the value
@@ -67,16 +68,38 @@ def read_env_file(path):
             path=path, error=error.strerror or error)) from error
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(_("{path}:{line}: byte 0x{byte:02x} is not UTF-8 text; save the "
-                            "file as UTF-8, e.g. for a Latin-1 file: iconv -f latin1 -t "
-                            "utf-8 {path} > {path}.new, then move {path}.new over {path}"
-                            ).format(
-            path=path, line=data.count(b"\n", 0, error.start) + 1,
-            byte=data[error.start])) from error
-    return _parse_env_text(text, path)
+    lines, problems, unreadable = _decode_lines(data, path)
+    variables, line_problems, line_unreadable = _parse_env_text("\n".join(lines), path)
+    return variables, problems + line_problems, unreadable | line_unreadable
+
+
+def _decode_lines(data, path):
+    """Decode ``data`` line by line. A line that is not UTF-8 is reported and read as empty.
+
+    Such a comment line is left alone, because nothing in it is read.
+    """
+    lines, problems, unreadable = [], [], set()
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            lines.append(raw.decode("utf-8"))
+            continue
+        except UnicodeDecodeError as error:
+            byte = raw[error.start]
+        lines.append("")
+        if raw.lstrip()[:1] in (b"#", b";"):
+            continue
+        name = raw.partition(b"=")[0].strip().decode("ascii", "replace")
+        if _NAME.match(name):
+            unreadable.add(name)
+        if problems:
+            problems.append(_("{path}:{line}: byte 0x{byte:02x} is not UTF-8 text").format(
+                path=path, line=number, byte=byte))
+            continue
+        problems.append(_("{path}:{line}: byte 0x{byte:02x} is not UTF-8 text; save the "
+                          "file as UTF-8, e.g. for a Latin-1 file: iconv -f latin1 -t "
+                          "utf-8 {path} > {path}.new, then move {path}.new over {path}"
+                          ).format(path=path, line=number, byte=byte))
+    return lines, problems, unreadable
 
 
 def parse_env_text(text, path="<environment>"):
@@ -95,6 +118,13 @@ def _parse_env_text(text, path):
     for number, line in logical_lines:
         stripped = line.strip()
         if not stripped or stripped[0] in "#;":
+            continue
+        if "\0" in stripped:
+            name = stripped.partition("=")[0].strip()
+            if _NAME.match(name):
+                unreadable.add(name)
+            problems.append(_("{path}:{line}: the line contains a NUL byte: remove it").format(
+                path=path, line=number))
             continue
         name, sep, raw_value = stripped.partition("=")
         name = name.strip()
@@ -169,11 +199,7 @@ class EnvReader:
             return  # its line was reported already
         problem = _("{name}={value!r} is invalid: {accepted}").format(
             name=name, value=value, accepted=accepted)
-        if _INLINE_COMMENT.search(str(value)):
-            # systemd keeps the text after "#" in the value, and this parser does too.
-            problem += _("; a comment ('#' or ';') after the value is part of it, so put "
-                         "the comment on its own line")
-        self.problems.append(problem)
+        self.problems.append(problem + comment_hint(value))
 
     def raw(self, name):
         value = self.environ.get(name, "")
@@ -234,13 +260,31 @@ class EnvReader:
         number = float(value) if _DECIMAL_NUMBER.fullmatch(value) else math.nan
         if not math.isfinite(number) or (minimum is not None and number < minimum) or (
                 maximum is not None and number > maximum):
-            self.invalid(name, value, _range_text(_("a number"), minimum, maximum))
+            self.invalid(name, value, _range_text(_("a number"), minimum, maximum)
+                         + decimal_comma_hint(value))
             return default
         return number
 
     def raise_if_invalid(self):
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def comment_hint(value):
+    """Return a hint for a value that carries a comment (``x # note``), else ``""``."""
+    if _INLINE_COMMENT.search(str(value)):
+        # systemd keeps the text after "#" in the value, and this parser does too.
+        return _("; a comment ('#' or ';') after the value is part of it, so put the "
+                 "comment on its own line")
+    return ""
+
+
+def decimal_comma_hint(value):
+    """Return a hint for a number written with a decimal comma (``0,5``), else ``""``."""
+    if _DECIMAL_COMMA.fullmatch(value):
+        return _("; write the decimals after a point, not a comma: {fixed}").format(
+            fixed=value.replace(",", "."))
+    return ""
 
 
 def _range_text(kind, minimum, maximum):

@@ -94,6 +94,8 @@ def _suggestion(name, listed):
     The misspelt part is compared alone, so that the long shared ``DEVICE_<NAME>_``
     does not make an unrelated field look close.
     """
+    if name != name.upper() and _is_device_setting(name.upper(), listed):
+        return name.upper()  # variable names are case-sensitive, device names upper-case
     split = _split_device_name(name, listed)
     if split:
         device, field = split

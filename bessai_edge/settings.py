@@ -19,7 +19,13 @@ import os
 import re
 
 from bessai_edge import alarms, setting_names
-from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, read_env_file
+from bessai_edge.envfile import (
+    EnvReader,
+    comment_hint,
+    is_explicit_path,
+    is_valid_host,
+    read_env_file,
+)
 from bessai_edge.errors import ProfileError
 from bessai_edge.i18n import _
 from bessai_edge.profile.fields import MAX_UNIT_ID
@@ -305,27 +311,31 @@ def _check_distinct_endpoints(reader, mode, devices):
         return
     seen = {}
     for device in devices:
+        if not device.host:
+            continue  # its missing address is reported already
         key = (device.host, device.port, device.unit_id, device.profile)
         if key in seen:
             reader.problems.append(_(
                 "devices {first} and {second} are the same device ({host}, unit id {unit}): "
-                "give each its own DEVICE_<NAME>_IP or DEVICE_<NAME>_SLAVE_ID").format(
+                "give each its own DEVICE_<NAME>_IP, DEVICE_<NAME>_PORT or "
+                "DEVICE_<NAME>_SLAVE_ID").format(
                     first=seen[key], second=device.name, host=device.host,
                     unit=device.unit_id if device.unit_id is not None else _("from profile")))
         seen[key] = device.name
 
 
-def _read_size(reader, name, default, minimum):
+def _read_size(reader, name, default, minimum, maximum):
     """Return the size in bytes, the default when unset, or None when the value is invalid."""
     value = reader.raw(name)
     if not value:
         return default
     match = _SIZE.match(value)
     size = int(match.group(1)) * _SIZE_FACTORS[match.group(2).upper()] if match else None
-    if size is None or size < minimum:
+    if size is None or not minimum <= size <= maximum:
         reader.invalid(name, value, _(
-            "expected a whole number of at least {minimum} bytes, alone or with a K, M or G "
-            "suffix (powers of 1024), e.g. 64M or 1536M for 1.5G").format(minimum=minimum))
+            "expected a whole number from {minimum} bytes to {maximum}, alone or with a K, "
+            "M or G suffix (powers of 1024, also written KB or KiB), e.g. 64M or 1536M for "
+            "1.5G").format(minimum=minimum, maximum=f"{maximum // 1024 ** 3}G"))
         return None
     return size
 
@@ -346,8 +356,10 @@ def _read_spool(reader):
         reader.invalid("SPOOL_DIR", directory, _(
             "expected an absolute path such as /var/spool/bessai, or a path relative to the "
             "working directory that starts with ./ or ../"))
-    segment_max_bytes = _read_size(reader, "SPOOL_SEGMENT_MAX_BYTES", 16 * 1024 ** 2, 4096)
-    max_total_bytes = _read_size(reader, "SPOOL_MAX_TOTAL_BYTES", 512 * 1024 ** 2, 8192)
+    segment_max_bytes = _read_size(reader, "SPOOL_SEGMENT_MAX_BYTES", 16 * 1024 ** 2, 4096,
+                                   4 * 1024 ** 3)
+    max_total_bytes = _read_size(reader, "SPOOL_MAX_TOTAL_BYTES", 512 * 1024 ** 2, 8192,
+                                 1024 ** 4)
     # An invalid size is left out of the check below, which would otherwise compare the
     # default with the other size as if the user had written it.
     if None not in (segment_max_bytes, max_total_bytes) and (
@@ -365,6 +377,25 @@ def _read_spool(reader):
         fsync_interval_s=reader.number("SPOOL_FSYNC_INTERVAL_S", 5.0, minimum=0, maximum=3600),
         max_total_bytes=max_total_bytes or 0,
     )
+
+
+def spool_directory_problems(environ):
+    """Return the problem of the spool directory ``environ`` names, as a list of 0 or 1 lines.
+
+    ``bessai run`` opens the spool only once the settings are valid, so it calls this
+    to list a missing directory together with the invalid settings, and ``bessai
+    check`` to warn before the service fails on it.
+    """
+    from bessai_edge.spool.segments import directory_error
+
+    directory = environ.get("SPOOL_DIR") or DEFAULT_SPOOL_DIR
+    if not is_explicit_path(directory):
+        return []  # the settings check reports the value itself
+    try:
+        os.listdir(directory)
+    except (OSError, ValueError) as error:
+        return [str(directory_error(directory, error)) + comment_hint(directory)]
+    return []
 
 
 def _read_listen(reader):

@@ -72,7 +72,8 @@ def main(args):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="bessai check: %(levelname)s %(name)s: %(message)s")
     quiet_pymodbus()
-    settings = settings_module.load_settings(settings_module.read_environment(args.env_file))
+    environ = settings_module.read_environment(args.env_file)
+    settings = settings_module.load_settings(environ)
     devices = [device for device in settings.devices
                if args.device is None or device.name == args.device]
     if not devices:
@@ -107,6 +108,10 @@ def main(args):
         # The reader (e.g. `| head`) stopped: send what is left, and the final flush at
         # exit, to /dev/null instead of failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    for problem in settings_module.spool_directory_problems(environ):
+        # Not a device problem, so the exit status stays the devices' own.
+        print(_("bessai check: warning: `bessai run` will not start: {problem}").format(
+            problem=problem), file=sys.stderr)
     from bessai_edge.diagnosis import exit_status
 
     return exit_status([check.findings for check in checks])

@@ -3,9 +3,9 @@
 import json
 import sys
 
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, ngettext
 
-HELP = "list the bundled device profiles, or show one profile's read plan"
+HELP = "list the bundled device profiles, or show one profile's read plan (profiles show NAME)"
 
 
 def add_arguments(parser):
@@ -115,8 +115,10 @@ def _print_plan(profile, plan, example):
     for request in plan.requests:
         names = [point.name for point in plan.points
                  if point.readable and point.block == request.block]
-        print(_("  unit {unit} {function} {first}-{last} ({count} registers, {unused} unused): "
-                "{points}").format(unit=request.unit_id,
+        print(ngettext("  unit {unit} {function} {first}-{last} ({count} register, {unused} "
+                       "unused): {points}",
+                       "  unit {unit} {function} {first}-{last} ({count} registers, {unused} "
+                       "unused): {points}", request.count).format(unit=request.unit_id,
                                    function=_function_name(request.function),
                                    first=request.address, last=request.address + request.count - 1,
                                    count=request.count, unused=plan.unused_registers(request),

@@ -43,12 +43,15 @@ def main(args):
     from bessai_edge.service import journal
 
     environ = settings_module.read_environment(args.env_file)
+    # Checked before the spool is opened, so that one run lists a missing spool
+    # directory together with the invalid settings.
+    spool_problems = settings_module.spool_directory_problems(environ)
     try:
         settings = settings_module.load_settings(environ)
     except ConfigError as error:
-        # The spool is opened once the settings are valid. A missing spool directory is
-        # listed now too, so that one run names everything there is to fix.
-        raise ConfigError(error.problems + _spool_directory_problems(environ)) from error
+        raise ConfigError(error.problems + spool_problems) from error
+    if spool_problems:
+        raise ConfigError(spool_problems)
     journal.setup_logging(settings.log_level, site=settings.site_id)
     with contextlib.ExitStack() as cleanup:
         try:
@@ -58,24 +61,6 @@ def main(args):
             return 1
         gateway.run(args.cycles)
     return 0
-
-
-def _spool_directory_problems(environ):
-    """Return the spool directory's problem as a one-line list, or an empty list."""
-    import os
-
-    from bessai_edge.envfile import is_explicit_path
-    from bessai_edge.settings import DEFAULT_SPOOL_DIR
-    from bessai_edge.spool.segments import directory_error
-
-    directory = environ.get("SPOOL_DIR") or DEFAULT_SPOOL_DIR
-    if not is_explicit_path(directory):
-        return []  # the settings check has reported the value itself
-    try:
-        os.listdir(directory)
-    except OSError as error:
-        return [str(directory_error(directory, error))]
-    return []
 
 
 class _StartFailed(Exception):

@@ -32,6 +32,10 @@ CONNECT_TIMEOUT_S = 5.0
 # paho's name for a connection it closed because nothing came from the broker for
 # MQTT_KEEPALIVE seconds. Before the CONNACK, that is the CONNACK timeout too.
 _KEEPALIVE_TIMEOUT = "Keep alive timeout"
+# A connection lost sooner than this after CONNACK counts as a failed attempt, so a
+# broker that keeps dropping the client (another client with the same id) gets the
+# backoff instead of a reconnect at once.
+STABLE_CONNECTION_S = 10.0
 # Fraction of a reconnect delay that jitter may remove, so that gateways which lost
 # the same broker together do not all come back in the same second.
 RECONNECT_JITTER = 0.3
@@ -77,6 +81,7 @@ class MqttSession:
         self.next_attempt = clock()   # monotonic time of the next allowed attempt
         self._client = None
         self._connack_wait_start = 0.0
+        self._connected_at = 0.0
         self._last_paho_error = ""
 
     @property
@@ -201,7 +206,7 @@ class MqttSession:
             return
         if not reason_code.is_failure:
             self.state = State.CONNECTED
-            self.failures = 0
+            self._connected_at = self.clock()
             self.listener.on_connected()
             return
         reason = str(reason_code)
@@ -267,6 +272,14 @@ class MqttSession:
                     f"it ({detail}); check the broker's log"))
             self._fail(failure)
         elif self.state is State.CONNECTED:
+            lasted = self.clock() - self._connected_at
+            if lasted < STABLE_CONNECTION_S:
+                self._fail(Failure("lost", (
+                    f"connection to broker {self.settings.broker} lost {lasted:.1f} s after "
+                    f"it was accepted: {detail}; if this repeats, another client may use "
+                    f"MQTT_CLIENT_ID={self.settings.client_id}, which the broker then "
+                    f"disconnects")))
+                return
             self._drop_client()
             self.failures = 0
             self.next_attempt = self.clock()  # try again at once, then back off
@@ -274,6 +287,9 @@ class MqttSession:
                 f"connection to broker {self.settings.broker} lost: {detail}")))
 
     def _fail(self, failure):
+        if self.state is State.CONNECTED and (
+                self.clock() - self._connected_at >= STABLE_CONNECTION_S):
+            self.failures = 0  # the connection had worked: the backoff starts over
         self._drop_client()
         self.failures += 1
         delay = self.backoff.delay(self.failures, self.random_fraction())

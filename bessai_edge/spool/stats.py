@@ -2,10 +2,13 @@
 
 The writer's ``stats()`` counts since its ``open()``. The totals since the directory was
 created live in ``spool-state.json``, written by the writer after recovery, after each
-eviction, at the end of each drop episode and at ``close()``, so other processes (the
-CLI) can show them. A lost or damaged state file only resets those totals.
+eviction, every few seconds and at the end of a drop episode, and at ``close()``, so
+other processes (the CLI) can show them. A lost or damaged state file resets those
+totals, and the next sequence number then follows the last record on disk.
 """
 
+import contextlib
+import errno
 import logging
 import os
 
@@ -46,12 +49,36 @@ def load_state(directory):
 
 
 def save_state(directory, state):
-    """Write the state file atomically (temporary file, then rename) or raise ``OSError``."""
+    """Write the state file, atomically where the disk allows it, or raise ``OSError``.
+
+    The normal way is a temporary file renamed over the old one. On a full disk that
+    fails, so the old file is overwritten in place: a state file is far smaller than
+    one file system block, so it needs no new block. That write is not atomic, and a
+    power cut during it leaves a file that ``load_state`` reads as zeros.
+    """
     path = os.path.join(directory, STATE_FILE)
     temporary = path + ".tmp"
-    with open(temporary, "wb") as stream:
-        stream.write(orjson.dumps(state, option=orjson.OPT_APPEND_NEWLINE))
-    os.replace(temporary, path)
+    data = orjson.dumps(state, option=orjson.OPT_APPEND_NEWLINE)
+    try:
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        _overwrite(path, data)
+
+
+def _overwrite(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # no O_CREAT: a new file needs a block
+    try:
+        if os.pwrite(fd, data, 0) != len(data):
+            raise OSError(errno.ENOSPC, f"short write of {path}")
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def count_lines(path):

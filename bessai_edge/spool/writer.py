@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 SIZE_REFRESH_INTERVAL_S = 30.0
+DROP_STATE_INTERVAL_S = 5.0  # how often the state file is saved while records are dropped
 
 
 class _OpenSegment:
@@ -89,6 +90,7 @@ class Spool:
         self._next_refresh = 0.0
         self._drop_first_seq = None     # first dropped sequence number of the current episode
         self._drop_started = 0.0
+        self._next_drop_save = 0.0
         self._fsync_failing = False
         self._lifetime = {}
         self._counters = dict.fromkeys((
@@ -188,8 +190,10 @@ class Spool:
     # Writing
 
     def _prepare_segment(self, seq, line_size, now):
-        if self._truncate_pending:
-            os.ftruncate(self._open.fd, self._open.size)
+        if now >= self._next_refresh:
+            self._refresh_sizes(now)  # before the write: it notices a deleted open segment
+        if self._truncate_pending and self._open is not None:
+            self._cut_to(self._open.size)
             self._truncate_pending = False
         segment = self._open
         if segment is not None and segment.size > 0 and (
@@ -204,18 +208,32 @@ class Spool:
         try:
             written = os.write(self._open.fd, line)
         except OSError:
-            self._cut_partial_write()
+            self._cut_partial_write(0)
             raise
         if written != len(line):
-            self._cut_partial_write()
+            self._cut_partial_write(written)
             raise OSError(errno.ENOSPC, f"short write: {written} of {len(line)} bytes")
 
-    def _cut_partial_write(self):
+    def _cut_partial_write(self, written):
+        """Cut the ``written`` bytes of a failed write, which O_APPEND put at the file's end.
+
+        The size comes from the file rather than from the book-keeping, because another
+        process may have truncated the segment, and cutting to a larger size would
+        pad the file with NUL bytes.
+        """
+        segment = self._open
         try:
-            if os.fstat(self._open.fd).st_size != self._open.size:
-                os.ftruncate(self._open.fd, self._open.size)
+            end = os.fstat(segment.fd).st_size - written
+            self._total_bytes += end - segment.size
+            segment.size = end
+            self._cut_to(end)
         except OSError:
             self._truncate_pending = True
+
+    def _cut_to(self, size):
+        """Truncate the open segment to ``size`` bytes; never make it longer."""
+        if os.fstat(self._open.fd).st_size > size:
+            os.ftruncate(self._open.fd, size)
 
     def _after_write(self, seq, line_size, now):
         segment = self._open
@@ -232,8 +250,6 @@ class Spool:
             self._sync(now)
         if self._total_bytes > self.max_total_bytes:
             self._enforce_cap(now)
-        elif now >= self._next_refresh:
-            self._refresh_sizes(now)
 
     def _sync(self, now):
         try:
@@ -309,11 +325,33 @@ class Spool:
             return
         known = {first_seq: records for first_seq, _size, records in self._sealed}
         open_seq = self._open.first_seq if self._open else None
+        if open_seq is not None and all(segment.first_seq != open_seq for segment in listed):
+            self._drop_deleted_segment()
+            open_seq = None
         self._sealed = [[segment.first_seq, segment.size, known.get(segment.first_seq)]
                         for segment in listed if segment.first_seq != open_seq]
         self._total_bytes = sum(size for _seq, size, _records in self._sealed)
         if self._open is not None:
             self._total_bytes += self._open.size
+
+    def _drop_deleted_segment(self):
+        """Close the open segment that another process deleted, so the next record starts anew.
+
+        Lines written since the deletion went to a file no directory lists, so they
+        are lost. The scan loop's next append creates the new segment.
+        """
+        segment = self._open
+        log.error("spool segment %s was deleted while open: its records (sequence numbers "
+                  "%d-%d) are lost; the next record starts a new segment",
+                  segment_name(segment.first_seq), segment.first_seq,
+                  segment.last_seq or segment.first_seq)
+        try:
+            os.close(segment.fd)
+        except OSError:
+            pass  # the descriptor is released anyway
+        self._open = None
+        self._dirty_since = None
+        self._truncate_pending = False
 
     def _enforce_cap(self, now):
         self._refresh_sizes(now)
@@ -354,10 +392,16 @@ class Spool:
         if self._drop_first_seq is None:
             self._drop_first_seq = seq
             self._drop_started = now
+            self._next_drop_save = now
             self._counters["drop_episodes"] += 1
             log.warning("cannot write to spool %s (%s): dropping records, starting with "
                         "sequence number %d, until writing works again",
                         self.directory, error, seq)
+        if now >= self._next_drop_save:
+            # The dropped numbers are used up: after a restart, the next record must
+            # not take them again, or the gap would vanish downstream.
+            self._next_drop_save = now + DROP_STATE_INTERVAL_S
+            self._save_state()
 
     def _end_drop_episode(self, seq, now):
         log.warning("spool %s accepts writes again after %.1f s: dropped %d records "

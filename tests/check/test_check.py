@@ -177,6 +177,24 @@ def test_check_simulator_mode_starts_its_own_simulator():
     assert result.returncode == 0
 
 
+def test_check_warns_missing_spool_dir(tmp_path):
+    # check used to print [ok] for a spool directory that `bessai run` then rejected.
+    missing = tmp_path / "absent"
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
+                       SPOOL_DIR=missing)
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert result.returncode == 0
+    assert (f"bessai check: warning: `bessai run` will not start: spool directory {missing} "
+            "does not exist") in result.stderr
+
+
+def test_check_no_warning_with_spool_dir(tmp_path):
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
+                       SPOOL_DIR=tmp_path)
+    assert result.returncode == 0
+    assert "warning" not in result.stderr
+
+
 def test_check_ok_label_and_rounded_fields():
     result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000")
     assert result.returncode == 0, result.stdout + result.stderr

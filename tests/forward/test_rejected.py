@@ -161,3 +161,19 @@ def test_forward_tls_client_certificate_delivers(tmp_path, tls_files, spool_dir,
     finally:
         subscriber.stop()
         broker.stop()
+
+
+def test_forward_same_client_id_backs_off(tmp_path, mosquitto, spool_dir, state_dir):
+    # The broker drops the older of two clients with one id. Each forwarder reconnected
+    # at once after the loss, so the two took turns thousands of times a second.
+    first = start(tmp_path, mosquitto, spool_dir, state_dir, "first")
+    assert first.wait_for_log("connected to MQTT broker"), first.log_text()
+    other_spool, other_state = tmp_path / "other-spool", tmp_path / "other-state"
+    other_spool.mkdir()
+    other_state.mkdir()
+    second = start(tmp_path, mosquitto, other_spool, other_state, "second")
+    attempts = observe_attempts(mosquitto, first, "lost")
+    assert second.stop() == 0
+    assert first.stop() == 0
+    assert attempts <= 2 * MAX_ATTEMPTS, attempts
+    assert "another client may use MQTT_CLIENT_ID=bessai-forward-test" in first.log_text()

@@ -27,6 +27,15 @@ def problems_of(**overrides):
     return caught.value.problems
 
 
+def env_file_problems(tmp_path, data):
+    """Return ``(file path, problem lines)`` for an env file holding the bytes ``data``."""
+    env_file = tmp_path / "bessai.env"
+    env_file.write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(settings.read_environment(str(env_file), {}))
+    return env_file, caught.value.problems
+
+
 def test_settings_minimal_defaults():
     loaded = settings.load_settings(MINIMAL)
     device, = loaded.devices
@@ -123,7 +132,8 @@ BAD_SETTINGS = [
     ({"SPOOL_DIR": ".cache/spool"}, "or a path relative to the working directory that starts with ./ or ../"),
     ({"SPOOL_DIR": "var/spool/bessai"}, "SPOOL_DIR='var/spool/bessai' is invalid"),
     ({"SPOOL_SEGMENT_MAX_BYTES": "16X"}, "SPOOL_SEGMENT_MAX_BYTES='16X' is invalid"),
-    ({"SPOOL_MAX_TOTAL_BYTES": "100"}, "SPOOL_MAX_TOTAL_BYTES='100' is invalid: expected a whole number of at least 8192"),
+    ({"SPOOL_MAX_TOTAL_BYTES": "100"}, "SPOOL_MAX_TOTAL_BYTES='100' is invalid: expected a whole number from 8192 bytes to 1024G"),
+    ({"SPOOL_MAX_TOTAL_BYTES": "2000G"}, "SPOOL_MAX_TOTAL_BYTES='2000G' is invalid: expected a whole number from 8192"),
     ({"SPOOL_MAX_TOTAL_BYTES": "1.5G"}, "SPOOL_MAX_TOTAL_BYTES='1.5G' is invalid: expected a whole number"),
     ({"SPOOL_SEGMENT_MAX_BYTES": "1G"}, "SPOOL_MAX_TOTAL_BYTES=536870912 bytes (default) is "
      "less than twice SPOOL_SEGMENT_MAX_BYTES=1G (1073741824 bytes)"),
@@ -215,19 +225,44 @@ def test_settings_invalid_spool_size_not_compared():
     # The default of a rejected size used to be compared with the other size.
     problems = problems_of(SPOOL_SEGMENT_MAX_BYTES="100", SPOOL_MAX_TOTAL_BYTES="20M")
     assert problems == [
-        "SPOOL_SEGMENT_MAX_BYTES='100' is invalid: expected a whole number of at least 4096 "
-        "bytes, alone or with a K, M or G suffix (powers of 1024), e.g. 64M or 1536M for 1.5G"]
+        "SPOOL_SEGMENT_MAX_BYTES='100' is invalid: expected a whole number from 4096 bytes to "
+        "4G, alone or with a K, M or G suffix (powers of 1024, also written KB or KiB), e.g. "
+        "64M or 1536M for 1.5G"]
 
 
-def test_settings_file_not_utf8_names_line(tmp_path):
-    env_file = tmp_path / "bessai.env"
-    env_file.write_bytes("SITE_ID=a\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
-                         "# Planta Ñuñoa\n".encode("latin-1"))
-    with pytest.raises(ConfigError) as caught:
-        settings.read_environment(str(env_file), {})
-    problem, = caught.value.problems
-    assert problem.startswith(f"{env_file}:3: byte 0xd1 is not UTF-8 text; save the file as "
-                              "UTF-8"), problem
+def test_settings_file_not_utf8_reported_with_other_problems(tmp_path):
+    # A Latin-1 file used to stop the check at its first bad byte, so the other
+    # problems came only after the file was converted.
+    env_file, problems = env_file_problems(tmp_path, (
+        "# Planta Ñuñoa\nSITE_ID=PLANTA-ÑUÑOA\nINVERTER_IP=192.0.2.1\n"
+        "DRIVER_PROFILE_PATH=huawei_sun2000\nINVERTER_PORT=99999\n"
+        "LOG_LEVEL=información\n").encode("latin-1"))
+    first, second, port = problems
+    assert first.startswith(f"{env_file}:2: byte 0xd1 is not UTF-8 text; save the file as "
+                            "UTF-8, e.g. for a Latin-1 file: iconv -f latin1"), first
+    assert second == f"{env_file}:6: byte 0xf3 is not UTF-8 text"
+    assert port.startswith("INVERTER_PORT='99999' is invalid"), port
+
+
+def test_settings_nul_byte_line_rejected(tmp_path):
+    # A NUL byte in SPOOL_DIR used to end `bessai run` with a traceback.
+    env_file, problems = env_file_problems(
+        tmp_path, b"SITE_ID=a\nINVERTER_IP=192.0.2.1\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
+                  b"SPOOL_DIR=/tmp/sp\0ool\n")
+    assert problems == [f"{env_file}:4: the line contains a NUL byte: remove it"]
+
+
+@pytest.mark.parametrize("name", ["SCAN_INTERVAL_S", "LIMIT_SOC_LOW_WARN"])
+def test_settings_decimal_comma_hint(name):
+    problem, = problems_of(**{name: "0,5"})
+    assert problem.endswith("; write the decimals after a point, not a comma: 0.5"), problem
+
+
+def test_settings_same_device_check_skips_missing_address():
+    # A device without an address used to be compared as "(None, ...)".
+    problems = problems_of(INVERTER_IP=None, DEVICES="a,b", DEVICE_A_PROFILE="huawei_sun2000")
+    assert problems == ["INVERTER_IP is missing: the IP address or host name of the device, "
+                        "e.g. 192.168.1.100"], problems
 
 
 def test_settings_ip_without_colon_no_port_hint():
@@ -363,13 +398,10 @@ def test_bad_lines_reported_with_bad_values(tmp_path):
 
 
 def test_line_without_equals_not_reported_missing(tmp_path):
-    env_file = tmp_path / "bessai.env"
-    env_file.write_bytes(b"\xef\xbb\xbfSITE_ID\nINVERTER_IP=192.0.2.1\n"
-                         b"DRIVER_PROFILE_PATH=huawei_sun2000\n")
-    with pytest.raises(ConfigError) as caught:
-        settings.load_settings(settings.read_environment(str(env_file), {}))
+    env_file, problems = env_file_problems(
+        tmp_path, b"\xef\xbb\xbfSITE_ID\nINVERTER_IP=192.0.2.1\nDRIVER_PROFILE_PATH=huawei_sun2000\n")
     # The byte order mark an editor may write is skipped, not part of the first name.
-    assert caught.value.problems == [
+    assert problems == [
         f"{env_file}:1: invalid line 'SITE_ID': expected NAME=VALUE"]
 
 
@@ -442,17 +474,33 @@ def test_run_bad_settings_marked_err_in_journal(tmp_path):
     assert all(line.startswith("<3>bessai: ") for line in lines), lines
 
 
+def run_with_env_file(env_file, text):
+    """Write ``text`` to ``env_file``, run ``bessai run`` on it, return the CompletedProcess."""
+    env_file.write_text(text)
+    return subprocess.run([*bessai_command(), "run", "--env-file", str(env_file)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+
+
 def test_run_missing_spool_dir_reported_with_bad_settings(tmp_path):
     # It used to come only after the settings were fixed, on a second run.
-    env_file = tmp_path / "bad.env"
     missing = tmp_path / "absent" / "spool"
-    env_file.write_text(f"SITE_ID=site\nINVERTER_PORT=0\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
-                        f"INVERTER_IP=192.0.2.1\nSPOOL_DIR={missing}\n")
-    result = subprocess.run([*bessai_command(), "run", "--env-file", str(env_file)],
-                            capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    result = run_with_env_file(tmp_path / "bad.env", (
+        f"SITE_ID=site\nINVERTER_PORT=0\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
+        f"INVERTER_IP=192.0.2.1\nSPOOL_DIR={missing}\n"))
     assert result.returncode == EX_CONFIG
     assert result.stderr.splitlines() == [
         "bessai: INVERTER_PORT='0' is invalid: expected an integer from 1 to 65535",
         f"bessai: spool directory {missing} does not exist: create it, owned by the bessai "
         "user, or set SPOOL_DIR"]
+
+
+def test_run_spool_dir_comment_hint(tmp_path):
+    result = run_with_env_file(tmp_path / "bessai.env", (
+        f"SITE_ID=site\nINVERTER_IP=192.0.2.1\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
+        f"SPOOL_DIR={tmp_path} # local spool\n"))
+    assert result.returncode == EX_CONFIG
+    assert result.stderr.splitlines() == [
+        f"bessai: spool directory {tmp_path} # local spool does not exist: create it, owned by "
+        "the bessai user, or set SPOOL_DIR; a comment ('#' or ';') after the value is part of "
+        "it, so put the comment on its own line"]

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from bessai_edge.spool import Spool
+from bessai_edge.spool import Spool, stats
 from tests.conftest import require_commands
 from tests.spool.helpers import assert_spool_valid, read_seqs, sample_record
 
@@ -109,4 +109,29 @@ def test_full_disk_at_open_then_space_freed(small_disk):
     with Spool(spool_dir) as spool:
         assert spool.append(sample_record(23)) == 24
     assert read_seqs(spool_dir) == list(range(1, 21)) + [23, 24]
+    assert_spool_valid(spool_dir)
+
+
+def test_full_disk_restart_keeps_dropped_numbers(small_disk):
+    # The state file could not be replaced on a full disk, so the next start gave the
+    # dropped sequence numbers out again and the gap vanished downstream.
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir()
+    spool = Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20,
+                  fsync_interval_s=0).open()
+    assert spool.append(sample_record(0)) == 1
+    filler = fill_disk(small_disk)
+    results = [spool.append(sample_record(number)) for number in range(1, 50)]
+    dropped = results.count(None)
+    assert dropped > 0
+    spool.close()                       # the disk is still full here
+    filler.unlink()
+
+    reopened = Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20,
+                     fsync_interval_s=0).open()
+    try:
+        assert reopened.append(sample_record(50)) == 51
+    finally:
+        reopened.close()
+    assert stats.load_state(spool_dir)["records_dropped"] == dropped
     assert_spool_valid(spool_dir)

@@ -78,6 +78,21 @@ def test_rotation_by_age_on_monotonic_clock(tmp_path):
     assert [segment.first_seq for segment in list_segments(tmp_path)] == [1, 3]
 
 
+def test_deleted_open_segment_replaced_within_refresh(tmp_path, caplog):
+    # Records went on into a deleted file, with no log line, until the segment rotated.
+    clock = FakeClock()
+    with Spool(tmp_path, clock=clock) as spool:
+        spool.append(sample_record(0))
+        spool.append(sample_record(1))
+        (tmp_path / segment_name(1)).unlink()
+        clock.now += 31      # past the writer's directory refresh
+        assert spool.append(sample_record(2)) == 3
+    assert read_seqs(tmp_path) == [3]
+    assert [segment.first_seq for segment in list_segments(tmp_path)] == [3]
+    assert any("spool segment 00000000000000000001.jsonl was deleted while open"
+               in record.getMessage() for record in caplog.records)
+
+
 def test_fsync_interval_bounds_unsynced_window(tmp_path):
     clock = FakeClock()
     with Spool(tmp_path, fsync_interval_s=5, clock=clock) as spool:
