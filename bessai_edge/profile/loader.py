@@ -34,6 +34,14 @@ def parse_profile(text, path="<profile>"):
     try:
         data = json.loads(text, object_pairs_hook=_pairs_hook(duplicates))
     except json.JSONDecodeError as error:
+        start = text.lstrip()[:1]
+        if start not in ("{", ""):
+            # Not a broken profile but another file, such as the settings file.
+            raise _profile_error([_(
+                "{path}: not a profile: a profile is a JSON object, and this file starts "
+                "with {start!r}; set DRIVER_PROFILE_PATH (or DEVICE_<NAME>_PROFILE) to a "
+                "profile file or to a bundled profile name (list them with `bessai "
+                "profiles`)").format(path=path, start=text.lstrip()[:20])]) from None
         raise _profile_error([_("{path}:{line}:{column}: invalid JSON: {reason}; fix the "
                                 "syntax at that line and column").format(
                                     path=path, line=error.lineno, column=error.colno,

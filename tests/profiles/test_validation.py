@@ -226,6 +226,16 @@ def test_invalid_json_names_line_and_column():
     assert raised.value.problems[0].startswith(f"{PATH}:4:3: invalid JSON")
 
 
+def test_settings_file_as_profile_named_as_not_profile():
+    # The JSON parser's "invalid JSON at 1:1" told the user to fix the settings file.
+    with pytest.raises(ProfileError) as raised:
+        parse_profile("SITE_ID=site\nINVERTER_IP=192.0.2.1\n", PATH)
+    problem, = raised.value.problems
+    assert problem.startswith(f"{PATH}: not a profile: a profile is a JSON object, and this "
+                              "file starts with 'SITE_ID=site\\nINVERTE'; set "
+                              "DRIVER_PROFILE_PATH"), problem
+
+
 def test_duplicate_json_key_rejected():
     text = json.dumps(BASE).replace('"address": 100,', '"address": 100, "address": 102,')
     with pytest.raises(ProfileError) as raised:
