@@ -83,6 +83,8 @@ def test_diagnose_wrong_unit_id_names_unit_and_setting():
     message = diagnose(observe(request_outcomes=["exception_11"], unit_id=7))[0].message
     assert "unit id 7" in message
     assert "MODBUS_SLAVE_ID" in message
+    # A profile for another make brings that make's unit id: name it as a cause too.
+    assert "or the profile is for another make" in message
 
 
 def test_diagnose_soc_zero_names_profile_setting():
