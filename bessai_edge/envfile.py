@@ -21,6 +21,7 @@ _HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9
 _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+", re.ASCII)
+_THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+", re.ASCII)
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 _INLINE_COMMENT = re.compile(r"#|\s;")  # systemd keeps such text in the value
@@ -66,6 +67,9 @@ def read_env_file(path):
     except OSError as error:
         raise ConfigError(_("cannot read settings file {path}: {error}").format(
             path=path, error=error.strerror or error)) from error
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(_("settings file {path} is UTF-16 text: save it as UTF-8").format(
+            path=path))
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
     lines, problems, unreadable = _decode_lines(data, path)
@@ -280,7 +284,12 @@ def comment_hint(value):
 
 
 def decimal_comma_hint(value):
-    """Return a hint for a number written with a decimal comma (``0,5``), else ``""``."""
+    """Return a hint for a number written with a comma (``0,5``, ``1,000``), else ``""``."""
+    if _THOUSANDS.fullmatch(value):
+        # 1,000 may be a thousand or one with three decimals: name both readings.
+        return _("; write a number without a thousands separator ({whole}), and decimals "
+                 "after a point, not a comma ({fixed})").format(
+                     whole=value.replace(",", ""), fixed=value.replace(",", "."))
     if _DECIMAL_COMMA.fullmatch(value):
         return _("; write the decimals after a point, not a comma: {fixed}").format(
             fixed=value.replace(",", "."))

@@ -227,12 +227,25 @@ def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=Fa
         unit_id=reader.integer(variable("unit_id"), None, minimum=0, maximum=MAX_UNIT_ID),
         unit_ids={**common_unit_ids, **(_read_unit_ids(reader, f"{prefix}UNIT_") if prefix else {})},
     )
-    if profile_found and device.unit_ids:
-        _check_unit_roles(reader, device, prefix, several_devices)
+    loaded = _load_profile(reader, device.profile) if profile_found else None
+    if loaded is not None and device.unit_ids:
+        _check_unit_roles(reader, device, loaded, prefix, several_devices)
     return device
 
 
-def _check_unit_roles(reader, device, prefix, several_devices):
+def _load_profile(reader, name):
+    """Return the loaded profile, or None after adding its problems to the others."""
+    from bessai_edge.profile import load_profile
+
+    try:
+        return load_profile(name)
+    except ProfileError as error:
+        # Reported with the settings, so that one run lists every problem.
+        reader.problems.extend(getattr(error, "problems", None) or [str(error)])
+        return None
+
+
+def _check_unit_roles(reader, device, profile, prefix, several_devices):
     """Report unit roles the device's profile lacks, naming the variable that set each.
 
     ``prefix`` is the device's ``DEVICE_<NAME>_`` (None for the single device). A role
@@ -240,12 +253,6 @@ def _check_unit_roles(reader, device, prefix, several_devices):
     applies to every device, so with several devices the fix is to set the role for
     the device that has it.
     """
-    from bessai_edge.profile import load_profile
-
-    try:
-        profile = load_profile(device.profile)
-    except (ProfileError, ValueError):
-        return  # the profile's own error is reported when it is loaded
     roles = sorted(role.name for role in profile.unit_roles.values())
     for role in device.unit_ids:
         if role in roles:
@@ -382,9 +389,9 @@ def _read_spool(reader):
 def spool_directory_problems(environ):
     """Return the problem of the spool directory ``environ`` names, as a list of 0 or 1 lines.
 
-    ``bessai run`` opens the spool only once the settings are valid, so it calls this
-    to list a missing directory together with the invalid settings, and ``bessai
-    check`` to warn before the service fails on it.
+    ``bessai run`` calls it before it opens the spool, so that a missing directory is
+    listed together with any invalid settings. ``bessai check`` calls it to warn
+    before the service fails on it.
     """
     from bessai_edge.spool.segments import directory_error
 

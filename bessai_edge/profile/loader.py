@@ -21,10 +21,14 @@ def load_profile(path_or_name):
     """
     path = resolve_profile_path(path_or_name)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is skipped
+    except OSError as error:
         raise _profile_error([_("{path}: cannot read the profile: {error}").format(
-            path=path, error=error)]) from error
+            path=path, error=error.strerror or error)]) from error
+    except UnicodeDecodeError as error:
+        raise _profile_error([_("{path}: not a profile: byte 0x{byte:02x} at offset {offset} "
+                                "is not UTF-8 text, and a profile is a UTF-8 JSON file").format(
+            path=path, byte=error.object[error.start], offset=error.start)]) from error
     return parse_profile(text, str(path))
 
 

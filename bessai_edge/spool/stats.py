@@ -68,7 +68,10 @@ def save_state(directory, state):
             raise
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        _overwrite(path, data)
+        try:
+            _overwrite(path, data)
+        except FileNotFoundError:
+            raise error from None  # no file to overwrite: the full disk is the cause
 
 
 def _overwrite(path, data):

@@ -191,7 +191,7 @@ class Spool:
 
     def _prepare_segment(self, seq, line_size, now):
         if now >= self._next_refresh:
-            self._refresh_sizes(now)  # before the write: it notices a deleted open segment
+            self._refresh_sizes(now)  # before the write: it notices a changed open segment
         if self._truncate_pending and self._open is not None:
             self._cut_to(self._open.size)
             self._truncate_pending = False
@@ -325,25 +325,42 @@ class Spool:
             return
         known = {first_seq: records for first_seq, _size, records in self._sealed}
         open_seq = self._open.first_seq if self._open else None
-        if open_seq is not None and all(segment.first_seq != open_seq for segment in listed):
-            self._drop_deleted_segment()
-            open_seq = None
+        if open_seq is not None:
+            change = self._open_segment_change()
+            if change:
+                self._leave_changed_segment(change)
+                open_seq = None
         self._sealed = [[segment.first_seq, segment.size, known.get(segment.first_seq)]
                         for segment in listed if segment.first_seq != open_seq]
         self._total_bytes = sum(size for _seq, size, _records in self._sealed)
         if self._open is not None:
             self._total_bytes += self._open.size
 
-    def _drop_deleted_segment(self):
-        """Close the open segment that another process deleted, so the next record starts anew.
+    def _open_segment_change(self):
+        """Return how another process changed the open segment, or None when it did not."""
+        segment = self._open
+        try:
+            on_disk = os.stat(os.path.join(self.directory, segment_name(segment.first_seq)))
+            opened = os.fstat(segment.fd)
+        except FileNotFoundError:
+            return "deleted"
+        except OSError:
+            return None  # the write that follows reports a failing disk
+        if (on_disk.st_dev, on_disk.st_ino) != (opened.st_dev, opened.st_ino):
+            return "replaced"
+        if opened.st_size != segment.size and not self._truncate_pending:
+            return "truncated" if opened.st_size < segment.size else "extended"
+        return None
 
-        Lines written since the deletion went to a file no directory lists, so they
-        are lost. The scan loop's next append creates the new segment.
+    def _leave_changed_segment(self, change):
+        """Stop writing to an open segment that another process changed; start a new one.
+
+        The next append creates the new segment, so no record joins a line cut short.
         """
         segment = self._open
-        log.error("spool segment %s was deleted while open: its records (sequence numbers "
-                  "%d-%d) are lost; the next record starts a new segment",
-                  segment_name(segment.first_seq), segment.first_seq,
+        log.error("spool segment %s was %s by another process while open: the spool may "
+                  "have lost records %d-%d; the next record starts a new segment",
+                  segment_name(segment.first_seq), change, segment.first_seq,
                   segment.last_seq or segment.first_seq)
         try:
             os.close(segment.fd)

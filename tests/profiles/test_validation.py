@@ -236,6 +236,23 @@ def test_settings_file_as_profile_named_as_not_profile():
                               "DRIVER_PROFILE_PATH"), problem
 
 
+def test_profile_with_byte_order_mark_read(tmp_path):
+    path = tmp_path / "custom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(BASE).encode())
+    assert load_profile(str(path)).name == BASE["name"]
+
+
+def test_binary_file_as_profile_named_as_not_profile(tmp_path):
+    # Python's codec text ("invalid start byte") reached the user, untranslated.
+    path = tmp_path / "custom.json"
+    path.write_bytes(b"\xff\xfe{\x00")
+    with pytest.raises(ProfileError) as raised:
+        load_profile(str(path))
+    assert raised.value.problems == [
+        f"{path}: not a profile: byte 0xff at offset 0 is not UTF-8 text, and a profile is a "
+        "UTF-8 JSON file"]
+
+
 def test_duplicate_json_key_rejected():
     text = json.dumps(BASE).replace('"address": 100,', '"address": 100, "address": 102,')
     with pytest.raises(ProfileError) as raised:

@@ -258,11 +258,36 @@ def test_settings_decimal_comma_hint(name):
     assert problem.endswith("; write the decimals after a point, not a comma: 0.5"), problem
 
 
+def test_settings_thousands_separator_hint():
+    problem, = problems_of(STALE_AFTER_S="1,000")
+    assert problem.endswith("; write a number without a thousands separator (1000), and "
+                            "decimals after a point, not a comma (1.000)"), problem
+
+
+def test_settings_utf16_file_named_once(tmp_path):
+    # Each line was reported as containing NUL bytes.
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=a\nINVERTER_IP=192.0.2.1\n", encoding="utf-16")
+    with pytest.raises(ConfigError) as caught:
+        settings.read_environment(str(env_file), {})
+    assert caught.value.problems == [f"settings file {env_file} is UTF-16 text: save it as UTF-8"]
+
+
 def test_settings_same_device_check_skips_missing_address():
     # A device without an address used to be compared as "(None, ...)".
     problems = problems_of(INVERTER_IP=None, DEVICES="a,b", DEVICE_A_PROFILE="huawei_sun2000")
     assert problems == ["INVERTER_IP is missing: the IP address or host name of the device, "
                         "e.g. 192.168.1.100"], problems
+
+
+def test_settings_profile_problems_listed_with_others(tmp_path):
+    # A profile that resolves but does not load used to be reported only after the
+    # other settings were fixed.
+    profile = tmp_path / "notes.txt"
+    profile.write_text("not a profile\n")
+    problems = problems_of(DRIVER_PROFILE_PATH=str(profile), INVERTER_PORT="0")
+    assert len(problems) == 2, problems
+    assert problems[1].startswith(f"{profile}: not a profile"), problems
 
 
 def test_settings_ip_without_colon_no_port_hint():

@@ -78,19 +78,46 @@ def test_rotation_by_age_on_monotonic_clock(tmp_path):
     assert [segment.first_seq for segment in list_segments(tmp_path)] == [1, 3]
 
 
-def test_deleted_open_segment_replaced_within_refresh(tmp_path, caplog):
-    # Records went on into a deleted file, with no log line, until the segment rotated.
+def change_open_segment(tmp_path, caplog, change):
+    """Append two records, let ``change`` alter the open segment, append a third one.
+
+    Returns the error lines the writer logged.
+    """
     clock = FakeClock()
     with Spool(tmp_path, clock=clock) as spool:
         spool.append(sample_record(0))
         spool.append(sample_record(1))
-        (tmp_path / segment_name(1)).unlink()
+        change(tmp_path / segment_name(1))
         clock.now += 31      # past the writer's directory refresh
         assert spool.append(sample_record(2)) == 3
+    return [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_deleted_open_segment_replaced_within_refresh(tmp_path, caplog):
+    # Records went on into a deleted file, with no log line, until the segment rotated.
+    errors = change_open_segment(tmp_path, caplog, lambda path: path.unlink())
     assert read_seqs(tmp_path) == [3]
     assert [segment.first_seq for segment in list_segments(tmp_path)] == [3]
-    assert any("spool segment 00000000000000000001.jsonl was deleted while open"
-               in record.getMessage() for record in caplog.records)
+    assert errors[0].startswith("spool segment 00000000000000000001.jsonl was deleted by "
+                                "another process while open")
+
+
+def test_renamed_open_segment_noticed(tmp_path, caplog):
+    # A file put in place of the open segment (as log rotation does) went unnoticed.
+    def rotate(path):
+        path.rename(tmp_path / "moved")
+        path.write_bytes(b"")
+    errors = change_open_segment(tmp_path, caplog, rotate)
+    assert (tmp_path / "moved").read_bytes().count(b"\n") == 2
+    assert (tmp_path / segment_name(3)).read_bytes().count(b"\n") == 1
+    assert "was replaced by another process while open" in errors[0]
+
+
+def test_truncated_open_segment_noticed(tmp_path, caplog):
+    # The next record joined the line that the truncation cut short.
+    errors = change_open_segment(tmp_path, caplog, lambda path: os.truncate(path, 10))
+    assert "was truncated by another process while open" in errors[0]
+    assert (tmp_path / segment_name(3)).read_bytes().count(b"\n") == 1
 
 
 def test_fsync_interval_bounds_unsynced_window(tmp_path):
