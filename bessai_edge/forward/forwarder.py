@@ -137,7 +137,7 @@ class Forwarder:
             self._take_acknowledged()
             self._check_acknowledgement_wait()
             if session.connected and not len(self.window) and self.cursor.caught_up:
-                self.outage.caught_up()
+                self.outage.caught_up(settled=session.settled)
         self._save_if_due()
         self._delete_if_due()
         self._report_status()

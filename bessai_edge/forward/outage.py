@@ -1,18 +1,24 @@
 """Log lines for broker outages: one when an outage starts, one when it is over.
 
 An outage starts with the first failed connection attempt or a lost connection. It
-is over once the forwarder is connected again and has delivered the backlog that
-built up meanwhile. The closing line gives how long the broker was unreachable and
-how many records the backlog held. Failed attempts in between are logged at DEBUG,
+is over once the forwarder is connected again, the connection has lasted (the
+session calls it settled), and the backlog that built up meanwhile is delivered.
+So a broker that keeps dropping the client gives one outage, not a pair of lines
+per connection. The closing line gives how long the broker was unreachable and how
+many records the backlog held. Failed attempts in between are logged at DEBUG,
 except when the reason changes (for example from "refused" to "credentials"), which
 is logged at WARNING because it usually needs a different fix. The first failed
 attempt after a lost connection is no such change, because a loss gives no reason.
+A connection dropped soon after it was accepted (kind ``dropped``) is such a change,
+because its line names a likely cause.
 """
 
 import logging
 import time
 
 logger = logging.getLogger(__name__)
+
+_LOSSES = ("lost", "dropped")  # failures that end a connection and give no reason of their own
 
 
 class OutageLog:
@@ -28,6 +34,7 @@ class OutageLog:
         self._failures = 0
         self._kind = ""
         self._delivered = 0
+        self._caught_up_at = None  # when the backlog was first delivered after reconnecting
 
     def failed(self, failure, retry_in_s):
         """Record a failed attempt or a lost connection."""
@@ -41,7 +48,8 @@ class OutageLog:
             self._kind = failure.kind
             logger.warning("MQTT outage started: %s; the spool keeps the records, "
                            "next attempt in %.1f s", failure.message, retry_in_s)
-        elif failure.kind != self._kind and self._kind != "lost":
+        elif failure.kind != self._kind and (
+                self._kind not in _LOSSES or failure.kind == "dropped"):
             self._kind = failure.kind
             logger.warning("MQTT outage goes on, for another reason: %s; next attempt in %.1f s",
                            failure.message, retry_in_s)
@@ -53,6 +61,7 @@ class OutageLog:
         if failure.kind != "lost":
             self._failures += 1
         self._reconnected = None
+        self._caught_up_at = None
 
     def connected(self):
         if self.active and self._reconnected is None:
@@ -62,14 +71,22 @@ class OutageLog:
         if self.active:
             self._delivered += count
 
-    def caught_up(self):
-        """Close the outage once connected with nothing left to send; return True if closed."""
+    def caught_up(self, settled=True):
+        """Close the outage once connected with nothing left to send; return True if closed.
+
+        ``settled`` is False while the connection is too young to count as restored. The
+        outage then stays open, and the backlog's delivery time ends at the first call.
+        """
         if not self.active or self._reconnected is None:
             return False
         now = self.clock()
+        if self._caught_up_at is None:
+            self._caught_up_at = now
+        if not settled:
+            return False
         logger.info("MQTT outage over: broker %s was unreachable for %.1f s (%d failed "
                     "attempts); delivered the backlog of %d records in %.1f s",
                     self.broker, self._reconnected - self._started, self._failures,
-                    self._delivered, now - self._reconnected)
+                    self._delivered, self._caught_up_at - self._reconnected)
         self.active = False
         return True

@@ -88,6 +88,11 @@ class MqttSession:
     def connected(self):
         return self.state is State.CONNECTED
 
+    @property
+    def settled(self):
+        """True once the connection has lasted STABLE_CONNECTION_S, so an outage may end."""
+        return self.connected and self.clock() - self._connected_at >= STABLE_CONNECTION_S
+
     def retry_in(self, now=None):
         """Seconds until the next connection attempt is allowed (0 when due)."""
         now = self.clock() if now is None else now
@@ -274,7 +279,7 @@ class MqttSession:
         elif self.state is State.CONNECTED:
             lasted = self.clock() - self._connected_at
             if lasted < STABLE_CONNECTION_S:
-                self._fail(Failure("lost", (
+                self._fail(Failure("dropped", (
                     f"connection to broker {self.settings.broker} lost {lasted:.1f} s after "
                     f"it was accepted: {detail}; if this repeats, another client may use "
                     f"MQTT_CLIENT_ID={self.settings.client_id}, which the broker then "

@@ -94,3 +94,32 @@ def test_outage_log_caught_up_without_outage(clock):
     outage.connected()
     assert not outage.caught_up()
     assert outage.outages == 0
+
+
+DROPPED = Failure("dropped", "connection to broker 10.0.0.5:1883 lost 0.1 s after it was "
+                             "accepted: another client may use MQTT_CLIENT_ID=x")
+
+
+def test_outage_log_dropped_connections_one_outage(clock, caplog):
+    # A broker that kept dropping the client gave a started/over pair per connection.
+    outage = OutageLog("10.0.0.5:1883", clock)
+    with caplog.at_level(logging.INFO, logger="bessai_edge.forward.outage"):
+        outage.failed(LOST, 0.0)
+        for _ in range(3):
+            clock.now += 1
+            outage.connected()
+            assert not outage.caught_up(settled=False)
+            outage.failed(DROPPED, 2.0)
+        clock.now += 2
+        outage.connected()
+        clock.now += 0.5
+        assert not outage.caught_up(settled=False)   # delivered, connection still young
+        clock.now += 10
+        assert outage.caught_up(settled=True)
+    warnings = lines(caplog, logging.WARNING)
+    assert len(warnings) == 2, warnings
+    assert warnings[1].startswith("MQTT outage goes on, for another reason: connection to "
+                                  "broker 10.0.0.5:1883 lost 0.1 s after it was accepted")
+    assert lines(caplog, logging.INFO) == [
+        "MQTT outage over: broker 10.0.0.5:1883 was unreachable for 5.0 s (3 failed "
+        "attempts); delivered the backlog of 0 records in 0.5 s"]
