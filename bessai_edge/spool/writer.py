@@ -87,6 +87,7 @@ class Spool:
         self._synced_seq = 0
         self._dirty_since = None        # clock time of the oldest unsynced line
         self._truncate_pending = False  # a failed write left bytes that must be cut
+        self._foreign_lock = False      # the replaced directory is locked by another process
         self._next_refresh = 0.0
         self._drop_first_seq = None     # first dropped sequence number of the current episode
         self._drop_started = 0.0
@@ -192,6 +193,8 @@ class Spool:
     def _prepare_segment(self, seq, line_size, now):
         if now >= self._next_refresh:
             self._refresh_sizes(now)  # before the write: it notices a changed open segment
+        if self._foreign_lock:
+            raise OSError(errno.EBUSY, f"another process holds the lock of {self.directory}")
         if self._truncate_pending and self._open is not None:
             self._cut_to(self._open.size)
             self._truncate_pending = False
@@ -318,6 +321,7 @@ class Spool:
     def _refresh_sizes(self, now):
         """Re-read the sealed segments from disk, because the forwarder deletes delivered ones."""
         self._next_refresh = now + SIZE_REFRESH_INTERVAL_S
+        self._relock_replaced_directory()
         try:
             listed = list_segments(self.directory)
         except OSError as error:
@@ -335,6 +339,35 @@ class Spool:
         self._total_bytes = sum(size for _seq, size, _records in self._sealed)
         if self._open is not None:
             self._total_bytes += self._open.size
+
+    def _relock_replaced_directory(self):
+        """Move the lock to the spool directory when another process replaced it.
+
+        After ``rm -rf`` and ``mkdir`` the lock would stay on the deleted directory, and
+        a second writer could start on the new one. While another process holds the
+        new directory's lock, appends fail and the records are counted as dropped.
+        """
+        try:
+            current = os.stat(self.directory)
+            locked = os.fstat(self._dir_fd)
+        except OSError:
+            return  # a missing directory shows as failing writes
+        if (current.st_dev, current.st_ino) == (locked.st_dev, locked.st_ino):
+            self._foreign_lock = False
+            return
+        try:
+            dir_fd = _lock_directory(self.directory)
+        except SpoolError as error:
+            if not self._foreign_lock:
+                log.error("spool directory %s was replaced while open, and its new lock "
+                          "cannot be taken: %s", self.directory, error)
+            self._foreign_lock = True
+            return
+        os.close(self._dir_fd)
+        self._dir_fd = dir_fd
+        self._foreign_lock = False
+        log.error("spool directory %s was replaced by another process while open: the "
+                  "lock moved to the new directory", self.directory)
 
     def _open_segment_change(self):
         """Return how another process changed the open segment, or None when it did not."""

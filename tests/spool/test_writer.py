@@ -120,6 +120,44 @@ def test_truncated_open_segment_noticed(tmp_path, caplog):
     assert (tmp_path / segment_name(3)).read_bytes().count(b"\n") == 1
 
 
+def replace_directory(directory):
+    """Do what ``rm -rf DIR; mkdir DIR`` does, keeping the old one aside for the test."""
+    directory.rename(directory.with_name(directory.name + ".old"))
+    directory.mkdir()
+
+
+def test_replaced_directory_locked_again(tmp_path, caplog):
+    # After rm -rf and mkdir, the lock stayed on the deleted directory, so a second
+    # writer could start on the new one and hand out the same sequence numbers.
+    clock = FakeClock()
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    with Spool(directory, clock=clock) as spool:
+        spool.append(sample_record(0))
+        replace_directory(directory)
+        clock.now += 31      # past the writer's directory refresh
+        assert spool.append(sample_record(1)) == 2
+        with pytest.raises(SpoolError):
+            Spool(directory).open()
+    assert read_seqs(directory) == [2]
+    assert any("the lock moved to the new directory" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_replaced_directory_locked_by_other_drops(tmp_path):
+    clock = FakeClock()
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    with Spool(directory, clock=clock) as spool:
+        spool.append(sample_record(0))
+        replace_directory(directory)
+        with Spool(directory) as other:
+            clock.now += 31
+            assert spool.append(sample_record(1)) is None   # counted as dropped
+            other.append(sample_record(2))
+        assert spool.stats()["records_dropped"] == 1
+
+
 def test_fsync_interval_bounds_unsynced_window(tmp_path):
     clock = FakeClock()
     with Spool(tmp_path, fsync_interval_s=5, clock=clock) as spool:
