@@ -9,6 +9,7 @@ answered with problems, 2 when no device gave data, 78 for invalid settings.
 
 import array
 import dataclasses
+import difflib
 import json
 import logging
 import math
@@ -77,9 +78,11 @@ def main(args):
     devices = [device for device in settings.devices
                if args.device is None or device.name == args.device]
     if not devices:
+        names = [device.name for device in settings.devices]
+        close = difflib.get_close_matches(args.device.lower(), names, n=1)
+        hint = _("; did you mean {name}?").format(name=close[0]) if close else ""
         raise ConfigError(_("--device {name}: no such device; configured devices: "
-                            "{names}").format(name=args.device, names=", ".join(
-                                device.name for device in settings.devices)))
+                            "{names}").format(name=args.device, names=", ".join(names)) + hint)
     from bessai_edge.devices import load_device_profiles
 
     profiles = load_device_profiles(devices)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from bessai_edge.errors import EX_CONFIG
 from bessai_edge.profile import bundled_profiles
 from tests.conftest import CAPTURES, bessai_command, free_tcp_port
 from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
@@ -193,6 +194,15 @@ def test_check_no_warning_with_spool_dir(tmp_path):
                        SPOOL_DIR=tmp_path)
     assert result.returncode == 0
     assert "warning" not in result.stderr
+
+
+def test_check_unknown_device_gets_suggestion(tmp_path):
+    result = run_check("--device", "batery", BESSAI_MODE="simulator", INVERTER_IP="",
+                       profile="huawei_sun2000", DEVICES="inverter,battery",
+                       DEVICE_BATTERY_PROFILE="huawei_sun2000", SPOOL_DIR=tmp_path)
+    assert result.returncode == EX_CONFIG
+    assert result.stderr.strip() == ("bessai: --device batery: no such device; configured "
+                                     "devices: inverter, battery; did you mean battery?")
 
 
 def test_check_ok_label_and_rounded_fields():
