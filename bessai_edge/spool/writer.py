@@ -194,7 +194,8 @@ class Spool:
         if now >= self._next_refresh:
             self._refresh_sizes(now)  # before the write: it notices a changed open segment
         if self._foreign_lock:
-            raise OSError(errno.EBUSY, f"another process holds the lock of {self.directory}")
+            raise OSError(errno.EBUSY,
+                          f"spool directory {self.directory} is locked by another process")
         if self._truncate_pending and self._open is not None:
             self._cut_to(self._open.size)
             self._truncate_pending = False
@@ -229,7 +230,8 @@ class Spool:
             end = os.fstat(segment.fd).st_size - written
             self._total_bytes += end - segment.size
             segment.size = end
-            self._cut_to(end)
+            if written:
+                os.ftruncate(segment.fd, end)
         except OSError:
             self._truncate_pending = True
 

@@ -156,7 +156,7 @@ def test_forward_settings_tls_context(tls_files):
 
 def test_forward_settings_tls_ca_replaces_system_cas(tls_files, monkeypatch):
     # MQTT_TLS_CA used to be added to the system's CAs, so a broker with a certificate
-    # from any public CA passed. SSL_CERT_FILE stands in for the system store here.
+    # from any public CA passed. SSL_CERT_FILE replaces the system store here.
     monkeypatch.setenv("SSL_CERT_FILE", tls_files["rogue_ca"])
     with_file = load_settings({**MINIMAL, "MQTT_TLS_CA": tls_files["ca"]}).tls_context
     issuers = [dict(entry[0] for entry in ca["subject"])["commonName"]

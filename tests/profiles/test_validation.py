@@ -227,7 +227,7 @@ def test_invalid_json_names_line_and_column():
 
 
 def test_settings_file_as_profile_named_as_not_profile():
-    # The JSON parser's "invalid JSON at 1:1" told the user to fix the settings file.
+    # The JSON parser's "invalid JSON at 1:1" asked the user to fix the settings file.
     with pytest.raises(ProfileError) as raised:
         parse_profile("SITE_ID=site\nINVERTER_IP=192.0.2.1\n", PATH)
     problem, = raised.value.problems

@@ -197,7 +197,7 @@ TWO_DEVICES = {"DEVICES": "inv,vic", "DEVICE_INV_PROFILE": "sma_sunny_tripower",
                "DEVICE_VIC_IP": "192.168.1.101", "DEVICE_VIC_PROFILE": "victron_multiplus"}
 
 
-def test_settings_device_unit_role_named_by_its_own_variable():
+def test_settings_device_unit_role_own_name():
     # It used to be reported as MODBUS_UNIT_BATERY, a variable the file did not have.
     problem, = problems_of(**TWO_DEVICES, DEVICE_VIC_UNIT_BATERY="4")
     assert problem.startswith("DEVICE_VIC_UNIT_BATERY='4' is invalid: profile "

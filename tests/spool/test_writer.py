@@ -120,25 +120,32 @@ def test_truncated_open_segment_noticed(tmp_path, caplog):
     assert (tmp_path / segment_name(3)).read_bytes().count(b"\n") == 1
 
 
-def replace_directory(directory):
-    """Do what ``rm -rf DIR; mkdir DIR`` does, keeping the old one aside for the test."""
-    directory.rename(directory.with_name(directory.name + ".old"))
+def open_then_replace(tmp_path, clock):
+    """Open a spool, append one record, then do what ``rm -rf DIR; mkdir DIR`` does.
+
+    The old directory is kept aside for the test. Returns (spool, directory).
+    """
+    directory = tmp_path / "spool"
     directory.mkdir()
+    spool = Spool(directory, clock=clock).open()
+    spool.append(sample_record(0))
+    directory.rename(tmp_path / "spool.old")
+    directory.mkdir()
+    return spool, directory
 
 
 def test_replaced_directory_locked_again(tmp_path, caplog):
     # After rm -rf and mkdir, the lock stayed on the deleted directory, so a second
     # writer could start on the new one and hand out the same sequence numbers.
     clock = FakeClock()
-    directory = tmp_path / "spool"
-    directory.mkdir()
-    with Spool(directory, clock=clock) as spool:
-        spool.append(sample_record(0))
-        replace_directory(directory)
+    spool, directory = open_then_replace(tmp_path, clock)
+    try:
         clock.now += 31      # past the writer's directory refresh
         assert spool.append(sample_record(1)) == 2
         with pytest.raises(SpoolError):
             Spool(directory).open()
+    finally:
+        spool.close()
     assert read_seqs(directory) == [2]
     assert any("the lock moved to the new directory" in record.getMessage()
                for record in caplog.records)
@@ -146,16 +153,15 @@ def test_replaced_directory_locked_again(tmp_path, caplog):
 
 def test_replaced_directory_locked_by_other_drops(tmp_path):
     clock = FakeClock()
-    directory = tmp_path / "spool"
-    directory.mkdir()
-    with Spool(directory, clock=clock) as spool:
-        spool.append(sample_record(0))
-        replace_directory(directory)
+    spool, directory = open_then_replace(tmp_path, clock)
+    try:
         with Spool(directory) as other:
             clock.now += 31
             assert spool.append(sample_record(1)) is None   # counted as dropped
             other.append(sample_record(2))
         assert spool.stats()["records_dropped"] == 1
+    finally:
+        spool.close()
 
 
 def test_fsync_interval_bounds_unsynced_window(tmp_path):
