@@ -5,16 +5,21 @@ over Modbus TCP on 127.0.0.1, both started here:
 
 * ``cpu_per_cycle_ratio``: CPU time per cycle of ``bessai run`` divided by that of a
   bare pymodbus ``ModbusTcpClient`` reading the same requests. Both sides are child
-  processes started the same way. Both start their cycles on a fixed grid of the
-  monotonic clock at the same period and sleep in between. This process reads each
-  child's CPU time (``/proc/PID/task/*/schedstat``, in nanoseconds) in the middle of
-  the wait after cycle ``WARMUP_CYCLES`` and again ``N`` cycles later, so start-up and
-  warm-up are left out. It divides by the cycles that started in between, taken from
-  the records' ``mono_s`` and from the start times that the bare child prints when it
-  ends. The profile is a copy of the bundled one without
-  quiet time and request spacing, so cycles are short and both sides send the same
-  requests back to back. The sides alternate over several rounds; the figure is the
-  median of the rounds' ratios.
+  processes that run at the same time, each on its own fixed grid of the monotonic
+  clock at the same period. The bare grid starts half a period after the gateway's,
+  so the two take turns with the simulator, and a slow stretch of the machine hits
+  both alike.
+  This process reads both children's CPU time (``/proc/PID/task/*/schedstat``, in
+  nanoseconds) in the same instant, a quarter period after a gateway cycle start, once
+  ``WARMUP_CYCLES`` cycles into the bare grid and again ``N`` cycles later, so
+  start-up and warm-up are left out. Each side's CPU time is divided by the cycles
+  that started in between, taken from the records' ``mono_s`` and from the start
+  times that the bare child prints when it ends. The profile is a copy of the bundled
+  one without quiet time and request spacing, so cycles are short and both sides send
+  the same requests back to back. The figure is the median of several rounds.
+* ``cpu_per_cycle_ratio_device_apart``: the same with the simulator pinned to one CPU
+  and both measured processes to the other, as when the device is another machine: the
+  simulator then shares no CPU cache with them, and each reply wakes an idle CPU.
 * ``cycle_start_error_p99_ms``: how far cycle starts land from the grid
   ``start + k * period`` at the default 1 s period, from the records' ``mono_s``.
 * ``steady_rss_mb``: the gateway's VmRSS sampled once per second over the second half
@@ -50,6 +55,7 @@ PROFILE = "huawei_sun2000"
 CPU_PERIOD_S = 0.05  # the shortest SCAN_INTERVAL_S the settings accept
 WARMUP_CYCLES = 40
 TAIL_CYCLES = 4      # cycles after the second CPU reading, so it falls between two cycles
+LEAD_CYCLES = 10     # gateway cycles before the bare grid starts: its start-up is done
 START_TIMEOUT_S = 30.0
 
 
@@ -67,6 +73,8 @@ def main(argv):
         _emit(_cpu_ratio(work, fast_profile, host, port, cpu_cycles, rounds))
         for figure in _timing_and_memory(work, args.profile, host, port, timing_cycles):
             _emit(figure)
+    if len(os.sched_getaffinity(0)) >= 2:
+        _emit(_device_apart(args.profile, cpu_cycles, rounds))
     return 0
 
 
@@ -75,11 +83,12 @@ def _emit(figure):
 
 
 @contextlib.contextmanager
-def unpaced_simulator(prefix, profile_name):
+def unpaced_simulator(prefix, profile_name, cpu=None):
     """Yield ``(work dir, unpaced profile path, host, port)`` with the simulator running.
 
     The simulator serves the bundled profile; the unpaced copy in the temporary work
-    directory is the one the measured processes read.
+    directory is the one the measured processes read. ``cpu`` pins every thread of the
+    simulator to that CPU.
     """
     with tempfile.TemporaryDirectory(prefix=prefix) as work:
         work = pathlib.Path(work)
@@ -87,6 +96,9 @@ def unpaced_simulator(prefix, profile_name):
         simulator = SimulatorProcess(["--profile", profile_name])
         host, port = simulator.start()
         try:
+            if cpu is not None:
+                for task in os.listdir(f"/proc/{simulator.process.pid}/task"):
+                    os.sched_setaffinity(int(task), {cpu})
             yield work, profile, host, port
         finally:
             simulator.stop()
@@ -127,24 +139,19 @@ def _bessai():
     return [str(script)] if script.exists() else [sys.executable, "-m", "bessai_edge"]
 
 
-def _cpu_ratio(work, profile_path, host, port, measured, rounds):
+def _cpu_ratio(work, profile_path, host, port, measured, rounds, figure="cpu_per_cycle_ratio"):
     requests = load_profile(profile_path).plan().requests
     blocks = [[request.function, request.address, request.count, request.unit_id]
               for request in requests]
     gateway, bare = [], []
     for number in range(rounds):
-        sides = [lambda: _gateway_cpu(work, profile_path, host, port, measured, number),
-                 lambda: _bare_cpu(host, port, blocks, measured)]
-        if number % 2:
-            sides.reverse()  # alternate, so a slow stretch of the machine hits both sides
-        results = [side() for side in sides]
-        if number % 2:
-            results.reverse()
-        gateway.append(results[0])
-        bare.append(results[1])
+        gateway_s, bare_s = _paired_round(work, profile_path, host, port, blocks, measured,
+                                          f"{figure}-{number}")
+        gateway.append(gateway_s)
+        bare.append(bare_s)
     ratios = [g / b for g, b in zip(gateway, bare)]
     return {
-        "bench": "loop", "figure": "cpu_per_cycle_ratio",
+        "bench": "loop", "figure": figure,
         "value": round(statistics.median(ratios), 3), "target": TARGET_CPU_RATIO,
         "round_ratios": [round(ratio, 3) for ratio in ratios],
         "gateway_cpu_us_per_cycle": [round(value * 1e6, 1) for value in gateway],
@@ -154,25 +161,61 @@ def _cpu_ratio(work, profile_path, host, port, measured, rounds):
     }
 
 
-def _gateway_cpu(work, profile_path, host, port, measured, number):
-    """Return the CPU seconds per cycle of ``bessai run`` after its warm-up."""
-    environ, spool = _gateway_env(work, profile_path, host, port, CPU_PERIOD_S,
-                                  f"cpu-{number}")
-    cycles = WARMUP_CYCLES + measured + TAIL_CYCLES
-    process = subprocess.Popen([*_bessai(), "run", "--cycles", str(cycles)], env=environ,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _device_apart(profile_name, measured, rounds):
+    """Measure the CPU ratio with the simulator on one CPU and the measured sides on another.
+
+    The figure has no target of its own: the target applies to ``cpu_per_cycle_ratio``.
+    """
+    saved_affinity = os.sched_getaffinity(0)
+    ours, simulators = sorted(saved_affinity)[:2]
+    os.sched_setaffinity(0, {ours})  # the children inherit it
     try:
-        first_start = _first_record_start(spool, process)
-        window = _sample_cpu(process.pid, first_start, measured)
-        _stdout, stderr = process.communicate(timeout=START_TIMEOUT_S + cycles * CPU_PERIOD_S)
+        with unpaced_simulator("bench-loop-apart-", profile_name, cpu=simulators) as (
+                work, fast_profile, host, port):
+            figure = _cpu_ratio(work, fast_profile, host, port, measured, rounds,
+                                figure="cpu_per_cycle_ratio_device_apart")
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    if process.returncode != 0:
-        raise RuntimeError(f"bessai run failed: {stderr.decode(errors='replace')}")
-    starts = [orjson.loads(line)["mono_s"] for _position, line in SpoolReader(str(spool)).read()]
-    return _per_cycle(window, starts)
+        os.sched_setaffinity(0, saved_affinity)
+    del figure["target"]
+    return figure
+
+
+def _paired_round(work, profile_path, host, port, blocks, measured, run_name):
+    """Run ``bessai run`` and the bare child at once; return their CPU seconds per cycle.
+
+    The bare grid starts ``LEAD_CYCLES`` gateway periods after the gateway's first
+    cycle, offset by half a period. Both readings fall a quarter period after a
+    gateway cycle start, so both sides are waiting for their next cycle.
+    """
+    environ, spool = _gateway_env(work, profile_path, host, port, CPU_PERIOD_S, run_name)
+    bare_cycles = WARMUP_CYCLES + measured + TAIL_CYCLES
+    gateway_cycles = LEAD_CYCLES + bare_cycles + 1
+    gateway = subprocess.Popen([*_bessai(), "run", "--cycles", str(gateway_cycles)],
+                               env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    bare = None
+    try:
+        bare_start = _first_record_start(spool, gateway) + (LEAD_CYCLES + 0.5) * CPU_PERIOD_S
+        bare = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.bench_loop", "bare-child", host, str(port),
+             json.dumps(blocks), str(bare_cycles), str(CPU_PERIOD_S), repr(bare_start)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=pathlib.Path(__file__).resolve().parent.parent)
+        windows = _sample_cpu((gateway.pid, bare.pid), bare_start - CPU_PERIOD_S / 4, measured)
+        timeout = START_TIMEOUT_S + gateway_cycles * CPU_PERIOD_S
+        bare_out, bare_err = bare.communicate(timeout=timeout)
+        _out, gateway_err = gateway.communicate(timeout=timeout)
+    finally:
+        for process in (gateway, bare):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    if bare.returncode != 0:
+        raise RuntimeError(f"bare pymodbus child failed: {bare_err.decode(errors='replace')}")
+    if gateway.returncode != 0:
+        raise RuntimeError(f"bessai run failed: {gateway_err.decode(errors='replace')}")
+    gateway_starts = [orjson.loads(line)["mono_s"]
+                      for _position, line in SpoolReader(str(spool)).read()]
+    return _per_cycle(windows[0], gateway_starts), _per_cycle(windows[1], json.loads(bare_out.splitlines()[-1]))
 
 
 def _first_record_start(spool, process):
@@ -187,46 +230,25 @@ def _first_record_start(spool, process):
     raise RuntimeError(f"bessai run wrote no record within {START_TIMEOUT_S:g} s")
 
 
-def _bare_cpu(host, port, blocks, measured):
-    """Return the CPU seconds per cycle of bare pymodbus reads in a child, after warm-up."""
-    cycles = WARMUP_CYCLES + measured + TAIL_CYCLES
-    command = [sys.executable, "-m", "benchmarks.bench_loop", "bare-child", host, str(port),
-               json.dumps(blocks), str(cycles), str(CPU_PERIOD_S)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               cwd=pathlib.Path(__file__).resolve().parent.parent)
-    try:
-        first_line = process.stdout.readline()
-        if not first_line:
-            raise RuntimeError(f"bare pymodbus child failed: {process.stderr.read().decode()}")
-        window = _sample_cpu(process.pid, float(first_line), measured)
-        stdout, stderr = process.communicate(timeout=START_TIMEOUT_S + cycles * CPU_PERIOD_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    if process.returncode != 0:
-        raise RuntimeError(f"bare pymodbus child failed: {stderr.decode(errors='replace')}")
-    return _per_cycle(window, json.loads(stdout))
-
-
 def _bare_child(argv):
     """The baseline, run as a child: plain pymodbus reads of ``blocks`` on a fixed grid.
 
-    Prints the grid's start (monotonic seconds) once the first cycle is due, and every
-    cycle's start as a JSON list when it ends, so the parent can count cycles exactly.
+    The grid starts at the monotonic time given as the last argument, or once
+    connected. The child prints that start first and, when it ends, every cycle's
+    start as a JSON list, so the parent can count cycles exactly.
     """
     from pymodbus.client import ModbusTcpClient
 
-    host, port, blocks, cycles, period_s = argv
+    host, port, blocks, cycles, period_s, *start = argv
     blocks, cycles, period_s = json.loads(blocks), int(cycles), float(period_s)
     client = ModbusTcpClient(host, port=int(port), timeout=5, retries=0)
     if not client.connect():
         raise RuntimeError(f"cannot connect to the simulator at {host}:{port}")
     reads = [(client.read_holding_registers if function == 3 else client.read_input_registers,
               address, count, unit_id) for function, address, count, unit_id in blocks]
-    starts = []
-    start = time.monotonic()
+    start = float(start[0]) if start else time.monotonic()
     print(start, flush=True)
+    starts = []
     for index in range(cycles):
         delay = start + index * period_s - time.monotonic()
         if delay > 0:
@@ -241,19 +263,20 @@ def _bare_child(argv):
     return 0
 
 
-def _sample_cpu(pid, first_start, measured):
-    """Read ``pid``'s CPU time mid-wait after cycle WARMUP and ``measured`` cycles later.
+def _sample_cpu(pids, moment, measured):
+    """Read the CPU time of ``pids`` at ``moment + WARMUP_CYCLES`` periods and N later.
 
-    Returns ``((t1, cpu1), (t2, cpu2))`` in monotonic seconds and CPU seconds.
+    Returns one ``((t1, cpu1), (t2, cpu2))`` per pid, in monotonic and CPU seconds.
     """
-    samples = []
+    windows = [[] for _pid in pids]
     for cycle in (WARMUP_CYCLES, WARMUP_CYCLES + measured):
-        moment = first_start + (cycle - 0.5) * CPU_PERIOD_S
-        delay = moment - time.monotonic()
+        delay = moment + cycle * CPU_PERIOD_S - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        samples.append((time.monotonic(), _cpu_seconds(pid)))
-    return samples
+        now = time.monotonic()
+        for window, pid in zip(windows, pids):
+            window.append((now, _cpu_seconds(pid)))
+    return windows
 
 
 def _cpu_seconds(pid):
@@ -285,7 +308,7 @@ def _timing_and_memory(work, profile, host, port, cycles):
     started = time.monotonic()
     while process.poll() is None:
         rss_kb = _rss_kb(process.pid)
-        if rss_kb is not None:
+        if rss_kb:  # None once the process is gone, 0 while it is still being exec()ed
             samples.append((time.monotonic() - started, rss_kb))
         time.sleep(1.0)
     if process.returncode != 0:
