@@ -61,6 +61,12 @@ POWER_WARN_FRACTION = 1.0   # warn at the rated power, charging or discharging
 POWER_TRIP_FRACTION = 1.1   # trip 10 % above it
 FREQUENCY_WARN_HZ = 0.5     # deviation from nominal that warns
 FREQUENCY_TRIP_HZ = 1.5     # deviation that trips: 48.5 and 51.5 Hz on a 50 Hz grid
+NOMINAL_FREQUENCIES_HZ = (50.0, 60.0)
+
+# Levels a field can reach, by setting: a level outside can never fire, so it is a
+# typo (LIMIT_SOC_HIGH_WARN=980 for 98.0) or a value in another unit (Fahrenheit).
+_LEVEL_RANGES = {"SOC": (0.0, 100.0), "BATTERY_TEMP": (-50.0, 150.0),
+                 "GRID_FREQUENCY": (40.0, 70.0)}
 
 GLOBAL_SETTING_NAMES = ("LIMIT_DEBOUNCE_CYCLES", "STALE_AFTER_S", "BATTERY_RATED_POWER_KW",
                         "GRID_NOMINAL_FREQUENCY_HZ")
@@ -92,9 +98,9 @@ def default_limits(rated_power_kw, nominal_frequency_hz):
 def read_limit_settings(reader, scan_interval_s):
     """Read the limit variables with an ``EnvReader``; problems go to the reader."""
     rated = reader.number("BATTERY_RATED_POWER_KW", None, minimum=0.1, maximum=100000)
-    nominal = reader.choice("GRID_NOMINAL_FREQUENCY_HZ", ("50", "60"), "50")
+    nominal = _read_nominal_frequency(reader)
     limits = tuple(_read_levels(reader, default)
-                   for default in default_limits(rated, float(nominal)))
+                   for default in default_limits(rated, nominal))
     debounce = reader.integer("LIMIT_DEBOUNCE_CYCLES", 3, minimum=1, maximum=1000)
     stale_after_s = _read_level(reader, "STALE_AFTER_S", 10.0)
     stale_cycles = 0
@@ -107,9 +113,27 @@ def read_limit_settings(reader, scan_interval_s):
     return LimitSettings(limits=limits, debounce_cycles=debounce, stale_cycles=stale_cycles)
 
 
+def _read_nominal_frequency(reader):
+    """Return GRID_NOMINAL_FREQUENCY_HZ in Hz: 50 or 60, also written as 50.0."""
+    name = "GRID_NOMINAL_FREQUENCY_HZ"
+    value = reader.raw(name)
+    if not value:
+        return NOMINAL_FREQUENCIES_HZ[0]
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if number not in NOMINAL_FREQUENCIES_HZ:
+        reader.invalid(name, value, _("expected one of {choices}").format(choices="50, 60")
+                       + envfile.decimal_comma_hint(value))
+        return NOMINAL_FREQUENCIES_HZ[0]
+    return number
+
+
 def _read_levels(reader, default):
     prefix = f"LIMIT_{default.setting}_"
-    levels = [_read_level(reader, prefix + level, value)
+    valid_range = _LEVEL_RANGES.get(default.setting)
+    levels = [_read_level(reader, prefix + level, value, valid_range)
               for level, value in zip(LEVELS, default.levels())]
     hysteresis = reader.number(prefix + "HYSTERESIS", default.hysteresis, minimum=0)
     _check_order(reader, prefix, levels)
@@ -117,7 +141,7 @@ def _read_levels(reader, default):
                                high_warn=levels[2], high_trip=levels[3], hysteresis=hysteresis)
 
 
-def _read_level(reader, name, default):
+def _read_level(reader, name, default, valid_range=None):
     value = reader.raw(name)
     if not value:
         return default
@@ -132,6 +156,11 @@ def _read_level(reader, name, default):
                        + envfile.decimal_comma_hint(value))
         # Left out of the order check, which would otherwise compare the default with
         # the other levels as if the user had written it.
+        return _OFF
+    if valid_range is not None and not valid_range[0] <= number <= valid_range[1]:
+        reader.invalid(name, value, _("expected a number from {minimum:g} to {maximum:g}, "
+                                      "or off").format(minimum=valid_range[0],
+                                                       maximum=valid_range[1]))
         return _OFF
     return number
 

@@ -11,6 +11,7 @@ import ipaddress
 import math
 import os
 import re
+import typing
 
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
@@ -44,20 +45,32 @@ def is_explicit_path(path):
     return os.path.isabs(path) or path in (".", "..") or path.startswith(("./", "../"))
 
 
+class EnvFileContents(typing.NamedTuple):
+    """The contents of an EnvironmentFile, as ``read_env_file`` returns them."""
+
+    variables: dict
+    problems: list      # one line per bad line
+    unreadable: set     # names of bad lines that still name a variable
+    repeats: list       # one warning per variable set again on a later line
+
+
 def parse_env_file(path):
     """Parse an EnvironmentFile into a dict; raise ConfigError naming every bad line."""
-    variables, problems, _unreadable = read_env_file(path)
-    if problems:
-        raise ConfigError(problems)
-    return variables
+    contents = read_env_file(path)
+    if contents.problems:
+        raise ConfigError(contents.problems)
+    return contents.variables
 
 
 def read_env_file(path):
-    """Return ``(variables, problem lines, unreadable names)`` of an EnvironmentFile.
+    """Return the ``EnvFileContents`` of an EnvironmentFile.
 
     Bad lines are left out. The unreadable names are those of left-out lines that
     still name a variable (``SITE_ID`` without ``=``, a value with bad quoting), so the
-    settings check neither reports them missing nor checks a value for them. Raises
+    settings check neither reports them missing nor checks a value for them. A
+    variable set on several lines takes the last value, as under systemd; each later
+    line gets a warning in ``repeats``, because an old line further down overrides an
+    edit made near the top. Raises
     ConfigError only when the file cannot be read at all, so that the check can report
     the bad lines together with the invalid values. A UTF-8 byte order mark is skipped.
     """
@@ -73,8 +86,11 @@ def read_env_file(path):
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
     lines, problems, unreadable = _decode_lines(data, path)
-    variables, line_problems, line_unreadable = _parse_env_text("\n".join(lines), path)
-    return variables, problems + line_problems, unreadable | line_unreadable
+    repeats = []
+    variables, line_problems, line_unreadable = _parse_env_text("\n".join(lines), path,
+                                                                repeats)
+    return EnvFileContents(variables, problems + line_problems, unreadable | line_unreadable,
+                           repeats)
 
 
 def _decode_lines(data, path):
@@ -114,8 +130,9 @@ def parse_env_text(text, path="<environment>"):
     return variables
 
 
-def _parse_env_text(text, path):
+def _parse_env_text(text, path, repeats=None):
     variables = {}
+    first_lines = {}
     problems = []
     unreadable = set()
     logical_lines = _join_continued_lines(text.splitlines())
@@ -151,6 +168,12 @@ def _parse_env_text(text, path):
         except ValueError as error:
             problems.append(f"{path}:{number}: {name}: {error}")
             unreadable.add(name)
+            continue
+        first = first_lines.setdefault(name, number)
+        if repeats is not None and first != number:
+            repeats.append(_("{path}:{line}: {name} is set again (first on line {first}); "
+                             "the last line that sets it wins: delete the lines you do not "
+                             "want").format(path=path, line=number, name=name, first=first))
     return variables, problems, unreadable
 
 

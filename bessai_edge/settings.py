@@ -110,10 +110,11 @@ class SettingsEnvironment(dict):
     ``load_settings`` reports ``name_problems`` together with the invalid values.
     """
 
-    def __init__(self, variables, name_problems=(), unreadable=()):
+    def __init__(self, variables, name_problems=(), unreadable=(), warnings=()):
         super().__init__(variables)
         self.name_problems = list(name_problems)
         self.unreadable = frozenset(unreadable)  # names whose file line was reported bad
+        self.warnings = list(warnings)  # lines to show without failing, such as repeats
 
 
 def read_environment(env_file=None, environ=None):
@@ -121,18 +122,21 @@ def read_environment(env_file=None, environ=None):
 
     ``environ`` defaults to ``os.environ``. A variable set in it overrides the file even
     when it is empty, so ``HEALTH_LISTEN= bessai run --env-file ...`` disables the
-    health server. Misspelt names in the file go to ``name_problems``; only a file that
-    cannot be read or parsed raises ConfigError here.
+    health server. Misspelt names in the file go to ``name_problems`` and variables set
+    twice in it to ``warnings``; only a file that cannot be read or parsed raises
+    ConfigError here.
     """
     environ = os.environ if environ is None else environ
     if env_file is None:
         return SettingsEnvironment(environ)
-    variables, line_problems, unreadable = read_env_file(env_file)
+    contents = read_env_file(env_file)
+    variables = contents.variables
     problems = [setting_names.misspelt_name_problem(env_file, name, KNOWN_NAMES)
                 for name in variables]
     variables.update(environ)
-    return SettingsEnvironment(variables, line_problems + [problem for problem in problems if problem],
-                               unreadable - set(environ))
+    return SettingsEnvironment(
+        variables, contents.problems + [problem for problem in problems if problem],
+        contents.unreadable - set(environ), contents.repeats)
 
 
 def load_settings(environ):

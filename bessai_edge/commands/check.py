@@ -74,6 +74,8 @@ def main(args):
                         format="bessai check: %(levelname)s %(name)s: %(message)s")
     quiet_pymodbus()
     environ = settings_module.read_environment(args.env_file)
+    for warning in environ.warnings:
+        print(_("bessai check: warning: {warning}").format(warning=warning), file=sys.stderr)
     settings = settings_module.load_settings(environ)
     devices = [device for device in settings.devices
                if args.device is None or device.name == args.device]

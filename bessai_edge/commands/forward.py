@@ -13,6 +13,7 @@ not restarted (``Restart=on-failure``).
 
 import logging
 import signal
+import sys
 
 from bessai_edge.i18n import _
 
@@ -38,6 +39,8 @@ def main(args):
     from bessai_edge.spool.reader import SpoolReader
 
     environ = read_environment(args.env_file)
+    for warning in environ.warnings:
+        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
     settings = load_settings(environ)
     journal.setup_logging(settings.log_level, site=environ.get("SITE_ID"))
     notifier = Notifier.from_environment()

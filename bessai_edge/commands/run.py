@@ -43,6 +43,8 @@ def main(args):
     from bessai_edge.service import journal
 
     environ = settings_module.read_environment(args.env_file)
+    for warning in environ.warnings:
+        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
     # Checked before the spool is opened, so that one run lists a missing spool
     # directory together with the invalid settings.
     spool_problems = settings_module.spool_directory_problems(environ)

@@ -104,12 +104,13 @@ def read_environment(env_file=None, environ=None):
     environ = os.environ if environ is None else environ
     if env_file is None:
         return run_settings.SettingsEnvironment(environ)
-    variables, line_problems, unreadable = read_env_file(env_file)
+    contents = read_env_file(env_file)
+    variables = contents.variables
     problems = [_misspelt_file_name(env_file, name) for name in variables]
     variables.update(environ)
     return run_settings.SettingsEnvironment(
-        variables, line_problems + [problem for problem in problems if problem],
-        unreadable - set(environ))
+        variables, contents.problems + [problem for problem in problems if problem],
+        contents.unreadable - set(environ), contents.repeats)
 
 
 def _misspelt_file_name(path, name):

@@ -42,8 +42,15 @@ TERM_KEYS = ("point", "factor")
 MAX_SECONDS = 60.0
 
 
+TOP = "profile"  # the place of a problem with the document's top-level keys
+
+
 class Problems:
-    """Collects problem lines for one file."""
+    """Collects problem lines for one file.
+
+    ``where`` is a place in the document, such as ``points[3]`` or ``device.holes[0]``
+    (kept as written, like the keys), or ``TOP``, which is shown translated.
+    """
 
     def __init__(self, path):
         self.path = path
@@ -51,37 +58,42 @@ class Problems:
 
     def invalid(self, where, key, value, accepted):
         self.lines.append(_("{path}: {where}: {key}: {value} is invalid: {accepted}").format(
-            path=self.path, where=where, key=key, value=_json_text(value), accepted=accepted))
+            path=self.path, where=_place(where), key=key, value=_json_text(value),
+            accepted=accepted))
 
     def missing(self, where, key, accepted):
         self.lines.append(_("{path}: {where}: {key} is missing: {accepted}").format(
-            path=self.path, where=where, key=key, accepted=accepted))
+            path=self.path, where=_place(where), key=key, accepted=accepted))
 
     def add(self, where, text):
-        self.lines.append(f"{self.path}: {where}: {text}")
+        self.lines.append(f"{self.path}: {_place(where)}: {text}")
+
+
+def _place(where):
+    return _("profile") if where == TOP else where
 
 
 def validate(data, path):
     """Return the problems of a parsed profile as a list of lines (empty when valid)."""
     problems = Problems(path)
     if not isinstance(data, dict):
-        problems.add("profile", _("the file holds a JSON {kind}: expected an object with the "
+        problems.add(TOP, _("the file holds a JSON {kind}: expected an object with the "
                                   "keys {keys}").format(kind=_json_kind(data),
                                                         keys=", ".join(TOP_REQUIRED)))
         return problems.lines
-    _check_keys(problems, "profile", data, TOP_KEYS, TOP_REQUIRED)
+    _check_keys(problems, TOP, data, TOP_KEYS, TOP_REQUIRED)
     name = data.get("name")
     if "name" in data and not (isinstance(name, str) and ROLE.match(name)):
-        problems.invalid("profile", "name", name,
+        problems.invalid(TOP, "name", name,
                          _("expected lower-case letters, digits and '_', starting with a letter"))
     for key in ("title",):
         if key in data and not _text(data[key]):
-            problems.invalid("profile", key, data[key], _("expected a non-empty string"))
+            problems.invalid(TOP, key, data[key], _("expected a non-empty string"))
     if "notes" in data and not (_text(data["notes"]) or _text_list(data["notes"])):
-        problems.invalid("profile", "notes", data["notes"],
+        problems.invalid(TOP, "notes", data["notes"],
                          _("expected a string or a list of strings"))
     if "all_sunspec_models" in data and not isinstance(data["all_sunspec_models"], bool):
-        problems.invalid("profile", "all_sunspec_models", data["all_sunspec_models"],
+        problems.invalid(TOP, "all_sunspec_models", data["all_sunspec_models"],
                          _("expected true or false"))
     _check_documents(problems, data.get("documents"), "documents" in data)
     roles = _check_device(problems, data.get("device"))
@@ -94,7 +106,7 @@ def _check_documents(problems, documents, present):
     if not present:
         return
     if not isinstance(documents, list) or not documents:
-        problems.invalid("profile", "documents", documents,
+        problems.invalid(TOP, "documents", documents,
                          _("expected a non-empty list of {title, version, publisher}"))
         return
     for number, document in enumerate(documents):
@@ -113,7 +125,7 @@ def _check_device(problems, device):
     if device is None:
         return {MAIN_ROLE}
     if not isinstance(device, dict):
-        problems.invalid("profile", "device", device, _("expected an object"))
+        problems.invalid(TOP, "device", device, _("expected an object"))
         return {MAIN_ROLE}
     _check_keys(problems, "device", device, DEVICE_KEYS, DEVICE_REQUIRED)
     _check_integer(problems, "device", device, "unit_id", 0, MAX_UNIT_ID)
@@ -189,7 +201,7 @@ def _check_points(problems, data, roles):
     if points is None:
         return {}
     if not isinstance(points, list) or (not points and not data.get("all_sunspec_models")):
-        problems.invalid("profile", "points", points, _("expected a non-empty list of points"))
+        problems.invalid(TOP, "points", points, _("expected a non-empty list of points"))
         return {}
     by_name = {}
     numbers = {}        # name -> position in the points list
@@ -448,7 +460,7 @@ def _check_derived(problems, derived, points, present):
     if not present:
         return
     if not isinstance(derived, list):
-        problems.invalid("profile", "derived", derived, _("expected a list of {field, sum}"))
+        problems.invalid(TOP, "derived", derived, _("expected a list of {field, sum}"))
         return
     seen = {}
     for number, item in enumerate(derived):

@@ -64,7 +64,7 @@ def test_profiles_show_invalid_fields_spanish(tmp_path):
     result = _bessai(["profiles", "show", str(profile)], "es_CL.UTF-8")
     lines = result.stderr.splitlines()
     assert result.returncode == EX_CONFIG
-    assert f"bessai: {profile}: profile: clave desconocida 'colour': " in lines[0]
+    assert f"bessai: {profile}: perfil: clave desconocida 'colour': " in lines[0]
     assert f"bessai: {profile}: device: unit_id: 300 es inválido: se espera un entero de 0 " \
         "a 247" in lines
     assert any(line.startswith(f"bessai: {profile}: punto 'p': type: \"u17\" es inválido: "

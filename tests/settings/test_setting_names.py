@@ -158,6 +158,19 @@ def test_run_names_and_values_reported_together(tmp_path):
         assert any(expected in line for line in lines), (expected, lines)
 
 
+def test_run_and_check_warn_of_repeated_setting(tmp_path):
+    env_file = tmp_path / "repeat.env"
+    env_file.write_text("SITE_ID=site\nSCAN_INTERVAL_S=5\nINVERTER_PORT=0\nSCAN_INTERVAL_S=1\n")
+    warning = (f"warning: {env_file}:4: SCAN_INTERVAL_S is set again (first on line 2); "
+               f"the last line that sets it wins")
+    for command, prefix in (("run", "bessai: "), ("check", "bessai check: ")):
+        result = subprocess.run([*bessai_command(), command, "--env-file", str(env_file)],
+                                capture_output=True, text=True, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        assert result.returncode == EX_CONFIG, result.stderr  # INVERTER_PORT=0
+        assert prefix + warning in result.stderr
+
+
 def test_run_misspelt_device_setting_exit_78(tmp_path):
     # A misspelt device setting stops the gateway instead of leaving the device on the
     # fallback profile and unit id.

@@ -153,6 +153,16 @@ BAD_SETTINGS = [
     ({"STALE_AFTER_S": "never"}, "STALE_AFTER_S='never' is invalid: expected a number, or off"),
     ({"BATTERY_RATED_POWER_KW": "0"}, "BATTERY_RATED_POWER_KW='0' is invalid"),
     ({"GRID_NOMINAL_FREQUENCY_HZ": "55"}, "GRID_NOMINAL_FREQUENCY_HZ='55' is invalid: expected one of 50, 60"),
+    ({"GRID_NOMINAL_FREQUENCY_HZ": "50,0"}, "GRID_NOMINAL_FREQUENCY_HZ='50,0' is invalid: expected "
+     "one of 50, 60; write the decimals after a point, not a comma: 50.0"),
+    ({"LIMIT_SOC_HIGH_WARN": "120"},
+     "LIMIT_SOC_HIGH_WARN='120' is invalid: expected a number from 0 to 100, or off"),
+    ({"LIMIT_SOC_LOW_TRIP": "-5"},
+     "LIMIT_SOC_LOW_TRIP='-5' is invalid: expected a number from 0 to 100, or off"),
+    ({"LIMIT_BATTERY_TEMP_HIGH_TRIP": "450"},
+     "LIMIT_BATTERY_TEMP_HIGH_TRIP='450' is invalid: expected a number from -50 to 150, or off"),
+    ({"LIMIT_GRID_FREQUENCY_HIGH_WARN": "5050"},
+     "LIMIT_GRID_FREQUENCY_HIGH_WARN='5050' is invalid: expected a number from 40 to 70, or off"),
     ({"DEVICES": "inverter,inverter"}, "DEVICES='inverter,inverter' is invalid: expected distinct names"),
     ({"DEVICES": "Main Inverter"}, "DEVICES='Main Inverter' is invalid"),
     ({"DEVICES": "Inverter"}, "DEVICES='Inverter' is invalid: expected distinct names"),
@@ -363,10 +373,24 @@ def test_settings_battery_power_off_without_rating():
     assert not by_field["battery_power_kw"].enabled()
 
 
-def test_settings_sixty_hertz_grid():
-    loaded = settings.load_settings({**MINIMAL, "GRID_NOMINAL_FREQUENCY_HZ": "60"})
+@pytest.mark.parametrize("written", ["60", "60.0"])
+def test_settings_sixty_hertz_grid(written):
+    loaded = settings.load_settings({**MINIMAL, "GRID_NOMINAL_FREQUENCY_HZ": written})
     by_field = {limit.field: limit for limit in loaded.limits.limits}
     assert by_field["grid_frequency_hz"].levels() == (58.5, 59.5, 60.5, 61.5)
+
+
+def test_settings_limit_range_ends_accepted():
+    loaded = settings.load_settings({**MINIMAL, "LIMIT_SOC_LOW_TRIP": "0",
+                                     "LIMIT_SOC_HIGH_TRIP": "100"})
+    by_field = {limit.field: limit for limit in loaded.limits.limits}
+    assert by_field["soc_pct"].levels() == (0.0, 10.0, 98.0, 100.0)
+
+
+def test_settings_limit_out_of_range_left_out_of_order_check():
+    # Only the range message: 120 must not also be compared with the other levels.
+    assert problems_of(LIMIT_SOC_LOW_WARN="120") == [
+        "LIMIT_SOC_LOW_WARN='120' is invalid: expected a number from 0 to 100, or off"]
 
 
 def test_read_environment_process_overrides_file(tmp_path):
@@ -386,6 +410,18 @@ def test_read_environment_misspelt_name(tmp_path):
     assert environ.name_problems == [
         f"{env_file}: INVERTER_PORTT is not a bessai setting: did you mean INVERTER_PORT?"]
     assert environ["SOME_OTHER_TOOL"] == "1"
+
+
+def test_read_environment_repeated_name_warns(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=a\nINVERTER_IP=10.0.0.1\n# moved\nINVERTER_IP=10.0.0.2\n"
+                        "INVERTER_IP=10.0.0.3\n")
+    environ = settings.read_environment(str(env_file), {})
+    assert environ["INVERTER_IP"] == "10.0.0.3"  # the last line wins, as under systemd
+    assert environ.name_problems == []
+    assert environ.warnings == [
+        f"{env_file}:{line}: INVERTER_IP is set again (first on line 2); the last line that "
+        f"sets it wins: delete the lines you do not want" for line in (4, 5)]
 
 
 def test_settings_health_listen_localhost_accepted():
@@ -455,6 +491,7 @@ def test_read_environment_missing_file(tmp_path):
 def test_packaged_env_file_loads():
     environ = settings.read_environment(str(REPO / "packaging" / "bessai.env"), {})
     loaded = settings.load_settings(environ)
+    assert environ.warnings == []
     assert loaded.mode == "simulator"
     assert loaded.spool.directory == "/var/spool/bessai"
     assert loaded.health_listen == ("127.0.0.1", 8000)
