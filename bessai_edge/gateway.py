@@ -24,6 +24,10 @@ from bessai_edge.state import GatewayState
 
 logger = logging.getLogger(__name__)
 
+# Time allowed after the last cycle for closing: the spool's final fdatasync and the
+# simulator children's exit. Added to the stop time that systemd is asked to wait.
+CLOSE_ALLOWANCE_S = 10.0
+
 
 class Gateway:
     """Everything ``bessai run`` runs, built from validated settings and loaded profiles."""
@@ -68,7 +72,8 @@ class Gateway:
                                            boot_id))
         self.loop = ScanLoop(period_s=settings.scan_interval_s, pollers=self.pollers,
                              factories=factories, spool=self.spool, state=self.state,
-                             notifier=self.notifier, health=self.health)
+                             notifier=self.notifier, health=self.health,
+                             stop_budget_s=self.silent_cycle_s() + CLOSE_ALLOWANCE_S)
 
     def _log_start(self):
         settings = self.settings
@@ -120,16 +125,12 @@ class Gateway:
     def _check_watchdog_margin(self):
         """Warn when cycles with silent devices could outlast half the watchdog interval.
 
-        The loop pets the watchdog after each cycle. A device that accepts TCP and never
-        replies costs its quiet time after connect plus a request timeout per cycle, and
-        one that does not accept costs a connect timeout.
+        The loop pets the watchdog after each cycle (see ``silent_cycle_s``).
         """
         interval_s = self.notifier.watchdog_interval_s
         if interval_s <= 0:
             return
-        worst_s = self.settings.scan_interval_s + sum(
-            max(link.connect_timeout_s, link.quiet_after_connect_s + link.request_timeout_s)
-            for link in (poller.link for poller in self.pollers))
+        worst_s = self.settings.scan_interval_s + self.silent_cycle_s()
         if worst_s > interval_s / 2:
             logger.warning(
                 "a cycle in which every device stays silent can take %.1f s, more than half "
@@ -137,6 +138,16 @@ class Gateway:
                 "device does not respond: raise WatchdogSec (systemctl edit bessai) or lower "
                 "REQUEST_TIMEOUT_S and CONNECT_TIMEOUT_S", worst_s, interval_s,
                 extra={"BESSAI_EVENT": "startup"})
+
+    def silent_cycle_s(self):
+        """Return how long one cycle can take when every device stays silent.
+
+        A device that accepts TCP and never replies costs its quiet time after connect
+        plus one request timeout (its poll ends at the first failed request), and one
+        that does not accept costs a connect timeout.
+        """
+        return sum(max(link.connect_timeout_s, link.quiet_after_connect_s + link.request_timeout_s)
+                   for link in (poller.link for poller in self.pollers))
 
     def close(self):
         """Send STOPPING=1, then flush and close the spool and every connection."""

@@ -37,7 +37,7 @@ class ScanLoop:
     """Runs cycles until stopped; see the module docstring for the timing rules."""
 
     def __init__(self, *, period_s, pollers, factories, spool, state, notifier, health=None,
-                 clock=time.monotonic, wall_clock_ns=time.time_ns):
+                 stop_budget_s=0.0, clock=time.monotonic, wall_clock_ns=time.time_ns):
         self.period_s = period_s
         self.pollers = pollers        # DevicePoller, in poll order
         self.factories = factories    # RecordFactory per poller
@@ -45,6 +45,7 @@ class ScanLoop:
         self.state = state
         self.notifier = notifier
         self.health = health
+        self.stop_budget_s = stop_budget_s  # what finishing a cycle and closing can take
         self.clock = clock
         self.wall_clock_ns = wall_clock_ns
         self.stop_requested = False
@@ -72,6 +73,9 @@ class ScanLoop:
         del frame
         if self.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.stop_requested:
+            # A device that went silent can hold the cycle for its request timeout.
+            self.notifier.stop_requested(self.stop_budget_s)
         self.stop_requested = True
         self.stop_signal = signum
         if self.health is not None:

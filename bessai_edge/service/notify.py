@@ -129,6 +129,7 @@ class Notifier:
         self._last_status = None           # when cycle_done last sent STATUS=
         self._last_status_detail = None    # that STATUS= text after the cycle count
         self._failed_sends = 0
+        self._stopping_sent = False
 
     @classmethod
     def from_environment(cls, backend=None, clock=time.monotonic):
@@ -203,8 +204,27 @@ class Notifier:
         self._notify(_with_status("", text))
 
     def stopping(self, status=None):
-        """Tell systemd that shutdown has begun (STOPPING=1)."""
-        self._notify(_with_status("STOPPING=1", status))
+        """Tell systemd that shutdown has begun (STOPPING=1), unless ``stop_requested`` sent it."""
+        if not self._stopping_sent:
+            self._stopping_sent = self._notify(_with_status("STOPPING=1", status))
+
+    def stop_requested(self, extend_s):
+        """Send STOPPING=1 and ask systemd to wait ``extend_s`` more for the stop.
+
+        Called from a signal handler while a request may be in flight: the cycle in
+        progress finishes before the gateway exits, which can outlast the unit's
+        ``TimeoutStopSec``. EXTEND_TIMEOUT_USEC moves the stop deadline to at least
+        ``extend_s`` from now. A failed send is only counted, because the handler may
+        have interrupted a log call.
+        """
+        if self._send is None or self._stopping_sent:
+            return
+        try:
+            self._send(f"STOPPING=1\nEXTEND_TIMEOUT_USEC={round(extend_s * 1e6)}")
+        except OSError:
+            self._failed_sends += 1
+            return
+        self._stopping_sent = True
 
     def _notify(self, message):
         if self._send is None or not message:

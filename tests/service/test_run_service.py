@@ -179,6 +179,22 @@ def test_run_notifies_ready_watchdog_status_stopping(tmp_path, notify_listener):
         assert "WATCHDOG_USEC" not in environment
 
 
+def test_run_stop_asks_systemd_to_wait_for_the_cycle(tmp_path, notify_listener):
+    # A stop request can come while a silent device holds the cycle: the Huawei's 1 s
+    # quiet time plus the 3 s request timeout, plus 10 s to close, make 14 s.
+    with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
+                         REQUEST_TIMEOUT_S="3") as gateway:
+        notify_listener.wait_for(lambda m: any("READY=1" in x.text for x in m),
+                                 timeout=START_TIMEOUT_S)
+        assert gateway.stop() == 0
+    notify_listener.receive(0.2)
+
+    stopping = [assignments(message.text) for message in notify_listener.messages
+                if "STOPPING=1" in message.text]
+    assert stopping == [{"STOPPING": "1", "EXTEND_TIMEOUT_USEC": "14000000"}]
+    assert "received SIGTERM: stopped after cycle" in gateway.log_text()
+
+
 @pytest.mark.parametrize("watchdog_usec, warned", [(2_000_000, True), (10_000_000, False)])
 def test_run_warns_when_timeouts_near_watchdog(tmp_path, notify_listener, watchdog_usec,
                                                warned):

@@ -8,6 +8,7 @@ The tests are steps in file order on one running service.
 
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,13 @@ ALARM_SETTINGS = {
     "LIMIT_BATTERY_TEMP_HIGH_WARN": "1",
     "LIMIT_BATTERY_TEMP_HIGH_TRIP": "off",
 }
+# For the stop test: a stop timeout shorter than the request in flight, and a watchdog
+# long enough not to fire while that request waits.
+STOP_DROP_IN = f"{DROP_IN_DIR}/60-test-stop.conf"
+STOP_DROP_IN_TEXT = """[Service]
+TimeoutStopSec=2
+WatchdogSec=60
+"""
 MAX_EXPOSURE = 2.0
 _EXPOSURE = re.compile(r"Overall exposure level for bessai\.service: (\d+\.\d+)")
 
@@ -279,3 +287,34 @@ class TestServiceUnderSystemd:
         assert shutdown[0]["MESSAGE"].startswith("stopped after ")
         assert last_line[-1] == b""  # the segment ends with a whole line
         assert json.loads(last_line[-2])["site"] == "cl-booted-01"
+
+    def test_stop_waits_for_request_in_flight(self, service):
+        container, _port = service
+        saved = container.path(SETTINGS).read_text()
+        # Not a mock: a real TCP peer that completes the handshake (the kernel does,
+        # from the backlog) and never replies, like an inverter whose Modbus server hangs.
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            set_settings(container, BESSAI_MODE="modbus", INVERTER_IP="127.0.0.1",
+                         INVERTER_PORT=str(silent.getsockname()[1]), REQUEST_TIMEOUT_S="8")
+            container.path(STOP_DROP_IN).write_text(STOP_DROP_IN_TEXT)
+            container.run("systemctl daemon-reload")
+            try:
+                # READY=1 comes after the connection's quiet time, so the stop arrives
+                # while cycle 1 waits up to 8 s for its first reply: past TimeoutStopSec=2.
+                invocation = start_fresh(container)
+                container.run(f"systemctl stop {UNIT}")
+                properties = show(container, "ActiveState", "ExecMainStatus", "Result")
+                log = container.run(f"journalctl --no-pager -o cat "
+                                    f"_SYSTEMD_INVOCATION_ID={invocation}").stdout
+            finally:
+                container.path(SETTINGS).write_text(saved)
+                container.path(STOP_DROP_IN).unlink(missing_ok=True)
+                container.run("systemctl daemon-reload", check=False)
+
+        assert properties["Result"] == "success", log
+        assert properties["ExecMainStatus"] == "0"
+        assert properties["ActiveState"] == "inactive"
+        assert "received SIGTERM: stopped after cycle 1" in log
+        assert "stopped after 1 cycle: 1 record appended, 0 dropped" in log
