@@ -38,8 +38,9 @@ for required in packaging/bessai.env systemd/bessai.service; do
 done
 
 # What goes into the package: the Python package, the core's C sources, the build
-# files, the profiles, the units and the packaging itself.
-inputs="bessai_edge native registry packaging systemd setup.py pyproject.toml constraints.txt"
+# files, the profiles, the units, the user guides and the packaging itself.
+inputs="bessai_edge native registry packaging systemd setup.py pyproject.toml constraints.txt
+	README.md README.es.md docs"
 # A directory of its own for each run, so that two builds at once cannot collide. It
 # is deleted after a successful build and kept for inspection after a failed one.
 mkdir -p "$repo/build/deb"

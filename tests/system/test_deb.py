@@ -136,6 +136,10 @@ class TestPackageLifecycle:
         assert "huawei_sun2000" in container.run("bessai profiles").stdout
         assert container.path("/usr/share/man/man8/bessai.8.gz").is_file()
         assert container.path("/usr/share/bessai/registry").is_dir()
+        guides = "/usr/share/doc/bessai-edge"
+        for guide in ("README.es.md", "docs/connect-inverter.md", "docs/es/configuration.md"):
+            assert any(container.path(f"{guides}/{guide}{suffix}").is_file()
+                       for suffix in ("", ".gz")), guide
 
     def test_simulator_mode_writes_cycles_and_spool(self, deb_container):
         container = deb_container
