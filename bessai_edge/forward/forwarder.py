@@ -83,6 +83,7 @@ class Forwarder:
         self.missing_records = 0      # records those gaps left out
         self.skipped_lines = 0        # spool lines that were not records
         self._last_read_seq = self.saved.seq if self.saved else None
+        self._damaged_since_read_seq = 0  # lines skipped after the record _last_read_seq
         self._highest_checked_seq = self._last_read_seq or 0
         self._ever_connected = False
         self._last_save = clock()
@@ -161,6 +162,7 @@ class Forwarder:
         self._republish_due = False
         self.cursor.rewind(self._position(self.acknowledged))
         self._last_read_seq = self.acknowledged.seq if self.acknowledged else None
+        self._damaged_since_read_seq = 0
         self.outage.failed(failure, self.session.retry_in())
         self._last_status = None
 
@@ -202,6 +204,7 @@ class Forwarder:
             record = parse_record(line)
         except BadRecord as error:
             self.skipped_lines += 1
+            self._damaged_since_read_seq += 1
             self.rate_limited.log("bad_line", logging.ERROR,
                                   "spool segment %d: skipping the line that ends at offset %d: %s",
                                   position[0], position[1], error)
@@ -223,7 +226,9 @@ class Forwarder:
     def _check_sequence(self, seq, position):
         """Log a jump in sequence numbers once, even when a reconnect reads it again."""
         previous = self._last_read_seq
+        damaged = self._damaged_since_read_seq
         self._last_read_seq = seq
+        self._damaged_since_read_seq = 0
         if previous is None or seq == previous + 1:
             self._highest_checked_seq = max(self._highest_checked_seq, seq)
             return
@@ -239,9 +244,8 @@ class Forwarder:
         missing = seq - previous - 1
         self.gaps += 1
         self.missing_records += missing
-        logger.warning("sequence gap: records %d to %d (%d) are not in the spool; they were "
-                       "evicted by the spool's size cap or dropped on a full disk before "
-                       "they could be forwarded", previous + 1, seq - 1, missing,
+        logger.warning("sequence gap: records %d to %d (%d) %s", previous + 1, seq - 1, missing,
+                       _gap_cause(missing, damaged),
                        extra={"BESSAI_EVENT": "sequence_gap", "BESSAI_SPOOL_SEQ": seq})
 
     def _take_acknowledged(self):
@@ -372,6 +376,7 @@ class Forwarder:
         self.retained.rewind()
         self._segments_to_delete = False
         self._last_read_seq = None
+        self._damaged_since_read_seq = 0
         self._highest_checked_seq = 0
         self.cursor.rewind(None)
 
@@ -426,3 +431,16 @@ class Forwarder:
     @staticmethod
     def _position(checkpoint):
         return checkpoint.position if checkpoint is not None else None
+
+
+def _gap_cause(missing, damaged):
+    """Return why ``missing`` records are absent when ``damaged`` lines were skipped there."""
+    evicted = ("evicted by the spool's size cap or dropped on a full disk before they could "
+               "be forwarded")
+    if not damaged:
+        return f"are not in the spool; they were {evicted}"
+    lines = "line" if damaged == 1 else "lines"
+    if damaged >= missing:
+        return f"were not forwarded: the damaged {lines} skipped there (logged above)"
+    return (f"were not forwarded: {damaged} damaged {lines} skipped there (logged above); "
+            f"the others were {evicted}")

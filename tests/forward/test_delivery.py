@@ -123,21 +123,26 @@ def test_forward_broker_outage_delivers_everything(mosquitto, subscriber, spool_
     writer.close()
 
 
+@pytest.mark.parametrize("last_seq, gap_text", [
+    (3, "records 2 to 2 (1) were not forwarded: the damaged line skipped there (logged above)"),
+    (5, "records 2 to 4 (3) were not forwarded: 1 damaged line skipped there (logged above); "
+        "the others were evicted by the spool's size cap or dropped on a full disk"),
+])
 def test_forward_skips_unreadable_line(mosquitto, subscriber, spool_dir, state_dir,
-                                       start_forwarder):
+                                       start_forwarder, last_seq, gap_text):
     # A sealed segment whose second line was damaged: not JSON, so not a record.
     lines = [orjson.dumps({"v": 1, "site": "S", "device": "inverter", "seq": seq,
-                           "alarm_changes": []}) for seq in (1, 2, 3)]
+                           "alarm_changes": []}) for seq in (1, 2, last_seq)]
     lines[1] = b'{"v": 1, "site": "S", "dev\x7f garbage'
     (spool_dir / segment_name(1)).write_bytes(b"\n".join(lines) + b"\n")
-    (spool_dir / segment_name(4)).write_bytes(b"")   # the open segment
+    (spool_dir / segment_name(last_seq + 1)).write_bytes(b"")   # the open segment
     forwarder = start_forwarder(FORWARD_CHECKPOINT_INTERVAL_S=0)
-    assert subscriber.wait_for_seqs([1, 3], DELIVERY_TIMEOUT_S) == set()
+    assert subscriber.wait_for_seqs([1, last_seq], DELIVERY_TIMEOUT_S) == set()
     assert forwarder.stop() == 0
-    assert subscriber.telemetry_seqs() == [1, 3]
+    assert subscriber.telemetry_seqs() == [1, last_seq]
     log = forwarder.log_text()
     assert f"spool segment 1: skipping the line that ends at offset {len(lines[0]) + len(lines[1]) + 2}" in log
-    assert "sequence gap: records 2 to 2 (1)" in log
-    assert CheckpointFile(state_dir).load().seq == 3
+    assert f"sequence gap: {gap_text}" in log
+    assert CheckpointFile(state_dir).load().seq == last_seq
     # Delivered, sealed and before the checkpoint: the damaged segment is gone too.
-    assert [segment.first_seq for segment in list_segments(spool_dir)] == [4]
+    assert [segment.first_seq for segment in list_segments(spool_dir)] == [last_seq + 1]
