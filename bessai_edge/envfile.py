@@ -219,14 +219,21 @@ class EnvReader:
         self.environ = environ
         self.problems = []
         self.unreadable = frozenset(getattr(environ, "unreadable", ()))
+        # Names the process environment sets over the settings file, so that a message
+        # about one does not send the reader to a file that holds another value.
+        self.process_names = frozenset(getattr(environ, "process_names", ()))
+        self.env_file = getattr(environ, "env_file", None)
 
     def invalid(self, name, value, accepted):
         """Record that NAME=value is invalid and what would be accepted."""
         if name in self.unreadable:
             return  # its line was reported already
         problem = _("{name}={value!r} is invalid: {accepted}").format(
-            name=name, value=value, accepted=accepted)
-        self.problems.append(problem + comment_hint(value))
+            name=name, value=value, accepted=accepted) + comment_hint(value)
+        if name in self.process_names:
+            problem += _(" (set in the process environment, which overrides {path}: "
+                         "unset it there)").format(path=self.env_file)
+        self.problems.append(problem)
 
     def raw(self, name):
         value = self.environ.get(name, "")

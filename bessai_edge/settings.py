@@ -110,11 +110,14 @@ class SettingsEnvironment(dict):
     ``load_settings`` reports ``name_problems`` together with the invalid values.
     """
 
-    def __init__(self, variables, name_problems=(), unreadable=(), warnings=()):
+    def __init__(self, variables, name_problems=(), unreadable=(), warnings=(), env_file=None,
+                 process_names=()):
         super().__init__(variables)
         self.name_problems = list(name_problems)
         self.unreadable = frozenset(unreadable)  # names whose file line was reported bad
         self.warnings = list(warnings)  # lines to show without failing, such as repeats
+        self.env_file = env_file
+        self.process_names = frozenset(process_names)  # set by the process, over env_file
 
 
 def read_environment(env_file=None, environ=None):
@@ -136,7 +139,7 @@ def read_environment(env_file=None, environ=None):
     variables.update(environ)
     return SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
-        contents.unreadable - set(environ), contents.repeats)
+        contents.unreadable - set(environ), contents.repeats, env_file, environ)
 
 
 def load_settings(environ):

@@ -110,7 +110,7 @@ def read_environment(env_file=None, environ=None):
     variables.update(environ)
     return run_settings.SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
-        contents.unreadable - set(environ), contents.repeats)
+        contents.unreadable - set(environ), contents.repeats, env_file, environ)
 
 
 def _misspelt_file_name(path, name):

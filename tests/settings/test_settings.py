@@ -403,6 +403,20 @@ def test_read_environment_process_overrides_file(tmp_path):
     assert environ["HEALTH_LISTEN"] == ""
 
 
+def test_invalid_value_from_process_names_its_source(tmp_path):
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=a\nINVERTER_IP=10.0.0.1\nINVERTER_PORT=502\nSCAN_INTERVAL_S=0\n"
+                        "DRIVER_PROFILE_PATH=huawei_sun2000\nSPOOL_DIR=/tmp\n")
+    environ = settings.read_environment(str(env_file), {"INVERTER_PORT": "0"})
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(environ)
+    assert caught.value.problems == [
+        f"INVERTER_PORT='0' is invalid: expected an integer from 1 to 65535 (set in the "
+        f"process environment, which overrides {env_file}: unset it there)",
+        "SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600",
+    ]
+
+
 def test_read_environment_misspelt_name(tmp_path):
     env_file = tmp_path / "bessai.env"
     env_file.write_text("SITE_ID=a\nINVERTER_PORTT=502\nSOME_OTHER_TOOL=1\n")
