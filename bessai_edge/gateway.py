@@ -119,7 +119,8 @@ class Gateway:
         self._check_watchdog_margin()
         for poller in self.pollers:
             poller.prepare()
-        self.notifier.ready(status_text(self.state))
+        if not self.loop.stop_requested:  # a stop during start-up already sent STOPPING=1
+            self.notifier.ready(status_text(self.state))
         return self.loop.run(max_cycles)
 
     def _check_watchdog_margin(self):

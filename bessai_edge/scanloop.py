@@ -15,10 +15,12 @@ returns so that the caller can flush and close the spool.
 
 import logging
 import math
+import os
 import signal
 import time
 
 from bessai_edge import state as gateway_state
+from bessai_edge.i18n import _
 from bessai_edge.ratelimit import RateLimitedLog
 from bessai_edge.service import notify as service_notify
 
@@ -72,10 +74,17 @@ class ScanLoop:
         """Ask the loop to stop after this cycle; a second SIGINT interrupts at once."""
         del frame
         if self.stop_requested and signum == signal.SIGINT:
+            _write_stderr(_("bessai: second Ctrl-C: stopping now; the record of the cycle "
+                            "in progress is not written\n"))
             raise KeyboardInterrupt
         if not self.stop_requested:
             # A device that went silent can hold the cycle for its request timeout.
             self.notifier.stop_requested(self.stop_budget_s)
+            if signum == signal.SIGINT:
+                _write_stderr(_("bessai: stopping after the cycle in progress (up to {seconds:.0f} "
+                                "s while a device does not reply); press Ctrl-C again to stop "
+                                "at once without its record\n").format(
+                                    seconds=self.stop_budget_s))
         self.stop_requested = True
         self.stop_signal = signum
         if self.health is not None:
@@ -193,6 +202,17 @@ class ScanLoop:
         state.active_alarms = [f"{poller.device.name}:{name}"
                                for poller, result in zip(self.pollers, results)
                                for name in result.alarms]
+
+
+def _write_stderr(text):
+    """Write ``text`` to stderr with one system call: safe in a signal handler.
+
+    The handler may have interrupted a log call, so it does not log.
+    """
+    try:
+        os.write(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass  # no stderr: nothing to tell
 
 
 def next_start_index(start, period_s, index, now):

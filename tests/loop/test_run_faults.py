@@ -6,6 +6,8 @@ where nothing listens.
 
 import re
 import signal
+import socket
+import time
 import urllib.request
 
 import pytest
@@ -127,6 +129,64 @@ def test_run_stop_signal_flushes_and_exits_zero(tmp_path, signum):
     child = re.search(r"running as pid (\d+)", log)
     assert child, log
     assert pid_gone(int(child.group(1)))
+
+
+def wait_for_log(gateway, text, timeout=30):
+    deadline = time.monotonic() + timeout
+    while text not in gateway.log():
+        assert gateway.poll() is None, gateway.log()
+        assert time.monotonic() < deadline, gateway.log()
+        time.sleep(0.05)
+
+
+def silent_device():
+    """Return a listening socket: a real TCP peer that completes the handshake from its
+    backlog and never replies."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    return silent
+
+
+def test_run_ctrl_c_twice_says_what_is_lost(tmp_path):
+    with silent_device() as silent:
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP="127.0.0.1",
+                              INVERTER_PORT=silent.getsockname()[1],
+                              DRIVER_PROFILE_PATH=PROFILE, REQUEST_TIMEOUT_S="5")
+        with running_gateway(environ) as gateway:
+            wait_for_log(gateway, "connected to 127.0.0.1")
+            gateway.process.send_signal(signal.SIGINT)
+            # The first SIGINT writes its line at once, while the device stays silent.
+            wait_for_log(gateway, "stopping after the cycle in progress")
+            status = gateway.stop(signal.SIGINT)
+            log = gateway.log()
+    assert status == 130, log
+    # Connect timeout 2 s against 1 s quiet time plus the 5 s request, and 10 s to close.
+    assert "bessai: stopping after the cycle in progress (up to 16 s while a device does " \
+           "not reply); press Ctrl-C again to stop at once without its record" in log
+    assert "bessai: second Ctrl-C: stopping now; the record of the cycle in progress is " \
+           "not written" in log
+
+
+def test_run_stop_during_start_sends_no_ready(tmp_path):
+    socket_path = str(tmp_path / "notify.sock")
+    listener = NotifyListener(socket_path, socket_path)
+    try:
+        with silent_device() as silent:
+            environ = gateway_env(tmp_path / "spool", INVERTER_IP="127.0.0.1",
+                                  INVERTER_PORT=silent.getsockname()[1],
+                                  DRIVER_PROFILE_PATH=PROFILE, NOTIFY_SOCKET=socket_path)
+            with running_gateway(environ) as gateway:
+                # SIGTERM within the profile's 1 s quiet time after connect, before READY=1.
+                wait_for_log(gateway, "connected to 127.0.0.1")
+                status = gateway.stop()
+        listener.receive(0.5)
+        texts = listener.texts()
+    finally:
+        listener.close()
+    assert status == 0, gateway.log()
+    assert not any("READY=1" in text.splitlines() for text in texts), texts
+    assert sum("STOPPING=1" in text.splitlines() for text in texts) == 1, texts
 
 
 def hole_target(profile_name):
