@@ -63,10 +63,14 @@ FREQUENCY_WARN_HZ = 0.5     # deviation from nominal that warns
 FREQUENCY_TRIP_HZ = 1.5     # deviation that trips: 48.5 and 51.5 Hz on a 50 Hz grid
 NOMINAL_FREQUENCIES_HZ = (50.0, 60.0)
 
-# Levels a field can reach, by setting: a level outside can never fire, so it is a
-# typo (LIMIT_SOC_HIGH_WARN=980 for 98.0) or a value in another unit (Fahrenheit).
-_LEVEL_RANGES = {"SOC": (0.0, 100.0), "BATTERY_TEMP": (-50.0, 150.0),
-                 "GRID_FREQUENCY": (40.0, 70.0)}
+# Levels that make sense, by setting. A level outside can never fire or fires on a
+# healthy site, so it is a typo (LIMIT_SOC_HIGH_WARN=980 for 98.0) or a value in another
+# unit (Fahrenheit). Lithium-ion cells are far past their safe range at 90 C, and grid
+# frequency levels lie within 5 Hz of GRID_NOMINAL_FREQUENCY_HZ.
+_LEVEL_RANGES = {"SOC": (0.0, 100.0), "BATTERY_TEMP": (-50.0, 90.0)}
+FREQUENCY_LEVEL_SPAN_HZ = 5.0
+# The largest hysteresis that still lets an alarm clear near its level.
+_HYSTERESIS_MAXIMA = {"SOC": 20, "BATTERY_TEMP": 20, "GRID_FREQUENCY": 1}
 
 GLOBAL_SETTING_NAMES = ("LIMIT_DEBOUNCE_CYCLES", "STALE_AFTER_S", "BATTERY_RATED_POWER_KW",
                         "GRID_NOMINAL_FREQUENCY_HZ")
@@ -99,7 +103,7 @@ def read_limit_settings(reader, scan_interval_s):
     """Read the limit variables with an ``EnvReader``; problems go to the reader."""
     rated = reader.number("BATTERY_RATED_POWER_KW", None, minimum=0.1, maximum=100000)
     nominal = _read_nominal_frequency(reader)
-    limits = tuple(_read_levels(reader, default)
+    limits = tuple(_read_levels(reader, default, nominal)
                    for default in default_limits(rated, nominal))
     debounce = reader.integer("LIMIT_DEBOUNCE_CYCLES", 3, minimum=1, maximum=1000)
     stale_after_s = _read_level(reader, "STALE_AFTER_S", 10.0)
@@ -130,18 +134,59 @@ def _read_nominal_frequency(reader):
     return number
 
 
-def _read_levels(reader, default):
+def _read_levels(reader, default, nominal_hz):
     prefix = f"LIMIT_{default.setting}_"
-    valid_range = _LEVEL_RANGES.get(default.setting)
-    levels = [_read_level(reader, prefix + level, value, valid_range)
+    check = _LevelCheck(default.setting, nominal_hz)
+    levels = [_read_level(reader, prefix + level, value, check)
               for level, value in zip(LEVELS, default.levels())]
-    hysteresis = reader.number(prefix + "HYSTERESIS", default.hysteresis, minimum=0)
+    hysteresis = reader.number(prefix + "HYSTERESIS", default.hysteresis, minimum=0,
+                               maximum=_HYSTERESIS_MAXIMA.get(default.setting))
     _check_order(reader, prefix, levels)
     return dataclasses.replace(default, low_trip=levels[0], low_warn=levels[1],
                                high_warn=levels[2], high_trip=levels[3], hysteresis=hysteresis)
 
 
-def _read_level(reader, name, default, valid_range=None):
+class _LevelCheck:
+    """The levels that make sense for one limit, and the hint for a level outside them."""
+
+    def __init__(self, setting, nominal_hz):
+        self.setting = setting
+        self.nominal_hz = nominal_hz
+        if setting == "GRID_FREQUENCY":
+            self.range = (nominal_hz - FREQUENCY_LEVEL_SPAN_HZ,
+                          nominal_hz + FREQUENCY_LEVEL_SPAN_HZ)
+        else:
+            self.range = _LEVEL_RANGES.get(setting)
+
+    def problem(self, number):
+        """Return what is accepted when ``number`` makes no sense as a level, else None."""
+        if self.setting == "SOC" and 0 < number < 1:
+            return _("SOC levels are in %: write {percent:g} for {percent:g} %, not a "
+                     "fraction").format(percent=number * 100)
+        if self.range is None or self.range[0] <= number <= self.range[1]:
+            return None
+        if self.setting == "GRID_FREQUENCY":
+            return self._frequency_problem(number)
+        accepted = _("expected a number from {minimum:g} to {maximum:g}, or off").format(
+            minimum=self.range[0], maximum=self.range[1])
+        if self.setting == "BATTERY_TEMP" and number <= 300:
+            accepted += _("; levels are in °C, and {value:g} °F is {celsius:.0f} °C").format(
+                value=number, celsius=(number - 32) / 1.8)
+        return accepted
+
+    def _frequency_problem(self, number):
+        accepted = _("expected a number from {minimum:g} to {maximum:g}, within {span:g} Hz "
+                     "of GRID_NOMINAL_FREQUENCY_HZ={nominal:g}, or off").format(
+                         minimum=self.range[0], maximum=self.range[1],
+                         span=FREQUENCY_LEVEL_SPAN_HZ, nominal=self.nominal_hz)
+        other = next(hz for hz in NOMINAL_FREQUENCIES_HZ if hz != self.nominal_hz)
+        if abs(number - other) <= FREQUENCY_LEVEL_SPAN_HZ:
+            accepted += _("; for a {other:g} Hz grid set GRID_NOMINAL_FREQUENCY_HZ={other:g}"
+                          ).format(other=other)
+        return accepted
+
+
+def _read_level(reader, name, default, check=None):
     value = reader.raw(name)
     if not value:
         return default
@@ -157,10 +202,9 @@ def _read_level(reader, name, default, valid_range=None):
         # Left out of the order check, which would otherwise compare the default with
         # the other levels as if the user had written it.
         return _OFF
-    if valid_range is not None and not valid_range[0] <= number <= valid_range[1]:
-        reader.invalid(name, value, _("expected a number from {minimum:g} to {maximum:g}, "
-                                      "or off").format(minimum=valid_range[0],
-                                                       maximum=valid_range[1]))
+    problem = check.problem(number) if check is not None else None
+    if problem is not None:
+        reader.invalid(name, value, problem)
         return _OFF
     return number
 

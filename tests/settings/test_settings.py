@@ -147,7 +147,7 @@ BAD_SETTINGS = [
     ({"LIMIT_BATTERY_TEMP_HIGH_TRIP": "hot"},
      "LIMIT_BATTERY_TEMP_HIGH_TRIP='hot' is invalid: expected a number, or off"),
     ({"LIMIT_SOC_LOW_WARN": "inf"}, "LIMIT_SOC_LOW_WARN='inf' is invalid: expected a number, or off"),
-    ({"LIMIT_SOC_HYSTERESIS": "-1"}, "LIMIT_SOC_HYSTERESIS='-1' is invalid: expected a number of at least 0"),
+    ({"LIMIT_SOC_HYSTERESIS": "-1"}, "LIMIT_SOC_HYSTERESIS='-1' is invalid: expected a number from 0 to 20"),
     ({"LIMIT_DEBOUNCE_CYCLES": "0"}, "LIMIT_DEBOUNCE_CYCLES='0' is invalid"),
     ({"STALE_AFTER_S": "-5"}, "STALE_AFTER_S='-5' is invalid: expected a positive number of seconds, or off"),
     ({"STALE_AFTER_S": "never"}, "STALE_AFTER_S='never' is invalid: expected a number, or off"),
@@ -160,9 +160,22 @@ BAD_SETTINGS = [
     ({"LIMIT_SOC_LOW_TRIP": "-5"},
      "LIMIT_SOC_LOW_TRIP='-5' is invalid: expected a number from 0 to 100, or off"),
     ({"LIMIT_BATTERY_TEMP_HIGH_TRIP": "450"},
-     "LIMIT_BATTERY_TEMP_HIGH_TRIP='450' is invalid: expected a number from -50 to 150, or off"),
+     "LIMIT_BATTERY_TEMP_HIGH_TRIP='450' is invalid: expected a number from -50 to 90, or off"),
+    ({"LIMIT_BATTERY_TEMP_HIGH_TRIP": "113"},
+     "LIMIT_BATTERY_TEMP_HIGH_TRIP='113' is invalid: expected a number from -50 to 90, or off; "
+     "levels are in °C, and 113 °F is 45 °C"),
     ({"LIMIT_GRID_FREQUENCY_HIGH_WARN": "5050"},
-     "LIMIT_GRID_FREQUENCY_HIGH_WARN='5050' is invalid: expected a number from 40 to 70, or off"),
+     "LIMIT_GRID_FREQUENCY_HIGH_WARN='5050' is invalid: expected a number from 45 to 55, "
+     "within 5 Hz of GRID_NOMINAL_FREQUENCY_HZ=50, or off"),
+    ({"LIMIT_GRID_FREQUENCY_LOW_TRIP": "58.5"},
+     "LIMIT_GRID_FREQUENCY_LOW_TRIP='58.5' is invalid: expected a number from 45 to 55, within "
+     "5 Hz of GRID_NOMINAL_FREQUENCY_HZ=50, or off; for a 60 Hz grid set "
+     "GRID_NOMINAL_FREQUENCY_HZ=60"),
+    ({"LIMIT_SOC_HIGH_WARN": "0.98"},
+     "LIMIT_SOC_HIGH_WARN='0.98' is invalid: SOC levels are in %: write 98 for 98 %, not a "
+     "fraction"),
+    ({"LIMIT_SOC_HYSTERESIS": "200"},
+     "LIMIT_SOC_HYSTERESIS='200' is invalid: expected a number from 0 to 20"),
     ({"DEVICES": "inverter,inverter"}, "DEVICES='inverter,inverter' is invalid: expected distinct names"),
     ({"DEVICES": "Main Inverter"}, "DEVICES='Main Inverter' is invalid"),
     ({"DEVICES": "Inverter"}, "DEVICES='Inverter' is invalid: expected distinct names"),
