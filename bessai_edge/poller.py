@@ -274,7 +274,9 @@ class DevicePoller:
             self._active = sorted(alarms.alarm_name(name, level)
                                   for name, level in self.limit_table.active())
         active = self._active
-        if not answered:
+        if not answered or all(statuses):
+            # Exception replies to every request give no data either: a wrong unit id
+            # (exception 11) reads as down, not as partly working.
             device_state = gateway_state.DEVICE_DOWN
         elif any(statuses):
             device_state = gateway_state.DEVICE_DEGRADED

@@ -13,7 +13,8 @@ raises it)::
     boot_id      /proc/sys/kernel/random/boot_id, which separates the boots that mono_s counts in
     cycle        cycle number since the gateway started, from 1
     cycle_ms     milliseconds from the cycle start until this record was built
-    state        device state: ok, degraded (some requests failed) or down
+    state        device state: ok, degraded (some requests failed) or down (no data:
+                 no reply, or an exception to every request)
     error        the last request error of this cycle as "kind: message", or null
     values       canonical field -> number, or null when its quality is not ok; rounded to
                  the decimals its register's scale can resolve (see ``field_rounding``)

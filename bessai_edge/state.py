@@ -10,7 +10,7 @@ import time
 
 DEVICE_OK = "ok"
 DEVICE_DEGRADED = "degraded"  # replies, but some requests fail
-DEVICE_DOWN = "down"          # no reply at all this cycle
+DEVICE_DOWN = "down"          # no data this cycle: no reply, or exceptions to every request
 DEVICE_STARTING = "starting"  # no cycle completed yet
 
 

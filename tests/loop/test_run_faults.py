@@ -206,6 +206,18 @@ def hole_target(profile_name):
     raise AssertionError(f"profile {profile_name} has no request with three canonical points")
 
 
+def test_run_exception_to_every_request_is_down(tmp_path):
+    # The simulator answers an unknown unit id with exception 11, as a Modbus gateway does.
+    with simulator("--profile", PROFILE, "--unknown-unit", "exception11") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE, MODBUS_SLAVE_ID="2")
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    assert [record["state"] for record in run.records] == ["down", "down"]
+    assert run.records[0]["error"].startswith("exception_11"), run.records[0]["error"]
+    assert "device state starting -> down (exception_11" in run.stderr
+
+
 def test_run_hole_split_then_no_failing_request(tmp_path):
     address, field, others = hole_target(PROFILE)
     with simulator("--profile", PROFILE, "--exception", f"{address}=2") as (host, port):
