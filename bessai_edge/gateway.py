@@ -10,6 +10,7 @@ SimulatorProcess) are checked before each poll of their device and restarted whe
 """
 
 import logging
+import os
 import time
 
 from bessai_edge import __version__
@@ -56,6 +57,8 @@ class Gateway:
                       max_total_bytes=spool_settings.max_total_bytes)
         spool.open()
         self.spool = spool
+        _warn_if_cap_exceeds_disk(spool_settings.directory, spool_settings.max_total_bytes,
+                                  spool.stats()["bytes"])
 
     def open(self):
         """Open the spool and the health server, build the pollers and log the start line."""
@@ -165,6 +168,27 @@ class Gateway:
                         stats.get("records_dropped"), extra={"BESSAI_EVENT": "shutdown"})
         if self.health is not None:
             self.health.close()
+
+
+def _warn_if_cap_exceeds_disk(directory, max_total_bytes, spool_bytes):
+    """Warn when the spool's size cap is more than its file system can hold.
+
+    The spool evicts its oldest records only to stay under the cap. On a full disk it
+    drops new records instead, so a cap above the space it can get keeps old
+    telemetry and loses the current.
+    """
+    try:
+        usage = os.statvfs(directory)
+    except OSError:
+        return  # the spool opened, so the next write reports a real problem
+    room = usage.f_bavail * usage.f_frsize + spool_bytes
+    if max_total_bytes > room:
+        logger.warning("SPOOL_MAX_TOTAL_BYTES=%d is more than the spool can get on its file "
+                       "system (%d bytes: %d free and %d in the spool): when the disk fills, "
+                       "new records are dropped while the oldest stay; set "
+                       "SPOOL_MAX_TOTAL_BYTES below %dM", max_total_bytes, room,
+                       room - spool_bytes, spool_bytes, room * 9 // 10 // (1024 * 1024),
+                       extra={"BESSAI_EVENT": "spool"})
 
 
 class _SimulatedDevicePoller(DevicePoller):

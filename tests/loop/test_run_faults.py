@@ -4,6 +4,7 @@ Every device is ``bessai simulate`` over real Modbus TCP on loopback, or a free 
 where nothing listens.
 """
 
+import os
 import re
 import signal
 import socket
@@ -204,6 +205,21 @@ def hole_target(profile_name):
             others = [point.field for point in points if point is not middle]
             return middle.address, middle.field, others
     raise AssertionError(f"profile {profile_name} has no request with three canonical points")
+
+
+def test_run_warns_of_spool_cap_above_disk(tmp_path):
+    spool_dir = tmp_path / "spool"
+    environ = gateway_env(spool_dir, BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE,
+                          SPOOL_MAX_TOTAL_BYTES="1024G")
+    usage = os.statvfs(tmp_path)
+    assert usage.f_bavail * usage.f_frsize < 1024 ** 4, "the test needs a disk below 1 TiB"
+    run = run_gateway(environ, 1)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"WARNING .*SPOOL_MAX_TOTAL_BYTES=1099511627776 is more than the spool can "
+                     r"get on its file system \(\d+ bytes: \d+ free and \d+ in the spool\): "
+                     r"when the disk fills, new records are dropped while the oldest stay; "
+                     r"set SPOOL_MAX_TOTAL_BYTES below \d+M", run.stderr), run.stderr
+    assert len(run.records) == 1
 
 
 def test_run_exception_to_every_request_is_down(tmp_path):
