@@ -281,5 +281,5 @@ def test_check_all_rejected_suggests_profile(simulator):
 def test_check_json_summary_severity_in_spanish(simulator):
     device = simulator("--profile", "victron_multiplus", "--busy-every", "3")
     result = run_check("--json", port=device.port, LANG="es_CL.UTF-8")
-    assert "bessai check: inverter: advertencia [some_requests_failed]" in result.stderr, \
+    assert "bessai check: inverter: aviso [some_requests_failed]" in result.stderr, \
         result.stderr
