@@ -36,6 +36,7 @@ CONNECTION_TIMEOUT_S = 5.0        # from accept until the response is sent
 READ_CHUNK = 4096
 ACCEPTS_PER_EVENT = 64            # bounds the work of one readiness event on the listener
 LISTEN_BACKLOG = 64
+LISTEN_RETRY_S = 30.0             # between attempts to listen after a failed one
 
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
@@ -46,12 +47,17 @@ class HealthServer:
 
     ``listen`` is ``(host, port)``, a ``"HOST:PORT"`` string, or None or ``""`` to turn
     the server off (``serve_until`` then only waits). Port 0 binds a free port, and
-    ``address`` is the bound address.
+    ``address`` is the bound address, None while not listening. The health server is
+    optional, so an address it cannot listen on (a port another program holds, an
+    address not yet up at boot) is logged and tried again every ``LISTEN_RETRY_S``
+    while the scan loop goes on.
     """
 
     def __init__(self, listen, state, clock=time.monotonic):
-        listen = _parse_listen(listen)
-        self._listener = _open_listener(*listen) if listen is not None else None
+        self._listen = _parse_listen(listen)
+        self._listener = None
+        self._listen_failures = 0
+        self._retry_listen_at = None
         self.state = state
         self._clock = clock
         self._registry = metrics.make_registry(state, clock)
@@ -69,9 +75,29 @@ class HealthServer:
         for sock in (self._wake_reader, self._wake_writer):
             sock.setblocking(False)
         self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
-        if self._listener is not None:
-            self.address = self._listener.getsockname()[:2]
-            logger.info("health server listening on http://%s", _format_address(self.address))
+        if self._listen is not None:
+            self._try_listen(clock())
+
+    def _try_listen(self, now):
+        try:
+            self._listener = _open_listener(*self._listen)
+        except OSError as error:
+            self._listen_failures += 1
+            self._retry_listen_at = now + LISTEN_RETRY_S
+            self._limited_log.log(
+                "listen", logging.ERROR, "HEALTH_LISTEN=%s: cannot listen there: %s; "
+                "/health and /metrics are off, polling goes on, next attempt in %.0f s; "
+                "choose a free port on an address of this machine, or set HEALTH_LISTEN= "
+                "(empty) to turn the health server off", _format_address(self._listen),
+                error.strerror or error, LISTEN_RETRY_S)
+            return
+        self._retry_listen_at = None
+        self.address = self._listener.getsockname()[:2]
+        after = (f" after {self._listen_failures} failed "
+                 f"{'attempt' if self._listen_failures == 1 else 'attempts'}"
+                 if self._listen_failures else "")
+        logger.info("health server listening on http://%s%s", _format_address(self.address),
+                    after)
 
     def serve_until(self, deadline):
         """Serve clients until the monotonic ``deadline`` or until ``wake()`` is called.
@@ -79,6 +105,8 @@ class HealthServer:
         Without a wake-up it returns at the deadline, on Linux usually no later than a
         plain sleep would (see ``_wait``).
         """
+        if self._retry_listen_at is not None and self._clock() >= self._retry_listen_at:
+            self._try_listen(self._clock())
         if self._listener is not None and not self._accepting:
             self._selector.register(self._listener, selectors.EVENT_READ, None)
             self._accepting = True
@@ -400,13 +428,9 @@ def _open_listener(host, port):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(LISTEN_BACKLOG)
-    except OSError as error:
+    except OSError:
         sock.close()
-        raise ConfigError(_(
-            "HEALTH_LISTEN={value!r}: cannot listen there: {error}; choose a free port on an "
-            "address of this machine, or set HEALTH_LISTEN= (empty) to turn the health server "
-            "off").format(value=_format_address((host, port)), error=error.strerror or error)
-        ) from error
+        raise
     sock.setblocking(False)
     return sock
 

@@ -207,6 +207,17 @@ def hole_target(profile_name):
     raise AssertionError(f"profile {profile_name} has no request with three canonical points")
 
 
+def test_run_polls_while_health_port_busy(tmp_path):
+    with silent_device() as busy:
+        port = busy.getsockname()[1]
+        environ = gateway_env(tmp_path / "spool", BESSAI_MODE="simulator",
+                              DRIVER_PROFILE_PATH=PROFILE, HEALTH_LISTEN=f"127.0.0.1:{port}")
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    assert f"HEALTH_LISTEN=127.0.0.1:{port}: cannot listen there" in run.stderr
+    assert [record["state"] for record in run.records] == ["ok", "ok"]
+
+
 def test_run_warns_of_spool_cap_above_disk(tmp_path):
     spool_dir = tmp_path / "spool"
     environ = gateway_env(spool_dir, BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE,

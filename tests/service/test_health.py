@@ -8,6 +8,7 @@ loop, and the test would fail on pytest-timeout or on its own deadline.
 import collections
 import http.client
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -371,18 +372,34 @@ def test_disabled_server_only_waits():
     assert server.address is None
 
 
-def test_listen_on_busy_port_is_config_error():
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen(1)
-        port = busy.getsockname()[1]
+def test_listen_on_busy_port_retries_later(caplog):
+    caplog.set_level(logging.INFO, logger="bessai_edge.service.health")
+    now = [100.0]
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    server = health.HealthServer(("127.0.0.1", port), make_state(), clock=lambda: now[0])
+    try:
+        assert server.address is None
+        assert f"HEALTH_LISTEN=127.0.0.1:{port}: cannot listen there: " in caplog.text
+        assert "polling goes on, next attempt in 30 s" in caplog.text
+        assert "HEALTH_LISTEN= (empty)" in caplog.text
 
-        with pytest.raises(ConfigError) as caught:
-            health.HealthServer(("127.0.0.1", port), make_state())
-
-    message = str(caught.value)
-    assert f"HEALTH_LISTEN='127.0.0.1:{port}'" in message
-    assert "HEALTH_LISTEN= (empty)" in message
+        busy.close()
+        now[0] += health.LISTEN_RETRY_S - 1
+        server.serve_until(now[0])  # not yet due: no attempt
+        assert server.address is None
+        now[0] += 1
+        server.serve_until(now[0])
+        assert server.address == ("127.0.0.1", port)
+        assert "listening on http://127.0.0.1:" in caplog.text
+        assert "after 1 failed attempt" in caplog.text
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the listener accepts connections again
+    finally:
+        busy.close()
+        server.close()
 
 
 @pytest.mark.parametrize("listen", ["8000", "127.0.0.1", "host.example:80", "127.0.0.1:99999"])
@@ -396,10 +413,10 @@ def test_listen_invalid_text_is_config_error(listen):
 def test_listen_on_ipv6_loopback():
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this Python")
-    try:
-        server = health.HealthServer(("::1", 0), make_state())
-    except ConfigError as error:
-        pytest.skip(f"no IPv6 loopback here: {error}")
+    server = health.HealthServer(("::1", 0), make_state())
+    if server.address is None:
+        server.close()
+        pytest.skip("no IPv6 loopback here: cannot listen on [::1]")
     try:
         status = Served(server).run(get, ("::1", server.address[1]), "/health")[0]
     finally:
