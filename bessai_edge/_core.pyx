@@ -531,7 +531,9 @@ cdef bint _round_decimal(double x, int places, double *rounded) noexcept:
     cdef double error = fma(x, power, -scaled)
     cdef double whole = nearbyint(scaled)  # the default rounding mode: halves to even
     cdef double below = floor(scaled)
-    if scaled - below == 0.5 and error != 0.0:
+    # below + 0.5 is exact below 2**52, while scaled - below can round: for
+    # scaled = -0.49999999999999994 it gives 0.5, a halfway point that is not there.
+    if scaled == below + 0.5 and error != 0.0:
         whole = below + 1.0 if error > 0.0 else below
     rounded[0] = whole / power
     return True
