@@ -98,7 +98,7 @@ def exit_status(findings_per_device):
         return 0
     no_data = {"refused", "connect_timeout", "unreachable", "connect_failed", "all_timeouts",
                "connection_dropped", "wrong_unit_id", "sunspec_not_found", "all_illegal_address",
-               "all_requests_rejected"}
+               "all_requests_rejected", "nothing_read"}
     if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
         return 2
     return 1
@@ -184,6 +184,18 @@ def _request_findings(observation):
             "DRIVER_PROFILE_PATH probably names the wrong profile for this device (list "
             "the profiles with `bessai profiles`)."
         ).format(profile=observation.profile, summary=_count_kinds(outcomes)))]
+
+    # A mixture of failures (exception 2 on some units, 11 on others) that left no value.
+    # Rejected points count as not available too; only the others are read values.
+    nothing_read = (not observation.points_ok
+                    and observation.points_not_available <= observation.points_rejected)
+    if outcomes and nothing_read and any(kind not in ("ok", "exception_2") for kind in outcomes):
+        return [Finding(ERROR, "nothing_read", _(
+            "No point of profile {profile} was read ({summary}): DRIVER_PROFILE_PATH "
+            "probably names the wrong profile for this device, or MODBUS_SLAVE_ID (now "
+            "{unit}) is wrong (list the profiles with `bessai profiles`)."
+        ).format(profile=observation.profile, summary=_count_kinds(outcomes),
+                 unit=observation.unit_id))]
 
     findings = []
     if observation.points_rejected:

@@ -269,6 +269,16 @@ def test_check_device_without_main_fields_is_not_ok(simulator):
     assert result.returncode == 1
 
 
+def test_check_other_makes_profile_reads_nothing(simulator):
+    # Victron's profile against a Huawei: exception 2 on unit 1, exception 11 on the
+    # Victron unit ids 225 and 227. No value is read, so it is an error, exit 2.
+    device = simulator("--profile", "huawei_sun2000")
+    result = run_check(port=device.port, profile="victron_multiplus", MODBUS_SLAVE_ID="1")
+    assert codes(result) == ["nothing_read"], result.stdout[-2000:]
+    assert "DRIVER_PROFILE_PATH probably names the wrong profile" in result.stdout
+    assert result.returncode == 2
+
+
 def test_check_all_rejected_suggests_profile(simulator):
     device = simulator("--profile", "victron_multiplus", "--exception", "0-65535=1")
     result = run_check(port=device.port)
