@@ -7,6 +7,7 @@ The registry is the first of these directories that exists:
 3. ``/usr/share/bessai/registry`` (the Debian package).
 """
 
+import difflib
 import os
 import pathlib
 
@@ -66,8 +67,26 @@ def resolve_profile_path(name_or_path):
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    names = ", ".join(bundled_profiles()) or _("none found")
+    bundled = bundled_profiles()
+    close = closest_profile(given.stem, bundled)
+    hint = _("; did you mean {name}?").format(name=close) if close else ""
     raise ProfileError(_("profile {name!r}: file not found (looked in {paths}); bundled "
                          "profiles in {registry}: {names}").format(
                              name=text, paths=", ".join(str(path) for path in [given] + candidates),
-                             registry=registry_dir(), names=names))
+                             registry=registry_dir(), names=", ".join(bundled) or _("none found"))
+                       + hint)
+
+
+def closest_profile(name, bundled):
+    """Return the bundled profile ``name`` probably means, or None.
+
+    A make alone (``huawei``, ``victron_gx``) means the bundled profile of that make
+    when there is one; otherwise the closest spelling.
+    """
+    name = name.lower()
+    make = name.split("_")[0]
+    same_make = [profile for profile in bundled if profile.split("_")[0] == make]
+    if len(same_make) == 1:
+        return same_make[0]
+    close = difflib.get_close_matches(name, bundled, n=1, cutoff=0.6)
+    return close[0] if close else None

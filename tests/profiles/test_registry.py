@@ -44,6 +44,22 @@ def test_missing_profile_lists_bundled(monkeypatch, tmp_path):
     assert "fronius_gen24" in message
 
 
+@pytest.mark.parametrize("name, meant", [
+    ("fronius_gen23", "fronius_gen24"), ("huawei", "huawei_sun2000"),
+    ("victron_gx", "victron_multiplus"), ("SMA", "sma_sunny_tripower"), ("sunspek", "sunspec"),
+    ("growatt", None),
+])
+def test_missing_profile_suggests_closest(monkeypatch, tmp_path, name, meant):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProfileError) as raised:
+        resolve_profile_path(name)
+    message = str(raised.value)
+    if meant is None:
+        assert "did you mean" not in message
+    else:
+        assert message.endswith(f"; did you mean {meant}?")
+
+
 def test_empty_name_rejected():
     with pytest.raises(ProfileError):
         resolve_profile_path("  ")
