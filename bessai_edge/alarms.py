@@ -123,10 +123,7 @@ def _read_nominal_frequency(reader):
     value = reader.raw(name)
     if not value:
         return NOMINAL_FREQUENCIES_HZ[0]
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
+    number = envfile.parse_decimal(value)
     if number not in NOMINAL_FREQUENCIES_HZ:
         reader.invalid(name, value, _("expected one of {choices}").format(choices="50, 60")
                        + envfile.decimal_comma_hint(value))
@@ -137,7 +134,7 @@ def _read_nominal_frequency(reader):
 def _read_levels(reader, default, nominal_hz):
     prefix = f"LIMIT_{default.setting}_"
     check = _LevelCheck(default.setting, nominal_hz)
-    levels = [_read_level(reader, prefix + level, value, check)
+    levels = [_read_level(reader, prefix + level, value, check.for_level(level))
               for level, value in zip(LEVELS, default.levels())]
     hysteresis = reader.number(prefix + "HYSTERESIS", default.hysteresis, minimum=0,
                                maximum=_HYSTERESIS_MAXIMA.get(default.setting))
@@ -149,30 +146,49 @@ def _read_levels(reader, default, nominal_hz):
 class _LevelCheck:
     """The levels that make sense for one limit, and the hint for a level outside them."""
 
-    def __init__(self, setting, nominal_hz):
+    def __init__(self, setting, nominal_hz, level=None):
         self.setting = setting
         self.nominal_hz = nominal_hz
+        self.level = level  # LOW_TRIP ... HIGH_TRIP once for_level has set it
         if setting == "GRID_FREQUENCY":
             self.range = (nominal_hz - FREQUENCY_LEVEL_SPAN_HZ,
                           nominal_hz + FREQUENCY_LEVEL_SPAN_HZ)
         else:
             self.range = _LEVEL_RANGES.get(setting)
 
+    def for_level(self, level):
+        """Return the check for one level of this limit."""
+        return _LevelCheck(self.setting, self.nominal_hz, level)
+
     def problem(self, number):
         """Return what is accepted when ``number`` makes no sense as a level, else None."""
         if self.setting == "SOC" and 0 < number < 1:
             return _("SOC levels are in %: write {percent:g} for {percent:g} %, not a "
                      "fraction").format(percent=number * 100)
+        if self.setting == "GRID_FREQUENCY" and self._wrong_side_of_nominal(number):
+            return _("a {level} level must lie {side} GRID_NOMINAL_FREQUENCY_HZ={nominal:g}, "
+                     "or it raises its alarm on a healthy grid").format(
+                         level=self.level, nominal=self.nominal_hz,
+                         side=_("above") if self.level.startswith("HIGH") else _("below"))
         if self.range is None or self.range[0] <= number <= self.range[1]:
             return None
         if self.setting == "GRID_FREQUENCY":
             return self._frequency_problem(number)
         accepted = _("expected a number from {minimum:g} to {maximum:g}, or off").format(
             minimum=self.range[0], maximum=self.range[1])
-        if self.setting == "BATTERY_TEMP" and number <= 300:
+        celsius = (number - 32) / 1.8
+        # Fahrenheit only when a usual warning or trip level comes out: 35 C and more.
+        if self.setting == "BATTERY_TEMP" and 35 <= celsius <= self.range[1]:
             accepted += _("; levels are in °C, and {value:g} °F is {celsius:.0f} °C").format(
-                value=number, celsius=(number - 32) / 1.8)
+                value=number, celsius=celsius)
         return accepted
+
+    def _wrong_side_of_nominal(self, number):
+        if self.level is None or not self.range[0] <= number <= self.range[1]:
+            return False
+        if self.level.startswith("HIGH"):
+            return number <= self.nominal_hz
+        return number >= self.nominal_hz
 
     def _frequency_problem(self, number):
         accepted = _("expected a number from {minimum:g} to {maximum:g}, within {span:g} Hz "
@@ -180,7 +196,7 @@ class _LevelCheck:
                          minimum=self.range[0], maximum=self.range[1],
                          span=FREQUENCY_LEVEL_SPAN_HZ, nominal=self.nominal_hz)
         other = next(hz for hz in NOMINAL_FREQUENCIES_HZ if hz != self.nominal_hz)
-        if abs(number - other) <= FREQUENCY_LEVEL_SPAN_HZ:
+        if abs(number - other) <= FREQUENCY_TRIP_HZ * 2:  # near the other grid's levels
             accepted += _("; for a {other:g} Hz grid set GRID_NOMINAL_FREQUENCY_HZ={other:g}"
                           ).format(other=other)
         return accepted
@@ -192,10 +208,7 @@ def _read_level(reader, name, default, check=None):
         return default
     if value.lower() in OFF_WORDS:
         return _OFF
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
+    number = envfile.parse_decimal(value)
     if not math.isfinite(number):
         reader.invalid(name, value, _("expected a number, or off")
                        + envfile.decimal_comma_hint(value))
@@ -224,7 +237,7 @@ def _check_order(reader, prefix, levels):
 def _level_text(reader, name, value):
     """Return the level as written, marked when the user left it at its default."""
     if reader.raw(name):
-        return f"{value:g}"
+        return reader.raw(name)
     return _("{value:g} (default)").format(value=value)
 
 

@@ -68,7 +68,7 @@ def read_env_file(path):
     Bad lines are left out. The unreadable names are those of left-out lines that
     still name a variable (``SITE_ID`` without ``=``, a value with bad quoting), so the
     settings check neither reports them missing nor checks a value for them. A
-    variable set on several lines takes the last value, as under systemd; each later
+    variable set on several lines takes the last value, as under systemd. Each later
     line gets a warning in ``repeats``, because an old line further down overrides an
     edit made near the top. Raises
     ConfigError only when the file cannot be read at all, so that the check can report
@@ -220,7 +220,7 @@ class EnvReader:
         self.problems = []
         self.unreadable = frozenset(getattr(environ, "unreadable", ()))
         # Names the process environment sets over the settings file, so that a message
-        # about one does not send the reader to a file that holds another value.
+        # about one does not send the reader to a file that contains another value.
         self.process_names = frozenset(getattr(environ, "process_names", ()))
         self.env_file = getattr(environ, "env_file", None)
 
@@ -291,7 +291,7 @@ class EnvReader:
         value = self.raw(name)
         if not value:
             return default
-        number = float(value) if _DECIMAL_NUMBER.fullmatch(value) else math.nan
+        number = parse_decimal(value)
         if not math.isfinite(number) or (minimum is not None and number < minimum) or (
                 maximum is not None and number > maximum):
             self.invalid(name, value, _range_text(_("a number"), minimum, maximum)
@@ -311,6 +311,28 @@ def comment_hint(value):
         return _("; a comment ('#' or ';') after the value is part of it, so put the "
                  "comment on its own line")
     return ""
+
+
+def override_warnings(path, file_variables, environ):
+    """Return a warning for each variable of the file that ``environ`` sets differently.
+
+    The installed service reads only the file, so a value left in a technician's shell
+    would make ``check`` test other settings than the service runs with.
+    """
+    return [_("{path}: {name} is set in the process environment ({value!r}), which overrides "
+              "the file's {file_value!r}; the service reads only the file: unset {name} to "
+              "check the file as the service sees it").format(
+                  path=path, name=name, value=environ[name], file_value=value)
+            for name, value in file_variables.items()
+            if name in environ and environ[name] != value]
+
+
+def parse_decimal(text):
+    """Return ``text`` as a float if it is a plain decimal number (``-1.5``, ``2e3``), else NaN.
+
+    ``float()`` alone would also take ``1_0``, ``inf`` and non-ASCII digits.
+    """
+    return float(text) if _DECIMAL_NUMBER.fullmatch(text) else math.nan
 
 
 def decimal_comma_hint(value):

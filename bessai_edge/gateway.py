@@ -57,8 +57,7 @@ class Gateway:
                       max_total_bytes=spool_settings.max_total_bytes)
         spool.open()
         self.spool = spool
-        _warn_if_cap_exceeds_disk(spool_settings.directory, spool_settings.max_total_bytes,
-                                  spool.stats()["bytes"])
+        _warn_if_cap_exceeds_disk(spool_settings, spool.stats()["bytes"])
 
     def open(self):
         """Open the spool and the health server, build the pollers and log the start line."""
@@ -170,7 +169,7 @@ class Gateway:
             self.health.close()
 
 
-def _warn_if_cap_exceeds_disk(directory, max_total_bytes, spool_bytes):
+def _warn_if_cap_exceeds_disk(spool_settings, spool_bytes):
     """Warn when the spool's size cap is more than its file system can hold.
 
     The spool evicts its oldest records only to stay under the cap. On a full disk it
@@ -178,17 +177,21 @@ def _warn_if_cap_exceeds_disk(directory, max_total_bytes, spool_bytes):
     telemetry and loses the current.
     """
     try:
-        usage = os.statvfs(directory)
+        usage = os.statvfs(spool_settings.directory)
     except OSError:
         return  # the spool opened, so the next write reports a real problem
     room = usage.f_bavail * usage.f_frsize + spool_bytes
-    if max_total_bytes > room:
-        logger.warning("SPOOL_MAX_TOTAL_BYTES=%d is more than the spool can get on its file "
-                       "system (%d bytes: %d free and %d in the spool): when the disk fills, "
-                       "new records are dropped while the oldest stay; set "
-                       "SPOOL_MAX_TOTAL_BYTES below %dM", max_total_bytes, room,
-                       room - spool_bytes, spool_bytes, room * 9 // 10 // (1024 * 1024),
-                       extra={"BESSAI_EVENT": "spool"})
+    if spool_settings.max_total_bytes <= room:
+        return
+    cap_k = room * 9 // 10 // 1024  # a tenth left for the rest of the system
+    fix = f"set SPOOL_MAX_TOTAL_BYTES to at most {cap_k}K"
+    if spool_settings.segment_max_bytes > cap_k * 1024 // 2:
+        # The cap must hold two segments, so a small disk needs smaller segments too.
+        fix = f"set SPOOL_SEGMENT_MAX_BYTES to at most {cap_k // 2}K and {fix[4:]}"
+    logger.warning("SPOOL_MAX_TOTAL_BYTES=%d is more than the spool can get on its file system "
+                   "(%d bytes: %d free and %d in the spool): when the disk fills, new records "
+                   "are dropped while the oldest stay; %s", spool_settings.max_total_bytes,
+                   room, room - spool_bytes, spool_bytes, fix, extra={"BESSAI_EVENT": "spool"})
 
 
 class _SimulatedDevicePoller(DevicePoller):

@@ -24,6 +24,7 @@ from bessai_edge.envfile import (
     comment_hint,
     is_explicit_path,
     is_valid_host,
+    override_warnings,
     read_env_file,
 )
 from bessai_edge.errors import ProfileError
@@ -134,12 +135,13 @@ def read_environment(env_file=None, environ=None):
         return SettingsEnvironment(environ)
     contents = read_env_file(env_file)
     variables = contents.variables
+    warnings = contents.repeats + override_warnings(env_file, variables, environ)
     problems = [setting_names.misspelt_name_problem(env_file, name, KNOWN_NAMES)
                 for name in variables]
     variables.update(environ)
     return SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
-        contents.unreadable - set(environ), contents.repeats, env_file, environ)
+        contents.unreadable - set(environ), warnings, env_file, environ)
 
 
 def load_settings(environ):

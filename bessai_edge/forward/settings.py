@@ -29,7 +29,13 @@ import stat
 
 from bessai_edge import setting_names
 from bessai_edge import settings as run_settings
-from bessai_edge.envfile import EnvReader, is_explicit_path, is_valid_host, read_env_file
+from bessai_edge.envfile import (
+    EnvReader,
+    is_explicit_path,
+    is_valid_host,
+    override_warnings,
+    read_env_file,
+)
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
@@ -106,11 +112,12 @@ def read_environment(env_file=None, environ=None):
         return run_settings.SettingsEnvironment(environ)
     contents = read_env_file(env_file)
     variables = contents.variables
+    warnings = contents.repeats + override_warnings(env_file, variables, environ)
     problems = [_misspelt_file_name(env_file, name) for name in variables]
     variables.update(environ)
     return run_settings.SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
-        contents.unreadable - set(environ), contents.repeats, env_file, environ)
+        contents.unreadable - set(environ), warnings, env_file, environ)
 
 
 def _misspelt_file_name(path, name):

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 
@@ -229,8 +230,29 @@ def test_run_warns_of_spool_cap_above_disk(tmp_path):
     assert re.search(r"WARNING .*SPOOL_MAX_TOTAL_BYTES=1099511627776 is more than the spool can "
                      r"get on its file system \(\d+ bytes: \d+ free and \d+ in the spool\): "
                      r"when the disk fills, new records are dropped while the oldest stay; "
-                     r"set SPOOL_MAX_TOTAL_BYTES below \d+M", run.stderr), run.stderr
+                     r"set SPOOL_MAX_TOTAL_BYTES to at most \d+K BESSAI_EVENT=spool", run.stderr), \
+        run.stderr
     assert len(run.records) == 1
+
+
+def test_run_spool_advice_fits_small_disk(tmp_path, needs_root):
+    # A real 8 MiB tmpfs: too small for the default 16 MiB segments.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    try:
+        environ = gateway_env(disk, BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE,
+                              SPOOL_MAX_TOTAL_BYTES="64M")
+        run = run_gateway(environ, 1)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert run.returncode == 0, run.stderr
+    advice = re.search(r"set SPOOL_SEGMENT_MAX_BYTES to at most (\d+)K and "
+                       r"SPOOL_MAX_TOTAL_BYTES to at most (\d+)K", run.stderr)
+    assert advice, run.stderr
+    segment_k, total_k = int(advice.group(1)), int(advice.group(2))
+    assert total_k * 1024 < 8 * 1024 * 1024
+    assert 2 * segment_k <= total_k  # the advice passes the settings check
 
 
 def test_run_exception_to_every_request_is_down(tmp_path):

@@ -171,6 +171,16 @@ BAD_SETTINGS = [
      "LIMIT_GRID_FREQUENCY_LOW_TRIP='58.5' is invalid: expected a number from 45 to 55, within "
      "5 Hz of GRID_NOMINAL_FREQUENCY_HZ=50, or off; for a 60 Hz grid set "
      "GRID_NOMINAL_FREQUENCY_HZ=60"),
+    ({"LIMIT_GRID_FREQUENCY_HIGH_WARN": "49", "LIMIT_GRID_FREQUENCY_LOW_WARN": "off",
+      "LIMIT_GRID_FREQUENCY_LOW_TRIP": "off"},
+     "LIMIT_GRID_FREQUENCY_HIGH_WARN='49' is invalid: a HIGH_WARN level must lie above "
+     "GRID_NOMINAL_FREQUENCY_HZ=50, or it raises its alarm on a healthy grid"),
+    ({"LIMIT_GRID_FREQUENCY_LOW_WARN": "50"},
+     "LIMIT_GRID_FREQUENCY_LOW_WARN='50' is invalid: a LOW_WARN level must lie below"),
+    ({"LIMIT_SOC_LOW_TRIP": "1_0"}, "LIMIT_SOC_LOW_TRIP='1_0' is invalid: expected a number, or off"),
+    ({"GRID_NOMINAL_FREQUENCY_HZ": "6_0"}, "GRID_NOMINAL_FREQUENCY_HZ='6_0' is invalid"),
+    ({"LIMIT_BATTERY_POWER_HIGH_WARN": "1234567", "LIMIT_BATTERY_POWER_HIGH_TRIP": "1234566"},
+     "LIMIT_BATTERY_POWER_HIGH_WARN=1234567 is above LIMIT_BATTERY_POWER_HIGH_TRIP=1234566"),
     ({"LIMIT_SOC_HIGH_WARN": "0.98"},
      "LIMIT_SOC_HIGH_WARN='0.98' is invalid: SOC levels are in %: write 98 for 98 %, not a "
      "fraction"),
@@ -400,6 +410,15 @@ def test_settings_limit_range_ends_accepted():
     assert by_field["soc_pct"].levels() == (0.0, 10.0, 98.0, 100.0)
 
 
+@pytest.mark.parametrize("name, value", [
+    ("LIMIT_BATTERY_TEMP_HIGH_TRIP", "90.0001"), ("LIMIT_BATTERY_TEMP_HIGH_TRIP", "200"),
+    ("LIMIT_BATTERY_TEMP_LOW_TRIP", "-60"), ("LIMIT_GRID_FREQUENCY_HIGH_TRIP", "55.0001"),
+])
+def test_settings_limit_hint_only_where_it_fixes(name, value):
+    problem, = problems_of(**{name: value})
+    assert problem.endswith(", or off"), problem  # no Fahrenheit or 60 Hz hint
+
+
 def test_settings_limit_out_of_range_left_out_of_order_check():
     # Only the range message: 120 must not also be compared with the other levels.
     assert problems_of(LIMIT_SOC_LOW_WARN="120") == [
@@ -428,6 +447,19 @@ def test_invalid_value_from_process_names_its_source(tmp_path):
         f"process environment, which overrides {env_file}: unset it there)",
         "SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600",
     ]
+
+
+def test_process_value_over_file_warns(tmp_path):
+    # A broken file line hidden by a value left in the shell: the service would not start.
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=a\nGRID_NOMINAL_FREQUENCY_HZ=55\nLOG_LEVEL=info\n")
+    environ = settings.read_environment(
+        str(env_file), {"GRID_NOMINAL_FREQUENCY_HZ": "50", "LOG_LEVEL": "info", "PATH": "/bin"})
+    assert environ["GRID_NOMINAL_FREQUENCY_HZ"] == "50"
+    assert environ.warnings == [
+        f"{env_file}: GRID_NOMINAL_FREQUENCY_HZ is set in the process environment ('50'), "
+        f"which overrides the file's '55'; the service reads only the file: unset "
+        f"GRID_NOMINAL_FREQUENCY_HZ to check the file as the service sees it"]
 
 
 def test_read_environment_misspelt_name(tmp_path):
