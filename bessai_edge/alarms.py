@@ -9,6 +9,7 @@ Alarm names are ``<field>:<level>``, e.g. ``soc_pct:low_warn`` or ``battery_temp
 """
 
 import dataclasses
+import functools
 import math
 
 from bessai_edge import envfile
@@ -63,12 +64,11 @@ FREQUENCY_WARN_HZ = 0.5     # deviation from nominal that warns
 FREQUENCY_TRIP_HZ = 1.5     # deviation that trips: 48.5 and 51.5 Hz on a 50 Hz grid
 NOMINAL_FREQUENCIES_HZ = (50.0, 60.0)
 
-# Levels that make sense, by setting. A level outside can never fire or fires on a
-# healthy site, so it is a typo (LIMIT_SOC_HIGH_WARN=980 for 98.0) or a value in another
-# unit (Fahrenheit). Lithium-ion cells are far past their safe range at 90 C, and grid
-# frequency levels lie within 5 Hz of GRID_NOMINAL_FREQUENCY_HZ.
+# Levels that make sense, by setting. A level outside them is a typo
+# (LIMIT_SOC_HIGH_WARN=980 for 98.0) or a value in another unit (Fahrenheit), because
+# lithium-ion cells are far past their safe range at 90 C.
 _LEVEL_RANGES = {"SOC": (0.0, 100.0), "BATTERY_TEMP": (-50.0, 90.0)}
-FREQUENCY_LEVEL_SPAN_HZ = 5.0
+FREQUENCY_LEVEL_SPAN_HZ = 5.0  # grid frequency levels lie this close to the nominal
 # The largest hysteresis that still lets an alarm clear near its level.
 _HYSTERESIS_MAXIMA = {"SOC": 20, "BATTERY_TEMP": 20, "GRID_FREQUENCY": 1}
 
@@ -133,8 +133,8 @@ def _read_nominal_frequency(reader):
 
 def _read_levels(reader, default, nominal_hz):
     prefix = f"LIMIT_{default.setting}_"
-    check = _LevelCheck(default.setting, nominal_hz)
-    levels = [_read_level(reader, prefix + level, value, check.for_level(level))
+    levels = [_read_level(reader, prefix + level, value,
+                          functools.partial(_level_problem, default.setting, level, nominal_hz))
               for level, value in zip(LEVELS, default.levels())]
     hysteresis = reader.number(prefix + "HYSTERESIS", default.hysteresis, minimum=0,
                                maximum=_HYSTERESIS_MAXIMA.get(default.setting))
@@ -143,66 +143,49 @@ def _read_levels(reader, default, nominal_hz):
                                high_warn=levels[2], high_trip=levels[3], hysteresis=hysteresis)
 
 
-class _LevelCheck:
-    """The levels that make sense for one limit, and the hint for a level outside them."""
+def _level_problem(setting, level, nominal_hz, number):
+    """Return what is accepted when ``number`` makes no sense as ``level``, else None."""
+    if setting == "SOC" and 0 < number < 1:
+        return _("SOC levels are in %: write {percent:g} for {percent:g} %, not a "
+                 "fraction").format(percent=number * 100)
+    if setting == "GRID_FREQUENCY":
+        return _frequency_level_problem(level, nominal_hz, number)
+    valid_range = _LEVEL_RANGES.get(setting)
+    if valid_range is None or valid_range[0] <= number <= valid_range[1]:
+        return None
+    accepted = _("expected a number from {minimum:g} to {maximum:g}, or off").format(
+        minimum=valid_range[0], maximum=valid_range[1])
+    celsius = (number - 32) / 1.8
+    # Fahrenheit only when a usual warning or trip level comes out: 35 C and more.
+    if setting == "BATTERY_TEMP" and 35 <= celsius <= valid_range[1]:
+        accepted += _("; levels are in °C, and {value:g} °F is {celsius:.0f} °C").format(
+            value=number, celsius=celsius)
+    return accepted
 
-    def __init__(self, setting, nominal_hz, level=None):
-        self.setting = setting
-        self.nominal_hz = nominal_hz
-        self.level = level  # LOW_TRIP ... HIGH_TRIP once for_level has set it
-        if setting == "GRID_FREQUENCY":
-            self.range = (nominal_hz - FREQUENCY_LEVEL_SPAN_HZ,
-                          nominal_hz + FREQUENCY_LEVEL_SPAN_HZ)
-        else:
-            self.range = _LEVEL_RANGES.get(setting)
 
-    def for_level(self, level):
-        """Return the check for one level of this limit."""
-        return _LevelCheck(self.setting, self.nominal_hz, level)
-
-    def problem(self, number):
-        """Return what is accepted when ``number`` makes no sense as a level, else None."""
-        if self.setting == "SOC" and 0 < number < 1:
-            return _("SOC levels are in %: write {percent:g} for {percent:g} %, not a "
-                     "fraction").format(percent=number * 100)
-        if self.setting == "GRID_FREQUENCY" and self._wrong_side_of_nominal(number):
-            return _("a {level} level must lie {side} GRID_NOMINAL_FREQUENCY_HZ={nominal:g}, "
-                     "or it raises its alarm on a healthy grid").format(
-                         level=self.level, nominal=self.nominal_hz,
-                         side=_("above") if self.level.startswith("HIGH") else _("below"))
-        if self.range is None or self.range[0] <= number <= self.range[1]:
+def _frequency_level_problem(level, nominal_hz, number):
+    """Return the problem of a grid frequency level, or None: near nominal, right side."""
+    high = level.startswith("HIGH")
+    if abs(number - nominal_hz) <= FREQUENCY_LEVEL_SPAN_HZ:
+        if (number > nominal_hz) == high and number != nominal_hz:
             return None
-        if self.setting == "GRID_FREQUENCY":
-            return self._frequency_problem(number)
-        accepted = _("expected a number from {minimum:g} to {maximum:g}, or off").format(
-            minimum=self.range[0], maximum=self.range[1])
-        celsius = (number - 32) / 1.8
-        # Fahrenheit only when a usual warning or trip level comes out: 35 C and more.
-        if self.setting == "BATTERY_TEMP" and 35 <= celsius <= self.range[1]:
-            accepted += _("; levels are in °C, and {value:g} °F is {celsius:.0f} °C").format(
-                value=number, celsius=celsius)
-        return accepted
-
-    def _wrong_side_of_nominal(self, number):
-        if self.level is None or not self.range[0] <= number <= self.range[1]:
-            return False
-        if self.level.startswith("HIGH"):
-            return number <= self.nominal_hz
-        return number >= self.nominal_hz
-
-    def _frequency_problem(self, number):
-        accepted = _("expected a number from {minimum:g} to {maximum:g}, within {span:g} Hz "
-                     "of GRID_NOMINAL_FREQUENCY_HZ={nominal:g}, or off").format(
-                         minimum=self.range[0], maximum=self.range[1],
-                         span=FREQUENCY_LEVEL_SPAN_HZ, nominal=self.nominal_hz)
-        other = next(hz for hz in NOMINAL_FREQUENCIES_HZ if hz != self.nominal_hz)
-        if abs(number - other) <= FREQUENCY_TRIP_HZ * 2:  # near the other grid's levels
-            accepted += _("; for a {other:g} Hz grid set GRID_NOMINAL_FREQUENCY_HZ={other:g}"
-                          ).format(other=other)
-        return accepted
+        return _("a {level} level must lie {side} GRID_NOMINAL_FREQUENCY_HZ={nominal:g}, "
+                 "or it raises its alarm on a healthy grid").format(
+                     level=level, nominal=nominal_hz, side=_("above") if high else _("below"))
+    accepted = _("expected a number from {minimum:g} to {maximum:g}, within {span:g} Hz "
+                 "of GRID_NOMINAL_FREQUENCY_HZ={nominal:g}, or off").format(
+                     minimum=nominal_hz - FREQUENCY_LEVEL_SPAN_HZ,
+                     maximum=nominal_hz + FREQUENCY_LEVEL_SPAN_HZ,
+                     span=FREQUENCY_LEVEL_SPAN_HZ, nominal=nominal_hz)
+    other = next(hz for hz in NOMINAL_FREQUENCIES_HZ if hz != nominal_hz)
+    if abs(number - other) <= FREQUENCY_TRIP_HZ * 2:  # near the other grid's levels
+        accepted += _("; for a {other:g} Hz grid set GRID_NOMINAL_FREQUENCY_HZ={other:g}"
+                      ).format(other=other)
+    return accepted
 
 
 def _read_level(reader, name, default, check=None):
+    """Return the level ``name``, NaN for off; ``check(number)`` returns a problem or None."""
     value = reader.raw(name)
     if not value:
         return default
@@ -215,7 +198,7 @@ def _read_level(reader, name, default, check=None):
         # Left out of the order check, which would otherwise compare the default with
         # the other levels as if the user had written it.
         return _OFF
-    problem = check.problem(number) if check is not None else None
+    problem = check(number) if check is not None else None
     if problem is not None:
         reader.invalid(name, value, problem)
         return _OFF

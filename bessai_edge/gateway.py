@@ -184,10 +184,11 @@ def _warn_if_cap_exceeds_disk(spool_settings, spool_bytes):
     if spool_settings.max_total_bytes <= room:
         return
     cap_k = room * 9 // 10 // 1024  # a tenth left for the rest of the system
-    fix = f"set SPOOL_MAX_TOTAL_BYTES to at most {cap_k}K"
+    changes = [f"SPOOL_MAX_TOTAL_BYTES to at most {cap_k}K"]
     if spool_settings.segment_max_bytes > cap_k * 1024 // 2:
         # The cap must hold two segments, so a small disk needs smaller segments too.
-        fix = f"set SPOOL_SEGMENT_MAX_BYTES to at most {cap_k // 2}K and {fix[4:]}"
+        changes.insert(0, f"SPOOL_SEGMENT_MAX_BYTES to at most {cap_k // 2}K")
+    fix = "set " + " and ".join(changes)
     logger.warning("SPOOL_MAX_TOTAL_BYTES=%d is more than the spool can get on its file system "
                    "(%d bytes: %d free and %d in the spool): when the disk fills, new records "
                    "are dropped while the oldest stay; %s", spool_settings.max_total_bytes,

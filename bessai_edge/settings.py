@@ -126,9 +126,9 @@ def read_environment(env_file=None, environ=None):
 
     ``environ`` defaults to ``os.environ``. A variable set in it overrides the file even
     when it is empty, so ``HEALTH_LISTEN= bessai run --env-file ...`` disables the
-    health server. Misspelt names in the file go to ``name_problems`` and variables set
-    twice in it to ``warnings``; only a file that cannot be read or parsed raises
-    ConfigError here.
+    health server. Misspelt names in the file go to ``name_problems``. Variables set
+    twice in the file, or changed by ``environ``, go to ``warnings``. Only a file that
+    cannot be read or parsed raises ConfigError here.
     """
     environ = os.environ if environ is None else environ
     if env_file is None:

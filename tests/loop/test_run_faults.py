@@ -150,7 +150,7 @@ def silent_device():
     return silent
 
 
-def test_run_ctrl_c_twice_says_what_is_lost(tmp_path):
+def test_run_second_ctrl_c_message(tmp_path):
     with silent_device() as silent:
         environ = gateway_env(tmp_path / "spool", INVERTER_IP="127.0.0.1",
                               INVERTER_PORT=silent.getsockname()[1],
@@ -256,7 +256,7 @@ def test_run_spool_advice_fits_small_disk(tmp_path, needs_root):
 
 
 def test_run_exception_to_every_request_is_down(tmp_path):
-    # The simulator answers an unknown unit id with exception 11, as a Modbus gateway does.
+    # The simulator replies to an unknown unit id with exception 11, as a Modbus gateway does.
     with simulator("--profile", PROFILE, "--unknown-unit", "exception11") as (host, port):
         environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
                               DRIVER_PROFILE_PATH=PROFILE, MODBUS_SLAVE_ID="2")

@@ -179,8 +179,8 @@ def test_run_notifies_ready_watchdog_status_stopping(tmp_path, notify_listener):
         assert "WATCHDOG_USEC" not in environment
 
 
-def test_run_stop_asks_systemd_to_wait_for_the_cycle(tmp_path, notify_listener):
-    # A stop request can come while a silent device holds the cycle: the Huawei's 1 s
+def test_run_stop_extends_timeout(tmp_path, notify_listener):
+    # A stop request can come while a silent device keeps the cycle busy: the Huawei's 1 s
     # quiet time plus the 3 s request timeout, plus 10 s to close, make 14 s.
     with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
                          REQUEST_TIMEOUT_S="3") as gateway:

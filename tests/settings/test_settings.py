@@ -419,7 +419,7 @@ def test_settings_limit_hint_only_where_it_fixes(name, value):
     assert problem.endswith(", or off"), problem  # no Fahrenheit or 60 Hz hint
 
 
-def test_settings_limit_out_of_range_left_out_of_order_check():
+def test_out_of_range_level_skips_order_check():
     # Only the range message: 120 must not also be compared with the other levels.
     assert problems_of(LIMIT_SOC_LOW_WARN="120") == [
         "LIMIT_SOC_LOW_WARN='120' is invalid: expected a number from 0 to 100, or off"]
