@@ -20,6 +20,10 @@ from bessai_edge.ratelimit import RateLimitedLog
 logger = logging.getLogger(__name__)
 
 ILLEGAL_DATA_ADDRESS = 2
+NO_DATA_WORD = 0xFFFF  # the word some devices and RS-485 gateways return for an absent unit id
+# A unit id whose requests read fewer registers than this is not judged by its 0xFFFF
+# words: one or two "not available" registers are normal.
+MIN_WORDS_TO_JUDGE = 8
 DISCOVERY_RETRY_S = 30.0
 QUALITY_COMM_ERROR_NAME = core.QUALITY_NAMES[core.QUALITY_COMM_ERROR]
 
@@ -65,6 +69,7 @@ class DevicePoller:
         self._requests = None           # the plan.requests that _steps was built from
         self._steps = []
         self._all_failed = b""
+        self._unit_parts = {}           # unit id -> [(block, offset, end)] of its requests
         self._error_kind = None         # kind of the last error, for the journal field
         self._sunspec = profile.sunspec  # a property that scans every point: read it once
         self._last_evaluation_index = None  # scan-grid index of the last limit evaluation
@@ -215,6 +220,7 @@ class DevicePoller:
         read = self.link.read_checked
         error_text = None
         answered = False
+        first_word_ffff = False
         for request, unit_id, function, address, count, offset, end, block in self._steps:
             try:
                 words = read(unit_id, function, address, count)
@@ -227,7 +233,36 @@ class DevicePoller:
             buffer[offset:end] = words  # both array('H'): one copy
             statuses[block] = 0
             answered = True
+            if words[0] == NO_DATA_WORD:
+                first_word_ffff = True
+        if first_word_ffff:
+            error_text = self._reject_no_data_units(statuses) or error_text
         return statuses, error_text, answered
+
+    def _reject_no_data_units(self, statuses):
+        """Mark as failed the requests of each unit id that read 0xFFFF in every register.
+
+        A device or an RS-485 gateway may reply to a unit id that nothing serves with
+        0xFFFF in every register. Decoded, those words give plausible values (-0.1 C,
+        -0.001 kW) and false alarms, so they count as a failed read. Returns the error
+        text, or None when no unit id read only 0xFFFF.
+        """
+        buffer = self._buffer
+        rejected = []
+        for unit_id, parts in self._unit_parts.items():
+            if any(statuses[block] for block, _offset, _end in parts):
+                continue  # a unit id with a failed request is judged by that failure
+            if all(buffer[offset:end].count(NO_DATA_WORD) == end - offset
+                   for _block, offset, end in parts):
+                for block, _offset, _end in parts:
+                    statuses[block] = 1
+                rejected.append(unit_id)
+        if not rejected:
+            return None
+        self._error_kind = "no_data"
+        return (f"no_data: unit id {', '.join(map(str, rejected))} read 0xFFFF in every "
+                f"register: no device replies to that unit id here (check MODBUS_SLAVE_ID "
+                f"or the unit id settings, and the profile; `bessai check` tells which)")
 
     def _set_requests(self, plan):
         """Unpack the plan's requests once, so each cycle reads plain tuples."""
@@ -237,6 +272,13 @@ class DevicePoller:
                         request.buffer_offset + request.count, request.block)
                        for request in plan.requests]
         self._all_failed = b"\x01" * len(plan.requests)
+        parts = {}
+        for request in plan.requests:
+            parts.setdefault(request.unit_id, []).append(
+                (request.block, request.buffer_offset, request.buffer_offset + request.count))
+        self._unit_parts = {unit_id: unit_parts for unit_id, unit_parts in parts.items()
+                            if sum(end - offset for _block, offset, end in unit_parts)
+                            >= MIN_WORDS_TO_JUDGE}
         if len(self._buffer) != plan.buffer_words:
             self._buffer = array.array("H", bytes(2 * plan.buffer_words))
 

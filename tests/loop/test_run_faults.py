@@ -267,6 +267,58 @@ def test_run_exception_to_every_request_is_down(tmp_path):
     assert "device state starting -> down (exception_11" in run.stderr
 
 
+def test_run_unit_id_answered_with_ffff_is_down(tmp_path):
+    # Some RS-485 gateways answer a unit id that nothing serves with 0xFFFF in every
+    # register. Decoded, those words read -0.1 C and -0.001 kW and raise a false alarm.
+    with simulator("--profile", PROFILE, "--unknown-unit", "ffff") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE, MODBUS_SLAVE_ID="7")
+        run = run_gateway(environ, 4)
+    assert run.returncode == 0, run.stderr
+    for record in run.records:
+        assert record["state"] == "down", record
+        assert record["error"].startswith("no_data: unit id 7 read 0xFFFF"), record["error"]
+        assert set(record["quality"].values()) == {"comm_error"}, record["quality"]
+        assert set(record["values"].values()) == {None}, record["values"]
+        assert not any(alarm.endswith(("_warn", "_trip")) for alarm in record["alarms"])
+    assert "device state starting -> down (no_data: unit id 7" in run.stderr
+    assert "MODBUS_SLAVE_ID" in run.stderr
+
+
+def test_run_ffff_on_one_unit_role_degrades_only_its_fields(tmp_path):
+    profile = load_profile("victron_multiplus")
+    battery_fields = {point.field for point in profile.points
+                      if point.unit_role == "battery" and point.field}
+    with simulator("--profile", "victron_multiplus", "--unknown-unit", "ffff") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH="victron_multiplus", MODBUS_UNIT_BATTERY="226")
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    assert battery_fields
+    for record in run.records:
+        assert record["state"] == "degraded", record
+        assert record["error"].startswith("no_data: unit id 226 read 0xFFFF"), record["error"]
+        for field, quality in record["quality"].items():
+            expected = "comm_error" if field in battery_fields else "ok"
+            assert quality == expected or (expected == "ok" and quality == "not_available"), (
+                field, quality)
+        assert any(quality == "ok" for quality in record["quality"].values())
+
+
+def test_run_request_starting_with_ffff_stays_ok(tmp_path):
+    # Huawei's alarm bitfield 32008 may read 0xFFFF: the first word of a request alone
+    # is no sign of an absent unit id.
+    with simulator("--profile", PROFILE, "--set", "alarm_1=65535") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE)
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    for record in run.records:
+        assert record["state"] == "ok", record["error"]
+        assert record["values"]["alarm_1"] == 65535
+        assert record["quality"]["alarm_1"] == "ok"
+
+
 def test_run_hole_split_then_no_failing_request(tmp_path):
     address, field, others = hole_target(PROFILE)
     with simulator("--profile", PROFILE, "--exception", f"{address}=2") as (host, port):
