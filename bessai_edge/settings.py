@@ -121,27 +121,34 @@ class SettingsEnvironment(dict):
         self.process_names = frozenset(process_names)  # set by the process, over env_file
 
 
-def read_environment(env_file=None, environ=None):
+def read_environment(env_file=None, environ=None, misspelt_name_problem=None):
     """Return the settings environment: ``env_file``'s variables, overridden by ``environ``.
 
     ``environ`` defaults to ``os.environ``. A variable set in it overrides the file even
     when it is empty, so ``HEALTH_LISTEN= bessai run --env-file ...`` disables the
-    health server. Misspelt names in the file go to ``name_problems``. Variables set
-    twice in the file, or changed by ``environ``, go to ``warnings``. Only a file that
-    cannot be read or parsed raises ConfigError here.
+    health server. Misspelt names in the file go to ``name_problems``:
+    ``misspelt_name_problem(path, name)`` returns the problem line of a name, or None,
+    and defaults to the check for ``bessai run``'s names. Variables set twice in the
+    file, or changed by ``environ``, go to ``warnings``. Only a file that cannot be
+    read or parsed raises ConfigError here.
     """
     environ = os.environ if environ is None else environ
     if env_file is None:
         return SettingsEnvironment(environ)
+    if misspelt_name_problem is None:
+        misspelt_name_problem = _misspelt_run_name
     contents = read_env_file(env_file)
     variables = contents.variables
     warnings = contents.repeats + override_warnings(env_file, variables, environ)
-    problems = [setting_names.misspelt_name_problem(env_file, name, KNOWN_NAMES)
-                for name in variables]
+    problems = [misspelt_name_problem(env_file, name) for name in variables]
     variables.update(environ)
     return SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
         contents.unreadable - set(environ), warnings, env_file, environ)
+
+
+def _misspelt_run_name(path, name):
+    return setting_names.misspelt_name_problem(path, name, KNOWN_NAMES)
 
 
 def load_settings(environ):

@@ -33,8 +33,6 @@ from bessai_edge.envfile import (
     EnvReader,
     is_explicit_path,
     is_valid_host,
-    override_warnings,
-    read_env_file,
 )
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
@@ -107,17 +105,8 @@ def read_environment(env_file=None, environ=None):
     Like ``settings.read_environment``, but the names in the file are checked for the
     forwarder (see the module's docstring); ``load_settings`` reports the problems.
     """
-    environ = os.environ if environ is None else environ
-    if env_file is None:
-        return run_settings.SettingsEnvironment(environ)
-    contents = read_env_file(env_file)
-    variables = contents.variables
-    warnings = contents.repeats + override_warnings(env_file, variables, environ)
-    problems = [_misspelt_file_name(env_file, name) for name in variables]
-    variables.update(environ)
-    return run_settings.SettingsEnvironment(
-        variables, contents.problems + [problem for problem in problems if problem],
-        contents.unreadable - set(environ), warnings, env_file, environ)
+    return run_settings.read_environment(env_file, environ,
+                                         misspelt_name_problem=_misspelt_file_name)
 
 
 def _misspelt_file_name(path, name):
