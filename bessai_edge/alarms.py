@@ -101,7 +101,9 @@ def default_limits(rated_power_kw, nominal_frequency_hz):
 
 def read_limit_settings(reader, scan_interval_s):
     """Read the limit variables with an ``EnvReader``; problems go to the reader."""
-    rated = reader.number("BATTERY_RATED_POWER_KW", None, minimum=0.1, maximum=100000)
+    rated = None
+    if reader.raw("BATTERY_RATED_POWER_KW").lower() not in OFF_WORDS:
+        rated = reader.number("BATTERY_RATED_POWER_KW", None, minimum=0.1, maximum=100000)
     nominal = _read_nominal_frequency(reader)
     limits = tuple(_read_levels(reader, default, nominal)
                    for default in default_limits(rated, nominal))

@@ -426,13 +426,13 @@ def _read_listen(reader):
         text = DEFAULT_HEALTH_LISTEN
     else:
         text = reader.raw("HEALTH_LISTEN")
-        if not text:
-            return None  # set and empty: the health server is off
+        if not text or text.lower() in alarms.OFF_WORDS:
+            return None  # set and empty, or off: the health server is off
     listen = parse_listen(text)
     if listen is None:
         reader.invalid("HEALTH_LISTEN", text, _(
             "expected HOST:PORT where HOST is an IP address or localhost, e.g. "
-            "127.0.0.1:8000 or [::1]:8000, or empty to turn the health server off"))
+            "127.0.0.1:8000 or [::1]:8000, or off (or empty) to turn the health server off"))
     return listen
 
 

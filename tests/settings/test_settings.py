@@ -76,8 +76,9 @@ def test_settings_simulator_mode_needs_no_address():
     assert loaded.devices[0].host == ""
 
 
-def test_settings_empty_health_listen_disables():
-    loaded = settings.load_settings({**MINIMAL, "HEALTH_LISTEN": ""})
+@pytest.mark.parametrize("written", ["", "off", "OFF", "none"])
+def test_settings_health_listen_off(written):
+    loaded = settings.load_settings({**MINIMAL, "HEALTH_LISTEN": written})
     assert loaded.health_listen is None
 
 
@@ -390,8 +391,10 @@ def test_settings_limits_defaults_and_off():
     assert loaded.limits.stale_cycles == 20  # STALE_AFTER_S=10 at a 0.5 s period
 
 
-def test_settings_battery_power_off_without_rating():
-    loaded = settings.load_settings(MINIMAL)
+@pytest.mark.parametrize("written", [None, "", "off", "None"])
+def test_settings_battery_power_off_without_rating(written):
+    environ = dict(MINIMAL) if written is None else {**MINIMAL, "BATTERY_RATED_POWER_KW": written}
+    loaded = settings.load_settings(environ)
     by_field = {limit.field: limit for limit in loaded.limits.limits}
     assert not by_field["battery_power_kw"].enabled()
 
