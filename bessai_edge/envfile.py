@@ -52,6 +52,7 @@ class EnvFileContents(typing.NamedTuple):
     problems: list      # one line per bad line
     unreadable: set     # names of bad lines that still name a variable
     repeats: list       # one warning per variable set again on a later line
+    lines: dict         # name -> number of the line whose value is in effect
 
 
 def parse_env_file(path):
@@ -87,10 +88,11 @@ def read_env_file(path):
         data = data[len(codecs.BOM_UTF8):]
     lines, problems, unreadable = _decode_lines(data, path)
     repeats = []
+    value_lines = {}
     variables, line_problems, line_unreadable = _parse_env_text("\n".join(lines), path,
-                                                                repeats)
+                                                                repeats, value_lines)
     return EnvFileContents(variables, problems + line_problems, unreadable | line_unreadable,
-                           repeats)
+                           repeats, value_lines)
 
 
 def _decode_lines(data, path):
@@ -130,7 +132,8 @@ def parse_env_text(text, path="<environment>"):
     return variables
 
 
-def _parse_env_text(text, path, repeats=None):
+def _parse_env_text(text, path, repeats=None, value_lines=None):
+    """Parse ``text``; ``repeats`` and ``value_lines`` (name -> line), when given, are filled in."""
     variables = {}
     first_lines = {}
     problems = []
@@ -169,6 +172,8 @@ def _parse_env_text(text, path, repeats=None):
             problems.append(f"{path}:{number}: {name}: {error}")
             unreadable.add(name)
             continue
+        if value_lines is not None:
+            value_lines[name] = number
         first = first_lines.setdefault(name, number)
         if repeats is not None and first != number:
             repeats.append(_("{path}:{line}: {name} is set again (first on line {first}); "
@@ -223,6 +228,7 @@ class EnvReader:
         # about one does not send the reader to a file that contains another value.
         self.process_names = frozenset(getattr(environ, "process_names", ()))
         self.env_file = getattr(environ, "env_file", None)
+        self.lines = getattr(environ, "lines", {})  # name -> line in env_file
 
     def invalid(self, name, value, accepted):
         """Record that NAME=value is invalid and what would be accepted."""
@@ -233,6 +239,8 @@ class EnvReader:
         if name in self.process_names:
             problem += _(" (set in the process environment, which overrides {path}: "
                          "unset it there)").format(path=self.env_file)
+        elif name in self.lines:
+            problem = f"{self.env_file}:{self.lines[name]}: {problem}"
         self.problems.append(problem)
 
     def raw(self, name):

@@ -112,13 +112,14 @@ class SettingsEnvironment(dict):
     """
 
     def __init__(self, variables, name_problems=(), unreadable=(), warnings=(), env_file=None,
-                 process_names=()):
+                 process_names=(), lines=None):
         super().__init__(variables)
         self.name_problems = list(name_problems)
         self.unreadable = frozenset(unreadable)  # names whose file line was reported bad
         self.warnings = list(warnings)  # lines to show without failing, such as repeats
         self.env_file = env_file
         self.process_names = frozenset(process_names)  # set by the process, over env_file
+        self.lines = lines or {}  # name -> line of env_file that sets its value
 
 
 def read_environment(env_file=None, environ=None, misspelt_name_problem=None):
@@ -144,7 +145,8 @@ def read_environment(env_file=None, environ=None, misspelt_name_problem=None):
     variables.update(environ)
     return SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
-        contents.unreadable - set(environ), warnings, env_file, environ)
+        contents.unreadable - set(environ), warnings, env_file, environ,
+        {name: line for name, line in contents.lines.items() if name not in environ})
 
 
 def _misspelt_run_name(path, name):

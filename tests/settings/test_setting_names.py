@@ -146,6 +146,23 @@ def test_settings_names_and_values_reported_together(tmp_path):
         assert any(expected in line for line in problems), (expected, problems)
 
 
+def test_settings_invalid_value_names_its_line(tmp_path):
+    env_file = tmp_path / "bad.env"
+    env_file.write_text("SITE_ID=plant-1\n# a comment\nSCAN_INTERVAL_S=1,5\n"
+                        "SCAN_INTERVAL_S=2,5\nINVERTER_IP=10.0.0.5\n")
+    problems = problems_of(settings.read_environment(str(env_file), {}))
+    assert any(line.startswith(f"{env_file}:4: SCAN_INTERVAL_S='2,5' is invalid")
+               for line in problems), problems
+
+
+def test_settings_process_value_names_no_line(tmp_path):
+    env_file = tmp_path / "bad.env"
+    env_file.write_text("SITE_ID=plant-1\nSCAN_INTERVAL_S=1,5\nINVERTER_IP=10.0.0.5\n")
+    problems = problems_of(settings.read_environment(str(env_file), {"SCAN_INTERVAL_S": "x"}))
+    assert any(line.startswith("SCAN_INTERVAL_S='x' is invalid") for line in problems), problems
+    assert not any(f"{env_file}:2" in line for line in problems), problems
+
+
 def test_run_names_and_values_reported_together(tmp_path):
     env_file = tmp_path / "bad.env"
     env_file.write_text(MANY_PROBLEMS)

@@ -275,7 +275,7 @@ def test_settings_file_not_utf8_reported_with_other_problems(tmp_path):
     assert first.startswith(f"{env_file}:2: byte 0xd1 is not UTF-8 text; save the file as "
                             "UTF-8, e.g. for a Latin-1 file: iconv -f latin1"), first
     assert second == f"{env_file}:6: byte 0xf3 is not UTF-8 text"
-    assert port.startswith("INVERTER_PORT='99999' is invalid"), port
+    assert port.startswith(f"{env_file}:5: INVERTER_PORT='99999' is invalid"), port
 
 
 def test_settings_nul_byte_line_rejected(tmp_path):
@@ -448,7 +448,7 @@ def test_invalid_value_from_process_names_its_source(tmp_path):
     assert caught.value.problems == [
         f"INVERTER_PORT='0' is invalid: expected an integer from 1 to 65535 (set in the "
         f"process environment, which overrides {env_file}: unset it there)",
-        "SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600",
+        f"{env_file}:4: SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600",
     ]
 
 
@@ -514,8 +514,10 @@ def test_bad_lines_reported_with_bad_values(tmp_path):
             "line without it") in problems
     assert (f"{env_file}:3: INVERTER_IP: text after the closing quote in "
             "'\"192.0.2.1\" # inverter': remove it, or put a comment on its own line") in problems
-    assert any(line.startswith("SITE_ID='a b' is invalid") for line in problems), problems
-    assert any(line.startswith("SCAN_INTERVAL_S='fast' is invalid") for line in problems)
+    assert any(line.startswith(f"{env_file}:1: SITE_ID='a b' is invalid")
+               for line in problems), problems
+    assert any(line.startswith(f"{env_file}:5: SCAN_INTERVAL_S='fast' is invalid")
+               for line in problems), problems
     assert not any("is missing" in line for line in problems), problems
     assert not any(line.startswith("INVERTER_IP=") for line in problems), problems
 
@@ -614,7 +616,8 @@ def test_run_missing_spool_dir_reported_with_bad_settings(tmp_path):
         f"INVERTER_IP=192.0.2.1\nSPOOL_DIR={missing}\n"))
     assert result.returncode == EX_CONFIG
     assert result.stderr.splitlines() == [
-        "bessai: INVERTER_PORT='0' is invalid: expected an integer from 1 to 65535",
+        f"bessai: {tmp_path / 'bad.env'}:2: INVERTER_PORT='0' is invalid: expected an "
+        "integer from 1 to 65535",
         f"bessai: spool directory {missing} does not exist: create it, owned by the bessai "
         "user, or set SPOOL_DIR"]
 
