@@ -308,8 +308,17 @@ class EnvReader:
         return number
 
     def raise_if_invalid(self):
+        """Raise one ConfigError listing the problems, those of the settings file in line order."""
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(sorted(self.problems, key=self._file_line))
+
+    def _file_line(self, problem):
+        """Return the settings file line that ``problem`` starts with, or infinity."""
+        prefix = f"{self.env_file}:"
+        if self.env_file is None or not problem.startswith(prefix):
+            return math.inf
+        number = problem[len(prefix):].partition(":")[0]
+        return int(number) if number.isdigit() else math.inf
 
 
 def comment_hint(value):

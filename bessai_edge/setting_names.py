@@ -19,8 +19,8 @@ CHECKED_PREFIXES = (DEVICE_PREFIX, "MODBUS_UNIT_", "MQTT_", "FORWARD_")
 _CUTOFF = 0.8  # difflib ratio above which a name counts as a misspelling of another
 
 
-def misspelt_name_problem(path, name, known_names):
-    """Return a problem line when ``name`` from file ``path`` is close to a known name.
+def misspelt_name_problem(where, name, known_names):
+    """Return a problem line when ``name`` is close to a known name; ``where`` is FILE:LINE.
 
     A name that is close to none is left alone: it may belong to another program that
     reads the same file.
@@ -35,7 +35,7 @@ def misspelt_name_problem(path, name, known_names):
     if not close:
         return None
     return _("{path}: {name} is not a bessai setting: did you mean {known}?").format(
-        path=path, name=name, known=close[0])
+        path=where, name=name, known=close[0])
 
 
 def device_name_problems(environ, device_names):

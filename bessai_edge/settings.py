@@ -128,7 +128,8 @@ def read_environment(env_file=None, environ=None, misspelt_name_problem=None):
     ``environ`` defaults to ``os.environ``. A variable set in it overrides the file even
     when it is empty, so ``HEALTH_LISTEN= bessai run --env-file ...`` disables the
     health server. Misspelt names in the file go to ``name_problems``:
-    ``misspelt_name_problem(path, name)`` returns the problem line of a name, or None,
+    ``misspelt_name_problem(where, name)`` returns the problem line of a name set at
+    ``where`` (FILE:LINE), or None,
     and defaults to the check for ``bessai run``'s names. Variables set twice in the
     file, or changed by ``environ``, go to ``warnings``. Only a file that cannot be
     read or parsed raises ConfigError here.
@@ -141,7 +142,8 @@ def read_environment(env_file=None, environ=None, misspelt_name_problem=None):
     contents = read_env_file(env_file)
     variables = contents.variables
     warnings = contents.repeats + override_warnings(env_file, variables, environ)
-    problems = [misspelt_name_problem(env_file, name) for name in variables]
+    problems = [misspelt_name_problem(f"{env_file}:{contents.lines[name]}", name)
+                for name in variables]
     variables.update(environ)
     return SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
@@ -149,8 +151,8 @@ def read_environment(env_file=None, environ=None, misspelt_name_problem=None):
         {name: line for name, line in contents.lines.items() if name not in environ})
 
 
-def _misspelt_run_name(path, name):
-    return setting_names.misspelt_name_problem(path, name, KNOWN_NAMES)
+def _misspelt_run_name(where, name):
+    return setting_names.misspelt_name_problem(where, name, KNOWN_NAMES)
 
 
 def load_settings(environ):

@@ -109,8 +109,10 @@ def read_environment(env_file=None, environ=None):
                                          misspelt_name_problem=_misspelt_file_name)
 
 
-def _misspelt_file_name(path, name):
-    """Return a problem line when ``name`` resembles a setting the forwarder reads."""
+def _misspelt_file_name(where, name):
+    """Return a problem line when ``name``, set at ``where`` (FILE:LINE), resembles a
+    setting the forwarder reads.
+    """
     every_name = READ_NAMES | run_settings.KNOWN_NAMES
     if name in every_name or name.startswith(setting_names.CHECKED_PREFIXES):
         return None   # a setting, or a name _check_names or ``bessai run`` checks
@@ -118,7 +120,7 @@ def _misspelt_file_name(path, name):
     if not close or close[0] not in READ_NAMES:
         return None   # another program's variable, or a near miss ``bessai run`` reports
     return _("{path}: {name} is not a bessai setting: did you mean {known}?").format(
-        path=path, name=name, known=close[0])
+        path=where, name=name, known=close[0])
 
 
 def load_settings(environ):

@@ -37,10 +37,10 @@ def test_forward_command_invalid_settings_exit_78(tmp_path):
     assert result.returncode == EX_CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 4, result.stderr
-    assert lines[0].startswith("bessai: MQTT_PORT='99999' is invalid")
-    assert lines[1].startswith("bessai: MQTT_TOPIC_PREFIX='a/+/b' is invalid")
-    assert lines[2].startswith("bessai: MQTT_INFLIGHT='lots' is invalid")
-    assert lines[3].startswith("bessai: MQTT_ACK_TIMEOUT_S='0.5' is invalid")
+    assert lines[0].startswith(f"bessai: {env_file}:3: MQTT_PORT='99999' is invalid")
+    assert lines[1].startswith(f"bessai: {env_file}:4: MQTT_INFLIGHT='lots' is invalid")
+    assert lines[2].startswith(f"bessai: {env_file}:5: MQTT_TOPIC_PREFIX='a/+/b' is invalid")
+    assert lines[3].startswith(f"bessai: {env_file}:6: MQTT_ACK_TIMEOUT_S='0.5' is invalid")
 
 
 def test_forward_command_misspelt_mqtt_name_exit_78(tmp_path):
@@ -48,7 +48,7 @@ def test_forward_command_misspelt_mqtt_name_exit_78(tmp_path):
     env_file.write_text("SITE_ID=SITE-TEST-001\nMQT_ENABLED=true\nMQTT_BROKER_HOST=192.168.1.200\n")
     result = run_forward(base_environment(), "--env-file", str(env_file))
     assert result.returncode == EX_CONFIG
-    assert f"bessai: {env_file}: MQT_ENABLED is not a bessai setting: did you mean " \
+    assert f"bessai: {env_file}:2: MQT_ENABLED is not a bessai setting: did you mean " \
            f"MQTT_ENABLED?" in result.stderr
 
 

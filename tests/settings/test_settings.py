@@ -271,11 +271,11 @@ def test_settings_file_not_utf8_reported_with_other_problems(tmp_path):
         "# Planta Ñuñoa\nSITE_ID=PLANTA-ÑUÑOA\nINVERTER_IP=192.0.2.1\n"
         "DRIVER_PROFILE_PATH=huawei_sun2000\nINVERTER_PORT=99999\n"
         "LOG_LEVEL=información\n").encode("latin-1"))
-    first, second, port = problems
+    first, port, second = problems  # in file order
     assert first.startswith(f"{env_file}:2: byte 0xd1 is not UTF-8 text; save the file as "
                             "UTF-8, e.g. for a Latin-1 file: iconv -f latin1"), first
-    assert second == f"{env_file}:6: byte 0xf3 is not UTF-8 text"
     assert port.startswith(f"{env_file}:5: INVERTER_PORT='99999' is invalid"), port
+    assert second == f"{env_file}:6: byte 0xf3 is not UTF-8 text"
 
 
 def test_settings_nul_byte_line_rejected(tmp_path):
@@ -445,10 +445,10 @@ def test_invalid_value_from_process_names_its_source(tmp_path):
     environ = settings.read_environment(str(env_file), {"INVERTER_PORT": "0"})
     with pytest.raises(ConfigError) as caught:
         settings.load_settings(environ)
-    assert caught.value.problems == [
+    assert caught.value.problems == [  # the file's lines first, in file order
+        f"{env_file}:4: SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600",
         f"INVERTER_PORT='0' is invalid: expected an integer from 1 to 65535 (set in the "
         f"process environment, which overrides {env_file}: unset it there)",
-        f"{env_file}:4: SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to 3600",
     ]
 
 
@@ -470,7 +470,7 @@ def test_read_environment_misspelt_name(tmp_path):
     env_file.write_text("SITE_ID=a\nINVERTER_PORTT=502\nSOME_OTHER_TOOL=1\n")
     environ = settings.read_environment(str(env_file), {})
     assert environ.name_problems == [
-        f"{env_file}: INVERTER_PORTT is not a bessai setting: did you mean INVERTER_PORT?"]
+        f"{env_file}:2: INVERTER_PORTT is not a bessai setting: did you mean INVERTER_PORT?"]
     assert environ["SOME_OTHER_TOOL"] == "1"
 
 
@@ -497,9 +497,9 @@ def test_read_environment_name_in_wrong_case(tmp_path):
     env_file.write_text("site_id=a\nInverter_IP=192.0.2.1\nmqtt_broker_host=x\nhome=/x\n")
     environ = settings.read_environment(str(env_file), {})
     assert environ.name_problems == [
-        f"{env_file}: site_id is not a bessai setting: did you mean SITE_ID?",
-        f"{env_file}: Inverter_IP is not a bessai setting: did you mean INVERTER_IP?",
-        f"{env_file}: mqtt_broker_host is not a bessai setting: did you mean MQTT_BROKER_HOST?"]
+        f"{env_file}:1: site_id is not a bessai setting: did you mean SITE_ID?",
+        f"{env_file}:2: Inverter_IP is not a bessai setting: did you mean INVERTER_IP?",
+        f"{env_file}:3: mqtt_broker_host is not a bessai setting: did you mean MQTT_BROKER_HOST?"]
 
 
 def test_bad_lines_reported_with_bad_values(tmp_path):
