@@ -48,11 +48,28 @@ def add_arguments(parser):
 def main(args):
     """Run the chosen action and return the exit status."""
     directory = args.dir or os.environ.get("SPOOL_DIR") or DEFAULT_DIR
+    if not os.path.lexists(directory):
+        _missing_directory(directory, args.dir)
     if args.spool_action == "stats":
         return _stats(directory, args.json)
     if args.spool_action == "tail":
         return _tail(directory, args.lines, args.follow)
     return _check(directory, args.repair, args.json)
+
+
+def _missing_directory(directory, dir_option):
+    """Raise the SpoolError for a missing directory, naming where the name came from."""
+    from bessai_edge.errors import SpoolError
+
+    if dir_option:
+        where = _("check --dir")
+    elif os.environ.get("SPOOL_DIR"):
+        where = _("check SPOOL_DIR in the environment")
+    else:
+        where = _("name the spool with --dir DIR or SPOOL_DIR; the gateway's is SPOOL_DIR "
+                  "in /etc/bessai/bessai.env")
+    raise SpoolError(_("spool directory {directory} does not exist: {where}").format(
+        directory=directory, where=where))
 
 
 def _stats(directory, as_json):

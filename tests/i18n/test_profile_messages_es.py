@@ -75,8 +75,7 @@ def test_spool_missing_directory_spanish(tmp_path):
     missing = tmp_path / "absent"
     result = _bessai(["spool", "stats", "--dir", str(missing)], "es_CL.UTF-8")
     assert result.returncode == EX_CONFIG
-    assert result.stderr == (f"bessai: el directorio de spool {missing} no existe: créelo "
-                             f"con el usuario bessai como dueño, o defina SPOOL_DIR\n")
+    assert result.stderr == f"bessai: el directorio de spool {missing} no existe: revise --dir\n"
 
 
 def test_profiles_show_duplicate_name_and_json_values_spanish(tmp_path):

@@ -137,8 +137,21 @@ def test_check_repair_while_writer_runs_exits_78(tmp_path):
 def test_missing_directory_exits_78(tmp_path, action):
     result = bessai(*action.split(), "--dir", str(tmp_path / "missing"))
     assert result.returncode == EX_CONFIG
-    assert f"spool directory {tmp_path / 'missing'} does not exist" in result.stderr
+    assert f"spool directory {tmp_path / 'missing'} does not exist: check --dir" \
+        in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"SPOOL_DIR": "/nonexistent/spool"}, "/nonexistent/spool does not exist: check SPOOL_DIR"),
+    ({}, "/var/spool/bessai does not exist: name the spool with --dir DIR or SPOOL_DIR"),
+])
+def test_missing_directory_names_its_source(env, expected):
+    if not env and os.path.lexists("/var/spool/bessai"):
+        pytest.skip("/var/spool/bessai exists here: the default directory is not missing")
+    result = bessai("stats", env=env)
+    assert result.returncode == EX_CONFIG
+    assert expected in result.stderr
 
 
 def test_unwritable_directory_exits_78(tmp_path):
