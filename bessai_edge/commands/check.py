@@ -75,7 +75,7 @@ def main(args):
     quiet_pymodbus()
     environ = settings_module.read_environment(args.env_file)
     for warning in environ.warnings:
-        print(_("bessai check: warning: {warning}").format(warning=warning), file=sys.stderr)
+        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
     settings = settings_module.load_settings(environ)
     devices = [device for device in settings.devices
                if args.device is None or device.name == args.device]
