@@ -12,8 +12,11 @@ MO_FILES := $(PO_FILES:.po=.mo)
 # booted container carry @pytest.mark.xdist_group and run in one worker.
 PYTEST_ARGS ?= -n 2 --dist loadgroup --timeout 900
 CORE_SOURCES := $(wildcard native/*.c native/*.h bessai_edge/*.pyx bessai_edge/*.pxd)
+# `make run`: its settings file and spool directory.
+DEV_ENV ?= .cache/bessai.env
+RUN_SPOOL_DIR := ./.cache/spool
 
-.PHONY: all deps test-deps venv build run test bench deb fuzz clean
+.PHONY: all deps test-deps venv build run dev-env test bench deb fuzz clean
 
 all: build
 
@@ -40,9 +43,17 @@ venv: deps $(VENV)/.installed
 build: venv
 
 # Run the gateway on the built-in simulator until Ctrl-C, printing a line per cycle.
-run: venv
-	mkdir -p .cache/spool
-	SPOOL_DIR=./.cache/spool HEALTH_LISTEN= $(BIN)/bessai run --env-file packaging/bessai.env
+run: venv dev-env
+	mkdir -p $(RUN_SPOOL_DIR)
+	$(BIN)/bessai run --env-file $(DEV_ENV)
+
+# The shipped settings file with the spool under .cache and no health server, written
+# as a file of its own: variables set on the command line would override the file and
+# make bessai print a warning for each.
+dev-env:
+	@mkdir -p $(dir $(DEV_ENV))
+	@sed -e 's|^SPOOL_DIR=.*|SPOOL_DIR=$(RUN_SPOOL_DIR)|' -e 's|^HEALTH_LISTEN=.*|HEALTH_LISTEN=off|' \
+		packaging/bessai.env > $(DEV_ENV)
 
 # Everything the tests need (Debian packages, the virtualenv, the core) and then the tests.
 test: test-deps venv
