@@ -96,10 +96,15 @@ class DevicePoller:
         return self._finish(statuses, error, answered, periods)
 
     def _periods_since_last_evaluation(self, index):
+        """Return the grid periods since the last evaluation (the first: since the grid start).
+
+        A device that is silent from start-up makes its first cycle wait out its timeouts,
+        and those periods count toward the stale alarm like any later ones.
+        """
         last = self._last_evaluation_index
         self._last_evaluation_index = index
         if last is None:
-            return 1
+            return max(index + 1, 1)
         return max(index - last, 1)
 
     def prepare(self):

@@ -86,3 +86,29 @@ def test_run_stale_counts_skipped_periods(tmp_path, stale_after_s, request_timeo
                       if records[i]["quality"]["soc_pct"] == "ok")
     assert clear_at == first_good
     assert STALE not in records[clear_at]["alarms"]
+
+
+def test_run_stale_silent_from_start_counts_first_cycle(tmp_path):
+    # A device silent from start-up: the first cycle waits out the request timeout.
+    # Those periods count, so the alarm comes STALE_AFTER_S after the first cycle
+    # starts (the first cycle counting as one period), not several timeouts later.
+    stale_periods = math.ceil(STALE_AFTER_S / PERIOD_S - 1e-9)
+    spool_dir = tmp_path / "spool"
+    device = SimulatorProcess(["--profile", PROFILE, "--silent"], port=0)
+    host, port = device.start()
+    try:
+        environ = gateway_env(spool_dir, INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE, SCAN_INTERVAL_S=PERIOD_S,
+                              STALE_AFTER_S=STALE_AFTER_S, REQUEST_TIMEOUT_S=REQUEST_TIMEOUT_S)
+        with running_gateway(environ) as gateway:
+            wait_for_records(spool_dir, 1, gateway, predicate=lambda r: changes(r, STALE))
+        records = read_records(spool_dir)
+    finally:
+        device.stop()
+
+    first = records[0]
+    raise_at = next(i for i, r in enumerate(records) if changes(r, STALE))
+    assert all(r["quality"]["soc_pct"] != "ok" for r in records[:raise_at + 1])
+    counted = [evaluation_index(r, first, PERIOD_S) + 1 for r in records[:raise_at + 1]]
+    assert counted[-1] >= stale_periods, counted
+    assert all(periods < stale_periods for periods in counted[:-1]), counted
