@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 # Time allowed after the last cycle for closing: the spool's final fdatasync and the
 # simulator children's exit. Added to the stop time that systemd is asked to wait.
 CLOSE_ALLOWANCE_S = 10.0
+# The shortest request timeout that fitting the timeouts to the watchdog sets.
+MIN_FITTED_TIMEOUT_S = 0.05
 
 
 class Gateway:
@@ -100,11 +102,44 @@ class Gateway:
             options["request_timeout_s"] = settings.request_timeout_s
         link = DeviceLink.for_profile(profile, host, port=port, unit_id=device.unit_id,
                                       **options)
+        self._fit_timeouts_to_watchdog(device.name, link)
         simulator = self.simulators.get(device.name)
         if simulator is not None:
             return _SimulatedDevicePoller(simulator, device, profile, link, settings.limits,
                                           format_endpoint(host, port))
         return DevicePoller(device, profile, link, settings.limits, format_endpoint(host, port))
+
+    def _fit_timeouts_to_watchdog(self, name, link):
+        """Shorten the link's timeouts to fit half the watchdog interval, with a warning.
+
+        The loop sends WATCHDOG=1 after each cycle, between devices and in long waits
+        between cycles, but not within one device's poll. There a silent device costs
+        its connect timeout, or its quiet time after connect plus its request timeout,
+        and longer timeouts would get the gateway restarted by systemd for as long as
+        the device stays silent.
+        """
+        interval_s = self.notifier.watchdog_interval_s
+        limit_s = interval_s / 2
+        if limit_s <= 0:
+            return
+        request_limit_s = max(limit_s - link.quiet_after_connect_s, MIN_FITTED_TIMEOUT_S)
+        too_long = []
+        if link.connect_timeout_s > limit_s:
+            too_long.append(f"connect timeout {link.connect_timeout_s:g} s")
+            link.connect_timeout_s = limit_s
+        if link.request_timeout_s > request_limit_s:
+            too_long.append(f"request timeout {link.request_timeout_s:g} s")
+            link.request_timeout_s = request_limit_s
+        if not too_long:
+            return
+        logger.warning(
+            "%s: with timeouts this long (%s) a silent device would get the gateway "
+            "restarted by systemd's %g s watchdog: using a connect timeout of %g s and a "
+            "request timeout of %g s; to keep the settings (CONNECT_TIMEOUT_S, "
+            "REQUEST_TIMEOUT_S or the profile's request_timeout_s), raise WatchdogSec "
+            "(systemctl edit bessai)", name, ", ".join(too_long), interval_s,
+            link.connect_timeout_s, link.request_timeout_s,
+            extra={"BESSAI_EVENT": "startup", "BESSAI_DEVICE": name})
 
     def _serve_until(self, deadline):
         """Wait for the link (quiet time, request spacing) while serving /health.
@@ -118,29 +153,11 @@ class Gateway:
     def run(self, max_cycles=None):
         """Send READY=1 and run the scan loop until stopped; return the cycles run."""
         self.loop.install_signal_handlers()
-        self._check_watchdog_margin()
         for poller in self.pollers:
             poller.prepare()
         if not self.loop.stop_requested:  # a stop during start-up already sent STOPPING=1
             self.notifier.ready(status_text(self.state))
         return self.loop.run(max_cycles)
-
-    def _check_watchdog_margin(self):
-        """Warn when cycles with silent devices could outlast half the watchdog interval.
-
-        The loop pets the watchdog after each cycle (see ``silent_cycle_s``).
-        """
-        interval_s = self.notifier.watchdog_interval_s
-        if interval_s <= 0:
-            return
-        worst_s = self.settings.scan_interval_s + self.silent_cycle_s()
-        if worst_s > interval_s / 2:
-            logger.warning(
-                "a cycle in which every device stays silent can take %.1f s, more than half "
-                "the %.1f s watchdog interval, so systemd may restart the gateway while a "
-                "device does not respond: raise WatchdogSec (systemctl edit bessai) or lower "
-                "REQUEST_TIMEOUT_S and CONNECT_TIMEOUT_S", worst_s, interval_s,
-                extra={"BESSAI_EVENT": "startup"})
 
     def silent_cycle_s(self):
         """Return how long one cycle can take when every device stays silent.

@@ -55,6 +55,10 @@ class ScanLoop:
         self._grid_start = None  # set by run(); run_cycle alone counts periods from its argument
         self.limited = RateLimitedLog(logger)
         self._summary = CycleSummary(len(pollers) > 1)
+        # With the watchdog on, a wait longer than this is cut into slices, each followed
+        # by WATCHDOG=1 when due, so a long SCAN_INTERVAL_S does not get the loop killed.
+        self._watchdog_slice_s = notifier.watchdog_interval_s / 4 if notifier else 0.0
+        self._pet_between_devices = self._watchdog_slice_s > 0 and len(pollers) > 1
         state.devices = [poller.state for poller in pollers]
         state.spool_source = spool
 
@@ -135,11 +139,16 @@ class ScanLoop:
             now = self.clock()
             if now >= deadline:
                 return
+            until = deadline
+            if self._watchdog_slice_s and deadline - now > self._watchdog_slice_s:
+                until = now + self._watchdog_slice_s
             if self.health is not None:
                 # Ends on time with a single wake-up, or early when woken by a stop request.
-                self.health.serve_until(deadline)
+                self.health.serve_until(until)
             else:
-                time.sleep(min(deadline - now, WAIT_SLICE_S))
+                time.sleep(min(until - now, WAIT_SLICE_S))
+            if until < deadline:
+                self.notifier.watchdog()
 
     def _grid_index(self):
         """Return the index of the last scan-grid point the clock has passed."""
@@ -163,6 +172,8 @@ class ScanLoop:
             self._append(record)
             self._log_alarm_changes(poller.device.name, number, result.alarm_changes)
             results.append(result)
+            if self._pet_between_devices:
+                self.notifier.watchdog()  # each silent device may take its full timeout
         self._update_state(number, wall_ms, cycle_start, results)
         if self._summary.due(self.clock(), self.state, results):
             logger.info("%s", self._summary.line(number, self.pollers, results),

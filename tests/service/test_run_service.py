@@ -2,8 +2,9 @@
 
 The gateway polls its simulator child over Modbus TCP on loopback, sends sd_notify
 messages to a NotifyListener and serves /health and /metrics on a free port. The tests
-check the order of the notifications, that WATCHDOG=1 follows completed cycles only,
-and that hostile HTTP clients do not stop cycles from completing on time.
+check the order of the notifications, that WATCHDOG=1 comes from the running loop
+only (after cycles, between devices and within long waits), and that hostile HTTP
+clients do not stop cycles from completing on time.
 """
 
 import collections
@@ -23,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bessai_edge.service import health
+from bessai_edge.simulator_process import SimulatorProcess
 from tests.conftest import bessai_command, free_tcp_port
 from tests.service.conftest import assignments
 
@@ -196,17 +198,91 @@ def test_run_stop_extends_timeout(tmp_path, notify_listener):
 
 
 @pytest.mark.parametrize("watchdog_usec, warned", [(2_000_000, True), (10_000_000, False)])
-def test_run_warns_when_timeouts_near_watchdog(tmp_path, notify_listener, watchdog_usec,
-                                               warned):
-    # A silent Huawei costs its 1 s quiet time plus the 3 s request timeout, which is more
-    # than the 2 s connect timeout. With the 0.2 s period that makes 4.2 s.
+def test_run_fits_timeouts_to_watchdog(tmp_path, notify_listener, watchdog_usec, warned):
+    # With a 2 s watchdog, the 2 s connect timeout and a 3 s request timeout are cut to 1 s.
     with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
                          WATCHDOG_USEC=str(watchdog_usec), REQUEST_TIMEOUT_S="3") as gateway:
         notify_listener.wait_for(lambda m: any("WATCHDOG=1" in x.text for x in m),
                                  timeout=START_TIMEOUT_S)
         assert gateway.stop() == 0
     log = gateway.log_text()
-    assert ("can take 4.2 s, more than half the" in log) is warned, log
+    # A silent Huawei costs its 1 s quiet time plus the request timeout: 0.05 s is left.
+    expected = ("inverter: with timeouts this long (connect timeout 2 s, request timeout 3 s) "
+                "a silent device would get the gateway restarted by systemd's 2 s watchdog: "
+                "using a connect timeout of 1 s and a request timeout of 0.05 s")
+    assert (expected in log) is warned, log
+
+
+def watchdog_gaps(messages):
+    """Return the seconds between consecutive WATCHDOG=1 messages."""
+    times = [message.time for message in messages if "WATCHDOG=1" in message.text]
+    return [later - earlier for earlier, later in zip(times, times[1:])]
+
+
+def test_run_pets_watchdog_in_long_wait(tmp_path, notify_listener):
+    # A 3 s period with a 2 s watchdog: the wait between cycles alone outlasts the
+    # interval, so the loop must send WATCHDOG=1 from within the wait.
+    with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
+                         WATCHDOG_USEC=str(WATCHDOG_USEC), SCAN_INTERVAL_S="3") as gateway:
+        notify_listener.wait_for(lambda m: sum("WATCHDOG=1" in x.text for x in m) >= 12,
+                                 timeout=START_TIMEOUT_S)
+        assert gateway.stop() == 0
+    gaps = watchdog_gaps(notify_listener.messages)
+    # systemd restarts the service when a gap reaches WATCHDOG_USEC.
+    assert max(gaps) < WATCHDOG_USEC / 1e6, gaps
+
+
+def test_run_pets_watchdog_while_device_silent(tmp_path, notify_listener):
+    # With a 6 s watchdog, REQUEST_TIMEOUT_S=30 becomes 2 s: half the interval less the
+    # Huawei's 1 s quiet time after connect.
+    watchdog_usec = 6_000_000
+    device = SimulatorProcess(["--profile", "huawei_sun2000", "--silent"], port=0)
+    host, port = device.start()
+    try:
+        with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
+                             WATCHDOG_USEC=str(watchdog_usec), BESSAI_MODE="modbus",
+                             INVERTER_IP=host, INVERTER_PORT=str(port),
+                             REQUEST_TIMEOUT_S="30") as gateway:
+            notify_listener.wait_for(lambda m: sum("WATCHDOG=1" in x.text for x in m) >= 8,
+                                     timeout=START_TIMEOUT_S)
+            assert gateway.stop() == 0
+    finally:
+        device.stop()
+    log = gateway.log_text()
+    assert "(request timeout 30 s) a silent device would get the gateway restarted" in log, log
+    assert "request timeout of 2 s" in log, log
+    assert "device state starting -> down (timeout" in log, log
+    gaps = watchdog_gaps(notify_listener.messages)
+    assert max(gaps) < watchdog_usec / 1e6, gaps
+
+
+def test_run_pets_watchdog_between_slow_devices(tmp_path, notify_listener):
+    # Two devices that answer the first cycle, then reply too late: the connection stays
+    # up for three timeouts, so each of the next cycles waits out one 2 s request
+    # timeout per device (Victron's profile has no quiet time). A 4 s cycle is the whole
+    # 4 s watchdog interval, so WATCHDOG=1 must also go out between the devices.
+    watchdog_usec = 4_000_000
+    slow = ["--profile", "victron_multiplus", "--latency", "5", "--latency-requests", "9-100000"]
+    devices = [SimulatorProcess(slow, port=0) for _number in range(2)]
+    try:
+        (host, first_port), (_host, second_port) = [device.start() for device in devices]
+        with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
+                             WATCHDOG_USEC=str(watchdog_usec), BESSAI_MODE="modbus",
+                             DRIVER_PROFILE_PATH="victron_multiplus", INVERTER_IP=host,
+                             DEVICES="first,second", DEVICE_FIRST_PORT=str(first_port),
+                             DEVICE_SECOND_PORT=str(second_port), REQUEST_TIMEOUT_S="30",
+                             SCAN_INTERVAL_S="1") as gateway:
+            notify_listener.wait_for(lambda m: sum("WATCHDOG=1" in x.text for x in m) >= 6,
+                                     timeout=START_TIMEOUT_S)
+            assert gateway.stop() == 0
+    finally:
+        for device in devices:
+            device.stop()
+    log = gateway.log_text()
+    assert "first: with timeouts this long" in log, log
+    assert "device state ok -> down (timeout" in log, log
+    gaps = watchdog_gaps(notify_listener.messages)
+    assert max(gaps) < watchdog_usec / 1e6, gaps
 
 
 def test_run_watchdog_silent_while_stopped(tmp_path, notify_listener):
