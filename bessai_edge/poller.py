@@ -20,6 +20,7 @@ from bessai_edge.ratelimit import RateLimitedLog
 logger = logging.getLogger(__name__)
 
 ILLEGAL_DATA_ADDRESS = 2
+DEVICE_BUSY = 6
 NO_DATA_WORD = 0xFFFF  # the word some devices and RS-485 gateways return for an absent unit id
 # A unit id whose requests read fewer registers than this is not judged by its 0xFFFF
 # words: one or two "not available" registers are normal.
@@ -228,7 +229,15 @@ class DevicePoller:
         first_word_ffff = False
         for request, unit_id, function, address, count, offset, end, block in self._steps:
             try:
-                words = read(unit_id, function, address, count)
+                try:
+                    words = read(unit_id, function, address, count)
+                except DeviceException as error:
+                    if error.code != DEVICE_BUSY:
+                        raise
+                    # A busy device (exception 6) often has the data a moment later: one
+                    # more try, after the profile's spacing between requests.
+                    self.link.wait_for_turn()
+                    words = read(unit_id, function, address, count)
             except DeviceException as error:
                 error_text = self._device_exception(request, error)
                 answered = True

@@ -319,6 +319,32 @@ def test_run_request_starting_with_ffff_stays_ok(tmp_path):
         assert record["quality"]["alarm_1"] == "ok"
 
 
+def test_run_retries_busy_request_once(tmp_path):
+    # Every second request gets exception 6 (device busy). Its retry is the next
+    # request, which the simulator answers, so every value is read in every cycle.
+    with simulator("--profile", PROFILE, "--busy-every", "2") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE)
+        run = run_gateway(environ, 3)
+    assert run.returncode == 0, run.stderr
+    for record in run.records:
+        assert record["state"] == "ok", record["error"]
+        assert record["quality"]["soc_pct"] == "ok"
+        assert record["quality"]["battery_power_kw"] == "ok"
+
+
+def test_run_busy_twice_fails_the_request(tmp_path):
+    # Every request busy: one retry each, then the device is down with exception 6.
+    with simulator("--profile", PROFILE, "--busy-every", "1") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE)
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    for record in run.records:
+        assert record["state"] == "down", record
+        assert record["error"].startswith("exception_6"), record["error"]
+
+
 def test_run_hole_split_then_no_failing_request(tmp_path):
     address, field, others = hole_target(PROFILE)
     with simulator("--profile", PROFILE, "--exception", f"{address}=2") as (host, port):
