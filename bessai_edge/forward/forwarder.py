@@ -19,6 +19,10 @@ Guarantees, and what makes them hold:
 * No stall on a broker that stops acknowledging: when the oldest message in flight
   waits longer than ``MQTT_ACK_TIMEOUT_S`` for its PUBACK, the connection is dropped
   and the records in flight are sent again on the next one.
+* The retained alarm message of a device carries the ``alarms`` of its newest
+  forwarded record: a record gets an alarm message whenever its alarms differ from
+  those of the newest one published (``messages_for``), as after a restart of
+  ``bessai run`` or of the forwarder.
 * The retained alarm state survives a broker restart without persistence: every new
   connection starts with the newest acknowledged alarm message of each device
   (``RetainedAlarms``).
@@ -213,7 +217,7 @@ class Forwarder:
         seq = record["seq"]
         self._check_sequence(seq, position)
         mids = []
-        messages = messages_for(record, line, self.topics)
+        messages = messages_for(record, line, self.topics, self.retained.latest_alarms)
         for message in messages:
             mids.append(self.session.publish(message.topic, message.payload, message.retain))
             if not self.session.connected:

@@ -1,13 +1,17 @@
-"""MQTT messages for one spool record: telemetry always, alarms when they changed.
+"""MQTT messages for one spool record: telemetry always, alarm state when it is new.
 
 A record (layout in ``bessai_edge.records``) becomes:
 
 * ``<prefix>/<site>/<device>/telemetry``: the spool line itself, byte for byte, so
   receivers get every field including ``seq``, which numbers records without gaps as
   long as none was lost (a jump shows records evicted or dropped before forwarding);
-* ``<prefix>/<site>/<device>/alarms``, only when the record has ``alarm_changes``:
-  the device's active alarms after that cycle and the changes, published with the
-  retain flag so that a receiver that subscribes later gets the current alarm state.
+* ``<prefix>/<site>/<device>/alarms``: the device's active alarms after that cycle
+  and the changes, published with the retain flag so that a receiver that subscribes
+  later gets the current alarm state. It is sent for a record with
+  ``alarm_changes``, and for a record whose ``alarms`` differ from those of the
+  newest alarm message published on the topic. The second case covers a restarted
+  ``bessai run``, which starts with no alarms and reports no change for the ones it
+  forgot, and a restarted forwarder, which has published nothing yet.
 
 Both at QoS 1. Topic levels come from the record's ``site`` and ``device``; the
 characters MQTT reserves in topics (``/``, ``+``, ``#``, NUL) are replaced by ``_``.
@@ -27,6 +31,7 @@ class Message:
     topic: str
     payload: bytes
     retain: bool = False
+    active: tuple | None = None   # the active alarms that an alarm message publishes
 
 
 class BadRecord(ValueError):
@@ -69,12 +74,20 @@ def _level(value):
     return _RESERVED.sub("_", text)
 
 
-def messages_for(record, line, topics):
-    """Return the messages that publish ``record``, whose spool line is ``line``."""
+def messages_for(record, line, topics, published_alarms):
+    """Return the messages that publish ``record``, whose spool line is ``line``.
+
+    ``published_alarms(topic)`` returns the active alarms (a tuple) of the newest alarm
+    message published on ``topic``, or None when there is none. The alarm message is
+    left out only when the record has no ``alarm_changes`` and its ``alarms`` equal
+    that tuple.
+    """
     base = topics.base(record.get("site"), record.get("device"))
     telemetry = Message(base + "/telemetry", bytes(line))
-    changes = record.get("alarm_changes")
-    if not changes:
+    alarm_topic = base + "/alarms"
+    changes = record.get("alarm_changes") or []
+    active = tuple(record.get("alarms") or ())
+    if not changes and published_alarms(alarm_topic) == active:
         return (telemetry,)
     alarm_state = orjson.dumps({
         "v": ALARM_MESSAGE_VERSION,
@@ -82,7 +95,7 @@ def messages_for(record, line, topics):
         "device": record.get("device"),
         "seq": record["seq"],
         "time_ms": record.get("time_ms"),
-        "active": record.get("alarms") or [],
+        "active": list(active),
         "changes": changes,
     })
-    return (telemetry, Message(base + "/alarms", alarm_state, retain=True))
+    return (telemetry, Message(alarm_topic, alarm_state, retain=True, active=active))

@@ -52,18 +52,23 @@ class RecordWriter:
         self.cycle = 0
         self.seqs = []
         self.devices = {}   # seq -> device name
+        self.active = {factory.device: [] for factory in self.factories}
 
     def append(self, count, alarm_every=0):
-        """Append ``count`` records; every ``alarm_every``-th one raises or clears an alarm."""
+        """Append ``count`` records; every ``alarm_every``-th one raises or clears an alarm.
+
+        The alarm is raised on a device where it is not active, else cleared, and each
+        record lists its device's active alarms, as ``bessai run`` writes them.
+        """
         for _ in range(count):
             self.cycle += 1
             factory = self.factories[self.cycle % len(self.factories)]
             changes = []
-            active = []
             if alarm_every and self.cycle % alarm_every == 0:
-                raised = (self.cycle // alarm_every) % 2 == 1
+                raised = not self.active[factory.device]
                 changes = [("soc_pct:low_warn", raised)]
-                active = ["soc_pct:low_warn"] if raised else []
+                self.active[factory.device] = ["soc_pct:low_warn"] if raised else []
+            active = self.active[factory.device]
             record = factory.build(
                 cycle=self.cycle, wall_ms=1_700_000_000_000 + self.cycle * 1000,
                 monotonic_s=float(self.cycle), cycle_ms=12.5, state="ok", error=None,
@@ -71,7 +76,7 @@ class RecordWriter:
                         "battery_temp_c": 31.5, "grid_frequency_hz": 50.01},
                 quality={"soc_pct": "ok", "battery_power_kw": "ok", "battery_temp_c": "ok",
                          "grid_frequency_hz": "ok"},
-                alarms=active, alarm_changes=changes)
+                alarms=list(active), alarm_changes=changes)
             seq = self.spool.append(record)
             assert seq is not None, "the test spool dropped a record"
             self.seqs.append(seq)

@@ -64,8 +64,11 @@ def test_forward_alarm_state_retained(mosquitto, subscriber, spool_dir, start_fo
 
     alarm_messages = [orjson.loads(payload) for topic, payload, _ in subscriber.snapshot()
                       if topic.endswith("/alarms")]
-    assert [message["seq"] for message in alarm_messages] == [
+    # Each device's first record publishes its alarm state, and each alarm change does.
+    first_of_each_device = writer.seqs[:2]
+    assert [message["seq"] for message in alarm_messages] == first_of_each_device + [
         seq for seq in writer.seqs if seq % 5 == 0]
+    assert [message["changes"] for message in alarm_messages[:2]] == [[], []]
 
     # A receiver that subscribes later gets the current alarm state of each device.
     late = Subscriber(mosquitto.port, "bessai/+/+/alarms", client_id="late",).start()
