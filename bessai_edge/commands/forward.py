@@ -1,10 +1,12 @@
 """``bessai forward``: ship the spool to the MQTT broker, at least once, in order.
 
-Start-up order: settings, logging, checkpoint directory, spool directory; then
-READY=1 before the first connection attempt, because an unreachable broker is an
-outage to ride out, not a failed start. SIGTERM and SIGINT stop the loop: records in
-flight get a short time for their acknowledgements, the checkpoint is saved, and the
-exit status is 0.
+Start-up order: settings, logging, checkpoint directory, spool directory, the
+forwarder's lock on the spool; then READY=1 before the first connection attempt,
+because an unreachable broker is an outage to ride out, not a failed start. A spool
+that another ``bessai forward`` has locked ends the start with status 78, like an
+invalid setting, so systemd does not restart the unit (``RestartPreventExitStatus=78``).
+SIGTERM and SIGINT stop the loop: records in flight get a short time for their
+acknowledgements, the checkpoint is saved, and the exit status is 0.
 
 With ``MQTT_ENABLED`` false the command logs that forwarding is off, tells systemd it
 is ready and exits 0, so the unit ends up inactive without counting as failed and is
@@ -32,6 +34,7 @@ def add_arguments(parser):
 def main(args):
     from bessai_edge.forward.checkpoint import CheckpointFile
     from bessai_edge.forward.forwarder import Forwarder
+    from bessai_edge.forward.lock import SpoolLock
     from bessai_edge.forward.settings import (load_settings, read_environment,
                                               require_usable_state_dir)
     from bessai_edge.service import journal
@@ -52,7 +55,10 @@ def main(args):
     require_usable_state_dir(settings)
     reader = SpoolReader(settings.spool_dir)
     reader.segments()  # a missing or unreadable spool directory raises SpoolError (exit 78)
-    forwarder = Forwarder(settings, reader, CheckpointFile(settings.state_dir), notifier)
+    lock = SpoolLock(settings.spool_dir)
+    lock.acquire()     # so does a spool that another forwarder has locked
+    forwarder = Forwarder(settings, reader, CheckpointFile(settings.state_dir), notifier,
+                          lock=lock)
 
     def stop(signum, frame):
         forwarder.request_stop(f"received {signal.Signals(signum).name}")

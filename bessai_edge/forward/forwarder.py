@@ -26,14 +26,17 @@ Guarantees, and what makes them hold:
 * The retained alarm state survives a broker restart without persistence: every new
   connection starts with the newest acknowledged alarm message of each device
   (``RetainedAlarms``).
+* One forwarder per spool: ``SpoolLock`` keeps a second one from starting. The lock
+  is taken again when its file was deleted, checked every ``LOCK_CHECK_INTERVAL_S``.
 * The scan loop's files are only read; the forwarder writes its own checkpoint file,
-  and deletes whole sealed segments through ``SpoolReader.delete_segment``.
+  creates its lock file in the spool directory, and deletes whole sealed segments
+  through ``SpoolReader.delete_segment``.
 """
 
 import logging
 import time
 
-from bessai_edge.errors import SpoolError
+from bessai_edge.errors import EX_CONFIG, SpoolError
 from bessai_edge.forward.checkpoint import Checkpoint
 from bessai_edge.forward.cursor import SpoolCursor
 from bessai_edge.forward.messages import BadRecord, TopicBuilder, messages_for, parse_record
@@ -57,16 +60,23 @@ STATUS_INTERVAL_S = 5.0
 # small segments, they are deleted in batches, at most once per this interval (and
 # once more at start and at stop).
 DELETE_INTERVAL_S = 1.0
+# How often the forwarder checks that its spool lock file is still in place.
+LOCK_CHECK_INTERVAL_S = 5.0
 
 
 class Forwarder:
-    """Ships the spool in ``reader`` to the broker of ``settings``."""
+    """Ships the spool in ``reader`` to the broker of ``settings``.
+
+    ``lock`` is the acquired ``SpoolLock`` of the spool, or None to run without one.
+    The forwarder releases it when it stops.
+    """
 
     def __init__(self, settings, reader, checkpoint_file, notifier, clock=time.monotonic,
-                 sleep=time.sleep):
+                 sleep=time.sleep, lock=None):
         self.settings = settings
         self.reader = reader
         self.checkpoint_file = checkpoint_file
+        self.lock = lock
         self.notifier = notifier
         self.clock = clock
         self.sleep = sleep
@@ -82,6 +92,7 @@ class Forwarder:
         self.rate_limited = RateLimitedLog(logger, clock=clock)
         self.stop_requested = False
         self.stop_reason = ""
+        self.exit_status = 0
         self.delivered = 0            # records acknowledged since start
         self.gaps = 0                 # sequence gaps seen since start
         self.missing_records = 0      # records those gaps left out
@@ -92,6 +103,7 @@ class Forwarder:
         self._ever_connected = False
         self._last_save = clock()
         self._last_delete = clock()
+        self._last_lock_check = clock()
         self._segments_to_delete = False
         self._last_status = None
 
@@ -101,7 +113,10 @@ class Forwarder:
         self.stop_requested = True
 
     def run(self):
-        """Forward until ``request_stop``; return the exit status (0)."""
+        """Forward until ``request_stop``; return the exit status.
+
+        The status is 0, or ``EX_CONFIG`` when another forwarder took the spool's lock.
+        """
         settings = self.settings
         logger.info(
             "forwarding spool %s to MQTT broker %s as client %s (%s, %s): topics "
@@ -119,7 +134,7 @@ class Forwarder:
                 self.step()
         finally:
             self._stop()
-        return 0
+        return self.exit_status
 
     def step(self):
         """Run one turn of the loop; it waits at most about ``IDLE_WAIT_S``."""
@@ -145,6 +160,7 @@ class Forwarder:
                 self.outage.caught_up(settled=session.settled)
         self._save_if_due()
         self._delete_if_due()
+        self._check_lock_if_due()
         self._report_status()
 
     # Listener of MqttSession: called from inside session.connect(), loop() or publish().
@@ -347,6 +363,34 @@ class Forwarder:
                                       segment.path.name, error)
                 return
 
+    # The spool lock.
+
+    def _check_lock_if_due(self):
+        """Lock the lock file again when it was deleted; stop when another forwarder holds it."""
+        if self.lock is None or self.clock() - self._last_lock_check < LOCK_CHECK_INTERVAL_S:
+            return
+        self._last_lock_check = self.clock()
+        if not self.lock.file_replaced():
+            return
+        try:
+            locked = self.lock.take_again()
+        except OSError as error:
+            self.rate_limited.log("lock", logging.WARNING,
+                                  "the lock file %s was deleted and cannot be created again: "
+                                  "%s; trying again in %.0f s", self.lock.path, error,
+                                  LOCK_CHECK_INTERVAL_S)
+            return
+        self.rate_limited.forget("lock")
+        if locked:
+            logger.warning("the lock file %s was deleted or replaced while the forwarder ran: "
+                           "locked the new one", self.lock.path)
+            return
+        logger.error("the lock file %s was deleted or replaced, and another bessai forward "
+                     "process holds the new one: stopping, so that one forwarder ships spool %s",
+                     self.lock.path, self.settings.spool_dir)
+        self.exit_status = EX_CONFIG
+        self.request_stop("another bessai forward process locked the spool")
+
     # Status and stop.
 
     def _report_status(self):
@@ -427,6 +471,8 @@ class Forwarder:
         self.session.close()
         self.cursor.close()
         self.checkpoint_file.close()
+        if self.lock is not None:
+            self.lock.release()   # last: a forwarder started now finds the checkpoint saved
         seq = self.saved.seq if self.saved else None
         logger.info("forwarder stopped: %d records delivered since start, checkpoint after "
                     "record %s", self.delivered, seq if seq is not None else "-",
