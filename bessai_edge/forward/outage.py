@@ -4,10 +4,12 @@ An outage starts with the first failed connection attempt or a lost connection. 
 is over once the forwarder is connected again, the connection has lasted (the
 session calls it settled), and the backlog that built up meanwhile is delivered.
 So a broker that keeps dropping the client gives one outage, not a pair of lines
-per connection. The closing line gives how long the broker was unreachable and how
-many records the backlog held. Failed attempts in between are logged at DEBUG,
-except when the reason changes (for example from "refused" to "credentials"), which
-is logged at WARNING because it usually needs a different fix. The first failed
+per connection. The closing line gives the time from the start of the outage to the
+connection that ended it, and how many records the backlog held. That time includes
+the backoff wait before the successful attempt, so the broker may have been back for
+part of it. Failed attempts in between are logged at DEBUG, except when the reason
+changes (for example from "refused" to "credentials"), which is logged at WARNING
+because it usually needs a different fix. The first failed
 attempt after a lost connection is no such change, because a loss gives no reason.
 A connection dropped soon after it was accepted (kind ``dropped``) is such a change,
 because its line names a likely cause.
@@ -84,7 +86,7 @@ class OutageLog:
             self._caught_up_at = now
         if not settled:
             return False
-        logger.info("MQTT outage over: broker %s was unreachable for %.1f s (%d failed "
+        logger.info("MQTT outage over: reconnected to broker %s after %.1f s (%d failed "
                     "attempts); delivered the backlog of %d records in %.1f s",
                     self.broker, self._reconnected - self._started, self._failures,
                     self._delivered, self._caught_up_at - self._reconnected)

@@ -46,7 +46,7 @@ def test_outage_log_start_and_end_lines(clock, caplog):
     infos = lines(caplog, logging.INFO)
     assert warnings == ["MQTT outage started: connection to broker 10.0.0.5:1883 lost; the "
                         "spool keeps the records, next attempt in 0.0 s"]
-    assert infos == ["MQTT outage over: broker 10.0.0.5:1883 was unreachable for 13.0 s "
+    assert infos == ["MQTT outage over: reconnected to broker 10.0.0.5:1883 after 13.0 s "
                      "(5 failed attempts); delivered the backlog of 750 records in 1.5 s"]
     assert len(lines(caplog, logging.DEBUG)) == 5  # the refusals after the loss
     assert not outage.active
@@ -75,7 +75,7 @@ def test_outage_log_loss_while_draining_continues_outage(clock, caplog):
         assert outage.caught_up()
     assert outage.outages == 1
     over, = lines(caplog, logging.INFO)
-    assert "unreachable for 15.0 s (2 failed attempts)" in over
+    assert "reconnected to broker b:1883 after 15.0 s (2 failed attempts)" in over
     assert "backlog of 400 records" in over
 
 
@@ -121,5 +121,5 @@ def test_outage_log_dropped_connections_one_outage(clock, caplog):
     assert warnings[1].startswith("MQTT outage goes on, for another reason: connection to "
                                   "broker 10.0.0.5:1883 lost 0.1 s after it was accepted")
     assert lines(caplog, logging.INFO) == [
-        "MQTT outage over: broker 10.0.0.5:1883 was unreachable for 5.0 s (3 failed "
+        "MQTT outage over: reconnected to broker 10.0.0.5:1883 after 5.0 s (3 failed "
         "attempts); delivered the backlog of 0 records in 0.5 s"]
