@@ -28,6 +28,7 @@ from bessai_edge.errors import (
     ShortReply,
 )
 from bessai_edge.modbus_client import FramedTcpClient, format_endpoint
+from bessai_edge.ratelimit import DEFAULT_INTERVAL_S
 
 __all__ = ["DeviceLink", "format_endpoint", "FUNCTION_CODES", "MAX_READ_REGISTERS"]
 
@@ -58,8 +59,8 @@ class DeviceLink:
     connection that has not replied yet. A connection that ends before its first
     reply counts as a failed attempt, so a device that accepts TCP and then stays
     silent or hangs up is retried on the backoff schedule, not every cycle. An outage
-    is logged once when it starts and once, as restored, at the first reply after it;
-    its count of failed attempts is the connection attempts that got no reply.
+    ends at the first reply after it. ``OutageLog`` writes its log lines, and counts
+    outages that repeat within ``outage_log_interval_s`` instead of logging each one.
 
     ``wait_until(deadline)`` is called for the quiet time after connect and the spacing
     between requests; the scan loop passes a function that serves its health page until
@@ -69,6 +70,7 @@ class DeviceLink:
     def __init__(self, host, port, *, unit_id, connect_timeout_s=3.0, request_timeout_s=1.0,
                  quiet_after_connect_s=0.0, min_request_interval_s=0.0,
                  backoff=BackoffPolicy(), timeouts_before_reconnect=3,
+                 outage_log_interval_s=DEFAULT_INTERVAL_S,
                  wait_until=_sleep_until, rng=random.random):
         self.host = host
         self.port = port
@@ -94,10 +96,8 @@ class DeviceLink:
         self._failures = 0             # failed attempts in a row; 0 after any reply
         self._timeouts_in_row = 0
         self._answered = False         # the current connection returned at least one reply
-        self._down_since = None
         self._failing_since = None     # first failure since the last reply: the outage start
-        self._down_kind = None
-        self._down_attempts = 0
+        self._outage = OutageLog(self.endpoint, unit_id, outage_log_interval_s)
         self._log_requests = False
 
     @classmethod
@@ -139,18 +139,23 @@ class DeviceLink:
         self._answered = False
         self._timeouts_in_row = 0
         self._log_requests = log.isEnabledFor(logging.DEBUG)  # read once per connection
-        if self._down_since is None:
+        if not self._outage.down:
             log.info("connected to %s (unit id %d)", self.endpoint, self.unit_id)
         else:  # still down until the device replies: a listener may accept and stay silent
             log.debug("reconnected to %s (unit id %d); waiting for its first reply",
                       self.endpoint, self.unit_id)
 
     def close(self):
-        """Close the connection; the next read reconnects when ``next_attempt_monotonic`` is due."""
+        """Close the connection; the next read reconnects when ``next_attempt_monotonic`` is due.
+
+        Brief outages counted since the last report are logged now, so that a
+        shutdown does not lose them.
+        """
         if self._client is not None:
             self._client.close()
             self._client = None
             log.debug("closed the connection to %s", self.endpoint)
+        self._outage.report_brief_outages(time.monotonic())
 
     def __enter__(self):
         return self
@@ -235,8 +240,8 @@ class DeviceLink:
         self._answered = True
         self._timeouts_in_row = 0
         self._failures = 0
-        if self._down_since is not None:
-            self._note_restored()
+        if self._outage.down:
+            self._outage.restored(time.monotonic())
         self._failing_since = None
 
     def _request_failed(self, client, stale_before, started, error, unit_id, function_code,
@@ -285,41 +290,121 @@ class DeviceLink:
         self._client = None
         self._note_down(error, failed_attempt=not self._answered)
 
-    def _note_restored(self):
-        """Log the end of an outage at the first reply (an exception reply counts).
-
-        The outage is measured from its first failed request, which may come a few
-        timeouts before the connection was given up.
-        """
-        attempts = self._down_attempts
-        log.info("connection to %s (unit id %d) restored after %.1f s and %d failed %s",
-                 self.endpoint, self.unit_id, time.monotonic() - self._down_since, attempts,
-                 "attempt" if attempts == 1 else "attempts")
-        self._down_since = None
-
     def _note_down(self, error, failed_attempt):
-        """Schedule the next attempt and log the state change once per outage and cause."""
+        """Schedule the next attempt after a failure that dropped the connection, and log it."""
         now = time.monotonic()
         if failed_attempt:
             self._failures += 1
         self.retry_delay_s = self.backoff.delay(self._failures, self._rng())
         self.next_attempt_monotonic = now + self.retry_delay_s
-        if self._down_since is None:
-            self._down_since = self._failing_since if self._failing_since is not None else now
-            self._down_attempts = 0
-            self._down_kind = error.kind
-            log.warning("%s (unit id %d) is down: %s; failing for %.1f s, next attempt "
-                        "in %.1f s", self.endpoint, self.unit_id, error,
-                        now - self._down_since, self.retry_delay_s)
-        elif error.kind != self._down_kind:
-            self._down_kind = error.kind
+        since = self._failing_since if self._failing_since is not None else now
+        self._outage.failed(now, since, error, failed_attempt, self.retry_delay_s)
+
+
+class OutageLog:
+    """Log lines of one link's outages, with outages that repeat counted, not listed.
+
+    An outage is logged at WARNING when it starts ("is down") and at INFO when it ends
+    ("restored after"). An outage that starts less than ``interval_s`` after the
+    previous one ended is a repeat. A repeat is logged only once it has a failed
+    connection attempt, and its "is down" line then gives how long it has been failing.
+    A repeat that ends at the first reconnect is a brief outage. Brief outages are
+    counted and reported in one WARNING line, "lost and restored N times in the last
+    T s", at the first brief outage that ends ``interval_s`` or more after the previous
+    report. A count still open is reported before the next "is down" line and when the
+    link is closed.
+
+    Times are ``time.monotonic()`` seconds, passed in by the link.
+    """
+
+    def __init__(self, endpoint, unit_id, interval_s=DEFAULT_INTERVAL_S):
+        self.endpoint = endpoint
+        self.unit_id = unit_id
+        self.interval_s = interval_s
+        self.since = None            # start of the current outage (its first failed request)
+        self.attempts = 0            # failed connection attempts in the current outage
+        self._kind = None            # LinkError kind of the current outage's last failure
+        self._cause = ""             # the error that started the current outage
+        self._logged = False         # the current outage's "is down" line was written
+        self._ended_at = None        # end of the previous outage
+        self._brief = 0              # brief outages not reported yet
+        self._brief_cause = ""       # the error that started the last of them
+        self._report_since = None    # start of the time span those brief outages fall in
+
+    @property
+    def down(self):
+        return self.since is not None
+
+    def failed(self, now, since, error, failed_attempt, retry_delay_s):
+        """Record a failure that dropped the connection, and log it as the class describes.
+
+        ``since`` is the start of the outage (its first failed request), used when this
+        failure starts one. ``failed_attempt`` is true when the connection never replied.
+        """
+        if self.since is None:
+            self.since = since
+            self.attempts = 0
+            self._kind = error.kind
+            self._cause = str(error)
+            self._logged = False
+            repeat = self._ended_at is not None and now - self._ended_at < self.interval_s
+            if repeat and not failed_attempt:
+                log.debug("%s (unit id %d) is down again: %s", self.endpoint, self.unit_id,
+                          error)
+            else:
+                self._log_down(now, error, retry_delay_s)
+        elif not self._logged and failed_attempt:
+            self._kind = error.kind
+            self._log_down(now, error, retry_delay_s)
+        elif self._logged and error.kind != self._kind:
+            self._kind = error.kind
             log.warning("%s (unit id %d) is still down, now: %s; next attempt in %.1f s",
-                        self.endpoint, self.unit_id, error, self.retry_delay_s)
+                        self.endpoint, self.unit_id, error, retry_delay_s)
         else:
+            self._kind = error.kind
             log.debug("%s (unit id %d) is still down: %s; next attempt in %.1f s",
-                      self.endpoint, self.unit_id, error, self.retry_delay_s)
+                      self.endpoint, self.unit_id, error, retry_delay_s)
         if failed_attempt:
-            self._down_attempts += 1
+            self.attempts += 1
+
+    def restored(self, now):
+        """End the current outage at the first reply after it (an exception reply counts).
+
+        The outage is measured from its first failed request, which may come a few
+        timeouts before the connection was given up.
+        """
+        if self._logged:
+            attempts = self.attempts
+            log.info("connection to %s (unit id %d) restored after %.1f s and %d failed %s",
+                     self.endpoint, self.unit_id, now - self.since, attempts,
+                     "attempt" if attempts == 1 else "attempts")
+            self._report_since = now
+        else:
+            self._brief += 1
+            self._brief_cause = self._cause
+            log.debug("%s (unit id %d) is up again after %.1f s", self.endpoint, self.unit_id,
+                      now - self.since)
+            if now - self._report_since >= self.interval_s:
+                self.report_brief_outages(now)
+        self._ended_at = now
+        self.since = None
+
+    def report_brief_outages(self, now):
+        """Log the brief outages counted since the last report, if there are any."""
+        if not self._brief:
+            return
+        log.warning("connection to %s (unit id %d) lost and restored %d %s in the last %.0f s; "
+                    "last cause: %s", self.endpoint, self.unit_id, self._brief,
+                    "time" if self._brief == 1 else "times", now - self._report_since,
+                    self._brief_cause)
+        self._brief = 0
+        self._report_since = now
+
+    def _log_down(self, now, error, retry_delay_s):
+        self.report_brief_outages(now)
+        self._logged = True
+        log.warning("%s (unit id %d) is down: %s; failing for %.1f s, next attempt in %.1f s",
+                    self.endpoint, self.unit_id, error, now - self.since, retry_delay_s)
 
 
 def _check_request(unit_id, function, address, count):

@@ -1,5 +1,6 @@
 """The link's outage log lines over real loopback TCP: "is down" once when an outage
-starts, "restored" only at the first reply after it, with the count of failed attempts.
+starts, "restored" only at the first reply after it, with the count of failed attempts,
+and outages that repeat within a minute counted in one line.
 
 A listener that accepts TCP but never replies, and a simulator stopped with SIGSTOP,
 both accept new connections (the kernel completes the handshake), so a successful
@@ -16,7 +17,9 @@ import time
 
 import pytest
 
-from bessai_edge.errors import LinkError, LinkTimeout
+from bessai_edge.errors import ConnectionLost, ConnectionRefused, LinkError, LinkTimeout
+from bessai_edge.link import OutageLog
+from tests.conftest import free_tcp_port
 from tests.link.test_link import LUNA, SOC_WORDS, UNIT, make_link, wait_for_next_attempt
 from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
 
@@ -114,3 +117,93 @@ def test_link_outage_counts_from_first_failure(simulator, caplog):
     restored_s = float(re.search(r"restored after ([\d.]+) s", restored[0]).group(1))
     assert restored_s >= round(before_reply - first_failure_started, 1) - 0.1, (
         restored, before_reply - first_failure_started)
+
+
+def _brief_outage_cycles(link, count):
+    """Read twice per cycle from a simulator that closes the connection at every second
+    request: the first read reconnects and gets a reply, the second one is dropped."""
+    for _ in range(count):
+        assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+        with pytest.raises(ConnectionLost):
+            link.read(UNIT, "holding", 37760, 2)
+
+
+def test_link_repeated_brief_outages_counted(simulator, caplog):
+    # A connection dropped every cycle used to log "is down" and "restored" every cycle.
+    device = simulator("--capture", LUNA, "--disconnect-every", "2")
+    caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
+    link = make_link(device.port, outage_log_interval_s=3600)
+    _brief_outage_cycles(link, 5)
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+    assert link.connects == 6
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 1, warnings
+    assert "is down: the device closed the connection" in warnings[0]
+    restored = [m for m in _messages(caplog, logging.INFO) if "restored" in m]
+    assert len(restored) == 1, restored
+
+    link.close()  # reports the brief outages counted since the first one ended
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 2, warnings
+    assert re.fullmatch(
+        rf"connection to 127\.0\.0\.1:{device.port} \(unit id {UNIT}\) lost and restored 4 "
+        r"times in the last \d+ s; last cause: the device closed the connection",
+        warnings[1]), warnings[1]
+
+
+def test_link_repeated_outage_logged_at_failed_attempt(simulator, caplog):
+    """A repeated outage in which a connection attempt fails is logged as down and as
+    restored, after the brief outages counted before it."""
+    port = free_tcp_port()
+    device = simulator("--capture", LUNA, "--disconnect-every", "2", port=port)
+    caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
+    link = make_link(port, outage_log_interval_s=3600)
+    # The first outage is logged, the second is counted as brief, the third has not ended.
+    _brief_outage_cycles(link, 3)
+    device.stop()
+    wait_for_next_attempt(link)
+    with pytest.raises(ConnectionRefused):
+        link.read(UNIT, "holding", 37760, 2)
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 3, warnings
+    assert "lost and restored 1 time in the last" in warnings[1], warnings[1]
+    assert re.search(r"is down: connection to \S+ refused; failing for [\d.]+ s", warnings[2]), \
+        warnings[2]
+
+    simulator("--capture", LUNA, port=port)
+    wait_for_next_attempt(link)
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+    link.close()
+    restored = [m for m in _messages(caplog, logging.INFO) if "restored after" in m]
+    assert len(restored) == 2, restored
+    assert restored[1].endswith("and 1 failed attempt"), restored[1]
+    assert len(_messages(caplog, logging.WARNING)) == 3  # nothing left to report at close
+
+
+def test_outage_log_reports_brief_outages_once_per_interval(caplog):
+    # Times are given, so the interval can pass without waiting for it.
+    caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
+    outage = OutageLog("192.0.2.10:502", 1, interval_s=60.0)
+    error = ConnectionLost("the device closed the connection")
+    outage.failed(0.0, 0.0, error, failed_attempt=False, retry_delay_s=0.0)
+    outage.restored(2.0)
+    for start in range(10, 61, 10):   # six brief outages, the last ending at 61 s
+        outage.failed(float(start), float(start), error, False, 0.0)
+        outage.restored(start + 1.0)
+    assert len(_messages(caplog, logging.WARNING)) == 1, "59 s since the first one ended"
+
+    outage.failed(70.0, 70.0, error, False, 0.0)
+    outage.restored(71.0)
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 2, warnings
+    assert warnings[1] == ("connection to 192.0.2.10:502 (unit id 1) lost and restored 7 times "
+                           "in the last 69 s; last cause: the device closed the connection")
+
+    # An outage that starts a full interval after the previous one ended is logged.
+    outage.failed(131.0, 131.0, error, False, 0.0)
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 3, warnings
+    assert warnings[2].startswith("192.0.2.10:502 (unit id 1) is down: the device closed")
+    outage.restored(132.0)
+    assert _messages(caplog, logging.INFO)[-1] == (
+        "connection to 192.0.2.10:502 (unit id 1) restored after 1.0 s and 0 failed attempts")

@@ -114,6 +114,34 @@ def test_run_connection_lost_and_restored(tmp_path):
     assert re.search(r"connection to 127\.0\.0\.1:\d+ \(unit id \d+\) restored after", log), log
 
 
+def test_run_connection_dropped_every_cycle_logged_once(tmp_path):
+    # Each cycle used to log "is down" and "restored after": 30 lines in 15 cycles.
+    profile = "sma_sunny_tripower"  # no quiet time after connect: the cycles stay short
+    with simulator("--profile", profile, "--disconnect-every", "3") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=profile)
+        run = run_gateway(environ, 15)
+    assert run.returncode == 0, run.stderr
+    dropped = [record for record in run.records
+               if (record["error"] or "").startswith("disconnected")]
+    assert len(dropped) >= 5, [record["error"] for record in run.records]
+    link_lines = [line for line in run.stderr.splitlines() if "bessai_edge.link:" in line]
+    down = [line for line in link_lines if " is down: " in line]
+    restored = [line for line in link_lines if " restored after " in line]
+    assert len(down) == 1, link_lines
+    assert "WARNING" in down[0]
+    assert "the device closed the connection" in down[0]
+    assert len(restored) == 1, link_lines
+    # Every later drop is restored by the next cycle's first request, except a drop in
+    # the last cycle. They are counted, and the count is logged when the link closes.
+    counts = [int(match.group(1)) for line in link_lines
+              for match in [re.search(r" lost and restored (\d+) times? in the last \d+ s; "
+                                      r"last cause: the device closed the connection$", line)]
+              if match]
+    still_down = 1 if run.records[-1] in dropped else 0
+    assert counts and sum(counts) == len(dropped) - 1 - still_down, link_lines
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_run_stop_signal_flushes_and_exits_zero(tmp_path, signum):
     spool_dir = tmp_path / "spool"
