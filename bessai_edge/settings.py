@@ -409,9 +409,11 @@ def _read_spool(reader):
 def spool_directory_problems(environ):
     """Return the problem of the spool directory ``environ`` names, as a list of 0 or 1 lines.
 
-    ``bessai run`` calls it before it opens the spool, so that a missing directory is
-    listed together with any invalid settings. ``bessai check`` calls it to warn
-    before the service fails on it.
+    ``bessai run`` calls it before it opens the spool, so that a directory that is
+    missing, on a read-only file system or not writable by the current user is listed
+    together with any invalid settings. ``bessai check`` calls it to warn before the
+    service fails on it. The writability is that of the user running the check, which
+    may not be the service's user.
     """
     from bessai_edge.spool.segments import directory_error
 
@@ -420,8 +422,18 @@ def spool_directory_problems(environ):
         return []  # the settings check reports the value itself
     try:
         os.listdir(directory)
+        read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
     except (OSError, ValueError) as error:
         return [str(directory_error(directory, error)) + comment_hint(directory)]
+    if read_only:
+        return [_("spool directory {directory} is on a read-only file system: remount it "
+                  "read-write or set SPOOL_DIR to a directory on a writable file system"
+                  ).format(directory=directory)]
+    # The test that Spool.open() makes, with the same message.
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
+        return [_("spool directory {directory} is not writable by uid {uid} (or its "
+                  "file system is read-only): make it writable by the bessai user or set "
+                  "SPOOL_DIR").format(directory=directory, uid=os.geteuid())]
     return []
 
 

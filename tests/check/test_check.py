@@ -13,6 +13,7 @@ import pytest
 from bessai_edge.errors import EX_CONFIG
 from bessai_edge.profile import bundled_profiles
 from tests.conftest import CAPTURES, bessai_command, free_tcp_port
+from tests.settings.helpers import read_only_spool_dir
 from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
 
 VICTRON = str(CAPTURES / "victron_system_battery_discharging_constructed.json")
@@ -187,6 +188,18 @@ def test_check_warns_missing_spool_dir(tmp_path):
     assert result.returncode == 0
     assert (f"bessai check: warning: `bessai run` will not start: spool directory {missing} "
             "does not exist") in result.stderr
+
+
+@pytest.mark.root
+def test_check_warns_read_only_spool_dir(tmp_path, needs_root):
+    # check printed [ok], then `bessai run` exited 78 on the read-only file system.
+    with read_only_spool_dir(tmp_path) as spool_dir:
+        result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
+                           SPOOL_DIR=spool_dir)
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert result.returncode == 0
+    assert (f"bessai check: warning: `bessai run` will not start: spool directory {spool_dir} "
+            "is on a read-only file system: remount it read-write") in result.stderr
 
 
 def test_check_no_warning_with_spool_dir(tmp_path):

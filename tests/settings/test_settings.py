@@ -2,13 +2,17 @@
 
 import math
 import os
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
 from bessai_edge import settings
 from bessai_edge.errors import EX_CONFIG, ConfigError
+from bessai_edge.spool import segments  # noqa: F401 (imported before a child drops root)
 from tests.conftest import REPO, bessai_command
+from tests.settings.helpers import NOBODY, call_as_nobody, read_only_spool_dir
 
 MINIMAL = {"SITE_ID": "SITE-ATACAMA-001", "INVERTER_IP": "192.168.1.100",
            "DRIVER_PROFILE_PATH": "huawei_sun2000"}
@@ -631,3 +635,47 @@ def test_run_spool_dir_comment_hint(tmp_path):
         f"bessai: spool directory {tmp_path} # local spool does not exist: create it, owned by "
         "the bessai user, or set SPOOL_DIR; a comment ('#' or ';') after the value is part of "
         "it, so put the comment on its own line"]
+
+
+@pytest.mark.root
+def test_spool_dir_read_only_mount_reported(tmp_path, needs_root):
+    with read_only_spool_dir(tmp_path) as spool_dir:
+        problems = settings.spool_directory_problems({"SPOOL_DIR": str(spool_dir)})
+        result = run_with_env_file(tmp_path / "bad.env", (
+            f"SITE_ID=site\nINVERTER_PORT=0\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
+            f"INVERTER_IP=192.0.2.1\nSPOOL_DIR={spool_dir}\n"))
+    read_only = (f"spool directory {spool_dir} is on a read-only file system: remount it "
+                 "read-write or set SPOOL_DIR to a directory on a writable file system")
+    assert problems == [read_only]
+    # Listed with the invalid settings, before the spool is opened.
+    assert result.returncode == EX_CONFIG
+    assert result.stderr.splitlines() == [
+        f"bessai: {tmp_path / 'bad.env'}:2: INVERTER_PORT='0' is invalid: expected an "
+        "integer from 1 to 65535",
+        f"bessai: {read_only}"]
+
+
+def test_spool_dir_not_writable_reported(tmp_path):
+    if os.geteuid() == 0:
+        # Root may write anywhere, so the check runs as the user nobody. tmp_path is
+        # private to root, so the directory goes to /tmp, which every user can reach.
+        spool_dir = tempfile.mkdtemp(prefix="bessai-spool-", dir="/tmp")
+        try:
+            os.chmod(spool_dir, 0o755)
+            problems = call_as_nobody(settings.spool_directory_problems,
+                                      {"SPOOL_DIR": spool_dir})
+        finally:
+            shutil.rmtree(spool_dir)
+        uid = NOBODY
+    else:
+        spool_dir = tmp_path / "spool"
+        spool_dir.mkdir(mode=0o555)
+        problems = settings.spool_directory_problems({"SPOOL_DIR": str(spool_dir)})
+        uid = os.geteuid()
+    assert problems == [
+        f"spool directory {spool_dir} is not writable by uid {uid} (or its file system is "
+        "read-only): make it writable by the bessai user or set SPOOL_DIR"]
+
+
+def test_spool_dir_writable_no_problem(tmp_path):
+    assert settings.spool_directory_problems({"SPOOL_DIR": str(tmp_path)}) == []
