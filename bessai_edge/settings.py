@@ -43,6 +43,9 @@ DEFAULT_SPOOL_DIR = "/var/spool/bessai"
 _ROLE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")  # a profile's role name, upper-cased
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(i?B)?\Z", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+# Sizes a user may write with decimals (1.5G, 512,5M) or a thousands separator (1,000M).
+_DECIMAL_SIZE = re.compile(r"(\d*)[.,](\d+)\s*([KMG]?)(i?B)?\Z", re.IGNORECASE)
+_THOUSANDS_SIZE = re.compile(r"(\d{1,3}(?:,\d{3})+)\s*([KMG]?)(i?B)?\Z", re.IGNORECASE)
 
 # Names set by the single-device variables and their DEVICE_<NAME>_<KEY> overrides.
 _DEVICE_KEYS = {
@@ -362,9 +365,55 @@ def _read_size(reader, name, default, minimum, maximum):
         reader.invalid(name, value, _(
             "expected a whole number from {minimum} bytes to {maximum}, alone or with a K, "
             "M or G suffix (powers of 1024, also written KB or KiB), e.g. 64M or 1536M for "
-            "1.5G").format(minimum=minimum, maximum=f"{maximum // 1024 ** 3}G"))
+            "1.5G").format(minimum=minimum, maximum=f"{maximum // 1024 ** 3}G")
+            + _size_hint(value, minimum, maximum))
         return None
     return size
+
+
+def _size_hint(value, minimum, maximum):
+    """Return a hint for a size written with decimals or a thousands separator, else ``""``.
+
+    A value with decimals is rewritten in the largest unit that makes it a whole number
+    (512,5M as 524800K). The hint suggests only values in range.
+    """
+    thousands = _THOUSANDS_SIZE.match(value)
+    decimal = _DECIMAL_SIZE.match(value)
+    fixed = None
+    if decimal:
+        whole, fraction, unit = decimal.group(1) or "0", decimal.group(2), decimal.group(3)
+        fixed = _whole_size_text(int(whole + fraction) * _SIZE_FACTORS[unit.upper()],
+                                 10 ** len(fraction), minimum, maximum)
+    if thousands:
+        digits, unit = thousands.group(1).replace(",", ""), thousands.group(2).upper()
+        size = int(digits) * _SIZE_FACTORS[unit]
+        without_separator = f"{digits}{unit}" if minimum <= size <= maximum else None
+        if without_separator and fixed:
+            # 1,000M may be a thousand megabytes or one with three decimals: name both.
+            return _("; write the size without a thousands separator ({whole}) or, if the "
+                     "comma marks decimals, as {fixed}").format(whole=without_separator,
+                                                               fixed=fixed)
+        if without_separator:
+            return _("; write the size without a thousands separator: {whole}").format(
+                whole=without_separator)
+    if fixed:
+        return _("; write the size as a whole number, without decimals: {fixed}").format(
+            fixed=fixed)
+    return ""
+
+
+def _whole_size_text(numerator, denominator, minimum, maximum):
+    """Return ``numerator / denominator`` bytes in the largest unit that makes it a whole
+    number (``1536M``), or None when it is not whole bytes or is out of range."""
+    if numerator % denominator:
+        return None
+    size = numerator // denominator
+    if not minimum <= size <= maximum:
+        return None
+    for unit in ("G", "M", "K", ""):
+        if size % _SIZE_FACTORS[unit] == 0:
+            return f"{size // _SIZE_FACTORS[unit]}{unit}"
+    return None
 
 
 def _size_text(reader, name, size):

@@ -268,6 +268,30 @@ def test_settings_invalid_spool_size_not_compared():
         "64M or 1536M for 1.5G"]
 
 
+@pytest.mark.parametrize("name,value,hint", [
+    ("SPOOL_MAX_TOTAL_BYTES", "512,5M", "; write the size as a whole number, without "
+                                        "decimals: 524800K"),
+    ("SPOOL_SEGMENT_MAX_BYTES", "1,5G", "; write the size as a whole number, without "
+                                        "decimals: 1536M"),
+    ("SPOOL_SEGMENT_MAX_BYTES", "1.5MiB", "; write the size as a whole number, without "
+                                          "decimals: 1536K"),
+    ("SPOOL_MAX_TOTAL_BYTES", "1,000M", "; write the size without a thousands separator "
+                                        "(1000M) or, if the comma marks decimals, as 1M"),
+    ("SPOOL_SEGMENT_MAX_BYTES", "65,536", "; write the size without a thousands separator: "
+                                          "65536"),
+])
+def test_settings_size_decimal_hint(name, value, hint):
+    problem, = problems_of(**{name: value})
+    assert problem.startswith(f"{name}={value!r} is invalid: expected a whole number"), problem
+    assert problem.endswith(hint), problem
+
+
+def test_settings_size_hint_only_in_range():
+    # 0,5K is 512 bytes, below the minimum: rewriting it would suggest another invalid value.
+    problem, = problems_of(SPOOL_SEGMENT_MAX_BYTES="0,5K")
+    assert problem.endswith("e.g. 64M or 1536M for 1.5G"), problem
+
+
 def test_settings_file_not_utf8_reported_with_other_problems(tmp_path):
     # A Latin-1 file used to stop the check at its first bad byte, so the other
     # problems came only after the file was converted.
