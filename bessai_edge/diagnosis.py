@@ -9,7 +9,7 @@ blocked, an inverter in standby, and a profile that does not fit the device.
 
 import dataclasses
 
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, ngettext
 
 ERROR = "error"
 WARNING = "warning"
@@ -37,18 +37,23 @@ class Observation:
 
     ``request_outcomes`` has one entry per request: ``ok`` or the LinkError kind
     (``timeout``, ``exception_11``...). ``all_words_ffff`` is True when at least one
-    request got a reply and every word of every reply was 0xFFFF.
+    request got a reply and every word of every reply was 0xFFFF. ``late_replies``
+    counts replies that came after their request had timed out. ``request_timeout_s``
+    is the timeout in use (REQUEST_TIMEOUT_S or the profile's). When it is None, the
+    findings leave out the late replies and the hint to raise the timeout.
     """
 
     endpoint: str
     port: int
     unit_id: int
     profile: str
+    request_timeout_s: float | None = None
     connect_error_kind: str | None = None
     connect_error: str = ""
     discovery_error: str = ""
     request_outcomes: list = dataclasses.field(default_factory=list)  # first pass only
     all_words_ffff: bool = False
+    late_replies: int = 0         # first pass only, like request_outcomes
     soc_pct: float | None = None
     points: int = 0
     points_ok: int = 0
@@ -97,7 +102,7 @@ def exit_status(findings_per_device):
     if all(severity == OK for severity in severities):
         return 0
     no_data = {"refused", "connect_timeout", "unreachable", "connect_failed", "all_timeouts",
-               "connection_dropped", "wrong_unit_id", "sunspec_not_found", "all_illegal_address",
+               "slow_replies", "connection_dropped", "wrong_unit_id", "sunspec_not_found", "all_illegal_address",
                "all_requests_rejected", "nothing_read"}
     if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
         return 2
@@ -160,13 +165,27 @@ def _request_findings(observation):
             "Modbus clients and check the device's allowed client list."
         ).format(endpoint=observation.endpoint))]
 
+    timeout_s = observation.request_timeout_s
+    late_replies = observation.late_replies if timeout_s is not None else 0
     if outcomes and all(kind in ("timeout", "disconnected") for kind in outcomes):
-        return [Finding(ERROR, "all_timeouts", _(
+        if late_replies:
+            return [Finding(ERROR, "slow_replies", _(
+                "The device at {endpoint} replies, but only after the request timeout of "
+                "{timeout:g} s, so every request timed out: the network link or the device "
+                "is slow. Raise REQUEST_TIMEOUT_S (at most 30), then check again."
+            ).format(endpoint=observation.endpoint, timeout=timeout_s))]
+        message = _(
             "The device at {endpoint} accepts the connection but answers no request: the "
             "inverter is in standby (at night, or waiting for the grid) or Modbus TCP is "
             "switched off in its settings. Wake it or enable Modbus TCP, then check again. "
             "Some devices also stay silent for a wrong MODBUS_SLAVE_ID (now {unit})."
-        ).format(endpoint=observation.endpoint, unit=observation.unit_id))]
+        ).format(endpoint=observation.endpoint, unit=observation.unit_id)
+        if timeout_s is not None:
+            message += " " + _(
+                "A slow network link or device that replies after the request timeout "
+                "({timeout:g} s) looks the same: if the device is awake, raise "
+                "REQUEST_TIMEOUT_S.").format(timeout=timeout_s)
+        return [Finding(ERROR, "all_timeouts", message)]
 
     if outcomes and all(kind == "exception_2" for kind in outcomes) and not observation.points_ok:
         return [Finding(ERROR, "all_illegal_address", _(
@@ -212,6 +231,15 @@ def _request_findings(observation):
             "{failed} of {total} requests failed ({summary}); the points they carry have "
             "quality comm_error."
         ).format(failed=len(failed), total=len(outcomes), summary=_count_kinds(failed))))
+    if late_replies:
+        findings.append(Finding(WARNING, "late_replies", ngettext(
+            "{count} reply came after the request timeout of {timeout:g} s and was "
+            "discarded: the network link or the device is slow at times. If such timeouts "
+            "recur, raise REQUEST_TIMEOUT_S.",
+            "{count} replies came after the request timeout of {timeout:g} s and were "
+            "discarded: the network link or the device is slow at times. If such timeouts "
+            "recur, raise REQUEST_TIMEOUT_S.", late_replies
+        ).format(count=late_replies, timeout=timeout_s)))
     return findings
 
 

@@ -55,12 +55,15 @@ class DeviceLink:
     includes replies to earlier, timed-out requests that were read and discarded).
 
     A connection is dropped when a frame is cut off, when the device closes it, after
-    ``timeouts_before_reconnect`` timeouts in a row, and at the first timeout on a
-    connection that has not replied yet. A connection that ends before its first
-    reply counts as a failed attempt, so a device that accepts TCP and then stays
-    silent or hangs up is retried on the backoff schedule, not every cycle. An outage
-    ends at the first reply after it. ``OutageLog`` writes its log lines, and counts
-    outages that repeat within ``outage_log_interval_s`` instead of logging each one.
+    ``timeouts_before_reconnect`` timeouts in a row, and after
+    ``silent_timeouts_before_reconnect`` timeouts (default 1) on a connection that has
+    not replied yet. ``bessai check`` allows 2 there, so that a reply which comes after
+    the first timeout is read and counted as ``mismatched_reply``. A connection that
+    ends before its first reply counts as a failed attempt, so a device that accepts
+    TCP and then stays silent or hangs up is retried on the backoff schedule, not every
+    cycle. An outage ends at the first reply after it. ``OutageLog`` writes its log
+    lines, and counts outages that repeat within ``outage_log_interval_s`` instead of
+    logging each one.
 
     ``wait_until(deadline)`` is called for the quiet time after connect and the spacing
     between requests; the scan loop passes a function that serves its health page until
@@ -70,7 +73,7 @@ class DeviceLink:
     def __init__(self, host, port, *, unit_id, connect_timeout_s=3.0, request_timeout_s=1.0,
                  quiet_after_connect_s=0.0, min_request_interval_s=0.0,
                  backoff=BackoffPolicy(), timeouts_before_reconnect=3,
-                 outage_log_interval_s=DEFAULT_INTERVAL_S,
+                 silent_timeouts_before_reconnect=1, outage_log_interval_s=DEFAULT_INTERVAL_S,
                  wait_until=_sleep_until, rng=random.random):
         self.host = host
         self.port = port
@@ -82,6 +85,7 @@ class DeviceLink:
         self.min_request_interval_s = min_request_interval_s
         self.backoff = backoff
         self.timeouts_before_reconnect = timeouts_before_reconnect
+        self.silent_timeouts_before_reconnect = silent_timeouts_before_reconnect
         self.counters = collections.Counter()
         self.requests = 0              # requests sent
         self.connects = 0              # connection attempts
@@ -283,7 +287,9 @@ class DeviceLink:
             self._failing_since = started
         if isinstance(error, LinkTimeout) and self.connected:
             self._timeouts_in_row += 1
-            if not self._answered or self._timeouts_in_row >= self.timeouts_before_reconnect:
+            allowed = (self.timeouts_before_reconnect if self._answered
+                       else self.silent_timeouts_before_reconnect)
+            if self._timeouts_in_row >= allowed:
                 self._client.close()
         if self.connected:
             return

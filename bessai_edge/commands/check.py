@@ -142,11 +142,16 @@ def check_device(settings, device, profile, host, port):
     unit_id = profile.unit_id if device.unit_id is None else device.unit_id
     endpoint = format_endpoint(host, port)
     check = DeviceCheck(device, profile, endpoint, unit_id)
-    observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name)
-    options = {"connect_timeout_s": settings.connect_timeout_s}
+    # A connection that has not replied stays open for a second timeout, so that a reply
+    # that comes after the first one is read and counted. That distinguishes a slow
+    # device from a silent one.
+    options = {"connect_timeout_s": settings.connect_timeout_s,
+               "silent_timeouts_before_reconnect": 2}
     if settings.request_timeout_s is not None:
         options["request_timeout_s"] = settings.request_timeout_s
     link = DeviceLink.for_profile(profile, host, port=port, unit_id=unit_id, **options)
+    observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name,
+                              request_timeout_s=link.request_timeout_s)
     try:
         link.connect()
     except LinkError as error:
@@ -193,10 +198,11 @@ def _read(link, check, observation):
     for number in range(READ_PASSES):
         buffer = array.array("H", bytes(2 * plan.buffer_words))
         statuses = bytearray(b"\x01" * len(plan.requests))
-        outcomes, words_ffff = _read_requests(link, plan, buffer, statuses)
+        outcomes, words_ffff, late_replies = _read_requests(link, plan, buffer, statuses)
         if number == 0:
             observation.request_outcomes = list(outcomes)
             observation.all_words_ffff = words_ffff
+            observation.late_replies = late_replies
         # decode() regroups the plan after exception 2, so everything that depends on
         # this pass's layout is taken first.
         strings = plan.table.decode_strings(buffer, statuses)
@@ -224,31 +230,43 @@ def _fill_unread(check, kind):
 
 
 def _read_requests(link, plan, buffer, statuses):
-    """Read every request into the buffer; return (outcome per request, all words 0xFFFF)."""
+    """Read every request into the buffer.
+
+    Returns (outcome per request, all words 0xFFFF, late replies). A late reply is one
+    that came after its request had timed out and was discarded while the link waited
+    for a later request's reply.
+    """
     from bessai_edge.errors import ConnectionLost, DeviceException, LinkError
 
     outcomes = []
     answered = []
+    late_replies = 0
     for request in plan.requests:
         sent_before = link.requests
+        mismatched_before = link.counters["mismatched_reply"]
+        words = None
         try:
             words = link.read(request.unit_id, request.function, request.address, request.count)
+            outcome = "ok"
         except DeviceException as error:
-            outcomes.append(error.kind)
+            outcome = error.kind
             if error.code == 2:
                 plan.mark_illegal_address(request, read=link.read)
-            continue
         except ConnectionLost:
-            outcomes.append(SKIPPED if link.requests == sent_before else "disconnected")
-            continue
+            outcome = SKIPPED if link.requests == sent_before else "disconnected"
         except LinkError as error:
-            outcomes.append(error.kind)
+            outcome = error.kind
+        outcomes.append(outcome)
+        # The link counts late replies and invalid frames under one kind: a request that
+        # failed with an invalid frame accounts for one of them itself.
+        late_replies += (link.counters["mismatched_reply"] - mismatched_before
+                         - (outcome == "mismatched_reply"))
+        if words is None:
             continue
         buffer[request.buffer_offset:request.buffer_offset + request.count] = array.array("H", words)
         statuses[request.block] = 0
-        outcomes.append("ok")
         answered.extend(words)
-    return outcomes, bool(answered) and all(word == 0xFFFF for word in answered)
+    return outcomes, bool(answered) and all(word == 0xFFFF for word in answered), late_replies
 
 
 def _rows(plan, strings, errors, values, quality):

@@ -124,9 +124,32 @@ def test_check_silent_device_is_standby(simulator):
     result = run_check(port=device.port, REQUEST_TIMEOUT_S=timeout_s)
     assert codes(result) == ["all_timeouts"]
     assert "standby" in result.stdout
+    assert "replies after the request timeout (0.3 s)" in result.stdout
     assert result.returncode == 2
-    # Hang guard only: the link gives up after the first unanswered request.
+    # Hang guard only: the link gives up after the second unanswered request.
     assert result.elapsed < 30
+
+
+def test_check_slow_device_late_replies(simulator):
+    # Every reply comes 0.4 s after its request timed out, well before the second
+    # request's timeout ends, so the check reads it as a late reply, not as silence.
+    device = simulator("--capture", VICTRON, "--latency", "1.4")
+    result = run_check(port=device.port, REQUEST_TIMEOUT_S=1)
+    assert codes(result) == ["slow_replies"], result.stdout + result.stderr
+    assert "only after the request timeout of 1 s" in result.stdout
+    assert "Raise REQUEST_TIMEOUT_S" in result.stdout
+    assert result.returncode == 2
+
+
+def test_check_one_late_reply_named(simulator):
+    # Only the second request is slow: its reply is discarded while the third waits.
+    device = simulator("--profile", "sma_sunny_tripower", "--latency", "1.4",
+                       "--latency-requests", "2")
+    result = run_check(port=device.port, profile="sma_sunny_tripower", REQUEST_TIMEOUT_S=1)
+    assert codes(result) == ["some_requests_failed", "late_replies"], result.stdout
+    assert "(timeout x1)" in result.stdout
+    assert "1 reply came after the request timeout of 1 s and was discarded" in result.stdout
+    assert result.returncode == 1
 
 
 def test_check_connection_dropped_every_request(simulator):

@@ -6,7 +6,8 @@ from bessai_edge.diagnosis import ERROR, OK, WARNING, Finding, Observation, diag
 
 
 def observe(**fields):
-    base = {"endpoint": "192.0.2.10:502", "port": 502, "unit_id": 1, "profile": "huawei_sun2000"}
+    base = {"endpoint": "192.0.2.10:502", "port": 502, "unit_id": 1, "profile": "huawei_sun2000",
+            "request_timeout_s": 5.0}
     return Observation(**{**base, **fields})
 
 
@@ -27,6 +28,11 @@ CASES = [
      ["all_timeouts"]),
     ("timeouts_and_drops", {"request_outcomes": ["timeout", "disconnected", "timeout"]},
      ["all_timeouts"]),
+    ("timeouts_with_late_replies", {"request_outcomes": ["timeout", "timeout", "skipped"],
+                                    "late_replies": 1}, ["slow_replies"]),
+    ("one_timeout_late_reply", {"request_outcomes": ["ok", "timeout", "ok"], "late_replies": 1,
+                                "points": 6, "points_ok": 4},
+     ["some_requests_failed", "late_replies"]),
     ("dropped_every_time", {"request_outcomes": ["disconnected", "disconnected"]},
      ["connection_dropped"]),
     ("wrong_profile", {"request_outcomes": ["exception_2"] * 3, "points": 5,
@@ -91,6 +97,28 @@ def test_diagnose_wrong_unit_id_names_unit_and_setting():
     assert "MODBUS_SLAVE_ID" in message
     # A profile for another make brings that make's unit id: name it as a cause too.
     assert "or the profile is for another make" in message
+
+
+def test_diagnose_all_timeouts_names_timeout_setting():
+    message = diagnose(observe(request_outcomes=["timeout"], request_timeout_s=2.5))[0].message
+    assert "standby" in message
+    assert "slow network link or device that replies after the request timeout (2.5 s)" in message
+    assert "raise REQUEST_TIMEOUT_S" in message
+
+
+def test_diagnose_timeout_unknown_leaves_hint_out():
+    findings = diagnose(observe(request_outcomes=["timeout"], late_replies=1,
+                                request_timeout_s=None))
+    assert [finding.code for finding in findings] == ["all_timeouts"]
+    assert "REQUEST_TIMEOUT_S" not in findings[0].message
+
+
+def test_diagnose_slow_replies_names_timeout():
+    findings = diagnose(observe(request_outcomes=["timeout", "timeout"], late_replies=1))
+    assert findings[0].severity == ERROR
+    assert "only after the request timeout of 5 s" in findings[0].message
+    assert "Raise REQUEST_TIMEOUT_S" in findings[0].message
+    assert exit_status([findings]) == 2
 
 
 def test_diagnose_soc_zero_names_profile_setting():
