@@ -474,6 +474,13 @@ def spool_directory_problems(environ):
         read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
     except (OSError, ValueError) as error:
         return [str(directory_error(directory, error)) + comment_hint(directory)]
+    if read_only and os.environ.get("INVOCATION_ID"):
+        # Under systemd the unit's ProtectSystem=strict mounts all but its
+        # ReadWritePaths= read-only, so remounting is not the fix.
+        return [_("spool directory {directory} is read-only for the service: the bessai unit "
+                  "may write only to {default}; set SPOOL_DIR={default}, or add the "
+                  "directory with ReadWritePaths= (systemctl edit bessai)").format(
+                      directory=directory, default=DEFAULT_SPOOL_DIR)]
     if read_only:
         return [_("spool directory {directory} is on a read-only file system: remount it "
                   "read-write or set SPOOL_DIR to a directory on a writable file system"

@@ -234,7 +234,9 @@ class TestServiceUnderSystemd:
 
     @pytest.mark.parametrize("name, value, message", [
         ("SCAN_INTERVAL_S", "banana", "SCAN_INTERVAL_S='banana' is invalid"),
-        ("SPOOL_DIR", "/var/lib/bessai", "spool directory /var/lib/bessai is not writable"),
+        ("SPOOL_DIR", "/var/lib/bessai", "spool directory /var/lib/bessai is read-only for "
+                                         "the service: the bessai unit may write only to "
+                                         "/var/spool/bessai"),
     ])
     def test_config_error_exits_78_without_restart(self, service, name, value, message):
         container, _port = service
