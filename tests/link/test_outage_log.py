@@ -18,7 +18,7 @@ import time
 import pytest
 
 from bessai_edge.errors import ConnectionLost, ConnectionRefused, LinkError, LinkTimeout
-from bessai_edge.link import OutageLog
+from bessai_edge.link_outages import LinkOutageLog
 from tests.conftest import free_tcp_port
 from tests.link.test_link import LUNA, SOC_WORDS, UNIT, make_link, wait_for_next_attempt
 from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
@@ -183,7 +183,7 @@ def test_link_repeated_outage_logged_at_failed_attempt(simulator, caplog):
 def test_outage_log_reports_brief_outages_once_per_interval(caplog):
     # Times are given, so the interval can pass without waiting for it.
     caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
-    outage = OutageLog("192.0.2.10:502", 1, interval_s=60.0)
+    outage = LinkOutageLog("192.0.2.10:502", 1, interval_s=60.0)
     error = ConnectionLost("the device closed the connection")
     outage.failed(0.0, 0.0, error, failed_attempt=False, retry_delay_s=0.0)
     outage.restored(2.0)
