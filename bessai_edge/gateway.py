@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 CLOSE_ALLOWANCE_S = 10.0
 # The shortest request timeout that fitting the timeouts to the watchdog sets.
 MIN_FITTED_TIMEOUT_S = 0.05
+# Half the unit's TimeoutStartSec=60: when connecting to every device before READY=1
+# can take longer, the gateway asks systemd for more time.
+START_EXTEND_AFTER_S = 30.0
 
 
 class Gateway:
@@ -153,6 +156,11 @@ class Gateway:
     def run(self, max_cycles=None):
         """Send READY=1 and run the scan loop until stopped; return the cycles run."""
         self.loop.install_signal_handlers()
+        start_s = sum(max(poller.link.connect_timeout_s, poller.link.quiet_after_connect_s)
+                      for poller in self.pollers)
+        if start_s > START_EXTEND_AFTER_S:
+            # Every device down at boot: each connect waits out its timeout before READY=1.
+            self.notifier.extend_timeout(start_s + CLOSE_ALLOWANCE_S)
         for poller in self.pollers:
             poller.prepare()
         if not self.loop.stop_requested:  # a stop during start-up already sent STOPPING=1

@@ -208,6 +208,14 @@ class Notifier:
         if not self._stopping_sent:
             self._stopping_sent = self._notify(_with_status("STOPPING=1", status))
 
+    def extend_timeout(self, extend_s):
+        """Ask systemd to wait ``extend_s`` more for the current step (EXTEND_TIMEOUT_USEC).
+
+        During start-up this extends ``TimeoutStartSec``: systemd then expects READY=1
+        or another message within ``extend_s``.
+        """
+        self._notify(f"EXTEND_TIMEOUT_USEC={round(extend_s * 1e6)}")
+
     def stop_requested(self, extend_s):
         """Send STOPPING=1 and ask systemd to wait ``extend_s`` more for the stop.
 

@@ -409,3 +409,27 @@ def _records_in_spool(gateway):
         with open(segment, "rb") as stream:
             count += sum(1 for _line in stream)
     return count
+
+
+@pytest.mark.parametrize("connect_timeout_s, extended", [("15", True), ("2", False)])
+def test_run_extends_start_timeout_for_slow_connects(tmp_path, notify_listener,
+                                                     connect_timeout_s, extended):
+    # Three devices whose connects could each take 15 s: 45 s before READY=1 is more
+    # than half the unit's TimeoutStartSec=60, so the gateway asks for 45 + 10 s.
+    # The devices refuse at once here; the request goes out before any connect.
+    ports = [str(free_tcp_port()) for _number in range(3)]
+    with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
+                         BESSAI_MODE="modbus", INVERTER_IP="127.0.0.1",
+                         DEVICES="first,second,third", DEVICE_FIRST_PORT=ports[0],
+                         DEVICE_SECOND_PORT=ports[1], DEVICE_THIRD_PORT=ports[2],
+                         CONNECT_TIMEOUT_S=connect_timeout_s) as gateway:
+        notify_listener.wait_for(lambda m: any("READY=1" in x.text for x in m),
+                                 timeout=START_TIMEOUT_S)
+        assert gateway.stop() == 0
+    kinds = [assignments(message.text) for message in notify_listener.messages]
+    ready_at = next(index for index, kind in enumerate(kinds) if "READY" in kind)
+    extensions = [kind for kind in kinds[:ready_at] if "EXTEND_TIMEOUT_USEC" in kind]
+    if extended:
+        assert extensions == [{"EXTEND_TIMEOUT_USEC": "55000000"}], kinds
+    else:
+        assert extensions == [], kinds
