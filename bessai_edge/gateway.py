@@ -31,7 +31,7 @@ CLOSE_ALLOWANCE_S = 10.0
 # The shortest request timeout that fitting the timeouts to the watchdog sets.
 MIN_FITTED_TIMEOUT_S = 0.05
 # Half the unit's TimeoutStartSec=60: when connecting to every device before READY=1
-# can take longer, the gateway asks systemd for more time.
+# can take longer, the gateway sends EXTEND_TIMEOUT_USEC first.
 START_EXTEND_AFTER_S = 30.0
 
 
