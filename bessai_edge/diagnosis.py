@@ -53,6 +53,7 @@ class Observation:
     discovery_error: str = ""
     request_outcomes: list = dataclasses.field(default_factory=list)  # first pass only
     all_words_ffff: bool = False
+    no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
     late_replies: int = 0         # first pass only, like request_outcomes
     soc_pct: float | None = None
     points: int = 0
@@ -102,7 +103,8 @@ def exit_status(findings_per_device):
     if all(severity == OK for severity in severities):
         return 0
     no_data = {"refused", "connect_timeout", "unreachable", "connect_failed", "all_timeouts",
-               "slow_replies", "connection_dropped", "wrong_unit_id", "sunspec_not_found", "all_illegal_address",
+               "slow_replies", "connection_dropped", "wrong_unit_id", "device_busy",
+               "sunspec_not_found", "all_illegal_address",
                "all_requests_rejected", "nothing_read"}
     if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
         return 2
@@ -156,6 +158,13 @@ def _request_findings(observation):
     if answered and not failed and observation.all_words_ffff:
         return [Finding(ERROR, "wrong_unit_id", wrong_unit + " " + _(
             "(Every register read 0xFFFF.)"))]
+    if outcomes and all(kind == "exception_6" for kind in outcomes):
+        return [Finding(ERROR, "device_busy", _(
+            "The device at {endpoint} answered every request with exception 6 (device "
+            "busy), also when asked again: another Modbus client may be polling it (a "
+            "Huawei serves one client at a time), or it is still starting up. Stop other "
+            "Modbus clients, wait a minute and check again."
+        ).format(endpoint=observation.endpoint))]
 
     if outcomes and all(kind == "disconnected" for kind in outcomes):
         return [Finding(ERROR, "connection_dropped", _(
@@ -217,6 +226,14 @@ def _request_findings(observation):
                  unit=observation.unit_id))]
 
     findings = []
+    if observation.no_data_units:
+        findings.append(Finding(ERROR, "unit_no_data", _(
+            "Unit id {units} read 0xFFFF in every register: no device answers to it at "
+            "{endpoint}, so its points have quality comm_error. Check the unit id of that "
+            "role (MODBUS_UNIT_<ROLE>, such as MODBUS_UNIT_BATTERY) against the unit ids "
+            "the device lists."
+        ).format(units=", ".join(map(str, observation.no_data_units)),
+                 endpoint=observation.endpoint)))
     if observation.points_rejected:
         findings.append(Finding(WARNING, "rejected_addresses", _(
             "The device rejects the addresses of {count} points of profile {profile} "
@@ -225,7 +242,8 @@ def _request_findings(observation):
             "DRIVER_PROFILE_PATH."
         ).format(count=observation.points_rejected, profile=observation.profile)))
 
-    failed = [kind for kind in failed if kind != "exception_2"]  # handled by probing
+    # Exception 2 is handled by probing, and no_data has its own finding above.
+    failed = [kind for kind in failed if kind not in ("exception_2", "no_data")]
     if failed:
         findings.append(Finding(WARNING, "some_requests_failed", _(
             "{failed} of {total} requests failed ({summary}); the points they carry have "

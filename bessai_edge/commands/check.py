@@ -17,6 +17,7 @@ import os
 import sys
 
 from bessai_edge.i18n import _
+from bessai_edge.poller import DEVICE_BUSY, MIN_WORDS_TO_JUDGE, NO_DATA_WORD
 
 HELP = "check the connection to each device and decode every point once"
 
@@ -199,10 +200,12 @@ def _read(link, check, observation):
         buffer = array.array("H", bytes(2 * plan.buffer_words))
         statuses = bytearray(b"\x01" * len(plan.requests))
         outcomes, words_ffff, late_replies = _read_requests(link, plan, buffer, statuses)
+        no_data_units = _reject_no_data_units(plan, buffer, statuses, outcomes)
         if number == 0:
             observation.request_outcomes = list(outcomes)
             observation.all_words_ffff = words_ffff
             observation.late_replies = late_replies
+            observation.no_data_units = no_data_units
         # decode() regroups the plan after exception 2, so everything that depends on
         # this pass's layout is taken first.
         strings = plan.table.decode_strings(buffer, statuses)
@@ -246,7 +249,15 @@ def _read_requests(link, plan, buffer, statuses):
         mismatched_before = link.counters["mismatched_reply"]
         words = None
         try:
-            words = link.read(request.unit_id, request.function, request.address, request.count)
+            try:
+                words = link.read(request.unit_id, request.function, request.address,
+                                  request.count)
+            except DeviceException as error:
+                if error.code != DEVICE_BUSY:
+                    raise
+                link.wait_for_turn()  # one more try, as the gateway makes
+                words = link.read(request.unit_id, request.function, request.address,
+                                  request.count)
             outcome = "ok"
         except DeviceException as error:
             outcome = error.kind
@@ -267,6 +278,37 @@ def _read_requests(link, plan, buffer, statuses):
         statuses[request.block] = 0
         answered.extend(words)
     return outcomes, bool(answered) and all(word == 0xFFFF for word in answered), late_replies
+
+
+def _reject_no_data_units(plan, buffer, statuses, outcomes):
+    """Fail the requests of each unit id that read 0xFFFF in every register, as the gateway does.
+
+    Only while another unit id of the plan gives data: when every unit id reads 0xFFFF,
+    the whole-device rule (``all_words_ffff``) names the cause. Returns the unit ids,
+    sorted.
+    """
+    parts = {}
+    for index, request in enumerate(plan.requests):
+        parts.setdefault(request.unit_id, []).append((index, request))
+    rejected = [unit_id for unit_id, requests in parts.items()
+                if _reads_only_no_data_word(requests, buffer, outcomes)]
+    if len(rejected) == len(parts):
+        return ()
+    for unit_id in rejected:
+        for index, request in parts[unit_id]:
+            outcomes[index] = "no_data"
+            statuses[request.block] = 1
+    return tuple(sorted(rejected))
+
+
+def _reads_only_no_data_word(requests, buffer, outcomes):
+    """Return True when ``requests`` all succeeded and read 0xFFFF in every register."""
+    if sum(request.count for _index, request in requests) < MIN_WORDS_TO_JUDGE:
+        return False
+    if any(outcomes[index] != "ok" for index, _request in requests):
+        return False
+    return all(buffer[request.buffer_offset:request.buffer_offset + request.count].count(
+        NO_DATA_WORD) == request.count for _index, request in requests)
 
 
 def _rows(plan, strings, errors, values, quality):

@@ -93,6 +93,25 @@ def test_check_wrong_unit_id_all_ffff(simulator):
     assert result.returncode == 2
 
 
+def test_check_one_role_unit_id_all_ffff(simulator):
+    # The battery role's unit id answers 0xFFFF everywhere while the others give data:
+    # check names that unit id, as `bessai run` records it as no_data.
+    device = simulator("--profile", "victron_multiplus", "--unknown-unit", "ffff")
+    result = run_check(port=device.port, MODBUS_UNIT_BATTERY=226)
+    assert "unit_no_data" in codes(result), result.stdout
+    assert "Unit id 226 read 0xFFFF in every register" in result.stdout
+    assert "MODBUS_UNIT_BATTERY" in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_busy_device_every_request(simulator):
+    device = simulator("--profile", "huawei_sun2000", "--busy-every", "1")
+    result = run_check(port=device.port, profile="huawei_sun2000")
+    assert codes(result) == ["device_busy"]
+    assert "exception 6 (device busy)" in result.stdout
+    assert result.returncode == 2
+
+
 def test_check_connection_refused():
     port = free_tcp_port()
     result = run_check(port=port)
@@ -175,12 +194,13 @@ def test_check_wrong_profile_every_address_rejected(simulator):
     assert result.returncode == 2
 
 
-def test_check_busy_device_reports_failed_requests(simulator):
+def test_check_busy_reply_tried_again(simulator):
+    # Every third reply is exception 6; check tries each such request once more, as
+    # `bessai run` does, and the retry is answered.
     device = simulator("--profile", "victron_multiplus", "--busy-every", "3")
     result = run_check(port=device.port)
-    assert codes(result) == ["some_requests_failed"]
-    assert "exception_6" in result.stdout
-    assert result.returncode == 1
+    assert codes(result) == ["ok"], result.stdout
+    assert result.returncode == 0
 
 
 def test_check_night_sentinels_read_not_available(simulator):
@@ -325,7 +345,8 @@ def test_check_all_rejected_suggests_profile(simulator):
 
 
 def test_check_json_summary_severity_in_spanish(simulator):
-    device = simulator("--profile", "victron_multiplus", "--busy-every", "3")
+    # Exception 4 (server device failure) on the first request: one request fails.
+    device = simulator("--profile", "victron_multiplus", "--exception", "808=4")
     result = run_check("--json", port=device.port, LANG="es_CL.UTF-8")
     assert "bessai check: inverter: aviso [some_requests_failed]" in result.stderr, \
         result.stderr
