@@ -49,8 +49,11 @@ run: venv dev-env
 
 # The shipped settings file with the spool under .cache and no health server, written
 # as a file of its own: variables set on the command line would override the file and
-# make bessai print a warning for each.
-dev-env:
+# make bessai print a warning for each. It is written again only when
+# packaging/bessai.env changes, so edits to it last.
+dev-env: $(DEV_ENV)
+
+$(DEV_ENV): packaging/bessai.env
 	@mkdir -p $(dir $(DEV_ENV))
 	@sed -e 's|^SPOOL_DIR=.*|SPOOL_DIR=$(RUN_SPOOL_DIR)|' -e 's|^HEALTH_LISTEN=.*|HEALTH_LISTEN=off|' \
 		packaging/bessai.env > $(DEV_ENV)

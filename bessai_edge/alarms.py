@@ -102,8 +102,14 @@ def default_limits(rated_power_kw, nominal_frequency_hz):
 def read_limit_settings(reader, scan_interval_s):
     """Read the limit variables with an ``EnvReader``; problems go to the reader."""
     rated = None
-    if reader.raw("BATTERY_RATED_POWER_KW").lower() not in OFF_WORDS:
-        rated = reader.number("BATTERY_RATED_POWER_KW", None, minimum=0.1, maximum=100000)
+    written = reader.raw("BATTERY_RATED_POWER_KW")
+    if written and written.lower() not in OFF_WORDS:
+        rated = envfile.parse_decimal(written)
+        if not 0.1 <= rated <= 100000:
+            reader.invalid("BATTERY_RATED_POWER_KW", written, _(
+                "expected a number from 0.1 to 100000 (kW), or off")
+                + envfile.decimal_comma_hint(written))
+            rated = None
     nominal = _read_nominal_frequency(reader)
     limits = tuple(_read_levels(reader, default, nominal)
                    for default in default_limits(rated, nominal))

@@ -156,7 +156,9 @@ BAD_SETTINGS = [
     ({"LIMIT_DEBOUNCE_CYCLES": "0"}, "LIMIT_DEBOUNCE_CYCLES='0' is invalid"),
     ({"STALE_AFTER_S": "-5"}, "STALE_AFTER_S='-5' is invalid: expected a positive number of seconds, or off"),
     ({"STALE_AFTER_S": "never"}, "STALE_AFTER_S='never' is invalid: expected a number, or off"),
-    ({"BATTERY_RATED_POWER_KW": "0"}, "BATTERY_RATED_POWER_KW='0' is invalid"),
+    ({"BATTERY_RATED_POWER_KW": "0"}, "BATTERY_RATED_POWER_KW='0' is invalid: expected a number "
+                                      "from 0.1 to 100000 (kW), or off"),
+    ({"BATTERY_RATED_POWER_KW": "2,5"}, "not a comma: 2.5"),
     ({"GRID_NOMINAL_FREQUENCY_HZ": "55"}, "GRID_NOMINAL_FREQUENCY_HZ='55' is invalid: expected one of 50, 60"),
     ({"GRID_NOMINAL_FREQUENCY_HZ": "50,0"}, "GRID_NOMINAL_FREQUENCY_HZ='50,0' is invalid: expected "
      "one of 50, 60; write the decimals after a point, not a comma: 50.0"),
