@@ -48,7 +48,7 @@ def add_arguments(parser):
 def main(args):
     """Run the chosen action and return the exit status."""
     directory = args.dir or os.environ.get("SPOOL_DIR") or DEFAULT_DIR
-    if not os.path.lexists(directory):
+    if not os.path.isdir(directory):
         _missing_directory(directory, args.dir)
     if args.spool_action == "stats":
         return _stats(directory, args.json)
@@ -58,7 +58,7 @@ def main(args):
 
 
 def _missing_directory(directory, dir_option):
-    """Raise the SpoolError for a missing directory, naming where the name came from."""
+    """Raise the SpoolError for a missing directory or a file; name the source of its name."""
     from bessai_edge.errors import SpoolError
 
     if dir_option:
@@ -68,6 +68,9 @@ def _missing_directory(directory, dir_option):
     else:
         where = _("name the spool with --dir DIR or SPOOL_DIR; the gateway's is SPOOL_DIR "
                   "in /etc/bessai/bessai.env")
+    if os.path.lexists(directory):
+        raise SpoolError(_("spool directory {directory} is not a directory: {where}").format(
+            directory=directory, where=where))
     raise SpoolError(_("spool directory {directory} does not exist: {where}").format(
         directory=directory, where=where))
 

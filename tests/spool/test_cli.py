@@ -142,6 +142,14 @@ def test_missing_directory_exits_78(tmp_path, action):
     assert "Traceback" not in result.stderr
 
 
+def test_file_as_directory_names_dir_option(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a spool")
+    result = bessai("stats", "--dir", str(afile))
+    assert result.returncode == EX_CONFIG
+    assert f"spool directory {afile} is not a directory: check --dir" in result.stderr
+
+
 @pytest.mark.parametrize("env, expected", [
     ({"SPOOL_DIR": "/nonexistent/spool"}, "/nonexistent/spool does not exist: check SPOOL_DIR"),
     ({}, "/var/spool/bessai does not exist: name the spool with --dir DIR or SPOOL_DIR"),
