@@ -37,6 +37,8 @@ class OutageLog:
         self._kind = ""
         self._delivered = 0
         self._caught_up_at = None  # when the backlog was first delivered after reconnecting
+        self._had_connection = False  # a connection was made since the process started
+        self._never_connected = False  # the current outage began before any connection
 
     def failed(self, failure, retry_in_s):
         """Record a failed attempt or a lost connection."""
@@ -48,6 +50,7 @@ class OutageLog:
             self._failures = 0
             self._delivered = 0
             self._kind = failure.kind
+            self._never_connected = not self._had_connection and failure.kind not in _LOSSES
             logger.warning("MQTT outage started: %s; the spool keeps the records, "
                            "next attempt in %.1f s", failure.message, retry_in_s)
         elif failure.kind != self._kind and (
@@ -60,12 +63,15 @@ class OutageLog:
             self._kind = failure.kind
             logger.debug("MQTT broker still unreachable: %s; next attempt in %.1f s",
                          failure.message, retry_in_s)
+        if failure.kind in _LOSSES:
+            self._never_connected = False  # a connection made during the outage was lost
         if failure.kind != "lost":
             self._failures += 1
         self._reconnected = None
         self._caught_up_at = None
 
     def connected(self):
+        self._had_connection = True
         if self.active and self._reconnected is None:
             self._reconnected = self.clock()
 
@@ -86,8 +92,9 @@ class OutageLog:
             self._caught_up_at = now
         if not settled:
             return False
-        logger.info("MQTT outage over: reconnected to broker %s after %.1f s (%d failed "
+        logger.info("MQTT outage over: %s to broker %s after %.1f s (%d failed "
                     "attempts); delivered the backlog of %d records in %.1f s",
+                    "connected" if self._never_connected else "reconnected",
                     self.broker, self._reconnected - self._started, self._failures,
                     self._delivered, self._caught_up_at - self._reconnected)
         self.active = False

@@ -121,8 +121,8 @@ class MqttSession:
             return
         except ConnectionRefusedError:
             self._fail(Failure("refused", (
-                f"broker {settings.broker} refused the connection: is the broker running "
-                f"and listening on port {settings.port}?")))
+                f"broker {settings.broker} refused the connection: check that the broker "
+                f"runs and listens on port {settings.port}")))
             return
         except socket.gaierror as error:
             self._fail(Failure("dns", (

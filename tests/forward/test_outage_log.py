@@ -123,3 +123,16 @@ def test_outage_log_dropped_connections_one_outage(clock, caplog):
     assert lines(caplog, logging.INFO) == [
         "MQTT outage over: reconnected to broker 10.0.0.5:1883 after 5.0 s (3 failed "
         "attempts); delivered the backlog of 0 records in 0.5 s"]
+
+
+def test_outage_log_first_connection_not_called_reconnect(clock, caplog):
+    # The broker is down when the forwarder starts: there was nothing to reconnect to.
+    outage = OutageLog("10.0.0.5:1883", clock)
+    with caplog.at_level(logging.INFO, logger="bessai_edge.forward.outage"):
+        outage.failed(REFUSED, 1.0)
+        clock.now += 4
+        outage.connected()
+        assert outage.caught_up()
+    assert lines(caplog, logging.INFO) == [
+        "MQTT outage over: connected to broker 10.0.0.5:1883 after 4.0 s (1 failed "
+        "attempts); delivered the backlog of 0 records in 0.0 s"]
