@@ -43,6 +43,13 @@ class SpoolLock:
                 "to this file and write access to the spool directory, where the forwarder "
                 "also deletes delivered segments").format(
                     path=self.path, error=error, uid=os.geteuid())) from None
+        if fd is None and os.environ.get("INVOCATION_ID"):
+            # The service lost to a forwarder started by hand, which must end first.
+            raise SpoolError(_(
+                "spool directory {directory} is in use by another bessai forward process "
+                "(it holds the lock file {path}), probably one started by hand: end it "
+                "(pgrep -af 'bessai forward'), then start the service again (systemctl "
+                "start bessai-forward)").format(directory=self.spool_dir, path=self.path))
         if fd is None:
             raise SpoolError(_(
                 "spool directory {directory} is in use by another bessai forward process "

@@ -23,9 +23,9 @@ DELIVERY_TIMEOUT_S = 60
 EXIT_TIMEOUT_S = 30
 
 
-def run_forward_until_exit(port, spool_dir, state_dir):
+def run_forward_until_exit(port, spool_dir, state_dir, **variables):
     """Run ``bessai forward`` on the spool; return its CompletedProcess once it exits."""
-    environ = forward_environment(port, spool_dir, state_dir)
+    environ = {**forward_environment(port, spool_dir, state_dir), **variables}
     return subprocess.run(forward_command(), env=environ, capture_output=True, text=True,
                           timeout=EXIT_TIMEOUT_S)
 
@@ -48,6 +48,13 @@ def test_forward_second_process_exits_78(tmp_path, mosquitto, subscriber, spool_
     assert "systemctl stop bessai-forward" in second.stderr
     assert "pgrep -af 'bessai forward'" in second.stderr
     assert "forwarding spool" not in second.stderr   # it stopped before starting up
+
+    # The service (systemd sets INVOCATION_ID) started while a manual run holds the spool.
+    service = run_forward_until_exit(mosquitto.port, spool_dir, other_state,
+                                     INVOCATION_ID="0123456789abcdef0123456789abcdef")
+    assert service.returncode == EX_CONFIG
+    assert "probably one started by hand: end it" in service.stderr
+    assert "systemctl start bessai-forward" in service.stderr
 
     # The first forwarder was never knocked off the broker and goes on delivering.
     more_records = writer.append(50)
