@@ -129,13 +129,16 @@ def load_settings(environ):
     The problems include ``environ.name_problems`` when ``environ`` comes from
     ``read_environment``. With ``MQTT_ENABLED`` false, only that variable and
     ``LOG_LEVEL`` are read: the other MQTT settings may then be absent or incomplete.
+    An invalid ``MQTT_ENABLED`` is reported with the other MQTT settings' problems.
     """
     reader = EnvReader(environ)
     reader.problems.extend(getattr(environ, "name_problems", ()))
     _check_names(reader)
+    problems_before = len(reader.problems)
     enabled = reader.boolean("MQTT_ENABLED", False)
+    switch_invalid = len(reader.problems) > problems_before
     log_level = reader.choice("LOG_LEVEL", LOG_LEVELS, "info")
-    if not enabled:
+    if not enabled and not switch_invalid:
         reader.raise_if_invalid()
         return _disabled_settings(log_level)
 

@@ -110,6 +110,13 @@ def test_forward_settings_unknown_name(name, expected):
     assert expected in problem
 
 
+def test_forward_settings_invalid_switch_lists_the_others():
+    # An invalid MQTT_ENABLED used to hide every other MQTT problem until it was fixed.
+    problems = problems_of(MQTT_ENABLED="yes please", MQTT_PORT="99999")
+    assert any(line.startswith("MQTT_ENABLED='yes please' is invalid") for line in problems)
+    assert any(line.startswith("MQTT_PORT='99999' is invalid") for line in problems), problems
+
+
 def test_forward_settings_every_problem_listed():
     problems = problems_of(MQTT_PORT="0", MQTT_INFLIGHT="x", MQTT_TOPIC_PREFIX="#", LOG_LEVEL="x")
     assert len(problems) == 4
