@@ -132,6 +132,9 @@ class Gateway:
             link.connect_timeout_s = limit_s
         if link.request_timeout_s > request_limit_s:
             too_long.append(f"request timeout {link.request_timeout_s:g} s")
+            if link.quiet_after_connect_s:
+                too_long.append(f"after the profile's quiet time of "
+                                f"{link.quiet_after_connect_s:g} s")
             link.request_timeout_s = request_limit_s
         if not too_long:
             return

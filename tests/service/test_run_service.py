@@ -207,9 +207,10 @@ def test_run_fits_timeouts_to_watchdog(tmp_path, notify_listener, watchdog_usec,
         assert gateway.stop() == 0
     log = gateway.log_text()
     # A silent Huawei costs its 1 s quiet time plus the request timeout: 0.05 s is left.
-    expected = ("inverter: with timeouts this long (connect timeout 2 s, request timeout 3 s) "
-                "a silent device would get the gateway restarted by systemd's 2 s watchdog: "
-                "using a connect timeout of 1 s and a request timeout of 0.05 s")
+    expected = ("inverter: with timeouts this long (connect timeout 2 s, request timeout 3 s, "
+                "after the profile's quiet time of 1 s) a silent device would get the gateway "
+                "restarted by systemd's 2 s watchdog: using a connect timeout of 1 s and a "
+                "request timeout of 0.05 s")
     assert (expected in log) is warned, log
 
 
@@ -249,7 +250,8 @@ def test_run_pets_watchdog_while_device_silent(tmp_path, notify_listener):
     finally:
         device.stop()
     log = gateway.log_text()
-    assert "(request timeout 30 s) a silent device would get the gateway restarted" in log, log
+    assert ("(request timeout 30 s, after the profile's quiet time of 1 s) a silent device "
+            "would get the gateway restarted") in log, log
     assert "request timeout of 2 s" in log, log
     assert "device state starting -> down (timeout" in log, log
     gaps = watchdog_gaps(notify_listener.messages)
