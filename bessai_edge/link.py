@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 FUNCTION_CODES = {"holding": 3, "input": 4, 3: 3, 4: 4}
 MAX_READ_REGISTERS = 125  # Modbus Application Protocol v1.1b3, section 6.3: 1 to 125 registers
+DEVICE_BUSY = 6           # exception code: the device cannot take the request now
 
 
 def _sleep_until(deadline):
@@ -177,7 +178,7 @@ class DeviceLink:
         return self.read_checked(unit_id, _check_request(unit_id, function, address, count),
                                  address, count).tolist()
 
-    def read_checked(self, unit_id, function_code, address, count):
+    def read_checked(self, unit_id, function_code, address, count, busy_retry=True):
         """``read()`` for arguments already checked, such as a read plan's requests.
 
         Returns the registers as an ``array('H')``. ``function_code`` is 3 or 4. The
@@ -223,6 +224,13 @@ class DeviceLink:
         if self._failing_since is not None or not self._answered:
             self._note_answered()
         if response.function_code & 0x80:
+            if response.exception_code == DEVICE_BUSY and busy_retry:
+                # A busy device often has the data a moment later: one more try, after
+                # the request spacing. The busy reply is counted like any exception.
+                self.counters[f"exception_{DEVICE_BUSY}"] += 1
+                self._wait_for_turn()
+                return self.read_checked(unit_id, function_code, address, count,
+                                         busy_retry=False)
             self._exception_reply(response, unit_id, function_code, address, count)
         if self._log_requests:
             log.debug("%s: read unit %d fc %d address %d count %d: ok in %.1f ms",

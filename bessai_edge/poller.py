@@ -20,7 +20,6 @@ from bessai_edge.ratelimit import RateLimitedLog
 logger = logging.getLogger(__name__)
 
 ILLEGAL_DATA_ADDRESS = 2
-DEVICE_BUSY = 6
 NO_DATA_WORD = 0xFFFF  # the word some devices and RS-485 gateways return for an absent unit id
 # A unit id whose requests read fewer registers than this is not judged by its 0xFFFF
 # words: one or two "not available" registers are normal.
@@ -229,15 +228,7 @@ class DevicePoller:
         first_word_ffff = False
         for request, unit_id, function, address, count, offset, end, block in self._steps:
             try:
-                try:
-                    words = read(unit_id, function, address, count)
-                except DeviceException as error:
-                    if error.code != DEVICE_BUSY:
-                        raise
-                    # A busy device (exception 6) often has the data a moment later: one
-                    # more try, after the profile's spacing between requests.
-                    self.link.wait_for_turn()
-                    words = read(unit_id, function, address, count)
+                words = read(unit_id, function, address, count)
             except DeviceException as error:
                 error_text = self._device_exception(request, error)
                 answered = True
@@ -261,18 +252,12 @@ class DevicePoller:
         -0.001 kW) and false alarms, so they count as a failed read. Returns the error
         text, or None when no unit id read only 0xFFFF.
         """
-        buffer = self._buffer
-        rejected = []
-        for unit_id, parts in self._unit_parts.items():
-            if any(statuses[block] for block, _offset, _end in parts):
-                continue  # a unit id with a failed request is judged by that failure
-            if all(buffer[offset:end].count(NO_DATA_WORD) == end - offset
-                   for _block, offset, end in parts):
-                for block, _offset, _end in parts:
-                    statuses[block] = 1
-                rejected.append(unit_id)
+        rejected = units_reading_no_data(self._unit_parts, self._buffer, statuses)
         if not rejected:
             return None
+        for unit_id in rejected:
+            for block, _offset, _end in self._unit_parts[unit_id]:
+                statuses[block] = 1
         self._error_kind = "no_data"
         return (f"no_data: unit id {', '.join(map(str, rejected))} read 0xFFFF in every "
                 f"register: no device replies to that unit id here (check MODBUS_SLAVE_ID "
@@ -286,13 +271,7 @@ class DevicePoller:
                         request.buffer_offset + request.count, request.block)
                        for request in plan.requests]
         self._all_failed = b"\x01" * len(plan.requests)
-        parts = {}
-        for request in plan.requests:
-            parts.setdefault(request.unit_id, []).append(
-                (request.block, request.buffer_offset, request.buffer_offset + request.count))
-        self._unit_parts = {unit_id: unit_parts for unit_id, unit_parts in parts.items()
-                            if sum(end - offset for _block, offset, end in unit_parts)
-                            >= MIN_WORDS_TO_JUDGE}
+        self._unit_parts = judged_unit_parts(plan.requests)
         if len(self._buffer) != plan.buffer_words:
             self._buffer = array.array("H", bytes(2 * plan.buffer_words))
 
@@ -357,6 +336,32 @@ class DevicePoller:
         state.values = values
         state.quality_counts.update(quality.values())
         return PollResult(device_state, error, values, quality, active, changes)
+
+
+def judged_unit_parts(requests):
+    """Return unit id -> [(block, offset, end)] of ``requests``, for unit ids worth judging.
+
+    A unit id is judged by its 0xFFFF words only when its requests read at least
+    MIN_WORDS_TO_JUDGE registers in all.
+    """
+    parts = {}
+    for request in requests:
+        parts.setdefault(request.unit_id, []).append(
+            (request.block, request.buffer_offset, request.buffer_offset + request.count))
+    return {unit_id: unit_parts for unit_id, unit_parts in parts.items()
+            if sum(end - offset for _block, offset, end in unit_parts) >= MIN_WORDS_TO_JUDGE}
+
+
+def units_reading_no_data(unit_parts, buffer, statuses):
+    """Return the unit ids of ``unit_parts`` that read 0xFFFF in every register.
+
+    A unit id with a failed request (``statuses[block]`` not 0) is judged by that
+    failure instead, so it is left out.
+    """
+    return [unit_id for unit_id, parts in unit_parts.items()
+            if not any(statuses[block] for block, _offset, _end in parts)
+            and all(buffer[offset:end].count(NO_DATA_WORD) == end - offset
+                    for _block, offset, end in parts)]
 
 
 def _missing(profile):

@@ -17,7 +17,7 @@ import os
 import sys
 
 from bessai_edge.i18n import _
-from bessai_edge.poller import DEVICE_BUSY, MIN_WORDS_TO_JUDGE, NO_DATA_WORD
+from bessai_edge.poller import judged_unit_parts, units_reading_no_data
 
 HELP = "check the connection to each device and decode every point once"
 
@@ -249,15 +249,8 @@ def _read_requests(link, plan, buffer, statuses):
         mismatched_before = link.counters["mismatched_reply"]
         words = None
         try:
-            try:
-                words = link.read(request.unit_id, request.function, request.address,
-                                  request.count)
-            except DeviceException as error:
-                if error.code != DEVICE_BUSY:
-                    raise
-                link.wait_for_turn()  # one more try, as the gateway makes
-                words = link.read(request.unit_id, request.function, request.address,
-                                  request.count)
+            words = link.read(request.unit_id, request.function, request.address,
+                              request.count)
             outcome = "ok"
         except DeviceException as error:
             outcome = error.kind
@@ -285,30 +278,17 @@ def _reject_no_data_units(plan, buffer, statuses, outcomes):
 
     Only while another unit id of the plan gives data: when every unit id reads 0xFFFF,
     the whole-device rule (``all_words_ffff``) names the cause. Returns the unit ids,
-    sorted.
+    sorted. Outcomes are indexed by request block, as the rows read them.
     """
-    parts = {}
-    for index, request in enumerate(plan.requests):
-        parts.setdefault(request.unit_id, []).append((index, request))
-    rejected = [unit_id for unit_id, requests in parts.items()
-                if _reads_only_no_data_word(requests, buffer, outcomes)]
-    if len(rejected) == len(parts):
+    unit_parts = judged_unit_parts(plan.requests)
+    rejected = units_reading_no_data(unit_parts, buffer, statuses)
+    if len(rejected) == len({request.unit_id for request in plan.requests}):
         return ()
     for unit_id in rejected:
-        for index, request in parts[unit_id]:
-            outcomes[index] = "no_data"
-            statuses[request.block] = 1
+        for block, _offset, _end in unit_parts[unit_id]:
+            outcomes[block] = "no_data"
+            statuses[block] = 1
     return tuple(sorted(rejected))
-
-
-def _reads_only_no_data_word(requests, buffer, outcomes):
-    """Return True when ``requests`` all succeeded and read 0xFFFF in every register."""
-    if sum(request.count for _index, request in requests) < MIN_WORDS_TO_JUDGE:
-        return False
-    if any(outcomes[index] != "ok" for index, _request in requests):
-        return False
-    return all(buffer[request.buffer_offset:request.buffer_offset + request.count].count(
-        NO_DATA_WORD) == request.count for _index, request in requests)
 
 
 def _rows(plan, strings, errors, values, quality):

@@ -94,7 +94,7 @@ def test_check_wrong_unit_id_all_ffff(simulator):
 
 
 def test_check_one_role_unit_id_all_ffff(simulator):
-    # The battery role's unit id answers 0xFFFF everywhere while the others give data:
+    # The battery role's unit id reads 0xFFFF everywhere while the others give data:
     # check names that unit id, as `bessai run` records it as no_data.
     device = simulator("--profile", "victron_multiplus", "--unknown-unit", "ffff")
     result = run_check(port=device.port, MODBUS_UNIT_BATTERY=226)
@@ -195,8 +195,8 @@ def test_check_wrong_profile_every_address_rejected(simulator):
 
 
 def test_check_busy_reply_tried_again(simulator):
-    # Every third reply is exception 6; check tries each such request once more, as
-    # `bessai run` does, and the retry is answered.
+    # Every third reply is exception 6. The link tries each such request once more,
+    # for check as for `bessai run`, and the retry gets a normal reply.
     device = simulator("--profile", "victron_multiplus", "--busy-every", "3")
     result = run_check(port=device.port)
     assert codes(result) == ["ok"], result.stdout

@@ -49,7 +49,7 @@ def test_forward_second_process_exits_78(tmp_path, mosquitto, subscriber, spool_
     assert "pgrep -af 'bessai forward'" in second.stderr
     assert "forwarding spool" not in second.stderr   # it stopped before starting up
 
-    # The service (systemd sets INVOCATION_ID) started while a manual run holds the spool.
+    # The service (systemd sets INVOCATION_ID) starts while a manual run has the spool locked.
     service = run_forward_until_exit(mosquitto.port, spool_dir, other_state,
                                      INVOCATION_ID="0123456789abcdef0123456789abcdef")
     assert service.returncode == EX_CONFIG

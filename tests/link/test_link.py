@@ -68,9 +68,9 @@ def test_link_device_exception_keeps_connection(simulator):
             link.read(UNIT, "holding", 37750, 4)
         with pytest.raises(DeviceException) as wrong_function:
             link.read(UNIT, "input", 37760, 2)
-        with pytest.raises(DeviceException) as busy:
-            link.read(UNIT, "holding", 37760, 2)  # request 5
-        assert busy.value.code == 6
+        # Request 5 gets exception 6 (busy); the link tries once more, and request 6 is answered.
+        assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+        assert link.requests == 6
         assert failure.value.code == 4
         assert illegal.value.code == 2
         assert wrong_function.value.code == 1
@@ -78,6 +78,17 @@ def test_link_device_exception_keeps_connection(simulator):
                                  "exception_1": 1}
         assert link.connected
         assert link.connects == 1
+
+
+def test_link_busy_twice_raises(simulator):
+    device = simulator("--capture", LUNA, "--busy-every", "1")
+    with make_link(device.port) as link:
+        with pytest.raises(DeviceException) as busy:
+            link.read(UNIT, "holding", 37760, 2)
+        assert busy.value.code == 6
+        assert link.requests == 2  # the request and its one retry
+        assert link.counters == {"exception_6": 2}
+        assert link.connected
 
 
 def test_link_unknown_unit_gets_exception_11(simulator):

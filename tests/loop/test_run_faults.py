@@ -296,7 +296,7 @@ def test_run_exception_to_every_request_is_down(tmp_path):
 
 
 def test_run_unit_id_answered_with_ffff_is_down(tmp_path):
-    # Some RS-485 gateways answer a unit id that nothing serves with 0xFFFF in every
+    # Some RS-485 gateways reply to a unit id that nothing serves with 0xFFFF in every
     # register. Decoded, those words read -0.1 C and -0.001 kW and raise a false alarm.
     with simulator("--profile", PROFILE, "--unknown-unit", "ffff") as (host, port):
         environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
@@ -313,7 +313,7 @@ def test_run_unit_id_answered_with_ffff_is_down(tmp_path):
     assert "MODBUS_SLAVE_ID" in run.stderr
 
 
-def test_run_ffff_on_one_unit_role_degrades_only_its_fields(tmp_path):
+def test_run_ffff_role_unit_degrades_device(tmp_path):
     profile = load_profile("victron_multiplus")
     battery_fields = {point.field for point in profile.points
                       if point.unit_role == "battery" and point.field}
@@ -349,7 +349,7 @@ def test_run_request_starting_with_ffff_stays_ok(tmp_path):
 
 def test_run_retries_busy_request_once(tmp_path):
     # Every second request gets exception 6 (device busy). Its retry is the next
-    # request, which the simulator answers, so every value is read in every cycle.
+    # request, which the simulator replies to, so every value is read in every cycle.
     with simulator("--profile", PROFILE, "--busy-every", "2") as (host, port):
         environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
                               DRIVER_PROFILE_PATH=PROFILE)

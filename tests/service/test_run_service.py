@@ -259,7 +259,7 @@ def test_run_pets_watchdog_while_device_silent(tmp_path, notify_listener):
 
 
 def test_run_pets_watchdog_between_slow_devices(tmp_path, notify_listener):
-    # Two devices that answer the first cycle, then reply too late: the connection stays
+    # Two devices that reply in the first cycle, then too late: the connection stays
     # up for three timeouts, so each of the next cycles waits out one 2 s request
     # timeout per device (Victron's profile has no quiet time). A 4 s cycle is the whole
     # 4 s watchdog interval, so WATCHDOG=1 must also go out between the devices.
@@ -417,8 +417,8 @@ def _records_in_spool(gateway):
 def test_run_extends_start_timeout_for_slow_connects(tmp_path, notify_listener,
                                                      connect_timeout_s, extended):
     # Three devices whose connects could each take 15 s: 45 s before READY=1 is more
-    # than half the unit's TimeoutStartSec=60, so the gateway asks for 45 + 10 s.
-    # The devices refuse at once here; the request goes out before any connect.
+    # than half the unit's TimeoutStartSec=60, so the gateway requests 45 + 10 s.
+    # The devices reject the connection at once here; the request goes out first.
     ports = [str(free_tcp_port()) for _number in range(3)]
     with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
                          BESSAI_MODE="modbus", INVERTER_IP="127.0.0.1",
