@@ -16,6 +16,7 @@ from bessai_edge import alarms, core, records
 from bessai_edge import state as gateway_state
 from bessai_edge.errors import DeviceException, LinkError, ProfileError
 from bessai_edge.ratelimit import RateLimitedLog
+from bessai_edge.state_changes import DeviceStateLog
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class DevicePoller:
                           "BESSAI_PROFILE": profile.name}
         self.state.request_errors = link.counters  # one Counter: the link counts, metrics read
         self.errors = RateLimitedLog(logger)
+        self.state_log = DeviceStateLog(logger, device.name, self.log_extra)
         self.plan = None
         self.limit_table = None
         self.watched_fields = []
@@ -122,7 +124,8 @@ class DevicePoller:
             self.state.last_error = error
 
     def close(self):
-        """Close the device's connection."""
+        """Report counted state changes and close the device's connection."""
+        self.state_log.report_pending(self.clock(), self.state.state, self.state.last_error)
         self.link.close()
 
     # -- connection ------------------------------------------------------------------
@@ -322,13 +325,10 @@ class DevicePoller:
     def _result(self, device_state, error, values, quality, active, changes):
         state = self.state
         if device_state != state.state:
-            level = logging.INFO if device_state == gateway_state.DEVICE_OK else logging.WARNING
-            extra = {**self.log_extra, "BESSAI_EVENT": "device_state",
-                     "BESSAI_DEVICE_STATE": device_state}
-            if error and self._error_kind:
-                extra["BESSAI_ERROR_KIND"] = self._error_kind
-            logger.log(level, "%s: device state %s -> %s%s", self.device.name, state.state,
-                       device_state, f" ({error})" if error else "", extra=extra)
+            self.state_log.changed(self.clock(), state.state, device_state, error,
+                                   self._error_kind)
+        elif self.state_log.pending:
+            self.state_log.cycle_done(self.clock(), device_state, error)
         state.state = device_state
         state.reconnects = max(self.link.sessions - 1, 0)
         state.last_error = error or ""

@@ -175,7 +175,8 @@ class ScanLoop:
             if self._pet_between_devices:
                 self.notifier.watchdog()  # each silent device may take its full timeout
         self._update_state(number, wall_ms, cycle_start, results)
-        if self._summary.due(self.clock(), self.state, results):
+        if self._summary.due(self.clock(), self.state,
+                             [poller.state_log.logged_state for poller in self.pollers]):
             logger.info("%s", self._summary.line(number, self.pollers, results),
                         extra={"BESSAI_EVENT": "cycle", "BESSAI_CYCLE": number})
         if self.notifier.enabled:
@@ -241,8 +242,10 @@ def next_start_index(start, period_s, index, now):
 class CycleSummary:
     """Decides when the cycle summary is logged and formats it.
 
-    The summary goes to INFO on the first cycle, whenever a device's state or the set
-    of active alarms changes, and otherwise once per SUMMARY_INTERVAL_S.
+    The summary goes to INFO on the first cycle, whenever a device's logged state
+    (``DeviceStateLog.logged_state``) or the set of active alarms changes, and otherwise
+    once per SUMMARY_INTERVAL_S. A device that keeps changing state therefore gets no
+    summary per change, as it gets no state line per change.
     """
 
     def __init__(self, name_devices):
@@ -250,8 +253,8 @@ class CycleSummary:
         self._last_time = None
         self._last_key = None
 
-    def due(self, now, state, results):
-        key = (tuple(result.state for result in results), tuple(state.active_alarms))
+    def due(self, now, state, shown_states):
+        key = (tuple(shown_states), tuple(state.active_alarms))
         if self._last_time is not None and key == self._last_key and (
                 now - self._last_time < SUMMARY_INTERVAL_S):
             return False

@@ -114,15 +114,14 @@ def test_cycle_summary_line_two_devices_down_and_alarm():
 def test_cycle_summary_due_on_change_and_each_minute():
     summary = CycleSummary(name_devices=False)
     state = GatewayState(site="s", version="v")
-    ok = [result()]
-    assert summary.due(0.0, state, ok)            # first cycle
-    assert not summary.due(1.0, state, ok)
-    assert summary.due(2.0, state, [result(state="down")])  # device state changed
-    assert not summary.due(3.0, state, [result(state="down")])
+    assert summary.due(0.0, state, ["ok"])            # first cycle
+    assert not summary.due(1.0, state, ["ok"])
+    assert summary.due(2.0, state, ["down"])  # the logged device state changed
+    assert not summary.due(3.0, state, ["down"])
     state.active_alarms = ["inverter:soc_pct:low_warn"]
-    assert summary.due(4.0, state, [result(state="down")])  # alarm set changed
-    assert not summary.due(4.0 + SUMMARY_INTERVAL_S - 0.5, state, [result(state="down")])
-    assert summary.due(4.0 + SUMMARY_INTERVAL_S, state, [result(state="down")])
+    assert summary.due(4.0, state, ["down"])  # alarm set changed
+    assert not summary.due(4.0 + SUMMARY_INTERVAL_S - 0.5, state, ["down"])
+    assert summary.due(4.0 + SUMMARY_INTERVAL_S, state, ["down"])
 
 
 def test_record_layout_round_trips_through_orjson():

@@ -142,6 +142,36 @@ def test_run_connection_dropped_every_cycle_logged_once(tmp_path):
     assert counts and sum(counts) == len(dropped) - 1 - still_down, link_lines
 
 
+def test_run_device_changing_state_every_cycle_logged_once(tmp_path):
+    # A drop every 13th request makes every other cycle degraded. Each change used to
+    # log a device state line and a cycle summary: about 30 lines in 15 cycles.
+    profile = "sma_sunny_tripower"  # 9 requests a cycle, no quiet time after connect
+    with simulator("--profile", profile, "--disconnect-every", "13") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=profile)
+        run = run_gateway(environ, 15)
+    assert run.returncode == 0, run.stderr
+    states = ["starting"] + [record["state"] for record in run.records]
+    changes = sum(1 for old, new in zip(states, states[1:]) if old != new)
+    assert changes >= 10, states
+    poller_lines = [line for line in run.stderr.splitlines() if "bessai_edge.poller:" in line
+                    and "device state" in line]
+    assert [re.search(r"device state (\w+ -> \w+)", line).group(1)
+            for line in poller_lines[:3]] == ["starting -> ok", "ok -> degraded",
+                                              "degraded -> ok"], poller_lines
+    # The rest are counted and reported at shutdown, with the state the device ended in.
+    assert len(poller_lines) == 4, poller_lines
+    report = re.search(r"device state changed (\d+) more times in the last \d+ s \("
+                       r"degraded -> ok \d+, ok -> degraded \d+\), now (\w+); last error: "
+                       r"disconnected: the device closed the connection", poller_lines[3])
+    assert report, poller_lines[3]
+    assert int(report.group(1)) == changes - 3
+    assert report.group(2) == run.records[-1]["state"]
+    summaries = [line for line in run.stderr.splitlines() if "bessai_edge.scanloop: cycle " in line
+                 and " overran " not in line]
+    assert len(summaries) == 3, summaries  # cycles 1 to 3: one per state line, not per change
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_run_stop_signal_flushes_and_exits_zero(tmp_path, signum):
     spool_dir = tmp_path / "spool"
