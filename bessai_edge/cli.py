@@ -23,6 +23,7 @@ from bessai_edge.i18n import _
 
 COMMANDS = ("run", "check", "simulate", "profiles", "spool", "forward")
 EXIT_BROKEN_PIPE = 141
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 
 
 def build_parser():
@@ -44,10 +45,14 @@ def build_parser():
 
 def main(argv=None):
     """Run the ``bessai`` command and return its exit status."""
-    i18n.use_for_argparse()
     try:
+        i18n.use_for_argparse()
         status = _run(argv)
         sys.stdout.flush()
+    except KeyboardInterrupt:
+        # Ctrl-C before the command installs its own handler (during the imports of
+        # about the first 0.1 s) ends the program without a traceback.
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Python flushes stdout again at exit, so point it at /dev/null to keep that
         # flush from raising a second time and printing "Exception ignored".
@@ -68,8 +73,6 @@ def _run(argv):
     except SpoolError as error:
         _print_errors([str(error)])
         return EX_CONFIG
-    except KeyboardInterrupt:
-        return 130
     finally:
         logging.shutdown()
 
