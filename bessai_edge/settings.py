@@ -147,11 +147,14 @@ def read_environment(env_file=None, environ=None, misspelt_name_problem=None):
     warnings = contents.repeats + override_warnings(env_file, variables, environ)
     problems = [misspelt_name_problem(f"{env_file}:{contents.lines[name]}", name)
                 for name in variables]
+    # The units pass the file to systemd's EnvironmentFile= too, so the process
+    # environment repeats its values: only a different value overrides the file's line.
+    overriding = {name for name in environ if variables.get(name) != environ[name]}
     variables.update(environ)
     return SettingsEnvironment(
         variables, contents.problems + [problem for problem in problems if problem],
-        contents.unreadable - set(environ), warnings, env_file, environ,
-        {name: line for name, line in contents.lines.items() if name not in environ})
+        contents.unreadable - overriding, warnings, env_file, overriding,
+        {name: line for name, line in contents.lines.items() if name not in overriding})
 
 
 def _misspelt_run_name(where, name):

@@ -31,7 +31,7 @@ def unit_settings(path):
 def test_forward_unit_service_settings():
     settings = unit_settings(UNIT)
     assert settings["Type"] == ["notify"]
-    assert settings["ExecStart"] == ["/usr/bin/bessai forward"]
+    assert settings["ExecStart"] == ["/usr/bin/bessai forward --env-file /etc/bessai/bessai.env"]
     assert settings["EnvironmentFile"] == ["/etc/bessai/bessai.env"]
     assert int(settings["WatchdogSec"][0]) >= 30
     assert settings["Restart"] == ["on-failure"]

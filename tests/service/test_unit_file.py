@@ -38,7 +38,7 @@ def exposure_level(output):
 @pytest.mark.parametrize("key, value", [
     ("Type", "notify"),
     ("NotifyAccess", "main"),
-    ("ExecStart", "/usr/bin/bessai run"),
+    ("ExecStart", "/usr/bin/bessai run --env-file /etc/bessai/bessai.env"),
     ("EnvironmentFile", "/etc/bessai/bessai.env"),
     ("User", "bessai"),
     ("Group", "bessai"),

@@ -482,6 +482,22 @@ def test_invalid_value_from_process_names_its_source(tmp_path):
     ]
 
 
+def test_file_repeated_in_process_keeps_file_lines(tmp_path):
+    # The units give the file to systemd's EnvironmentFile= and to --env-file, so the
+    # process environment repeats the file's values: errors still name FILE:LINE.
+    text = ("SITE_ID=a\nINVERTER_IP=10.0.0.1\nSCAN_INTERVAL_S=0\n"
+            "DRIVER_PROFILE_PATH=huawei_sun2000\n")
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text(text)
+    same = dict(line.split("=", 1) for line in text.splitlines())
+    environ = settings.read_environment(str(env_file), {**same, "PATH": "/bin"})
+    assert environ.warnings == []
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(environ)
+    assert f"{env_file}:3: SCAN_INTERVAL_S='0' is invalid: expected a number from 0.05 to " \
+           f"3600" in caught.value.problems
+
+
 def test_process_value_over_file_warns(tmp_path):
     # A broken file line hidden by a value left in the shell: the service would not start.
     env_file = tmp_path / "bessai.env"

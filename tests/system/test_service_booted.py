@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import free_tcp_port
+from tests.conftest import REPO, free_tcp_port
 from tests.system.conftest import SETTINGS, set_settings
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
@@ -46,6 +46,13 @@ TimeoutStopSec=2
 WatchdogSec=60
 """
 MAX_EXPOSURE = 2.0
+FORWARD_UNIT = "bessai-forward"
+
+
+def shipped_line(name):
+    """Return the line number of NAME= in the shipped settings file (set_settings keeps it)."""
+    lines = (REPO / "packaging" / "bessai.env").read_text().splitlines()
+    return next(number for number, line in enumerate(lines, 1) if line.startswith(f"{name}="))
 _EXPOSURE = re.compile(r"Overall exposure level for bessai\.service: (\d+\.\d+)")
 
 
@@ -233,7 +240,11 @@ class TestServiceUnderSystemd:
         assert "bessai_edge" in log  # the stack of the main thread names our modules
 
     @pytest.mark.parametrize("name, value, message", [
-        ("SCAN_INTERVAL_S", "banana", "SCAN_INTERVAL_S='banana' is invalid"),
+        ("SCAN_INTERVAL_S", "banana", f"{SETTINGS}:{shipped_line('SCAN_INTERVAL_S')}: "
+                                      "SCAN_INTERVAL_S='banana' is invalid"),
+        # Misspelt in the file: without --env-file the unit would poll the default port.
+        ("INVERTER_PORTT", "5020", "INVERTER_PORTT is not a bessai setting: did you mean "
+                                   "INVERTER_PORT?"),
         ("SPOOL_DIR", "/var/lib/bessai", "spool directory /var/lib/bessai is read-only for "
                                          "the service: the bessai unit may write only to "
                                          "/var/spool/bessai"),
@@ -263,6 +274,28 @@ class TestServiceUnderSystemd:
         assert restarts == "0"
         assert properties["NRestarts"] == "0"
         assert message in log
+
+    def test_forwarder_misspelt_name_exits_78(self, service):
+        container, _port = service
+        saved = container.path(SETTINGS).read_text()
+        container.path(SETTINGS).write_text(
+            re.sub(r"^MQTT_ENABLED=.*$", "MQT_ENABLED=false", saved, flags=re.MULTILINE))
+        try:
+            container.run(f"systemctl restart {FORWARD_UNIT}", check=False)
+            output = container.run(f"systemctl show -p ActiveState -p ExecMainStatus "
+                                   f"-p InvocationID {FORWARD_UNIT}").stdout
+            properties = dict(line.split("=", 1) for line in output.splitlines())
+            log = container.run(f"journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="
+                                f"{properties['InvocationID']}").stdout
+        finally:
+            container.path(SETTINGS).write_text(saved)
+            container.run(f"systemctl reset-failed {FORWARD_UNIT}", check=False)
+
+        # With forwarding off the forwarder used to end inactive without a word.
+        assert properties["ActiveState"] == "failed", log
+        assert properties["ExecMainStatus"] == "78"
+        assert (f"{SETTINGS}:{shipped_line('MQTT_ENABLED')}: MQT_ENABLED is not a bessai "
+                f"setting: did you mean MQTT_ENABLED?") in log
 
     def test_security_exposure_within_target(self, service):
         container, _port = service
