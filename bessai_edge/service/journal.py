@@ -47,6 +47,7 @@ _FIELD_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}\Z")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _site_filter = None
+_SPOOL_LOGGER = "bessai_edge.spool."
 
 
 def stderr_is_journal(stream=None, environ=None):
@@ -140,7 +141,11 @@ def _journal_handler():
 
 
 class _DefaultFieldsFilter(logging.Filter):
-    """Adds fields to records that do not carry them, such as BESSAI_SITE."""
+    """Adds fields to records that do not carry them, such as BESSAI_SITE.
+
+    Every line of the spool's modules gets BESSAI_EVENT=spool, so that
+    ``journalctl BESSAI_EVENT=spool`` finds the lines about dropped and evicted records.
+    """
 
     def __init__(self, fields):
         super().__init__()
@@ -150,6 +155,8 @@ class _DefaultFieldsFilter(logging.Filter):
         for name, value in self.fields.items():
             if not hasattr(record, name):
                 setattr(record, name, value)
+        if record.name.startswith(_SPOOL_LOGGER) and not hasattr(record, FIELD_EVENT):
+            setattr(record, FIELD_EVENT, EVENT_SPOOL)
         return True
 
 

@@ -85,6 +85,27 @@ def test_plain_line_carries_fields(root_logger, monkeypatch):
                              "BESSAI_CYCLE=12 BESSAI_DEVICE=inverter BESSAI_ERROR_KIND=timeout")
 
 
+def test_spool_lines_carry_spool_event(root_logger, monkeypatch):
+    # journalctl BESSAI_EVENT=spool must find the lines about dropped and evicted records.
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    stream = io.StringIO()
+    journal.setup_logging("info", stream=stream)
+
+    logging.getLogger("bessai_edge.spool.writer").warning("cannot write to spool")
+    logging.getLogger("bessai_edge.spool.recovery").warning("cut torn tail",
+                                                            extra={"BESSAI_CYCLE": 4})
+    logging.getLogger("bessai_edge.gateway").info(
+        "stopped", extra={journal.FIELD_EVENT: journal.EVENT_SHUTDOWN})
+    logging.getLogger("bessai_edge.spoolish").info("not the spool")
+
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("bessai_edge.spool.writer: cannot write to spool "
+                             "BESSAI_EVENT=spool")
+    assert lines[1].endswith("cut torn tail BESSAI_CYCLE=4 BESSAI_EVENT=spool")
+    assert lines[2].endswith("stopped BESSAI_EVENT=shutdown")
+    assert lines[3].endswith("bessai_edge.spoolish: not the spool")
+
+
 def test_plain_traceback_below_fields(root_logger, monkeypatch):
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     stream = io.StringIO()
