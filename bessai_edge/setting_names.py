@@ -48,8 +48,21 @@ def device_name_problems(environ, device_names):
     problems = []
     for name in sorted(environ):
         if name.startswith(DEVICE_PREFIX) and not _is_device_setting(name, listed):
-            problems.append(_device_name_problem(name, listed, ",".join(device_names)))
+            problems.append(located(environ, name, _device_name_problem(
+                name, listed, ",".join(device_names))))
     return problems
+
+
+def located(environ, name, problem):
+    """Return ``problem`` about variable ``name``, led by FILE:LINE when the file sets it.
+
+    ``environ`` is a ``settings.SettingsEnvironment`` read with ``--env-file``, or any
+    mapping (then the problem is returned as it is).
+    """
+    line = getattr(environ, "lines", {}).get(name)
+    if line is None:
+        return problem
+    return f"{environ.env_file}:{line}: {problem}"
 
 
 def _split_device_name(name, listed):

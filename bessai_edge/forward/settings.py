@@ -189,12 +189,13 @@ def _check_names(reader):
             continue
         close = difflib.get_close_matches(name, sorted(KNOWN_NAMES), n=1, cutoff=_CUTOFF)
         if close:
-            reader.problems.append(_("{name} is not a setting of bessai forward: did you mean "
-                                     "{known}?").format(name=name, known=close[0]))
+            problem = _("{name} is not a setting of bessai forward: did you mean "
+                        "{known}?").format(name=name, known=close[0])
         else:
-            reader.problems.append(_(
-                "{name} is not a setting of bessai forward: remove it (docs/forwarder.md "
-                "lists the MQTT_ and FORWARD_ settings)").format(name=name))
+            problem = _("{name} is not a setting of bessai forward: remove it "
+                        "(docs/forwarder.md lists the MQTT_ and FORWARD_ settings)").format(
+                            name=name)
+        reader.problems.append(setting_names.located(reader.environ, name, problem))
 
 
 def _disabled_settings(log_level):

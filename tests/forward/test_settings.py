@@ -249,6 +249,9 @@ def test_forward_settings_file_name_checked_once(tmp_path, name, by_forward, by_
     run = file_problems(tmp_path, run_settings.read_environment, run_settings.load_settings, name)
     assert len(forward) == by_forward, forward
     assert len(run) == by_run, run
+    # Each one names the line that sets it, as the invalid values do.
+    line = f"{tmp_path / 'bessai.env'}:5: "
+    assert [problem for problem in forward + run if not problem.startswith(line)] == []
 
 
 def test_forward_settings_shipped_env_file_accepted():
