@@ -23,6 +23,7 @@ from bessai_edge.i18n import _
 
 COMMANDS = ("run", "check", "simulate", "profiles", "spool", "forward")
 EXIT_BROKEN_PIPE = 141
+INSTALLED_ENV_FILE = "/etc/bessai/bessai.env"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 
 
@@ -68,13 +69,27 @@ def _run(argv):
         return args.command_main(args)
     except (ConfigError, ProfileError) as error:
         problems = getattr(error, "problems", None) or [str(error)]
-        _print_errors(problems)
+        _print_errors(problems + _installed_settings_hint(args, error))
         return EX_CONFIG
     except SpoolError as error:
         _print_errors([str(error)])
         return EX_CONFIG
     finally:
         logging.shutdown()
+
+
+def _installed_settings_hint(args, error):
+    """Return a line pointing to the installed settings file when it was left out.
+
+    ``bessai check`` without ``--env-file`` on an installed gateway reads only the
+    shell's environment, and would report every required setting as missing.
+    """
+    if getattr(args, "env_file", "") is not None:
+        return []  # --env-file given, or a command without that option
+    if not isinstance(error, ConfigError) or not os.path.isfile(INSTALLED_ENV_FILE):
+        return []
+    return [_("the installed settings are in {path}, which this command reads only with "
+              "--env-file {path}").format(path=INSTALLED_ENV_FILE)]
 
 
 def _print_errors(lines):

@@ -8,6 +8,7 @@ blocked, an inverter in standby, and a profile that does not fit the device.
 """
 
 import dataclasses
+import math
 
 from bessai_edge.i18n import _, ngettext
 
@@ -62,6 +63,8 @@ class Observation:
     points_rejected: int = 0      # not read because the device rejected their addresses
     main_fields: tuple = ()       # MAIN_FIELDS the profile maps
     main_fields_missing: tuple = ()  # of those, the ones the device does not have
+    read_s: float | None = None   # time the last read pass took: one cycle's requests
+    scan_interval_s: float | None = None  # SCAN_INTERVAL_S, to compare read_s with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,7 @@ def diagnose(observation):
     # After an error finding, which already names the cause, missing fields add nothing.
     if not any(finding.severity == ERROR for finding in findings):
         findings += _main_field_findings(observation)
+        findings += _cycle_time_findings(observation)
     findings += _value_findings(observation)
     if not findings:
         findings.append(Finding(OK, "ok", _(
@@ -277,6 +281,20 @@ def _main_field_findings(observation):
         "the profile probably does not fit this device. Check DRIVER_PROFILE_PATH "
         "(list the profiles with `bessai profiles`)."
     ).format(profile=observation.profile, fields=", ".join(main)))]
+
+
+def _cycle_time_findings(observation):
+    read_s, interval_s = observation.read_s, observation.scan_interval_s
+    if read_s is None or interval_s is None or read_s <= interval_s:
+        return []
+    # A margin of half the read time over it, rounded up to a tenth of a second.
+    suggested_s = math.ceil(read_s * 15) / 10
+    return [Finding(WARNING, "slow_cycle", _(
+        "Reading every request of profile {profile} once took {read:.2f} s, longer than "
+        "SCAN_INTERVAL_S={interval:g}: every cycle of `bessai run` would overrun its "
+        "period. Set SCAN_INTERVAL_S to {suggested:g} or more."
+    ).format(profile=observation.profile, read=read_s, interval=interval_s,
+             suggested=suggested_s))]
 
 
 def _value_findings(observation):

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sys
+import time
 
 from bessai_edge.i18n import _
 from bessai_edge.poller import judged_unit_parts, units_reading_no_data
@@ -152,7 +153,8 @@ def check_device(settings, device, profile, host, port):
         options["request_timeout_s"] = settings.request_timeout_s
     link = DeviceLink.for_profile(profile, host, port=port, unit_id=unit_id, **options)
     observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name,
-                              request_timeout_s=link.request_timeout_s)
+                              request_timeout_s=link.request_timeout_s,
+                              scan_interval_s=settings.scan_interval_s)
     try:
         link.connect()
     except LinkError as error:
@@ -199,7 +201,11 @@ def _read(link, check, observation):
     for number in range(READ_PASSES):
         buffer = array.array("H", bytes(2 * plan.buffer_words))
         statuses = bytearray(b"\x01" * len(plan.requests))
+        link.wait_for_turn()  # the quiet time after connect is not part of a cycle
+        started = time.monotonic()
         outcomes, words_ffff, late_replies = _read_requests(link, plan, buffer, statuses)
+        # The last pass is the closest to a cycle: the first may include exception 2 probes.
+        observation.read_s = time.monotonic() - started
         no_data_units = _reject_no_data_units(plan, buffer, statuses, outcomes)
         if number == 0:
             observation.request_outcomes = list(outcomes)

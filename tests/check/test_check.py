@@ -149,6 +149,15 @@ def test_check_silent_device_is_standby(simulator):
     assert result.elapsed < 30
 
 
+def test_check_cycle_longer_than_scan_interval(simulator):
+    # 9 requests, each answered 0.1 s late, cannot fit a 0.5 s period.
+    device = simulator("--profile", "sma_sunny_tripower", "--latency", "0.1")
+    result = run_check(port=device.port, profile="sma_sunny_tripower", SCAN_INTERVAL_S=0.5)
+    assert codes(result) == ["slow_cycle"], result.stdout + result.stderr
+    assert "longer than SCAN_INTERVAL_S=0.5" in result.stdout
+    assert result.returncode == 1
+
+
 def test_check_slow_device_late_replies(simulator):
     # Every reply comes 0.4 s after its request timed out, well before the second
     # request's timeout ends, so the check reads it as a late reply, not as silence.

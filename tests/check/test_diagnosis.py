@@ -121,6 +121,25 @@ def test_diagnose_slow_replies_names_timeout():
     assert exit_status([findings]) == 2
 
 
+def test_diagnose_slow_cycle_names_interval():
+    findings = diagnose(observe(request_outcomes=["ok"], points=1, points_ok=1, read_s=0.26,
+                                scan_interval_s=0.1))
+    assert [finding.code for finding in findings] == ["slow_cycle"]
+    assert findings[0].severity == WARNING
+    assert "took 0.26 s, longer than SCAN_INTERVAL_S=0.1" in findings[0].message
+    assert "Set SCAN_INTERVAL_S to 0.4 or more" in findings[0].message
+    assert exit_status([findings]) == 1
+
+
+@pytest.mark.parametrize("fields", [
+    {"request_outcomes": ["ok"], "points": 1, "points_ok": 1, "read_s": 0.2},  # fits
+    {"request_outcomes": ["timeout", "skipped"], "read_s": 10.0},  # the timeouts explain it
+])
+def test_diagnose_no_slow_cycle(fields):
+    findings = diagnose(observe(scan_interval_s=1.0, **fields))
+    assert "slow_cycle" not in [finding.code for finding in findings]
+
+
 def test_diagnose_soc_zero_names_profile_setting():
     findings = diagnose(observe(request_outcomes=["ok"], soc_pct=0.0, points=1, points_ok=1))
     assert "DRIVER_PROFILE_PATH" in findings[0].message

@@ -297,6 +297,15 @@ class TestServiceUnderSystemd:
         assert (f"{SETTINGS}:{shipped_line('MQTT_ENABLED')}: MQT_ENABLED is not a bessai "
                 f"setting: did you mean MQTT_ENABLED?") in log
 
+    def test_check_without_env_file_names_installed_file(self, service):
+        container, _port = service
+        result = container.run("bessai check", check=False, env={"LANG": "C.UTF-8"})
+
+        assert result.returncode == 78
+        assert "bessai: SITE_ID is missing" in result.stderr
+        assert (f"bessai: the installed settings are in {SETTINGS}, which this command reads "
+                f"only with --env-file {SETTINGS}") in result.stderr
+
     def test_security_exposure_within_target(self, service):
         container, _port = service
         output = container.run(f"systemd-analyze security --no-pager {UNIT}.service").stdout
