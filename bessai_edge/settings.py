@@ -477,23 +477,33 @@ def spool_directory_problems(environ):
         read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
     except (OSError, ValueError) as error:
         return [str(directory_error(directory, error)) + comment_hint(directory)]
-    if read_only and os.environ.get("INVOCATION_ID"):
-        # Under systemd the unit's ProtectSystem=strict mounts all but its
-        # ReadWritePaths= read-only, so remounting is not the fix.
-        return [_("spool directory {directory} is read-only for the service: the bessai unit "
-                  "may write only to {default}; set SPOOL_DIR={default}, or add the "
-                  "directory with ReadWritePaths= (systemctl edit bessai)").format(
-                      directory=directory, default=DEFAULT_SPOOL_DIR)]
     if read_only:
-        return [_("spool directory {directory} is on a read-only file system: remount it "
-                  "read-write or set SPOOL_DIR to a directory on a writable file system"
-                  ).format(directory=directory)]
+        return [read_only_spool_problem(directory, "bessai")]
     # The test that Spool.open() makes, with the same message.
     if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
         return [_("spool directory {directory} is not writable by uid {uid} (or its "
                   "file system is read-only): make it writable by the bessai user or set "
                   "SPOOL_DIR").format(directory=directory, uid=os.geteuid())]
     return []
+
+
+def read_only_spool_problem(directory, unit):
+    """Return the problem of a spool directory that ``unit`` finds read-only.
+
+    ``unit`` is the systemd unit of the calling command, ``bessai`` or ``bessai-forward``.
+    """
+    if os.environ.get("INVOCATION_ID"):
+        # Under systemd the unit's ProtectSystem=strict mounts all but its
+        # ReadWritePaths= read-only, so remounting is not the fix. Both units read
+        # SPOOL_DIR from the same settings file, so both need the drop-in.
+        return _("spool directory {directory} is read-only for the service: the {unit} unit "
+                 "may write only to {default}; set SPOOL_DIR={default}, or add the "
+                 "directory with ReadWritePaths= in a drop-in for both units (systemctl edit "
+                 "bessai, then systemctl edit bessai-forward)").format(
+                     directory=directory, unit=unit, default=DEFAULT_SPOOL_DIR)
+    return _("spool directory {directory} is on a read-only file system: remount it "
+             "read-write or set SPOOL_DIR to a directory on a writable file system"
+             ).format(directory=directory)
 
 
 def _read_listen(reader):

@@ -13,13 +13,16 @@ For the same reason the forwarder checks that the file it locked is still the on
 the path (``file_replaced``), because ``rm`` of the spool's files deletes it too.
 """
 
+import errno
 import fcntl
 import os
 
 from bessai_edge.errors import SpoolError
 from bessai_edge.i18n import _
+from bessai_edge.settings import read_only_spool_problem
 
 FILE_NAME = "forward.lock"
+UNIT = "bessai-forward"   # the systemd unit that runs bessai forward
 
 
 class SpoolLock:
@@ -33,11 +36,18 @@ class SpoolLock:
     def acquire(self):
         """Take the lock, or raise ``SpoolError`` when another process holds it.
 
-        Also raises ``SpoolError`` when the lock file cannot be created or opened.
+        Also raises ``SpoolError`` when the spool directory is read-only or the lock
+        file cannot be created or opened.
         """
+        # A lock file made before the file system became read-only still opens, but
+        # the forwarder could not delete delivered segments, so the check comes first.
+        if _is_read_only(self.spool_dir):
+            raise SpoolError(read_only_spool_problem(self.spool_dir, UNIT))
         try:
             fd = self._open_locked()
         except OSError as error:
+            if error.errno == errno.EROFS:
+                raise SpoolError(read_only_spool_problem(self.spool_dir, UNIT)) from None
             raise SpoolError(_(
                 "cannot open the lock file {path} ({error}): uid {uid} needs read access "
                 "to this file and write access to the spool directory, where the forwarder "
@@ -109,3 +119,11 @@ class SpoolLock:
             os.close(fd)
             raise
         return fd
+
+
+def _is_read_only(directory):
+    """Return True when ``directory`` is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False    # opening the lock file then reports the error

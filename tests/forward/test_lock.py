@@ -11,11 +11,14 @@ import fcntl
 import os
 import subprocess
 
+import pytest
+
 from bessai_edge.errors import EX_CONFIG
 from bessai_edge.forward.lock import FILE_NAME
 from tests.conftest import free_tcp_port
 from tests.forward.conftest import (ForwarderProcess, RecordWriter, forward_command,
                                     forward_environment)
+from tests.settings.helpers import read_only_spool_dir
 
 DELIVERY_TIMEOUT_S = 60
 # A second forwarder must exit at once. Without the lock it keeps running, so the wait
@@ -126,3 +129,28 @@ def test_forward_stops_when_lock_taken_over(mosquitto, spool_dir, start_forwarde
     log = first.log_text()
     assert "another bessai forward process holds the new one: stopping" in log
     assert "forwarder stopped" in log
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("lock_file_exists", [False, True], ids=["new", "existing"])
+def test_forward_read_only_spool_names_fix(tmp_path, state_dir, needs_root,
+                                           lock_file_exists):
+    # Under the unit, ProtectSystem=strict makes a SPOOL_DIR outside ReadWritePaths=
+    # read-only, so the fix is a drop-in, not access for the user. A lock file made
+    # earlier still opens on a read-only file system, and the forwarder could then
+    # not delete delivered segments.
+    with read_only_spool_dir(tmp_path, (FILE_NAME,) if lock_file_exists else ()) as spool_dir:
+        service = run_forward_until_exit(free_tcp_port(), spool_dir, state_dir,
+                                         INVOCATION_ID="0123456789abcdef0123456789abcdef")
+        by_hand = run_forward_until_exit(free_tcp_port(), spool_dir, state_dir)
+
+    assert service.returncode == EX_CONFIG
+    assert (f"bessai: spool directory {spool_dir} is read-only for the service: the "
+            "bessai-forward unit may write only to /var/spool/bessai") in service.stderr
+    assert "ReadWritePaths=" in service.stderr
+    assert "systemctl edit bessai-forward" in service.stderr
+    assert "needs read access" not in service.stderr
+    assert by_hand.returncode == EX_CONFIG
+    assert (f"bessai: spool directory {spool_dir} is on a read-only file system: remount it "
+            "read-write") in by_hand.stderr
+    assert "forwarding spool" not in service.stderr + by_hand.stderr

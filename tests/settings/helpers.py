@@ -11,10 +11,11 @@ NOBODY = 65534  # the uid and gid of nobody and nogroup on Debian
 
 
 @contextlib.contextmanager
-def read_only_spool_dir(tmp_path):
-    """Yield an empty directory on a tmpfs remounted read-only, and unmount it afterwards.
+def read_only_spool_dir(tmp_path, file_names=()):
+    """Yield a directory on a tmpfs remounted read-only, and unmount it afterwards.
 
-    Needs root (use the ``needs_root`` fixture).
+    The directory contains an empty file for each of ``file_names``. Needs root (use
+    the ``needs_root`` fixture).
     """
     require_commands("mount", "umount")
     mount_point = tmp_path / "read-only"
@@ -23,6 +24,8 @@ def read_only_spool_dir(tmp_path):
                     str(mount_point)], check=True)
     try:
         (mount_point / "spool").mkdir()
+        for name in file_names:
+            (mount_point / "spool" / name).touch()
         subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
         yield mount_point / "spool"
     finally:

@@ -697,6 +697,20 @@ def test_spool_dir_read_only_mount_reported(tmp_path, needs_root):
         f"bessai: {read_only}"]
 
 
+@pytest.mark.root
+def test_spool_dir_read_only_under_systemd(tmp_path, needs_root, monkeypatch):
+    # systemd sets INVOCATION_ID, and the unit's sandbox makes the directory read-only.
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+    with read_only_spool_dir(tmp_path) as spool_dir:
+        problems = settings.spool_directory_problems({"SPOOL_DIR": str(spool_dir)})
+
+    assert problems == [
+        f"spool directory {spool_dir} is read-only for the service: the bessai unit may "
+        "write only to /var/spool/bessai; set SPOOL_DIR=/var/spool/bessai, or add the "
+        "directory with ReadWritePaths= in a drop-in for both units (systemctl edit bessai, "
+        "then systemctl edit bessai-forward)"]
+
+
 def test_spool_dir_not_writable_reported(tmp_path):
     if os.geteuid() == 0:
         # Root may write anywhere, so the check runs as the user nobody. tmp_path is
