@@ -11,8 +11,10 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import typing
 
+from bessai_edge import access
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
 
@@ -78,6 +80,8 @@ def read_env_file(path):
     try:
         with open(path, "rb") as stream:
             data = stream.read()
+    except PermissionError as error:
+        raise ConfigError(_permission_problem(path, error)) from error
     except OSError as error:
         raise ConfigError(_("cannot read settings file {path}: {error}").format(
             path=path, error=error.strerror or error)) from error
@@ -93,6 +97,28 @@ def read_env_file(path):
                                                                 repeats, value_lines)
     return EnvFileContents(variables, problems + line_problems, unreadable | line_unreadable,
                            repeats, value_lines)
+
+
+def _permission_problem(path, error):
+    """Return the message for a settings file the user may not read, with what to do next.
+
+    The package installs ``/etc/bessai/bessai.env`` as 0640 root:bessai, because it may
+    contain MQTT credentials, so a member of group bessai may read it without root.
+    """
+    try:
+        status = os.stat(path)
+    except OSError:
+        status = None
+    group = None
+    if status is not None and status.st_mode & stat.S_IRGRP:
+        group = access.group_name(status.st_gid)
+    if group is None or access.is_in_group(status.st_gid):
+        return _("cannot read settings file {path}: {error}; run the command with sudo"
+                 ).format(path=path, error=error.strerror)
+    return _("cannot read settings file {path}: {error}; run the command with sudo, or add "
+             "{user} to group {group}, which may read the file (sudo adduser {user} {group}, "
+             "then log in again)").format(path=path, error=error.strerror,
+                                          user=access.user_name(), group=group)
 
 
 def _decode_lines(data, path):

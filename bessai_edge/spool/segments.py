@@ -11,6 +11,7 @@ import re
 
 import orjson
 
+from bessai_edge import access
 from bessai_edge.errors import SpoolError
 from bessai_edge.i18n import _, ngettext
 
@@ -81,13 +82,31 @@ def directory_error(directory, error):
                  "user, or set SPOOL_DIR")
     elif isinstance(error, NotADirectoryError):
         text = _("spool directory {directory} is not a directory: set SPOOL_DIR to a directory")
-    elif isinstance(error, PermissionError):
+    elif isinstance(error, PermissionError) and _is_service_user(directory):
         text = _("spool directory {directory} cannot be opened by uid {uid}: give the bessai "
                  "user access to it")
+    elif isinstance(error, PermissionError):
+        # Another user, such as an administrator running bessai spool stats, needs the
+        # access that the service has.
+        text = _("spool directory {directory} cannot be opened by {user} (uid {uid}): run "
+                 "the command as the bessai user (sudo -u bessai bessai ...), or add {user} "
+                 "to group bessai for read access (sudo adduser {user} bessai, then log in "
+                 "again)")
     else:
         text = _("spool directory {directory} cannot be opened ({error}): check the disk and "
                  "SPOOL_DIR")
-    return SpoolError(text.format(directory=directory, uid=os.geteuid(), error=error))
+    return SpoolError(text.format(directory=directory, uid=os.geteuid(), error=error,
+                                  user=access.user_name()))
+
+
+def _is_service_user(directory):
+    """Return True when the process runs as the bessai user or owns ``directory``."""
+    if access.user_name() == access.SERVICE_USER:
+        return True
+    try:
+        return os.stat(directory).st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def record_seq(line):

@@ -598,6 +598,40 @@ def test_read_environment_missing_file(tmp_path):
     assert "cannot read settings file" in caught.value.problems[0]
 
 
+def read_environment_problems(path):
+    """Return the problems that reading the settings file ``path`` raises, or []."""
+    try:
+        settings.read_environment(path, {})
+    except ConfigError as error:
+        return error.problems
+    return []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode, advice", [
+    # Group-readable, as the package installs it (0640 root:bessai); gid 0 stands in
+    # for group bessai, which need not exist on a test machine.
+    (0o640, "; run the command with sudo, or add nobody to group root, which may read the "
+            "file (sudo adduser nobody root, then log in again)"),
+    (0o600, "; run the command with sudo"),
+])
+def test_read_environment_permission_names_fix(needs_root, mode, advice):
+    # The file goes to /tmp, which the user nobody can reach, unlike pytest's tmp_path.
+    directory = tempfile.mkdtemp(prefix="bessai-env-", dir="/tmp")
+    path = os.path.join(directory, "bessai.env")
+    try:
+        os.chmod(directory, 0o755)
+        with open(path, "w") as stream:
+            stream.write("SITE_ID=site\n")
+        os.chown(path, 0, 0)
+        os.chmod(path, mode)
+        problems = call_as_nobody(read_environment_problems, path)
+    finally:
+        shutil.rmtree(directory)
+
+    assert problems == [f"cannot read settings file {path}: Permission denied{advice}"]
+
+
 def test_packaged_env_file_loads():
     environ = settings.read_environment(str(REPO / "packaging" / "bessai.env"), {})
     loaded = settings.load_settings(environ)

@@ -1,11 +1,17 @@
 """Segment names, the line check and the line splitter."""
 
 import io
+import os
+import shutil
+import tempfile
 
 import pytest
 
+from bessai_edge.errors import SpoolError
+from bessai_edge.spool.reader import SpoolReader
 from bessai_edge.spool.segments import (iter_lines, list_segments, parse_segment_name,
                                         record_seq, segment_name)
+from tests.settings.helpers import NOBODY, call_as_nobody
 
 
 @pytest.mark.parametrize("first_seq, name", [
@@ -71,3 +77,37 @@ def test_iter_lines_offsets_and_incomplete_tail():
 def test_iter_lines_from_start_offset():
     data = b"ab\ncd\nef\n"
     assert list(iter_lines(io.BytesIO(data), start=3)) == [(3, b"cd", True), (6, b"ef", True)]
+
+
+def list_spool_error(directory):
+    """Return the message of the SpoolError that listing ``directory`` raises, or None."""
+    try:
+        SpoolReader(directory).segments()
+    except SpoolError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("owner, mode, advice", [
+    # An administrator outside group bessai: the caller lacks access, not the service.
+    (0, 0o750, "cannot be opened by nobody (uid 65534): run the command as the bessai user "
+               "(sudo -u bessai bessai ...), or add nobody to group bessai for read access "
+               "(sudo adduser nobody bessai, then log in again)"),
+    # The owner itself, as the service would be, lacks access.
+    (NOBODY, 0o000, "cannot be opened by uid 65534: give the bessai user access to it"),
+])
+def test_directory_permission_names_fix(needs_root, owner, mode, advice):
+    # The directory goes to /tmp, which the user nobody can reach, unlike pytest's tmp_path.
+    parent = tempfile.mkdtemp(prefix="bessai-spool-", dir="/tmp")
+    directory = os.path.join(parent, "spool")
+    try:
+        os.chmod(parent, 0o755)
+        os.mkdir(directory)
+        os.chown(directory, owner, 0)
+        os.chmod(directory, mode)
+        message = call_as_nobody(list_spool_error, directory)
+    finally:
+        shutil.rmtree(parent)
+
+    assert message == f"spool directory {directory} {advice}"

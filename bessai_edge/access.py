@@ -1,0 +1,33 @@
+"""User and group names for advice when file permissions keep a user out of the gateway's files.
+
+The Debian package creates the system user and group ``bessai``. The spool directory is
+0750 bessai:bessai and ``/etc/bessai/bessai.env`` is 0640 root:bessai, so members of
+group bessai may read both without root.
+"""
+
+import grp
+import os
+import pwd
+
+SERVICE_USER = "bessai"
+
+
+def user_name():
+    """Return the name of the effective user, or its uid as text when it has no name."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def group_name(gid):
+    """Return the name of group ``gid``, or None when it has no name."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def is_in_group(gid):
+    """Return True when the process has ``gid`` as its effective or a supplementary group."""
+    return gid == os.getegid() or gid in os.getgroups()
