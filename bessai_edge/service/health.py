@@ -87,9 +87,9 @@ class HealthServer:
             self._limited_log.log(
                 "listen", logging.ERROR, "HEALTH_LISTEN=%s: cannot listen there: %s; "
                 "/health and /metrics are off, polling goes on, next attempt in %.0f s; "
-                "choose a free port on an address of this machine, or set HEALTH_LISTEN= "
-                "(empty) to turn the health server off", _format_address(self._listen),
-                error.strerror or error, LISTEN_RETRY_S)
+                "%s, or set HEALTH_LISTEN= (empty) to turn the health server off",
+                _format_address(self._listen), error.strerror or error, LISTEN_RETRY_S,
+                _listen_fix(self._listen[1], error))
             return
         self._retry_listen_at = None
         self.address = self._listener.getsockname()[:2]
@@ -433,6 +433,28 @@ def _open_listener(host, port):
         raise
     sock.setblocking(False)
     return sock
+
+
+def _listen_fix(port, error):
+    """Return what to do after listening on ``port`` failed with ``error``."""
+    lowest = _unprivileged_port_start()
+    if error.errno == errno.EACCES and port < lowest:
+        # The units run with an empty CapabilityBoundingSet=, so they never have it.
+        return (f"ports below {lowest} need the CAP_NET_BIND_SERVICE capability, which this "
+                f"process does not have: choose a port of {lowest} or above, such as 8000")
+    return "choose a free port on an address of this machine"
+
+
+def _unprivileged_port_start():
+    """Return the lowest port that needs no privilege to bind (Linux 4.11+ sysctl, else 1024).
+
+    The sysctl is under net.ipv4 but applies to IPv6 too.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "rb") as stream:
+            return int(stream.read())
+    except (OSError, ValueError):
+        return 1024
 
 
 def _format_address(address):

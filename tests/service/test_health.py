@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bessai_edge.errors import ConfigError
 from bessai_edge.service import health
 from bessai_edge.state import DeviceState, GatewayState
-from tests.conftest import REPO
+from tests.conftest import REPO, skip_unless_ci
+from tests.settings.helpers import call_as_nobody
 
 CLIENT_TIMEOUT_S = 20
 
@@ -400,6 +401,49 @@ def test_listen_on_busy_port_retries_later(caplog):
     finally:
         busy.close()
         server.close()
+
+
+class MessageList(logging.Handler):
+    """Logging handler that keeps each record's message."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def listen_messages(listen):
+    """Return the address and the log messages of a HealthServer asked to listen on ``listen``."""
+    handler = MessageList()
+    logging.getLogger("bessai_edge.service.health").addHandler(handler)
+    server = health.HealthServer(listen, make_state())
+    address = server.address
+    server.close()
+    return {"address": address, "messages": handler.messages}
+
+
+def test_listen_privileged_port_names_fix():
+    # HEALTH_LISTEN=127.0.0.1:80 under the unit, which has no CAP_NET_BIND_SERVICE.
+    # Root may bind it, so as root the server runs in a child that runs as the user nobody.
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as stream:
+        lowest = int(stream.read())
+    if lowest <= 80:
+        skip_unless_ci(f"net.ipv4.ip_unprivileged_port_start is {lowest}: port 80 needs "
+                       "no privilege here")
+    if os.geteuid() == 0:
+        outcome = call_as_nobody(listen_messages, ["127.0.0.1", 80])
+    else:
+        outcome = listen_messages(("127.0.0.1", 80))
+
+    assert outcome["address"] is None
+    message, = outcome["messages"]
+    assert message.startswith("HEALTH_LISTEN=127.0.0.1:80: cannot listen there: Permission "
+                              "denied; ")
+    assert (f"ports below {lowest} need the CAP_NET_BIND_SERVICE capability, which this "
+            f"process does not have: choose a port of {lowest} or above, such as 8000") in message
+    assert "choose a free port" not in message
 
 
 @pytest.mark.parametrize("listen", ["8000", "127.0.0.1", "host.example:80", "127.0.0.1:99999"])
