@@ -208,15 +208,28 @@ class Spool:
             self._create_segment(seq, now)
 
     def _write(self, line):
-        """Write one line with a single ``os.write``, or cut back a partial write and raise."""
-        try:
-            written = os.write(self._open.fd, line)
-        except OSError:
-            self._cut_partial_write(0)
-            raise
-        if written != len(line):
-            self._cut_partial_write(written)
-            raise OSError(errno.ENOSPC, f"short write: {written} of {len(line)} bytes")
+        """Write one line, or cut back the part of it that was written and raise.
+
+        A short write is continued, because only the next ``os.write`` returns the cause
+        (ENOSPC when the disk is full, EDQUOT, or EFBIG at RLIMIT_FSIZE). The raised
+        error carries that cause and how many bytes of the line were written.
+        """
+        written = 0
+        while written < len(line):
+            try:
+                count = os.write(self._open.fd, line[written:])
+            except OSError as error:
+                self._cut_partial_write(written)
+                if not written:
+                    raise
+                raise OSError(error.errno, f"{error.strerror} (short write: {written} of "
+                                           f"{len(line)} bytes)") from error
+            if count == 0:
+                # A write that makes no progress would repeat forever, so it fails the line.
+                self._cut_partial_write(written)
+                raise OSError(errno.EIO, f"write made no progress after {written} of "
+                                         f"{len(line)} bytes")
+            written += count
 
     def _cut_partial_write(self, written):
         """Cut the ``written`` bytes of a failed write, which O_APPEND put at the file's end.

@@ -49,6 +49,7 @@ def test_refused_writes_dropped_and_resumed(tmp_path):
     assert outcome["final"]["drop_episodes"] == 1
     assert outcome["final"]["dropping"] is False
     assert "short write" in result.stderr      # the write that crossed the limit was cut
+    assert "[Errno 27] File too large (short write: " in result.stderr   # EFBIG, not ENOSPC
     assert result.stderr.count("dropping records") == 1
     assert read_seqs(tmp_path) == accepted + list(range(101, 111))
     assert_spool_valid(tmp_path)    # the partial line at the limit was cut back

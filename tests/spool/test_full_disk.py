@@ -4,6 +4,7 @@ import logging
 import os
 import subprocess
 
+import orjson
 import pytest
 
 from bessai_edge.spool import Spool, stats
@@ -88,6 +89,35 @@ def test_full_disk_drops_records_and_resumes(small_disk, caplog):
     written = [1] + [seq for seq in results + [seq] + second if seq is not None] + [401]
     assert stored == written      # every accepted record is there, and drops are gaps
     assert_spool_valid(spool_dir)
+
+
+def test_full_disk_short_write_names_cause(small_disk, caplog):
+    # A line that crosses into a page the full tmpfs cannot allocate is written in part.
+    # The warning names the cause as the OS does, with the byte counts.
+    caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
+    page = os.sysconf("SC_PAGE_SIZE")
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir()
+    spool = Spool(spool_dir, segment_max_bytes=1 << 20, max_total_bytes=4 << 20,
+                  fsync_interval_s=0).open()
+    try:
+        assert spool.append(sample_record(0)) == 1
+        fill_disk(small_disk)
+        segment, = spool_dir.glob("*.jsonl")
+        free_in_page = -segment.stat().st_size % page
+        assert free_in_page > 0      # else the write would fail whole, without a short write
+
+        record = sample_record(1)
+        record["note"] = "x" * page   # longer than the free rest of the page
+        assert spool.append(record) is None
+        line_size = len(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    finally:
+        spool.close()
+
+    warning, = warnings_about(caplog, "cannot write to spool")
+    assert (f"[Errno 28] No space left on device (short write: {free_in_page} of "
+            f"{line_size} bytes)") in warning.getMessage()
+    assert_spool_valid(spool_dir)    # the part that was written was cut back
 
 
 def test_full_disk_at_open_then_space_freed(small_disk):
