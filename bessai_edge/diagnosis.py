@@ -21,6 +21,9 @@ OK = "ok"
 MAIN_FIELDS = ("soc_pct", "battery_power_kw", "ac_power_kw", "pv_power_kw",
                "grid_frequency_hz")
 
+# A request that failed with one of these waited out a timeout or a reconnect.
+_SLOW_OUTCOMES = ("timeout", "disconnected", "skipped", "mismatched_reply")
+
 # Requests failing with these kinds reached a device that rejected the request itself.
 _DEVICE_REJECTIONS = ("exception_1", "exception_2", "exception_3", "exception_4")
 
@@ -287,6 +290,8 @@ def _cycle_time_findings(observation):
     read_s, interval_s = observation.read_s, observation.scan_interval_s
     if read_s is None or interval_s is None or read_s <= interval_s:
         return []
+    if any(kind in _SLOW_OUTCOMES for kind in observation.request_outcomes):
+        return []  # the request timeout took the time, and its own finding says so
     # A margin of half the read time over it, rounded up to a tenth of a second.
     suggested_s = math.ceil(read_s * 15) / 10
     return [Finding(WARNING, "slow_cycle", _(

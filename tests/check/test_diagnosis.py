@@ -134,6 +134,8 @@ def test_diagnose_slow_cycle_names_interval():
 @pytest.mark.parametrize("fields", [
     {"request_outcomes": ["ok"], "points": 1, "points_ok": 1, "read_s": 0.2},  # fits
     {"request_outcomes": ["timeout", "skipped"], "read_s": 10.0},  # the timeouts explain it
+    {"request_outcomes": ["ok", "timeout", "ok"], "points": 3, "points_ok": 2,
+     "read_s": 1.2},                                # one slow request, already a finding
 ])
 def test_diagnose_no_slow_cycle(fields):
     findings = diagnose(observe(scan_interval_s=1.0, **fields))
