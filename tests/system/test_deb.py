@@ -202,8 +202,10 @@ class TestPackageLifecycle:
 
         repo = make_repo([bessai_deb, upgrade_deb], tmp_path_factory.mktemp("apt-upgrade") / "repo")
         add_apt_repo(container, repo)
-        apt_get(container, "install", "bessai-edge")
+        upgrade = apt_get(container, "install", "bessai-edge")
 
+        # The forwarder ends inactive with MQTT_ENABLED=false, which is no failure.
+        assert "failed to start" not in upgrade.stdout + upgrade.stderr
         new_version = upgrade_deb.name.split("_")[1]
         assert container.run("dpkg-query -W -f='${Version}' bessai-edge").stdout == new_version
         assert read_settings(container) == settings_before
@@ -217,6 +219,47 @@ class TestPackageLifecycle:
         wait_for_records(container, lambda record: record["seq"] > last_seq_before)
         sequence = [record["seq"] for record in spool_records(container)]
         assert sequence == sorted(sequence)
+
+    def test_reinstall_invalid_settings_names_unit(self, deb_container):
+        container = deb_container
+        saved = read_settings(container)
+        set_settings(container, SCAN_INTERVAL_S="1,5")
+        try:
+            # The reinstall's restart fails with exit status 78, so the unit ends failed.
+            reinstall = apt_get(container, "install", "--reinstall", "bessai-edge")
+            state = container.run("systemctl show -p ActiveState --value bessai").stdout.strip()
+        finally:
+            container.path(SETTINGS).write_text(saved)
+        output = reinstall.stdout + reinstall.stderr
+
+        assert state == "failed", output
+        assert ("bessai-edge: bessai.service failed to start and is not running. "
+                "To see why, run:\n"
+                "bessai-edge:   journalctl -u bessai -n 20\n"
+                f"bessai-edge:   bessai check --env-file {SETTINGS}\n") in output
+        assert "bessai-forward.service failed" not in output   # MQTT_ENABLED=false
+        assert container.run("dpkg-query -W -f='${Status}' bessai-edge").stdout == (
+            "install ok installed")
+
+    def test_reinstall_quiet_for_disabled_unit(self, deb_container):
+        container = deb_container
+        saved = read_settings(container)
+        set_settings(container, SCAN_INTERVAL_S="1,5")
+        # bessai is disabled and still failed from the step before. debhelper does not
+        # start it, so its old failure must not be reported as this reinstall's.
+        container.run("systemctl disable bessai")
+        try:
+            state = container.run("systemctl show -p ActiveState --value bessai").stdout.strip()
+            reinstall = apt_get(container, "install", "--reinstall", "bessai-edge")
+        finally:
+            container.path(SETTINGS).write_text(saved)
+            container.run("systemctl reset-failed bessai", check=False)
+            container.run("systemctl enable --now bessai")
+        output = reinstall.stdout + reinstall.stderr
+
+        assert state == "failed"
+        assert "failed to start" not in output
+        container.wait_for("systemctl is-active --quiet bessai", timeout=60)
 
     def test_remove_keeps_settings_and_spool(self, deb_container):
         container = deb_container
