@@ -279,8 +279,12 @@ class TestPackageLifecycle:
 
     def test_purge_deletes_settings_and_spool(self, deb_container):
         container = deb_container
-        apt_get(container, "purge", "bessai-edge")
+        # The MQTT password file as docs/forwarder.md has the admin create it.
+        container.run("install -m 600 -o bessai -g bessai /dev/null /etc/bessai/mqtt-password"
+                      " && echo broker-secret > /etc/bessai/mqtt-password")
+        purge = apt_get(container, "purge", "bessai-edge")
 
+        assert "not empty so not removed" not in purge.stdout + purge.stderr
         assert container.run("dpkg-query -W bessai-edge", check=False).returncode != 0
         for path in ("/etc/bessai", SPOOL, "/var/lib/bessai",
                      "/etc/systemd/system/multi-user.target.wants/bessai.service"):
