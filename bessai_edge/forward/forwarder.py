@@ -64,6 +64,23 @@ DELETE_INTERVAL_S = 1.0
 LOCK_CHECK_INTERVAL_S = 5.0
 
 
+# The status line's words for each Failure.kind of session.py.
+_OUTAGE_TEXTS = {
+    "refused": "broker {broker} unreachable: connection refused",
+    "timeout": "broker {broker} unreachable: connection timed out",
+    "dns": "broker {broker} unreachable: cannot resolve {host}",
+    "network": "broker {broker} unreachable: network error",
+    "credentials": "broker {broker} rejected the credentials of {account}",
+    "rejected": "broker {broker} rejected the connection",
+    "tls_certificate": "TLS certificate of broker {broker} rejected",
+    "tls": "TLS session with broker {broker} failed",
+    "no_connack": "broker {broker} sent no CONNACK",
+    "lost": "connection to broker {broker} lost",
+    "dropped": "connection to broker {broker} dropped soon after it was accepted",
+    "no_puback": "broker {broker} stopped acknowledging messages (no PUBACK)",
+}
+
+
 class Forwarder:
     """Ships the spool in ``reader`` to the broker of ``settings``.
 
@@ -106,6 +123,7 @@ class Forwarder:
         self._last_lock_check = clock()
         self._segments_to_delete = False
         self._last_status = None
+        self._failure_kind = None     # kind of the newest Failure, for the status line
 
     def request_stop(self, reason="stop requested"):
         """Ask the loop to stop at the end of its current turn (safe in a signal handler)."""
@@ -183,6 +201,7 @@ class Forwarder:
         self.cursor.rewind(self._position(self.acknowledged))
         self._last_read_seq = self.acknowledged.seq if self.acknowledged else None
         self._damaged_since_read_seq = 0
+        self._failure_kind = failure.kind
         self.outage.failed(failure, self.session.retry_in())
         self._last_status = None
 
@@ -436,9 +455,20 @@ class Forwarder:
         if self.session.connected:
             return f"connected to {self.settings.broker}; {done}; {backlog_text}"
         if self.outage.active:
-            return (f"broker {self.settings.broker} unreachable; next attempt in "
+            return (f"{self._outage_text()}; next attempt in "
                     f"{self.session.retry_in():.0f} s; {done}; {backlog_text}")
         return f"connecting to {self.settings.broker}; {done}; {backlog_text}"
+
+    def _outage_text(self):
+        """Return the newest failure of the outage in a few words. Its journal line has details."""
+        settings = self.settings
+        template = _OUTAGE_TEXTS.get(self._failure_kind, "broker {broker} not connected")
+        if settings.username:
+            account = f"user {settings.username!r}"
+        else:
+            account = "a client without a user name"
+        return template.format(broker=settings.broker, host=settings.broker_host,
+                               account=account)
 
     def _backlog_bytes(self, segments):
         """Bytes in the spool after the acknowledged position, None when not listed."""

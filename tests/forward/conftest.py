@@ -176,6 +176,24 @@ class ForwarderProcess:
         return False
 
 
+def receive_notifications(sock, until, stop_when=None):
+    """Return the sd_notify datagrams that arrive on ``sock`` before monotonic ``until``.
+
+    Stops early after the first datagram for which ``stop_when`` returns true.
+    """
+    messages = []
+    while time.monotonic() < until:
+        sock.settimeout(max(0.01, until - time.monotonic()))
+        try:
+            data = sock.recv(4096).decode()
+        except TimeoutError:
+            break
+        messages.append(data)
+        if stop_when and stop_when(data):
+            break
+    return messages
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory):
     """Paths of a throwaway CA, server and client certificates (see ``tls.py``)."""

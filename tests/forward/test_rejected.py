@@ -4,6 +4,7 @@ works once the settings are right.
 """
 
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -11,7 +12,8 @@ import time
 import pytest
 
 from tests.forward.broker import Mosquitto, Subscriber
-from tests.forward.conftest import ForwarderProcess, RecordWriter, forward_environment
+from tests.forward.conftest import (ForwarderProcess, RecordWriter, forward_environment,
+                                    receive_notifications)
 
 # Fast backoff for the tests: 0.25 s doubling up to 1 s, so a few seconds show several
 # attempts. A retry loop without backoff would make hundreds in the same time.
@@ -96,6 +98,38 @@ def test_forward_rejected_credentials_reported_and_retried(tmp_path, password_br
     assert forwarder.stop() == 0
 
 
+def outage_statuses(tmp_path, broker, spool_dir, state_dir, expected, **settings):
+    """Run the forwarder with a notify socket until a STATUS= contains ``expected``.
+
+    Returns every STATUS= text it sent, oldest first. It waits at most 20 s.
+    """
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify_path))
+        forwarder = start(tmp_path, broker, spool_dir, state_dir, "status",
+                          NOTIFY_SOCKET=notify_path, **settings)
+        try:
+            messages = receive_notifications(
+                sock, time.monotonic() + 20,
+                lambda data: data.startswith("STATUS=") and expected in data)
+        finally:
+            exit_status = forwarder.stop()
+    assert exit_status == 0, forwarder.log_text()
+    return [data for data in messages if data.startswith("STATUS=")]
+
+
+def test_forward_status_names_rejected_credentials(tmp_path, password_broker, spool_dir,
+                                                   state_dir, spool_with_records):
+    wrong = secret_file(tmp_path, "wrong-password", "wrong-pass")
+    expected = (f"STATUS=broker 127.0.0.1:{password_broker.port} rejected the credentials "
+                f"of user 'gateway'; next attempt in ")
+    statuses = outage_statuses(tmp_path, password_broker, spool_dir, state_dir, expected,
+                               MQTT_USERNAME="gateway", MQTT_PASSWORD_FILE=wrong)
+    assert statuses, "no STATUS= notification"
+    assert statuses[-1].startswith(expected), statuses
+    assert not [status for status in statuses if "unreachable" in status]
+
+
 def tls_broker(tmp_path, tls_files, require_client):
     tls = {"ca": tls_files["ca"], "cert": tls_files["server_cert"],
            "key": tls_files["server_key"], "require_client": require_client}
@@ -145,6 +179,20 @@ def test_forward_rejected_tls_reported_and_retried(tmp_path, tls_files, spool_di
         assert 2 <= attempts <= MAX_ATTEMPTS, attempts
     finally:
         broker.stop()
+
+
+def test_forward_status_names_rejected_tls_certificate(tmp_path, tls_files, spool_dir,
+                                                       state_dir, spool_with_records):
+    broker = tls_broker(tmp_path, tls_files, require_client=False)
+    expected = f"STATUS=TLS certificate of broker 127.0.0.1:{broker.port} rejected; "
+    try:
+        statuses = outage_statuses(tmp_path, broker, spool_dir, state_dir, expected,
+                                   MQTT_TLS_CA=tls_files["rogue_ca"])
+    finally:
+        broker.stop()
+    assert statuses, "no STATUS= notification"
+    assert statuses[-1].startswith(expected), statuses
+    assert not [status for status in statuses if "unreachable" in status]
 
 
 def test_forward_tls_client_certificate_delivers(tmp_path, tls_files, spool_dir, state_dir,
