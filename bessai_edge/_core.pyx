@@ -18,7 +18,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport Py_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport fabs, floor, fma, isfinite, log10, nearbyint
+from libc.math cimport copysign, fabs, floor, fma, isfinite, log10, nearbyint
 from libc.string cimport memset, strcmp
 
 from bessai_edge.errors import CoreError
@@ -535,6 +535,9 @@ cdef bint _round_decimal(double x, int places, double *rounded) noexcept:
     # scaled = -0.49999999999999994 it gives 0.5, a halfway point that is not there.
     if scaled == below + 0.5 and error != 0.0:
         whole = below + 1.0 if error > 0.0 else below
+        # -1.0 + 1.0 is +0.0, while round() keeps the sign of a negative x that
+        # rounds to zero.
+        whole = copysign(whole, x) if whole == 0.0 else whole
     rounded[0] = whole / power
     return True
 
