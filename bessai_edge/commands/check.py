@@ -119,9 +119,28 @@ def main(args):
         # Not a device problem, so the exit status stays the devices' own.
         print(_("bessai check: warning: `bessai run` will not start: {problem}").format(
             problem=problem), file=sys.stderr)
+    for problem in _forwarder_problems(args.env_file):
+        print(_("bessai check: warning: `bessai forward` will not start: {problem}").format(
+            problem=problem), file=sys.stderr)
     from bessai_edge.diagnosis import exit_status
 
     return exit_status([check.findings for check in checks])
+
+
+def _forwarder_problems(env_file):
+    """Return the problems that would stop ``bessai forward`` with the same settings.
+
+    With MQTT_ENABLED off the forwarder reads only that setting, LOG_LEVEL and the
+    names in the file, so a misspelt MQTT_ENABLED is still found.
+    """
+    from bessai_edge.errors import ConfigError
+    from bessai_edge.forward import settings as forward_settings
+
+    try:
+        forward_settings.load_settings(forward_settings.read_environment(env_file))
+    except ConfigError as error:
+        return error.problems
+    return []
 
 
 def _endpoint(settings, device, profile, simulators):

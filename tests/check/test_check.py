@@ -261,6 +261,31 @@ def test_check_no_warning_with_spool_dir(tmp_path):
     assert "warning" not in result.stderr
 
 
+def test_check_warns_forwarder_settings(tmp_path):
+    # check passed settings that then stopped bessai-forward with exit 78.
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
+                       SPOOL_DIR=tmp_path, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
+                       MQTT_PORT="99999", FORWARD_STATE_DIR=tmp_path)
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert result.returncode == 0
+    assert ("bessai check: warning: `bessai forward` will not start: MQTT_PORT='99999' is "
+            "invalid") in result.stderr
+
+
+def test_check_warns_misspelt_forwarder_switch(tmp_path):
+    # Only the forwarder checks MQTT_ names: `bessai run` passes MQTT_ENABLD, and the
+    # forwarder then stops with exit 78.
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text(f"SITE_ID=check-test\nBESSAI_MODE=simulator\n"
+                        f"DRIVER_PROFILE_PATH=huawei_sun2000\nSPOOL_DIR={tmp_path}\n"
+                        f"MQTT_ENABLD=true\n")
+    result = run_check(env_file=env_file, profile="huawei_sun2000")
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert (f"bessai check: warning: `bessai forward` will not start: {env_file}:5: "
+            "MQTT_ENABLD is not a setting of bessai forward: did you mean MQTT_ENABLED?"
+            ) in result.stderr
+
+
 def test_check_unknown_device_gets_suggestion(tmp_path):
     result = run_check("--device", "batery", BESSAI_MODE="simulator", INVERTER_IP="",
                        profile="huawei_sun2000", DEVICES="inverter,battery",
