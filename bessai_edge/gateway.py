@@ -106,6 +106,8 @@ class Gateway:
         link = DeviceLink.for_profile(profile, host, port=port, unit_id=device.unit_id,
                                       **options)
         self._fit_timeouts_to_watchdog(device.name, link)
+        if self.notifier.watchdog_interval_s > 0:
+            link.set_keepalive(self.notifier.watchdog, self.notifier.watchdog_interval_s / 4)
         simulator = self.simulators.get(device.name)
         if simulator is not None:
             return _SimulatedDevicePoller(simulator, device, profile, link, settings.limits,
@@ -115,11 +117,12 @@ class Gateway:
     def _fit_timeouts_to_watchdog(self, name, link):
         """Shorten the link's timeouts to fit half the watchdog interval, with a warning.
 
-        The loop sends WATCHDOG=1 after each cycle, between devices and in long waits
-        between cycles, but not within one device's poll. There a silent device costs
-        its connect timeout, or its quiet time after connect plus its request timeout,
-        and longer timeouts would get the gateway restarted by systemd for as long as
-        the device stays silent.
+        The loop sends WATCHDOG=1 after each cycle, between devices, in long waits
+        between cycles and, through the link's keepalive, after any request that ends a
+        quarter interval or more after the last one. A silent device still costs its
+        connect timeout, or its quiet time after connect plus its request timeout, in one
+        wait, and longer timeouts would get the gateway restarted by systemd for as long
+        as the device stays silent.
         """
         interval_s = self.notifier.watchdog_interval_s
         limit_s = interval_s / 2

@@ -14,6 +14,7 @@ connection, because the byte stream can no longer be split into frames.
 
 import collections
 import logging
+import math
 import random
 import time
 
@@ -105,6 +106,24 @@ class DeviceLink:
         self._failing_since = None     # first failure since the last reply: the outage start
         self._outage = LinkOutageLog(self.endpoint, unit_id, outage_log_interval_s)
         self._log_requests = False
+        self._keepalive = None
+        self._keepalive_interval_s = math.inf
+        self._keepalive_at = math.inf  # monotonic time of the next keepalive() call
+
+    def set_keepalive(self, keepalive, interval_s):
+        """Call ``keepalive()`` after a request once ``interval_s`` has passed since the last call.
+
+        The gateway passes the watchdog's WATCHDOG=1: one poll of a slow device can take
+        longer than the watchdog interval although each of its requests is answered in
+        time. A request costs one comparison for it.
+        """
+        self._keepalive = keepalive
+        self._keepalive_interval_s = interval_s
+        self._keepalive_at = time.monotonic() + interval_s
+
+    def _keep_alive(self, now):
+        self._keepalive_at = now + self._keepalive_interval_s
+        self._keepalive()
 
     @classmethod
     def for_profile(cls, profile, host, port=None, unit_id=None, **options):
@@ -219,6 +238,8 @@ class DeviceLink:
             raise link_error from error
         ended = time.monotonic()
         self._next_request_at = ended + self.min_request_interval_s
+        if ended >= self._keepalive_at:
+            self._keep_alive(ended)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
         if self._failing_since is not None or not self._answered:
@@ -260,7 +281,10 @@ class DeviceLink:
     def _request_failed(self, client, stale_before, started, error, unit_id, function_code,
                         address, count):
         """Count and log a failed request sent at ``started``; the caller raises ``error``."""
-        self._next_request_at = time.monotonic() + self.min_request_interval_s
+        now = time.monotonic()
+        self._next_request_at = now + self.min_request_interval_s
+        if now >= self._keepalive_at:
+            self._keep_alive(now)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
         log.debug("%s: read unit %d fc %d address %d count %d failed: %s",

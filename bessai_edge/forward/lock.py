@@ -58,13 +58,20 @@ class SpoolLock:
             raise SpoolError(_(
                 "spool directory {directory} is in use by another bessai forward process "
                 "(it holds the lock file {path}), probably one started by hand: end it "
-                "(pgrep -af 'bessai forward'), then start the service again (systemctl "
+                "(pgrep -af 'bessai(_edge)? forward'), then start the service again (systemctl "
                 "start bessai-forward)").format(directory=self.spool_dir, path=self.path))
+        holder = lock_holder(self.path) if fd is None else None
+        if holder is not None:
+            raise SpoolError(_(
+                "spool directory {directory} is in use by another bessai forward process, "
+                "PID {pid} (it holds the lock file {path}): stop the service first "
+                "(systemctl stop bessai-forward), or end that process (kill {pid})").format(
+                    directory=self.spool_dir, pid=holder, path=self.path))
         if fd is None:
             raise SpoolError(_(
                 "spool directory {directory} is in use by another bessai forward process "
                 "(it holds the lock file {path}): stop the service first (systemctl stop "
-                "bessai-forward), or find the other process with pgrep -af 'bessai "
+                "bessai-forward), or find the other process with pgrep -af 'bessai(_edge)? "
                 "forward' and end it").format(directory=self.spool_dir, path=self.path))
         self._fd = fd
 
@@ -119,6 +126,34 @@ class SpoolLock:
             os.close(fd)
             raise
         return fd
+
+
+def lock_holder(path):
+    """Return the PID of the process that holds a flock on ``path``, or None.
+
+    Reads /proc/locks, whose lines read ``1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0
+    EOF`` (proc(5)), with the device numbers in hex. Under the unit's ProcSubset=pid the
+    file is hidden, and the message then names a pgrep pattern instead.
+    """
+    try:
+        status = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as stream:
+            lines = stream.read().splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue  # another kind of lock, or a waiter ("->")
+        major, _sep, rest = fields[5].partition(":")
+        minor, _sep, inode = rest.partition(":")
+        try:
+            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
 
 
 def _is_read_only(directory):

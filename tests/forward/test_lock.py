@@ -9,6 +9,7 @@ conflict.
 
 import fcntl
 import os
+import re
 import subprocess
 
 import pytest
@@ -47,9 +48,10 @@ def test_forward_second_process_exits_78(tmp_path, mosquitto, subscriber, spool_
     second = run_forward_until_exit(mosquitto.port, spool_dir, other_state)
     assert second.returncode == EX_CONFIG
     assert (f"bessai: spool directory {spool_dir} is in use by another bessai forward "
-            f"process (it holds the lock file {spool_dir / FILE_NAME})") in second.stderr
+            f"process, PID {first.process.pid} (it holds the lock file {spool_dir / FILE_NAME})"
+            ) in second.stderr
     assert "systemctl stop bessai-forward" in second.stderr
-    assert "pgrep -af 'bessai forward'" in second.stderr
+    assert f"(kill {first.process.pid})" in second.stderr  # /proc/locks names the holder
     assert "forwarding spool" not in second.stderr   # it stopped before starting up
 
     # The service (systemd sets INVOCATION_ID) starts while a manual run has the spool locked.
@@ -57,6 +59,12 @@ def test_forward_second_process_exits_78(tmp_path, mosquitto, subscriber, spool_
                                      INVOCATION_ID="0123456789abcdef0123456789abcdef")
     assert service.returncode == EX_CONFIG
     assert "probably one started by hand: end it" in service.stderr
+    # The unit hides /proc/locks (ProcSubset=pid), so the service's message names a
+    # pgrep pattern, which must find the holder.
+    pattern = re.search(r"pgrep -af '([^']+)'", service.stderr)
+    assert pattern, service.stderr
+    found = subprocess.run(["pgrep", "-af", pattern.group(1)], capture_output=True, text=True)
+    assert str(first.process.pid) in found.stdout.split(), found.stdout
     assert "systemctl start bessai-forward" in service.stderr
 
     # The first forwarder was never knocked off the broker and goes on delivering.

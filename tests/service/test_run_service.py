@@ -287,6 +287,32 @@ def test_run_pets_watchdog_between_slow_devices(tmp_path, notify_listener):
     assert max(gaps) < watchdog_usec / 1e6, gaps
 
 
+def test_run_pets_watchdog_within_slow_poll(tmp_path, notify_listener):
+    # Each reply comes 0.6 s late, within the 2 s request timeout, and one poll of the
+    # Victron's requests takes longer than the 4 s watchdog interval. The link must
+    # send WATCHDOG=1 between the requests of that one device.
+    watchdog_usec = 4_000_000
+    device = SimulatorProcess(["--profile", "victron_multiplus", "--latency", "0.6"], port=0)
+    host, port = device.start()
+    try:
+        with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
+                             WATCHDOG_USEC=str(watchdog_usec), BESSAI_MODE="modbus",
+                             DRIVER_PROFILE_PATH="victron_multiplus", INVERTER_IP=host,
+                             INVERTER_PORT=str(port), REQUEST_TIMEOUT_S="2",
+                             SCAN_INTERVAL_S="1") as gateway:
+            notify_listener.wait_for(
+                lambda m: sum((status_cycle(x.text) or 0) >= 2 for x in m) >= 1,
+                timeout=START_TIMEOUT_S)
+            assert gateway.stop() == 0
+    finally:
+        device.stop()
+    log = gateway.log_text()
+    assert "device state starting -> ok" in log, log
+    assert "overran the 1.000 s period" in log, log  # one poll outlasts the period
+    gaps = watchdog_gaps(notify_listener.messages)
+    assert max(gaps) < watchdog_usec / 1e6, gaps
+
+
 def test_run_watchdog_silent_while_stopped(tmp_path, notify_listener):
     with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
                          WATCHDOG_USEC=str(WATCHDOG_USEC)) as gateway:

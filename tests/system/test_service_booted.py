@@ -297,6 +297,28 @@ class TestServiceUnderSystemd:
         assert (f"{SETTINGS}:{shipped_line('MQTT_ENABLED')}: MQT_ENABLED is not a bessai "
                 f"setting: did you mean MQTT_ENABLED?") in log
 
+    def test_forwarder_lock_message_names_service_pid(self, service):
+        # The lock message named a pgrep pattern that missed the installed service,
+        # whose command line is "python3 -I -m bessai_edge forward".
+        container, _port = service
+        saved = container.path(SETTINGS).read_text()
+        set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
+                     MQTT_PORT=str(free_tcp_port()))  # no broker: it keeps retrying
+        try:
+            container.run(f"systemctl restart {FORWARD_UNIT}")
+            container.wait_for(f"systemctl is-active --quiet {FORWARD_UNIT}", timeout=60)
+            main_pid = container.run(f"systemctl show -p MainPID --value {FORWARD_UNIT}"
+                                     ).stdout.strip()
+            manual = container.run(f"runuser -u bessai -- bessai forward --env-file {SETTINGS}",
+                                   check=False, env={"LANG": "C.UTF-8"})
+        finally:
+            container.run(f"systemctl stop {FORWARD_UNIT}", check=False)
+            container.path(SETTINGS).write_text(saved)
+
+        assert manual.returncode == 78, manual.stderr
+        assert f"another bessai forward process, PID {main_pid} " in manual.stderr
+        assert f"(kill {main_pid})" in manual.stderr
+
     def test_check_without_env_file_names_installed_file(self, service):
         container, _port = service
         result = container.run("bessai check", check=False, env={"LANG": "C.UTF-8"})
