@@ -118,8 +118,8 @@ class Gateway:
         """Shorten the link's timeouts to fit half the watchdog interval, with a warning.
 
         The loop sends WATCHDOG=1 after each cycle, between devices, in long waits
-        between cycles and, through the link's keepalive, after any request that ends a
-        quarter interval or more after the last one. A silent device still costs its
+        between cycles and, through the link's keepalive, after a request once a quarter
+        interval has passed since the link last sent it. A silent device still costs its
         connect timeout, or its quiet time after connect plus its request timeout, in one
         wait, and longer timeouts would get the gateway restarted by systemd for as long
         as the device stays silent.

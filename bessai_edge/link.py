@@ -114,7 +114,7 @@ class DeviceLink:
         """Call ``keepalive()`` after a request once ``interval_s`` has passed since the last call.
 
         The gateway passes the watchdog's WATCHDOG=1: one poll of a slow device can take
-        longer than the watchdog interval although each of its requests is answered in
+        longer than the watchdog interval although the device replies to each request in
         time. A request costs one comparison for it.
         """
         self._keepalive = keepalive

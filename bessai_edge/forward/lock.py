@@ -141,7 +141,7 @@ def lock_holder(path):
             lines = stream.read().splitlines()
     except OSError:
         return None
-    wanted = (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino)
+    expected = (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino)
     for line in lines:
         fields = line.split()
         if len(fields) < 6 or fields[1] != "FLOCK":
@@ -149,7 +149,7 @@ def lock_holder(path):
         major, _sep, rest = fields[5].partition(":")
         minor, _sep, inode = rest.partition(":")
         try:
-            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+            if (int(major, 16), int(minor, 16), int(inode)) == expected:
                 return int(fields[4])
         except ValueError:
             continue
