@@ -64,6 +64,7 @@ class DeviceCheck:
     rows: list = dataclasses.field(default_factory=list)
     fields: dict = dataclasses.field(default_factory=dict)
     findings: list = dataclasses.field(default_factory=list)
+    read_s: float | None = None  # one read of every request, when the device replied
     error: dict = None  # kind and message when no plan could be read (connect, discovery)
 
 
@@ -124,7 +125,32 @@ def main(args):
             problem=problem), file=sys.stderr)
     from bessai_edge.diagnosis import exit_status
 
-    return exit_status([check.findings for check in checks])
+    status = exit_status([check.findings for check in checks])
+    if _warn_of_total_read_time(checks, settings.scan_interval_s):
+        status = max(status, 1)
+    return status
+
+
+def _warn_of_total_read_time(checks, interval_s):
+    """Warn when the devices' reads together do not fit the period; return True if so.
+
+    Each device's own read is judged by its ``slow_cycle`` finding, but one cycle of
+    `bessai run` polls the devices one after the other.
+    """
+    from bessai_edge.diagnosis import cycle_too_long, suggested_interval_s
+
+    timed = [check for check in checks if check.read_s is not None]
+    total_s = sum(check.read_s for check in timed)
+    if len(timed) < 2 or not cycle_too_long(total_s, interval_s):
+        return False
+    print(_("bessai check: warning: the devices' reads take {total:.2f} s per cycle in all "
+            "({parts}), too much of SCAN_INTERVAL_S={interval:g}: cycles of `bessai run` "
+            "would overrun their period. Set SCAN_INTERVAL_S to {suggested:g} or "
+            "more.").format(total=total_s, interval=interval_s,
+                            parts=", ".join(f"{check.device.name} {check.read_s:.2f} s"
+                                            for check in timed),
+                            suggested=suggested_interval_s(total_s)), file=sys.stderr)
+    return True
 
 
 def _forwarder_problems(env_file):
@@ -156,7 +182,7 @@ def _endpoint(settings, device, profile, simulators):
 
 def check_device(settings, device, profile, host, port):
     """Connect, discover (SunSpec), read and decode one device; return its DeviceCheck."""
-    from bessai_edge.diagnosis import Observation, diagnose
+    from bessai_edge.diagnosis import SLOW_OUTCOMES, Observation, diagnose
     from bessai_edge.errors import LinkError, ProfileError
     from bessai_edge.link import DeviceLink, format_endpoint
 
@@ -188,6 +214,8 @@ def check_device(settings, device, profile, host, port):
     try:
         check.plan, check.maps = _plan(profile, device, link)
         _read(link, check, observation)
+        if not any(kind in SLOW_OUTCOMES for kind in observation.request_outcomes):
+            check.read_s = observation.read_s  # a timeout's wait is not the device's pace
     except LinkError as error:
         # SunSpec discovery failed on the link itself (a timeout, a dropped connection).
         observation.request_outcomes = [error.kind]

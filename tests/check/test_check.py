@@ -158,6 +158,20 @@ def test_check_cycle_longer_than_scan_interval(simulator):
     assert result.returncode == 1
 
 
+def test_check_devices_together_longer_than_scan_interval(simulator):
+    # Each device's 9 requests take at least 0.45 s, which fits a 1 s period; both
+    # devices together, one after the other, take at least 0.9 s.
+    first, second = [simulator("--profile", "sma_sunny_tripower", "--latency", "0.05")
+                     for _number in range(2)]
+    result = run_check(profile="sma_sunny_tripower", DEVICES="first,second",
+                       DEVICE_FIRST_PORT=first.port, DEVICE_SECOND_PORT=second.port)
+    assert codes(result) == ["ok", "ok"], result.stdout + result.stderr
+    assert re.search(r"bessai check: warning: the devices' reads take \d\.\d\d s per cycle "
+                     r"in all \(first \d\.\d\d s, second \d\.\d\d s\), too much of "
+                     r"SCAN_INTERVAL_S=1", result.stderr), result.stderr
+    assert result.returncode == 1
+
+
 def test_check_slow_device_late_replies(simulator):
     # Every reply comes 0.4 s after its request timed out, well before the second
     # request's timeout ends, so the check reads it as a late reply, not as silence.

@@ -131,6 +131,15 @@ def test_diagnose_slow_cycle_names_interval():
     assert exit_status([findings]) == 1
 
 
+def test_diagnose_slow_cycle_most_of_interval():
+    # 0.26 s of a 0.3 s period: the period the finding used to accept, and then overran.
+    findings = diagnose(observe(request_outcomes=["ok"], points=1, points_ok=1, read_s=0.26,
+                                scan_interval_s=0.3))
+    assert [finding.code for finding in findings] == ["slow_cycle"]
+    assert "took 0.26 s, most of SCAN_INTERVAL_S=0.3" in findings[0].message
+    assert "Set SCAN_INTERVAL_S to 0.4 or more" in findings[0].message
+
+
 @pytest.mark.parametrize("fields", [
     {"request_outcomes": ["ok"], "points": 1, "points_ok": 1, "read_s": 0.2},  # fits
     {"request_outcomes": ["timeout", "skipped"], "read_s": 10.0},  # the timeouts explain it
