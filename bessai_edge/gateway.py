@@ -192,10 +192,14 @@ class Gateway:
             stats = self.spool.stats()
             self.spool.close()  # flushes first
             appended = stats.get("records_appended")
-            logger.info("stopped after %d %s: %s %s appended, %s dropped",
+            overruns = self.state.overruns
+            # The overrun line is rate-limited, so the total is given here once more.
+            overrun_text = f", {overruns} {'overrun' if overruns == 1 else 'overruns'}"
+            logger.info("stopped after %d %s: %s %s appended, %s dropped%s",
                         self.state.cycles, "cycle" if self.state.cycles == 1 else "cycles",
                         appended, "record" if appended == 1 else "records",
-                        stats.get("records_dropped"), extra={"BESSAI_EVENT": "shutdown"})
+                        stats.get("records_dropped"), overrun_text if overruns else "",
+                        extra={"BESSAI_EVENT": "shutdown"})
         if self.health is not None:
             self.health.close()
 

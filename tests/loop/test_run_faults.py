@@ -142,6 +142,20 @@ def test_run_connection_dropped_every_cycle_logged_once(tmp_path):
     assert counts and sum(counts) == len(dropped) - 1 - still_down, link_lines
 
 
+def test_run_shutdown_line_counts_overruns(tmp_path):
+    # Every reply 0.1 s late: each cycle of a 0.05 s period overruns. The overrun line
+    # is rate-limited, so the shutdown line gives the total.
+    profile = "sma_sunny_tripower"
+    with simulator("--profile", profile, "--latency", "0.1") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=profile, SCAN_INTERVAL_S="0.05")
+        run = run_gateway(environ, 4)
+    assert run.returncode == 0, run.stderr
+    overrun_lines = [line for line in run.stderr.splitlines() if " overran the " in line]
+    assert len(overrun_lines) == 1, run.stderr
+    assert "stopped after 4 cycles: 4 records appended, 0 dropped, 3 overruns" in run.stderr
+
+
 def test_run_device_changing_state_every_cycle_logged_once(tmp_path):
     # A drop every 13th request makes every other cycle degraded. Each change used to
     # log a device state line and a cycle summary: about 30 lines in 15 cycles.
