@@ -45,6 +45,7 @@ def exposure_level(output):
     ("WatchdogSec", "30"),
     ("Restart", "on-failure"),
     ("RestartPreventExitStatus", "78"),
+    ("KillMode", "mixed"),
     ("ReadWritePaths", "-/var/spool/bessai"),
     ("ProtectSystem", "strict"),
     ("NoNewPrivileges", "yes"),

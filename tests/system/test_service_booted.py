@@ -353,6 +353,11 @@ class TestServiceUnderSystemd:
         assert shutdown[0]["MESSAGE"].startswith("stopped after ")
         assert last_line[-1] == b""  # the segment ends with a whole line
         assert json.loads(last_line[-2])["site"] == "cl-booted-01"
+        # The simulator child stops after the gateway's last cycle, not with it: that
+        # cycle's record was sometimes "down" with every value null.
+        assert json.loads(last_line[-2])["state"] == "ok"
+        assert "device state ok -> " not in container.run(
+            f"journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID={invocation}").stdout
 
     def test_stop_waits_for_request_in_flight(self, service):
         container, _port = service
