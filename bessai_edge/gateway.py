@@ -107,7 +107,8 @@ class Gateway:
                                       **options)
         self._fit_timeouts_to_watchdog(device.name, link)
         if self.notifier.watchdog_interval_s > 0:
-            link.set_keepalive(self.notifier.watchdog, self.notifier.watchdog_interval_s / 4)
+            link.set_keepalive(self._keep_alive_in_long_cycle,
+                               self.notifier.watchdog_interval_s / 4)
         simulator = self.simulators.get(device.name)
         if simulator is not None:
             return _SimulatedDevicePoller(simulator, device, profile, link, settings.limits,
@@ -149,6 +150,18 @@ class Gateway:
             "(systemctl edit bessai)", name, ", ".join(too_long), interval_s,
             link.connect_timeout_s, link.request_timeout_s,
             extra={"BESSAI_EVENT": "startup", "BESSAI_DEVICE": name})
+
+    def _keep_alive_in_long_cycle(self):
+        """Send WATCHDOG=1 from a cycle that has run a quarter interval or more.
+
+        Shorter cycles leave it to the end of the cycle, where it goes out with the
+        cycle's STATUS, so that in the normal case WATCHDOG=1 still means a completed
+        cycle.
+        """
+        started = self.loop.cycle_started if self.loop is not None else None
+        if started is not None and (
+                time.monotonic() - started >= self.notifier.watchdog_interval_s / 4):
+            self.notifier.watchdog()
 
     def _serve_until(self, deadline):
         """Wait for the link (quiet time, request spacing) while serving /health.

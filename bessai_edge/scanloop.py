@@ -55,6 +55,7 @@ class ScanLoop:
         self._grid_start = None  # set by run(); run_cycle alone counts periods from its argument
         self.limited = RateLimitedLog(logger)
         self._summary = CycleSummary(len(pollers) > 1)
+        self.cycle_started = None  # monotonic start of the last cycle (the one in progress)
         # With the watchdog on, a wait longer than this is cut into slices, each followed
         # by WATCHDOG=1 when due, so a long SCAN_INTERVAL_S does not get the loop killed.
         self._watchdog_slice_s = notifier.watchdog_interval_s / 4 if notifier else 0.0
@@ -159,6 +160,7 @@ class ScanLoop:
 
         ``periods`` is the number of grid periods since the previous cycle's start.
         """
+        self.cycle_started = cycle_start  # read by the links' keepalive in a long poll
         wall_ms = self.wall_clock_ns() // 1_000_000
         grid_index = self._grid_index if self._grid_start is not None else None
         results = []

@@ -13,7 +13,7 @@ GATEWAY_UNIT = REPO / "systemd" / "bessai.service"
 # Settings that differ between the two units on purpose.
 OWN_SETTINGS = {"Description", "ExecStart", "WatchdogSec", "ReadWritePaths", "StateDirectory",
                 "StateDirectoryMode", "ProcSubset", "Nice", "IOSchedulingClass",
-                "IOSchedulingPriority"}
+                "IOSchedulingPriority", "KillMode"}
 
 
 def unit_settings(path):
