@@ -120,6 +120,12 @@ def main(args):
         # Not a device problem, so the exit status stays the devices' own.
         print(_("bessai check: warning: `bessai run` will not start: {problem}").format(
             problem=problem), file=sys.stderr)
+    from bessai_edge.service.sandbox import service_spool_problems
+
+    spool_dir = environ.get("SPOOL_DIR") or settings_module.DEFAULT_SPOOL_DIR
+    for problem in service_spool_problems(spool_dir):
+        print(_("bessai check: warning: the installed services will not start: {problem}"
+                ).format(problem=problem), file=sys.stderr)
     for problem in _forwarder_problems(args.env_file):
         print(_("bessai check: warning: `bessai forward` will not start: {problem}").format(
             problem=problem), file=sys.stderr)

@@ -319,6 +319,29 @@ class TestServiceUnderSystemd:
         assert f"another bessai forward process, PID {main_pid} " in manual.stderr
         assert f"(kill {main_pid})" in manual.stderr
 
+    def test_check_sees_spool_as_the_services_do(self, service):
+        # A root shell passed a spool that the units' sandbox and user then rejected.
+        container, _port = service
+        default = container.run(f"bessai check --env-file {SETTINGS}", check=False,
+                                env={"LANG": "C.UTF-8"})
+        saved = container.path(SETTINGS).read_text()
+        container.run("mkdir -p /srv/bessai-spool && chmod 750 /srv/bessai-spool")
+        set_settings(container, SPOOL_DIR="/srv/bessai-spool")
+        try:
+            result = container.run(f"bessai check --env-file {SETTINGS}", check=False,
+                                   env={"LANG": "C.UTF-8"})
+        finally:
+            container.path(SETTINGS).write_text(saved)
+            container.run("rm -rf /srv/bessai-spool")
+
+        assert ("the installed services will not start: spool directory /srv/bessai-spool "
+                "is outside the paths the bessai and bessai-forward units may write to: add "
+                "it with ReadWritePaths= in a drop-in for each (systemctl edit bessai, then "
+                "systemctl edit bessai-forward)") in result.stderr, result.stderr
+        assert "will not start" not in default.stderr, default.stderr  # /var/spool/bessai
+        assert ("spool directory /srv/bessai-spool is not writable by the bessai user, which "
+                "the services run as: chown bessai: /srv/bessai-spool") in result.stderr
+
     def test_check_without_env_file_names_installed_file(self, service):
         container, _port = service
         result = container.run("bessai check", check=False, env={"LANG": "C.UTF-8"})

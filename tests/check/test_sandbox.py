@@ -1,0 +1,52 @@
+"""The spool directory as the services' user sees it: mode bits, with real files and users."""
+
+import os
+import pwd
+
+import pytest
+
+from bessai_edge.service import sandbox
+from tests.conftest import skip_unless_ci
+
+USER = "nobody"  # a user every Debian system has, not root and not in the root group
+
+
+@pytest.fixture
+def as_root():
+    if os.geteuid() != 0:
+        skip_unless_ci("needs root to give directories to another user")
+
+
+@pytest.mark.parametrize("owner, mode, writable", [
+    ("root", 0o750, False),     # the case a root shell passed: root may write anywhere
+    ("root", 0o777, True),
+    (USER, 0o700, True),
+    (USER, 0o500, False),
+])
+def test_writable_by_user_follows_mode_bits(tmp_path, as_root, owner, mode, writable):
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    os.chown(directory, pwd.getpwnam(owner).pw_uid, 0)
+    directory.chmod(mode)
+    assert sandbox.writable_by_user(str(directory), USER) is writable
+
+
+def test_missing_user_or_directory_left_to_other_checks(tmp_path):
+    assert sandbox.writable_by_user(str(tmp_path / "absent"), USER) is True
+    assert sandbox.writable_by_user(str(tmp_path), "no-such-user-bessai") is True
+
+
+def test_no_unit_no_sandbox_problem(tmp_path):
+    # No bessai unit is installed where the tests run (tests/system covers the unit).
+    assert sandbox.unit_writable_paths("bessai-no-such-unit") is None
+    assert sandbox._inside_any(str(tmp_path), None)
+
+
+def test_inside_any_resolves_paths(tmp_path):
+    inside = tmp_path / "spool" / "site"
+    inside.mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(inside)
+    assert sandbox._inside_any(str(link), [str(tmp_path / "spool")])
+    assert not sandbox._inside_any(str(tmp_path), [str(tmp_path / "spool")])
+    assert not sandbox._inside_any(str(tmp_path / "spoolish"), [str(tmp_path / "spool")])
