@@ -80,7 +80,8 @@ class Gateway:
         self.loop = ScanLoop(period_s=settings.scan_interval_s, pollers=self.pollers,
                              factories=factories, spool=self.spool, state=self.state,
                              notifier=self.notifier, health=self.health,
-                             stop_budget_s=self.silent_cycle_s() + CLOSE_ALLOWANCE_S)
+                             stop_budget_s=self.silent_cycle_s() + CLOSE_ALLOWANCE_S,
+                             close_allowance_s=CLOSE_ALLOWANCE_S)
 
     def _log_start(self):
         settings = self.settings

@@ -39,7 +39,8 @@ class ScanLoop:
     """Runs cycles until stopped; see the module docstring for the timing rules."""
 
     def __init__(self, *, period_s, pollers, factories, spool, state, notifier, health=None,
-                 stop_budget_s=0.0, clock=time.monotonic, wall_clock_ns=time.time_ns):
+                 stop_budget_s=0.0, close_allowance_s=0.0, clock=time.monotonic,
+                 wall_clock_ns=time.time_ns):
         self.period_s = period_s
         self.pollers = pollers        # DevicePoller, in poll order
         self.factories = factories    # RecordFactory per poller
@@ -48,6 +49,7 @@ class ScanLoop:
         self.notifier = notifier
         self.health = health
         self.stop_budget_s = stop_budget_s  # what finishing a cycle and closing can take
+        self.close_allowance_s = close_allowance_s  # of that, what closing takes
         self.clock = clock
         self.wall_clock_ns = wall_clock_ns
         self.stop_requested = False
@@ -83,17 +85,26 @@ class ScanLoop:
                             "in progress is not written\n"))
             raise KeyboardInterrupt
         if not self.stop_requested:
-            # A device that went silent can hold the cycle for its request timeout.
-            self.notifier.stop_requested(self.stop_budget_s)
+            budget_s = self.current_stop_budget_s()
+            self.notifier.stop_requested(budget_s)
             if signum == signal.SIGINT:
                 _write_stderr(_("bessai: stopping after the cycle in progress (up to {seconds:.0f} "
                                 "s while a device does not reply); press Ctrl-C again to stop "
-                                "at once without its record\n").format(
-                                    seconds=self.stop_budget_s))
+                                "at once without its record\n").format(seconds=budget_s))
         self.stop_requested = True
         self.stop_signal = signum
         if self.health is not None:
             self.health.wake()  # end the wait between cycles now
+
+    def current_stop_budget_s(self):
+        """Return how long finishing the cycle in progress and closing may take.
+
+        ``stop_budget_s`` covers devices that went silent, whose poll ends at the first
+        timeout. A slow device that still replies costs every request of its plan, which
+        the last cycle's duration shows: half again that, plus the close allowance.
+        """
+        slow_s = self.state.last_cycle_duration_s * 1.5 + self.close_allowance_s
+        return max(self.stop_budget_s, slow_s)
 
     # -- running ---------------------------------------------------------------------
 

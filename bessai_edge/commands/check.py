@@ -112,6 +112,7 @@ def main(args):
                 _print_json(check)
             else:
                 _print_table(check)
+        sys.stdout.flush()  # the warnings on stderr come after the table, also in `2>&1 | less`
     except BrokenPipeError:
         # The reader (e.g. `| head`) stopped: send what is left, and the final flush at
         # exit, to /dev/null instead of failing again.

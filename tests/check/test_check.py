@@ -24,10 +24,12 @@ JSON_KEYS = {"device", "name", "field", "unit_id", "function", "address", "type"
              "unit", "quality"}
 
 
-def run_check(*arguments, port=None, profile="victron_multiplus", env_file=None, **variables):
+def run_check(*arguments, port=None, profile="victron_multiplus", env_file=None, merged=False,
+              **variables):
+    """Run ``bessai check``; with ``merged``, stderr goes into stdout as in ``2>&1 | less``."""
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("MODBUS_", "INVERTER_", "DRIVER_", "DEVICE", "BESSAI_",
-                                          "REQUEST_", "CONNECT_"))}
+                                          "REQUEST_", "CONNECT_", "PYTHONUNBUFFERED"))}
     environment.update({"SITE_ID": "check-test", "INVERTER_IP": "127.0.0.1",
                         "DRIVER_PROFILE_PATH": profile, "LANG": "C", "LANGUAGE": ""})
     if port is not None:
@@ -37,7 +39,9 @@ def run_check(*arguments, port=None, profile="victron_multiplus", env_file=None,
     if env_file is not None:
         command += ["--env-file", str(env_file)]
     started = time.monotonic()
-    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    streams = ({"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merged
+               else {"capture_output": True})
+    result = subprocess.run(command, env=environment, text=True, timeout=120, **streams)
     result.elapsed = time.monotonic() - started
     return result
 
@@ -266,6 +270,14 @@ def test_check_warns_read_only_spool_dir(tmp_path, needs_root):
     assert result.returncode == 0
     assert (f"bessai check: warning: `bessai run` will not start: spool directory {spool_dir} "
             "is on a read-only file system: remount it read-write") in result.stderr
+
+
+def test_check_warning_after_table_in_one_pipe(tmp_path):
+    # Both streams into one pipe: the table, buffered on stdout, came after the warning.
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
+                       SPOOL_DIR=tmp_path / "absent", merged=True)
+    output = result.stdout
+    assert output.index("Diagnosis:") < output.index("`bessai run` will not start"), output
 
 
 def test_check_no_warning_with_spool_dir(tmp_path):

@@ -197,6 +197,32 @@ def test_run_stop_extends_timeout(tmp_path, notify_listener):
     assert "received SIGTERM: stopped after cycle" in gateway.log_text()
 
 
+def test_run_stop_extends_timeout_for_slow_device(tmp_path, notify_listener):
+    # Every reply 0.5 s late: a cycle of 9 requests takes about 4.5 s, while the budget
+    # for silent devices is only the 2 s connect timeout plus 10 s to close. A stop then
+    # used to ask for 12 s, and systemd killed the gateway in the cycle's middle.
+    device = SimulatorProcess(["--profile", "sma_sunny_tripower", "--latency", "0.5"], port=0)
+    host, port = device.start()
+    try:
+        with running_gateway(tmp_path, NOTIFY_SOCKET=notify_listener.address,
+                             BESSAI_MODE="modbus", DRIVER_PROFILE_PATH="sma_sunny_tripower",
+                             INVERTER_IP=host, INVERTER_PORT=str(port), REQUEST_TIMEOUT_S="1",
+                             SCAN_INTERVAL_S="1") as gateway:
+            notify_listener.wait_for(
+                lambda m: any((status_cycle(x.text) or 0) >= 1 for x in m),
+                timeout=START_TIMEOUT_S)
+            assert gateway.stop() == 0
+    finally:
+        device.stop()
+    notify_listener.receive(0.2)
+
+    stopping = [assignments(message.text) for message in notify_listener.messages
+                if "STOPPING=1" in message.text]
+    assert len(stopping) == 1, stopping
+    # At least half again the 4.5 s of the cycle before, plus 10 s to close.
+    assert int(stopping[0]["EXTEND_TIMEOUT_USEC"]) >= 16_750_000, stopping
+
+
 @pytest.mark.parametrize("watchdog_usec, warned", [(2_000_000, True), (10_000_000, False)])
 def test_run_fits_timeouts_to_watchdog(tmp_path, notify_listener, watchdog_usec, warned):
     # With a 2 s watchdog, the 2 s connect timeout and a 3 s request timeout are cut to 1 s.
