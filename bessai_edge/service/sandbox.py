@@ -17,22 +17,36 @@ from bessai_edge.i18n import _, ngettext
 SERVICE_USER = "bessai"
 UNITS = ("bessai", "bessai-forward")
 SYSTEMCTL_TIMEOUT_S = 10
+# Directories the units replace with their own (PrivateTmp=yes) or hide (ProtectHome=yes).
+HIDDEN_TOPS = (("/tmp", "PrivateTmp=yes"), ("/var/tmp", "PrivateTmp=yes"),
+               ("/home", "ProtectHome=yes"), ("/root", "ProtectHome=yes"),
+               ("/run/user", "ProtectHome=yes"))
 
 
 def service_spool_problems(directory):
     """Return the problems the services would meet with spool directory ``directory``."""
     problems = []
-    outside = [unit for unit in UNITS if not _inside_any(directory, unit_writable_paths(unit))]
+    writable = {unit: unit_writable_paths(unit) for unit in UNITS}
+    if all(paths is None for paths in writable.values()):
+        writable = {}  # no installed unit to ask: only the user's access is checked
+    outside = [unit for unit, paths in writable.items() if not _inside_any(directory, paths)]
     if outside:
         problems.append(ngettext(
             "spool directory {directory} is outside the paths the {units} unit may write "
             "to: add it with ReadWritePaths= in a drop-in (systemctl edit {edit}), or set "
             "SPOOL_DIR=/var/spool/bessai",
             "spool directory {directory} is outside the paths the {edit} and {second} units "
-            "may write to: add it with ReadWritePaths= in a drop-in for each (systemctl edit {edit}, "
-            "then systemctl edit {second}), or set SPOOL_DIR=/var/spool/bessai",
+            "may write to: add it with ReadWritePaths= in a drop-in for each (systemctl "
+            "edit {edit}, then systemctl edit {second}), or set SPOOL_DIR=/var/spool/bessai",
             len(outside)).format(directory=directory, units=outside[0], edit=outside[0],
                                  second=outside[-1]))
+    hidden = _hidden_by_sandbox(directory) if writable else None
+    if hidden:
+        problems.append(_(
+            "spool directory {directory} is under {top}, which the units' {setting} hides "
+            "from the services: ReadWritePaths= cannot give it back, so choose a directory "
+            "elsewhere, such as /var/spool/bessai").format(
+                directory=directory, top=hidden[0], setting=hidden[1]))
     if os.geteuid() == 0 and not writable_by_user(directory, SERVICE_USER):
         problems.append(_(
             "spool directory {directory} is not writable by the {user} user, which the "
@@ -65,8 +79,9 @@ def unit_writable_paths(unit):
 def writable_by_user(directory, user):
     """Return True when ``user`` may create files in ``directory`` by its mode bits.
 
-    A user that does not exist, or a directory that cannot be read, counts as
-    writable: other checks report those.
+    Every directory above it must let the user pass (execute bit) as well. A user that
+    does not exist, or a directory that cannot be read, counts as writable: other
+    checks report those.
     """
     try:
         account = pwd.getpwnam(user)
@@ -75,13 +90,38 @@ def writable_by_user(directory, user):
         return True
     groups = {account.pw_gid} | {group.gr_gid for group in grp.getgrall()
                                  if user in group.gr_mem}
-    if status.st_uid == account.pw_uid:
-        needed = stat.S_IWUSR | stat.S_IXUSR
+    if not _permits(status, account.pw_uid, groups, write=True):
+        return False
+    parent = os.path.dirname(os.path.realpath(directory))
+    while True:
+        try:
+            if not _permits(os.stat(parent), account.pw_uid, groups, write=False):
+                return False
+        except OSError:
+            return True
+        if parent == os.path.dirname(parent):
+            return True
+        parent = os.path.dirname(parent)
+
+
+def _permits(status, uid, groups, write):
+    """Return True when the mode bits give ``uid`` search (and ``write``) access."""
+    if status.st_uid == uid:
+        needed = stat.S_IXUSR | (stat.S_IWUSR if write else 0)
     elif status.st_gid in groups:
-        needed = stat.S_IWGRP | stat.S_IXGRP
+        needed = stat.S_IXGRP | (stat.S_IWGRP if write else 0)
     else:
-        needed = stat.S_IWOTH | stat.S_IXOTH
+        needed = stat.S_IXOTH | (stat.S_IWOTH if write else 0)
     return status.st_mode & needed == needed
+
+
+def _hidden_by_sandbox(directory):
+    """Return (top directory, unit setting) when the units cannot see ``directory``."""
+    real = os.path.realpath(directory)
+    for top, setting in HIDDEN_TOPS:
+        if os.path.commonpath([real, top]) == top:
+            return top, setting
+    return None
 
 
 def _inside_any(directory, paths):

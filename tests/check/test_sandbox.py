@@ -1,7 +1,10 @@
 """The spool directory as the services' user sees it: mode bits, with real files and users."""
 
 import os
+import pathlib
 import pwd
+import shutil
+import tempfile
 
 import pytest
 
@@ -17,18 +20,54 @@ def as_root():
         skip_unless_ci("needs root to give directories to another user")
 
 
+@pytest.fixture
+def open_dir():
+    """A directory that every user may pass, unlike pytest's tmp_path (under a 0700 one)."""
+    path = pathlib.Path(tempfile.mkdtemp(dir="/var/tmp", prefix="bessai-sandbox-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
 @pytest.mark.parametrize("owner, mode, writable", [
     ("root", 0o750, False),     # the case a root shell passed: root may write anywhere
     ("root", 0o777, True),
     (USER, 0o700, True),
     (USER, 0o500, False),
 ])
-def test_writable_by_user_follows_mode_bits(tmp_path, as_root, owner, mode, writable):
-    directory = tmp_path / "spool"
+def test_writable_by_user_follows_mode_bits(open_dir, as_root, owner, mode, writable):
+    directory = open_dir / "spool"
     directory.mkdir()
     os.chown(directory, pwd.getpwnam(owner).pw_uid, 0)
     directory.chmod(mode)
     assert sandbox.writable_by_user(str(directory), USER) is writable
+
+
+def test_writable_by_user_needs_every_parent(open_dir, as_root):
+    # The directory is the user's, but its parent lets only root pass.
+    locked = open_dir / "locked"
+    spool = locked / "spool"
+    spool.mkdir(parents=True)
+    os.chown(spool, pwd.getpwnam(USER).pw_uid, 0)
+    locked.chmod(0o700)
+    assert sandbox.writable_by_user(str(spool), USER) is False
+    locked.chmod(0o711)
+    assert sandbox.writable_by_user(str(spool), USER) is True
+
+
+@pytest.mark.parametrize("directory, hidden", [
+    ("/tmp/spool", ("/tmp", "PrivateTmp=yes")),
+    ("/var/tmp/bessai", ("/var/tmp", "PrivateTmp=yes")),
+    ("/home/site/spool", ("/home", "ProtectHome=yes")),
+    ("/srv/spool", None),
+])
+def test_sandbox_hidden_directories_named(directory, hidden):
+    # The warning itself needs installed units: tests/system checks it.
+    assert sandbox._hidden_by_sandbox(directory) == hidden
+
+
+def test_spool_default_not_hidden():
+    assert sandbox._hidden_by_sandbox("/var/spool/bessai") is None
 
 
 def test_missing_user_or_directory_left_to_other_checks(tmp_path):

@@ -330,6 +330,9 @@ class TestServiceUnderSystemd:
         try:
             result = container.run(f"bessai check --env-file {SETTINGS}", check=False,
                                    env={"LANG": "C.UTF-8"})
+            set_settings(container, SPOOL_DIR="/tmp")
+            in_tmp = container.run(f"bessai check --env-file {SETTINGS}", check=False,
+                                   env={"LANG": "C.UTF-8"})
         finally:
             container.path(SETTINGS).write_text(saved)
             container.run("rm -rf /srv/bessai-spool")
@@ -339,6 +342,8 @@ class TestServiceUnderSystemd:
                 "it with ReadWritePaths= in a drop-in for each (systemctl edit bessai, then "
                 "systemctl edit bessai-forward)") in result.stderr, result.stderr
         assert "will not start" not in default.stderr, default.stderr  # /var/spool/bessai
+        assert ("spool directory /tmp is under /tmp, which the units' PrivateTmp=yes hides "
+                "from the services") in in_tmp.stderr, in_tmp.stderr
         assert ("spool directory /srv/bessai-spool is not writable by the bessai user, which "
                 "the services run as: chown bessai: /srv/bessai-spool") in result.stderr
 
