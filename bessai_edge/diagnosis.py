@@ -308,7 +308,7 @@ def _cycle_time_findings(observation):
     if read_s is None or interval_s is None or not cycle_too_long(read_s, interval_s):
         return []
     if any(kind in SLOW_OUTCOMES for kind in observation.request_outcomes):
-        return []  # the request timeout took the time, and its own finding says so
+        return []  # the request timeout took the time, and its own finding names it
     values = {"profile": observation.profile, "read": read_s, "interval": interval_s,
               "suggested": suggested_interval_s(read_s)}
     if read_s > interval_s:

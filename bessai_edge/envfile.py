@@ -254,7 +254,6 @@ class EnvReader:
         # about one does not send the reader to a file that contains another value.
         self.process_names = frozenset(getattr(environ, "process_names", ()))
         self.env_file = getattr(environ, "env_file", None)
-        self.lines = getattr(environ, "lines", {})  # name -> line in env_file
 
     def invalid(self, name, value, accepted):
         """Record that NAME=value is invalid and what would be accepted."""
@@ -265,8 +264,8 @@ class EnvReader:
         if name in self.process_names:
             problem += _(" (set in the process environment, which overrides {path}: "
                          "unset it there)").format(path=self.env_file)
-        elif name in self.lines:
-            problem = f"{self.env_file}:{self.lines[name]}: {problem}"
+        else:
+            problem = located(self.environ, name, problem)
         self.problems.append(problem)
 
     def raw(self, name):
@@ -345,6 +344,18 @@ class EnvReader:
             return math.inf
         number = problem[len(prefix):].partition(":")[0]
         return int(number) if number.isdigit() else math.inf
+
+
+def located(environ, name, problem):
+    """Return ``problem`` about variable ``name``, led by FILE:LINE when the file sets it.
+
+    ``environ`` is a ``settings.SettingsEnvironment`` read with ``--env-file``, or any
+    mapping (then the problem is returned as it is).
+    """
+    line = getattr(environ, "lines", {}).get(name)
+    if line is None:
+        return problem
+    return f"{environ.env_file}:{line}: {problem}"
 
 
 def comment_hint(value):

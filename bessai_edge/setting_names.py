@@ -8,6 +8,7 @@ forwarder, which checks them itself.
 
 import difflib
 
+from bessai_edge.envfile import located
 from bessai_edge.i18n import _
 
 DEVICE_PREFIX = "DEVICE_"
@@ -52,17 +53,6 @@ def device_name_problems(environ, device_names):
                 name, listed, ",".join(device_names))))
     return problems
 
-
-def located(environ, name, problem):
-    """Return ``problem`` about variable ``name``, led by FILE:LINE when the file sets it.
-
-    ``environ`` is a ``settings.SettingsEnvironment`` read with ``--env-file``, or any
-    mapping (then the problem is returned as it is).
-    """
-    line = getattr(environ, "lines", {}).get(name)
-    if line is None:
-        return problem
-    return f"{environ.env_file}:{line}: {problem}"
 
 
 def _split_device_name(name, listed):

@@ -33,6 +33,7 @@ from bessai_edge.envfile import (
     EnvReader,
     is_explicit_path,
     is_valid_host,
+    located,
 )
 from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _
@@ -195,7 +196,7 @@ def _check_names(reader):
             problem = _("{name} is not a setting of bessai forward: remove it "
                         "(docs/forwarder.md lists the MQTT_ and FORWARD_ settings)").format(
                             name=name)
-        reader.problems.append(setting_names.located(reader.environ, name, problem))
+        reader.problems.append(located(reader.environ, name, problem))
 
 
 def _disabled_settings(log_level):

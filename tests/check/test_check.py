@@ -154,7 +154,7 @@ def test_check_silent_device_is_standby(simulator):
 
 
 def test_check_cycle_longer_than_scan_interval(simulator):
-    # 9 requests, each answered 0.1 s late, cannot fit a 0.5 s period.
+    # 9 requests, each replied to 0.1 s late, cannot fit a 0.5 s period.
     device = simulator("--profile", "sma_sunny_tripower", "--latency", "0.1")
     result = run_check(port=device.port, profile="sma_sunny_tripower", SCAN_INTERVAL_S=0.5)
     assert codes(result) == ["slow_cycle"], result.stdout + result.stderr
@@ -163,7 +163,7 @@ def test_check_cycle_longer_than_scan_interval(simulator):
 
 
 def test_check_devices_together_longer_than_scan_interval(simulator):
-    # Each device's 9 requests take at least 0.45 s, which fits a 1 s period; both
+    # Each device's 9 requests take at least 0.45 s, which fits a 1 s period. Both
     # devices together, one after the other, take at least 0.9 s.
     first, second = [simulator("--profile", "sma_sunny_tripower", "--latency", "0.05")
                      for _number in range(2)]

@@ -36,7 +36,7 @@ def test_each_change_logged_once_then_counted(caplog):
     assert log.logged_state == "ok"  # the state of the last line, not of the last change
 
 
-def test_counted_changes_reported_after_the_interval_with_present_state(caplog):
+def test_counts_reported_each_minute(caplog):
     caplog.set_level(logging.INFO, logger=logger.name)
     log = DeviceStateLog(logger, "inverter", EXTRA, interval_s=60.0)
     log.changed(0.0, "starting", "ok", None)
@@ -56,7 +56,7 @@ def test_counted_changes_reported_after_the_interval_with_present_state(caplog):
     assert len(state_lines(caplog)) == 4
 
 
-def test_stable_state_after_flapping_is_reported_by_cycle_done(caplog):
+def test_stable_state_reported_by_cycle_done(caplog):
     caplog.set_level(logging.INFO, logger=logger.name)
     log = DeviceStateLog(logger, "inverter", EXTRA, interval_s=60.0)
     log.changed(0.0, "starting", "ok", None)
@@ -70,7 +70,7 @@ def test_stable_state_after_flapping_is_reported_by_cycle_done(caplog):
     assert not log.pending
 
 
-def test_new_kind_of_change_logged_at_once_after_the_count(caplog):
+def test_new_change_logged_after_count(caplog):
     caplog.set_level(logging.INFO, logger=logger.name)
     log = DeviceStateLog(logger, "inverter", EXTRA, interval_s=60.0)
     log.changed(0.0, "starting", "ok", None)

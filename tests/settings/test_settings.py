@@ -609,8 +609,8 @@ def read_environment_problems(path):
 
 @pytest.mark.root
 @pytest.mark.parametrize("mode, advice", [
-    # Group-readable, as the package installs it (0640 root:bessai); gid 0 stands in
-    # for group bessai, which need not exist on a test machine.
+    # Group-readable, as the package installs it (0640 root:bessai). The test uses gid 0
+    # in place of group bessai, which need not exist on a test machine.
     (0o640, "; run the command with sudo, or add nobody to group root, which may read the "
             "file (sudo adduser nobody root, then log in again)"),
     (0o600, "; run the command with sudo"),
