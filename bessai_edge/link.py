@@ -109,6 +109,9 @@ class DeviceLink:
         self._keepalive = None
         self._keepalive_interval_s = math.inf
         self._keepalive_at = math.inf  # monotonic time of the next keepalive() call
+        # The earlier of _keepalive_at and the outage log's report_due_at: one comparison
+        # per request covers both.
+        self._timer_at = math.inf
 
     def set_keepalive(self, keepalive, interval_s):
         """Call ``keepalive()`` after a request once ``interval_s`` has passed since the last call.
@@ -120,10 +123,16 @@ class DeviceLink:
         self._keepalive = keepalive
         self._keepalive_interval_s = interval_s
         self._keepalive_at = time.monotonic() + interval_s
+        self._timer_at = min(self._keepalive_at, self._outage.report_due_at)
 
-    def _keep_alive(self, now):
-        self._keepalive_at = now + self._keepalive_interval_s
-        self._keepalive()
+    def _run_timers(self, now):
+        """Call the keepalive and report counted brief outages, whichever is due."""
+        if now >= self._keepalive_at:
+            self._keepalive_at = now + self._keepalive_interval_s
+            self._keepalive()
+        if now >= self._outage.report_due_at:
+            self._outage.report_brief_outages(now)
+        self._timer_at = min(self._keepalive_at, self._outage.report_due_at)
 
     @classmethod
     def for_profile(cls, profile, host, port=None, unit_id=None, **options):
@@ -238,8 +247,8 @@ class DeviceLink:
             raise link_error from error
         ended = time.monotonic()
         self._next_request_at = ended + self.min_request_interval_s
-        if ended >= self._keepalive_at:
-            self._keep_alive(ended)
+        if ended >= self._timer_at:
+            self._run_timers(ended)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
         if self._failing_since is not None or not self._answered:
@@ -276,6 +285,7 @@ class DeviceLink:
         self._failures = 0
         if self._outage.down:
             self._outage.restored(time.monotonic())
+            self._timer_at = min(self._keepalive_at, self._outage.report_due_at)
         self._failing_since = None
 
     def _request_failed(self, client, stale_before, started, error, unit_id, function_code,
@@ -283,8 +293,8 @@ class DeviceLink:
         """Count and log a failed request sent at ``started``; the caller raises ``error``."""
         now = time.monotonic()
         self._next_request_at = now + self.min_request_interval_s
-        if now >= self._keepalive_at:
-            self._keep_alive(now)
+        if now >= self._timer_at:
+            self._run_timers(now)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
         log.debug("%s: read unit %d fc %d address %d count %d failed: %s",

@@ -6,6 +6,7 @@ ones as two lines each and sums up the short repeats once per interval.
 """
 
 import logging
+import math
 
 from bessai_edge.ratelimit import DEFAULT_INTERVAL_S
 
@@ -21,8 +22,9 @@ class LinkOutageLog:
     connection attempt, and its "is down" line then gives how long it has been failing.
     A repeat that ends at the first reconnect is a brief outage. Brief outages are
     counted and reported in one WARNING line, "lost and restored N times in the last
-    T s", at the first brief outage that ends ``interval_s`` or more after the previous
-    report. A count still open is reported before the next "is down" line and when the
+    T s", once ``interval_s`` has passed since the previous report: at the brief outage
+    that ends then, or at ``report_due_at``, which the link checks after each request.
+    A count still open is also reported before the next "is down" line and when the
     link is closed.
 
     Times are ``time.monotonic()`` seconds, passed in by the link.
@@ -45,6 +47,13 @@ class LinkOutageLog:
     @property
     def down(self):
         return self.since is not None
+
+    @property
+    def report_due_at(self):
+        """Monotonic time at which the brief outages counted so far are due, or inf."""
+        if not self._brief:
+            return math.inf
+        return self._report_since + self.interval_s
 
     def failed(self, now, since, error, failed_attempt, retry_delay_s):
         """Record a failure that dropped the connection, and log it as the class describes.

@@ -180,6 +180,44 @@ def test_link_repeated_outage_logged_at_failed_attempt(simulator, caplog):
     assert len(_messages(caplog, logging.WARNING)) == 3  # nothing left to report at close
 
 
+def test_link_reports_brief_outages_when_due(simulator, caplog):
+    """Counted brief outages are reported once the interval has passed, at the next
+    request, even when no outage follows. They used to wait for the next outage or
+    for the link's close."""
+    port = free_tcp_port()
+    device = simulator("--capture", LUNA, "--disconnect-every", "2", port=port)
+    caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
+    link = make_link(port, outage_log_interval_s=1.0)
+    _brief_outage_cycles(link, 2)     # the first outage is logged, the second is not over
+    device.stop()
+    simulator("--capture", LUNA, port=port)  # the same device, now without drops
+    wait_for_next_attempt(link)
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS  # the brief outage ends
+    assert len(_messages(caplog, logging.WARNING)) == 1
+
+    time.sleep(1.0)
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+    warnings = _messages(caplog, logging.WARNING)
+    assert len(warnings) == 2, warnings
+    assert "lost and restored 1 time in the last" in warnings[1], warnings[1]
+    link.close()
+    assert len(_messages(caplog, logging.WARNING)) == 2  # nothing left to report at close
+
+
+def test_outage_log_report_due_at(caplog):
+    outage = LinkOutageLog("192.0.2.10:502", 1, interval_s=60.0)
+    error = ConnectionLost("the device closed the connection")
+    assert outage.report_due_at == float("inf")
+    outage.failed(0.0, 0.0, error, failed_attempt=False, retry_delay_s=0.0)
+    outage.restored(2.0)
+    assert outage.report_due_at == float("inf"), "a logged outage leaves nothing to report"
+    outage.failed(10.0, 10.0, error, False, 0.0)
+    outage.restored(11.0)
+    assert outage.report_due_at == 62.0
+    outage.report_brief_outages(62.0)
+    assert outage.report_due_at == float("inf")
+
+
 def test_outage_log_reports_brief_outages_once_per_interval(caplog):
     # Times are given, so the interval can pass without waiting for it.
     caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
