@@ -18,7 +18,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport Py_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport copysign, fabs, floor, fma, isfinite, log10, nearbyint
+from libc.math cimport copysign, fabs, floor, fma, isfinite, isnan, log10, nearbyint
 from libc.string cimport memset, strcmp
 
 from bessai_edge.errors import CoreError
@@ -491,6 +491,32 @@ cdef class LimitTable:
             result.append(self.transition_tuples[
                 (transition.limit * BESSAI_LEVEL_COUNT + transition.level) * 2 + transition.raised])
         return result
+
+    def restore(self, pairs):
+        """Mark ``(limit_name, level)`` pairs active without reporting a transition.
+
+        For the alarm state a previous run left in the spool. Pairs whose limit or level
+        this table does not have, or has turned off (a NaN threshold, or no stale check),
+        are skipped. Debounce and stale counts start from zero, so an alarm whose
+        condition has gone clears after ``debounce`` good cycles. Returns the pairs
+        restored, in ``active()`` order.
+        """
+        cdef Py_ssize_t i
+        cdef int level
+        wanted = set(pairs)
+        for i in range(self.limit_count):
+            for level in range(BESSAI_LEVEL_COUNT):
+                if (self.limit_specs[i].name, LEVELS[level]) not in wanted:
+                    continue
+                if level == BESSAI_LEVEL_STALE:
+                    if self.limits[i].stale_cycles == 0:
+                        continue
+                elif isnan(self.limits[i].threshold[level]):
+                    continue
+                else:
+                    self.states[i].pending[level] = 0
+                self.states[i].active |= <uint8_t>(1 << level)
+        return [pair for pair in self.active() if pair in wanted]
 
     def active(self):
         """Return the active ``(limit_name, level)`` pairs, by limit then level."""

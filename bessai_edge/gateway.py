@@ -14,6 +14,7 @@ import os
 import time
 
 from bessai_edge import __version__
+from bessai_edge.alarm_restore import previous_alarms
 from bessai_edge.link import DeviceLink, format_endpoint
 from bessai_edge.poller import DevicePoller
 from bessai_edge.records import RecordFactory, read_boot_id
@@ -71,9 +72,14 @@ class Gateway:
         self.open_spool()
         self.health = HealthServer(settings.health_listen, self.state)
         boot_id = read_boot_id()
+        previous = previous_alarms(settings.spool.directory, settings.site_id,
+                                   {device.name: self.profiles[device.name].name
+                                    for device in settings.devices})
         factories = []
         for device in settings.devices:
             poller = self._build_poller(device)
+            if device.name in previous:
+                poller.restore_alarms(previous[device.name])
             self.pollers.append(poller)
             factories.append(RecordFactory(settings.site_id, device.name, poller.profile.name,
                                            boot_id))

@@ -75,6 +75,7 @@ class DevicePoller:
         self._error_kind = None         # kind of the last error, for the journal field
         self._sunspec = profile.sunspec  # a property that scans every point: read it once
         self._last_evaluation_index = None  # scan-grid index of the last limit evaluation
+        self._previous_alarms = None    # alarm_restore.PreviousAlarms for the first table
         if not self._sunspec:
             self._set_plan(profile.plan(unit_id=self.unit_id, unit_ids=device.unit_ids))
 
@@ -200,9 +201,38 @@ class DevicePoller:
         self.limit_table, self.watched_fields = alarms.build_limit_table(
             self.limit_settings, plan.fields)
         self._active = None  # a new table: list its active alarms at the next evaluation
+        if self._previous_alarms is not None:
+            self._apply_previous_alarms(self._previous_alarms)
+            self._previous_alarms = None
         if not self._plan_logged:
             self._log_plan(plan)
             self._plan_logged = True
+
+    def restore_alarms(self, previous):
+        """Start with the alarms active in a previous run's last record (``PreviousAlarms``).
+
+        Applied to the first limit table, which a SunSpec device builds only after
+        discovery. Call before the first poll.
+        """
+        if self.limit_table is None:
+            self._previous_alarms = previous
+        else:
+            self._apply_previous_alarms(previous)
+
+    def _apply_previous_alarms(self, previous):
+        pairs = [tuple(name.rsplit(":", 1)) for name in previous.alarms if ":" in name]
+        restored = [alarms.alarm_name(name, level)
+                    for name, level in self.limit_table.restore(pairs)]
+        skipped = sorted(set(previous.alarms) - set(restored))
+        extra = {**self.log_extra, "BESSAI_EVENT": "alarm"}
+        if restored:
+            logger.info("%s: restored the alarms active in the previous run's last record "
+                        "(seq %d): %s", self.device.name, previous.seq, ", ".join(restored),
+                        extra=extra)
+        if skipped:
+            logger.info("%s: alarms of the previous run's last record (seq %d) not restored, "
+                        "because their limit is off or their field is not read: %s",
+                        self.device.name, previous.seq, ", ".join(skipped), extra=extra)
 
     def _log_plan(self, plan):
         registers = sum(request.count for request in plan.requests)

@@ -10,8 +10,9 @@ A record (layout in ``bessai_edge.records``) becomes:
   later gets the current alarm state. It is sent for a record with
   ``alarm_changes``, and for a record whose ``alarms`` differ from those of the
   newest alarm message published on the topic. The second case covers a restarted
-  ``bessai run``, which starts with no alarms and reports no change for the ones it
-  forgot, and a restarted forwarder, which has published nothing yet.
+  forwarder, which has published nothing yet, and a restarted ``bessai run`` that found
+  no record of its previous run to restore the active alarms from, so it starts with
+  none and reports no change for the ones it forgot.
 
 Both at QoS 1. Topic levels come from the record's ``site`` and ``device``; the
 characters MQTT reserves in topics (``/``, ``+``, ``#``, NUL) are replaced by ``_``.

@@ -120,6 +120,36 @@ class SpoolReader:
             found[:0] = collections.deque(self._read_segment(segment, 0), maxlen=needed)
         return found
 
+    def newest_lines(self, max_bytes):
+        """Return the complete lines in the last ``max_bytes`` of the spool, newest first.
+
+        Reads back across segments until ``max_bytes`` are read, so the cost does not
+        grow with the spool. A line cut by that limit, an incomplete last line and lines
+        with NUL bytes are left out. The lines are not parsed or checked further.
+        """
+        found = []
+        remaining = max_bytes
+        for segment in reversed(self.segments()):
+            if remaining <= 0:
+                break
+            stream = _open_segment(segment)
+            if stream is None:
+                continue
+            with stream:
+                size = os.fstat(stream.fileno()).st_size
+                start = max(0, size - remaining)
+                remaining -= size - start
+                if start > 0:
+                    stream.seek(start - 1)
+                    # Unless a line starts at ``start``, the first line read is a part.
+                    whole_first = stream.read(1) == b"\n"
+                lines = list(iter_lines(stream, start))
+            if start > 0 and not whole_first:
+                lines = lines[1:]
+            found.extend(line for _offset, line, complete in reversed(lines)
+                         if complete and b"\0" not in line)
+        return found
+
     def _read_segment(self, segment, start):
         for offset, line, complete in _segment_lines(segment, start):
             position = (segment.first_seq, offset + len(line) + 1)

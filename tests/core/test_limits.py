@@ -190,3 +190,34 @@ def test_limit_table_empty_returns_nothing():
     table = LimitTable([])
     assert table.evaluate(array("d"), bytearray()) == []
     assert table.active() == []
+
+
+def test_limit_restore_holds_alarm_without_transition():
+    """A restored alarm whose condition still holds is neither raised nor cleared again."""
+    table = LimitTable([LimitSpec("soc", 0, low_warn=10.0, hysteresis=1.0, debounce=3)])
+    assert table.restore([("soc", "low_warn")]) == [("soc", "low_warn")]
+    assert table.active() == [("soc", "low_warn")]
+    assert run(table, [8.0] * 5) == [[]] * 5
+    assert table.active() == [("soc", "low_warn")]
+
+
+def test_limit_restore_clears_after_debounce():
+    table = LimitTable([LimitSpec("soc", 0, low_warn=10.0, hysteresis=1.0, debounce=3)])
+    table.restore([("soc", "low_warn")])
+    assert run(table, [50.0, 50.0, 50.0]) == [[], [], [("soc", "low_warn", False)]]
+    assert table.active() == []
+
+
+def test_limit_restore_skips_unknown_and_disabled():
+    table = LimitTable([LimitSpec("soc", 0, low_warn=10.0, stale_cycles=0),
+                        LimitSpec("temp", 1, high_trip=60.0, stale_cycles=3)])
+    restored = table.restore([("soc", "high_trip"), ("soc", "stale"), ("grid", "low_warn"),
+                              ("soc", "low_warn"), ("temp", "stale")])
+    assert restored == [("soc", "low_warn"), ("temp", "stale")]
+    assert table.active() == restored
+
+
+def test_limit_restore_stale_clears_on_good_value():
+    table = LimitTable([LimitSpec("temp", 0, high_trip=60.0, stale_cycles=3)])
+    table.restore([("temp", "stale")])
+    assert run(table, [(math.nan, QUALITY_COMM_ERROR), 30.0]) == [[], [("temp", "stale", False)]]
