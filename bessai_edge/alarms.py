@@ -232,6 +232,16 @@ def _level_text(reader, name, value):
     return _("{value:g} (default)").format(value=value)
 
 
+def battery_power_warn_kw(limit_settings):
+    """Return the larger battery power warning level in kW (charge or discharge), or None."""
+    for limit in limit_settings.limits:
+        if limit.setting == "BATTERY_POWER":
+            levels = [abs(level) for level in (limit.low_warn, limit.high_warn)
+                      if not math.isnan(level)]
+            return max(levels) if levels else None
+    return None
+
+
 def build_limit_table(limit_settings, fields):
     """Build the core's LimitTable for the limits whose field is in ``fields``.
 

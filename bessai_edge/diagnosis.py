@@ -63,6 +63,8 @@ class Observation:
     no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
     late_replies: int = 0         # first pass only, like request_outcomes
     soc_pct: float | None = None
+    battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power
+    battery_power_warn_kw: float | None = None  # the battery power limit's warning level
     points: int = 0
     points_ok: int = 0
     points_not_available: int = 0
@@ -323,6 +325,34 @@ def _cycle_time_findings(observation):
         "{suggested:g} or more.").format(**values))]
 
 
+# How far the battery power warning level may lie from the maximum power the device
+# reports before the level is taken for a slip of unit (W for kW, MW for kW).
+RATED_POWER_RATIO = 10.0
+
+
+def _rated_power_findings(observation):
+    warn_kw, device_kw = observation.battery_power_warn_kw, observation.battery_max_power_kw
+    if warn_kw is None or not device_kw:
+        return []
+    values = {"warn": warn_kw, "device": device_kw}
+    if warn_kw > device_kw * RATED_POWER_RATIO:
+        return [Finding(WARNING, "rated_power_mismatch", _(
+            "The battery power alarm warns at {warn:g} kW, more than ten times the "
+            "maximum charge or discharge power the device reports ({device:g} kW), so it "
+            "would never go off. Set BATTERY_RATED_POWER_KW to the battery's rated power "
+            "in kW, not W (or set LIMIT_BATTERY_POWER_HIGH_WARN and _LOW_WARN in kW)."
+        ).format(**values))]
+    if warn_kw * RATED_POWER_RATIO < device_kw:
+        return [Finding(WARNING, "rated_power_mismatch", _(
+            "The battery power alarm warns at {warn:g} kW, less than a tenth of the "
+            "maximum charge or discharge power the device reports ({device:g} kW), so it "
+            "would go off in normal operation. Set BATTERY_RATED_POWER_KW to the "
+            "battery's rated power in kW, not MW (or set LIMIT_BATTERY_POWER_HIGH_WARN and "
+            "_LOW_WARN in kW)."
+        ).format(**values))]
+    return []
+
+
 def _value_findings(observation):
     findings = []
     if observation.soc_pct is not None and observation.soc_pct == 0:
@@ -331,6 +361,7 @@ def _value_findings(observation):
             "profile {profile} probably does not match this device. Check "
             "DRIVER_PROFILE_PATH (list the profiles with `bessai profiles`)."
         ).format(profile=observation.profile)))
+    findings += _rated_power_findings(observation)
     measured = observation.points - observation.points_rejected
     if measured and observation.points_not_available - observation.points_rejected == measured:
         findings.append(Finding(WARNING, "all_not_available", _(

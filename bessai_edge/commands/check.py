@@ -189,6 +189,7 @@ def _endpoint(settings, device, profile, simulators):
 
 def check_device(settings, device, profile, host, port):
     """Connect, discover (SunSpec), read and decode one device; return its DeviceCheck."""
+    from bessai_edge.alarms import battery_power_warn_kw
     from bessai_edge.diagnosis import SLOW_OUTCOMES, Observation, diagnose
     from bessai_edge.errors import LinkError, ProfileError
     from bessai_edge.link import DeviceLink, format_endpoint
@@ -206,7 +207,8 @@ def check_device(settings, device, profile, host, port):
     link = DeviceLink.for_profile(profile, host, port=port, unit_id=unit_id, **options)
     observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name,
                               request_timeout_s=link.request_timeout_s,
-                              scan_interval_s=settings.scan_interval_s)
+                              scan_interval_s=settings.scan_interval_s,
+                              battery_power_warn_kw=battery_power_warn_kw(settings.limits))
     try:
         link.connect()
     except LinkError as error:
@@ -415,6 +417,10 @@ def _observe_values(check, observation):
     observation.points_not_available = sum(1 for row in rows if row["quality"] == "not_available")
     observation.points_rejected = sum(1 for row in rows if row.get("status") == "illegal")
     observation.soc_pct = check.fields.get("soc_pct")
+    reported = [check.fields.get(field) for field in ("battery_max_charge_kw",
+                                                      "battery_max_discharge_kw")]
+    reported = [abs(value) for value in reported if value]
+    observation.battery_max_power_kw = max(reported) if reported else None
     from bessai_edge.diagnosis import MAIN_FIELDS
 
     main = [row for row in rows if row["field"] in MAIN_FIELDS]

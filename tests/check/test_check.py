@@ -205,6 +205,28 @@ def test_check_connection_dropped_every_request(simulator):
     assert result.returncode == 2
 
 
+@pytest.mark.parametrize("rated_kw, expected", [
+    ("5000", "warns at 5000 kW, more than ten times"),   # watts written as kW
+    ("0.2", "warns at 0.2 kW, less than a tenth"),
+])
+def test_check_rated_power_far_from_device(simulator, rated_kw, expected):
+    # The simulated Huawei battery reports 5 kW maximum charge and discharge power.
+    device = simulator("--profile", "huawei_sun2000")
+    result = run_check(port=device.port, profile="huawei_sun2000",
+                       BATTERY_RATED_POWER_KW=rated_kw)
+    assert codes(result) == ["rated_power_mismatch"], result.stdout
+    assert expected in result.stdout
+    assert "(5 kW)" in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_rated_power_near_device_ok(simulator):
+    device = simulator("--profile", "huawei_sun2000")
+    result = run_check(port=device.port, profile="huawei_sun2000", BATTERY_RATED_POWER_KW="6")
+    assert codes(result) == ["ok"], result.stdout
+    assert result.returncode == 0
+
+
 def test_check_soc_always_zero_means_wrong_profile(simulator):
     device = simulator("--profile", "sma_sunny_tripower", "--set", "soc_pct=0")
     result = run_check(port=device.port, profile="sma_sunny_tripower")
