@@ -10,6 +10,7 @@ the new checkpoint, never a torn one.
 """
 
 import dataclasses
+import errno
 import logging
 import os
 
@@ -76,9 +77,7 @@ class CheckpointFile:
         fd = os.open(self._temporary_path,
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
         try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write to {self._temporary_path}: {written} of {len(data)} bytes")
+            _write_all(fd, data, self._temporary_path)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -90,6 +89,24 @@ class CheckpointFile:
         if self._directory_fd >= 0:
             os.close(self._directory_fd)
             self._directory_fd = -1
+
+
+def _write_all(fd, data, path):
+    """Write ``data`` whole, continuing a short write, or raise OSError with its errno.
+
+    Only the write after a short one returns the cause (ENOSPC, EDQUOT, EFBIG).
+    """
+    written = 0
+    while written < len(data):
+        try:
+            count = os.write(fd, data[written:])
+        except OSError as error:
+            raise OSError(error.errno, f"{error.strerror} (short write to {path}: {written} "
+                                       f"of {len(data)} bytes)") from error
+        if count == 0:
+            raise OSError(errno.EIO, f"write to {path} made no progress after {written} of "
+                                     f"{len(data)} bytes")
+        written += count
 
 
 def _parse(data):

@@ -1,11 +1,16 @@
 """CheckpointFile: round trip, atomic replacement, unreadable files set aside."""
 
+import errno
 import logging
 import os
+import subprocess
+import sys
 
+import orjson
 import pytest
 
 from bessai_edge.forward.checkpoint import FILE_NAME, Checkpoint, CheckpointFile
+from tests.conftest import REPO
 
 
 def test_checkpoint_missing_loads_none(tmp_path):
@@ -61,4 +66,33 @@ def test_checkpoint_save_failure_keeps_old(tmp_path):
     (tmp_path / (FILE_NAME + ".tmp")).mkdir()
     with pytest.raises(OSError):
         store.save(Checkpoint(1, 200, 2))
+    assert CheckpointFile(tmp_path).load() == Checkpoint(1, 100, 1)
+
+
+FILE_SIZE_LIMIT_CHILD = """
+import resource, signal, sys
+from bessai_edge.forward.checkpoint import Checkpoint, CheckpointFile
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # EFBIG instead of being killed
+store = CheckpointFile(sys.argv[1])
+store.save(Checkpoint(1, 100, 1))
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20, hard))   # the kernel cuts the write at 20 bytes
+try:
+    store.save(Checkpoint(1, 200, 2))
+except OSError as error:
+    print(error.errno, error.strerror)
+"""
+
+
+def test_checkpoint_short_write_names_cause(tmp_path):
+    # Without root, RLIMIT_FSIZE cuts a write short like a disk that fills up during it.
+    result = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT_CHILD, str(tmp_path)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    number, _space, text = result.stdout.strip().partition(" ")
+    assert int(number) == errno.EFBIG
+    assert text.startswith("File too large (short write to ")
+    size = len(orjson.dumps({"version": 1, "segment": 1, "offset": 200, "seq": 2})) + 1
+    assert text.endswith(f".tmp: 20 of {size} bytes)"), text
     assert CheckpointFile(tmp_path).load() == Checkpoint(1, 100, 1)
