@@ -9,10 +9,11 @@ connection that ended it, and how many records the backlog held. That time inclu
 the backoff wait before the successful attempt, so the broker may have been back for
 part of it. Failed attempts in between are logged at DEBUG, except when the reason
 changes (for example from "refused" to "credentials"), which is logged at WARNING
-because it usually needs a different fix. The first failed
-attempt after a lost connection is no such change, because a loss gives no reason.
-A connection dropped soon after it was accepted (kind ``dropped``) is such a change,
-because its line names a likely cause.
+because it usually needs a different fix. After a lost connection, which gives no
+reason, a failed attempt counts as a change only when its kind needs a fix (rejected
+credentials, TLS, DNS and the like). Refusals, timeouts and network errors are what a
+restarting broker gives, so they stay at DEBUG. A connection dropped soon after it was
+accepted (kind ``dropped``) is a change, because its line names a likely cause.
 """
 
 import logging
@@ -21,6 +22,7 @@ import time
 logger = logging.getLogger(__name__)
 
 _LOSSES = ("lost", "dropped")  # failures that end a connection and give no reason of their own
+_TRANSIENT = ("refused", "timeout", "network")  # what a restarting or rebooting broker gives
 
 
 class OutageLog:
@@ -54,12 +56,12 @@ class OutageLog:
             logger.warning("MQTT outage started: %s; the spool keeps the records, "
                            "next attempt in %.1f s", failure.message, retry_in_s)
         elif failure.kind != self._kind and (
-                self._kind not in _LOSSES or failure.kind == "dropped"):
+                self._kind not in _LOSSES or failure.kind not in _TRANSIENT):
             self._kind = failure.kind
             logger.warning("MQTT outage goes on, for another reason: %s; next attempt in %.1f s",
                            failure.message, retry_in_s)
         else:
-            # The first failed attempt after a lost connection gives no new reason.
+            # The same reason, or a broker still restarting after a lost connection.
             self._kind = failure.kind
             logger.debug("MQTT broker still unreachable: %s; next attempt in %.1f s",
                          failure.message, retry_in_s)

@@ -136,3 +136,20 @@ def test_outage_log_first_connection_not_called_reconnect(clock, caplog):
     assert lines(caplog, logging.INFO) == [
         "MQTT outage over: connected to broker 10.0.0.5:1883 after 4.0 s (1 failed "
         "attempts); delivered the backlog of 0 records in 0.0 s"]
+
+
+def test_outage_log_rejected_credentials_after_loss(clock, caplog):
+    # After "connection lost", a broker that came back with other credentials gave only
+    # DEBUG lines: the journal never said why the forwarder stayed out.
+    outage = OutageLog("10.0.0.5:1883", clock)
+    with caplog.at_level(logging.DEBUG, logger="bessai_edge.forward.outage"):
+        outage.failed(LOST, 0.0)
+        clock.now += 1
+        outage.failed(CREDENTIALS, 2.0)
+        clock.now += 2
+        outage.failed(CREDENTIALS, 4.0)
+    warnings = lines(caplog, logging.WARNING)
+    assert len(warnings) == 2, warnings
+    assert warnings[1] == ("MQTT outage goes on, for another reason: broker 10.0.0.5:1883 "
+                           "rejected the credentials; next attempt in 2.0 s")
+    assert len(lines(caplog, logging.DEBUG)) == 1
