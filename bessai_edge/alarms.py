@@ -218,11 +218,12 @@ def _check_order(reader, prefix, levels):
              if not math.isnan(value)]
     for (lower_name, lower), (upper_name, upper) in zip(named, named[1:]):
         if lower > upper:
-            reader.problems.append(_(
+            reader.problems.append(envfile.located(reader.environ, lower_name, _(
                 "{lower_name}={lower} is above {upper_name}={upper}: the levels must rise "
                 "from LOW_TRIP to HIGH_TRIP; fix one of them or set it to off").format(
                     lower_name=lower_name, lower=_level_text(reader, lower_name, lower),
-                    upper_name=upper_name, upper=_level_text(reader, upper_name, upper)))
+                    upper_name=upper_name, upper=_level_text(reader, upper_name, upper)),
+                upper_name))
 
 
 def _level_text(reader, name, value):

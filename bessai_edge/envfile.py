@@ -346,16 +346,19 @@ class EnvReader:
         return int(number) if number.isdigit() else math.inf
 
 
-def located(environ, name, problem):
+def located(environ, name, problem, *other_names):
     """Return ``problem`` about variable ``name``, led by FILE:LINE when the file sets it.
 
-    ``environ`` is a ``settings.SettingsEnvironment`` read with ``--env-file``, or any
-    mapping (then the problem is returned as it is).
+    For a problem of two or more variables, ``other_names`` are tried in turn when the
+    file does not set ``name``. ``environ`` is a ``settings.SettingsEnvironment`` read
+    with ``--env-file``, or any mapping (then the problem is returned as it is).
     """
-    line = getattr(environ, "lines", {}).get(name)
-    if line is None:
-        return problem
-    return f"{environ.env_file}:{line}: {problem}"
+    lines = getattr(environ, "lines", {})
+    for candidate in (name, *other_names):
+        line = lines.get(candidate)
+        if line is not None:
+            return f"{environ.env_file}:{line}: {problem}"
+    return problem
 
 
 def comment_hint(value):

@@ -24,6 +24,7 @@ from bessai_edge.envfile import (
     comment_hint,
     is_explicit_path,
     is_valid_host,
+    located,
     override_warnings,
     read_env_file,
 )
@@ -443,12 +444,13 @@ def _read_spool(reader):
     # default with the other size as if the user had written it.
     if None not in (segment_max_bytes, max_total_bytes) and (
             max_total_bytes < 2 * segment_max_bytes):
-        reader.problems.append(_(
+        reader.problems.append(located(reader.environ, "SPOOL_MAX_TOTAL_BYTES", _(
             "SPOOL_MAX_TOTAL_BYTES={total} is less than twice SPOOL_SEGMENT_MAX_BYTES={segment}: "
             "the spool must hold at least two segments; raise the total or lower the "
             "segment size").format(
                 total=_size_text(reader, "SPOOL_MAX_TOTAL_BYTES", max_total_bytes),
-                segment=_size_text(reader, "SPOOL_SEGMENT_MAX_BYTES", segment_max_bytes)))
+                segment=_size_text(reader, "SPOOL_SEGMENT_MAX_BYTES", segment_max_bytes)),
+            "SPOOL_SEGMENT_MAX_BYTES"))
     return SpoolSettings(
         directory=directory,
         segment_max_bytes=segment_max_bytes or 0,

@@ -241,9 +241,10 @@ def _read_credentials(reader):
     password_file = reader.string("MQTT_PASSWORD_FILE")
     source = ""
     if password and password_file:
-        reader.problems.append(_(
+        reader.problems.append(located(reader.environ, "MQTT_PASSWORD", _(
             "MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set: keep only one "
-            "(the file is safer, since the settings file is read by more programs)"))
+            "(the file is safer, since the settings file is read by more programs)"),
+            "MQTT_PASSWORD_FILE"))
         return username, None, source
     if password_file:
         text = read_private_file(reader, "MQTT_PASSWORD_FILE", password_file)
@@ -251,9 +252,9 @@ def _read_credentials(reader):
     elif password:
         source = "MQTT_PASSWORD"
     if password and not username:
-        reader.problems.append(_(
+        reader.problems.append(located(reader.environ, source, _(
             "{source} is set but MQTT_USERNAME is missing: MQTT sends a password only "
-            "with a user name; set MQTT_USERNAME").format(source=source))
+            "with a user name; set MQTT_USERNAME").format(source=source)))
     return username, password or None, source
 
 
@@ -303,9 +304,9 @@ def _read_tls(reader):
     if not (ca or cert or key):
         return None
     if bool(cert) != bool(key):
-        reader.problems.append(_(
+        reader.problems.append(located(reader.environ, "MQTT_TLS_CERT", _(
             "MQTT_TLS_CERT and MQTT_TLS_KEY go together: set both for a client "
-            "certificate, or neither"))
+            "certificate, or neither"), "MQTT_TLS_KEY"))
         return None
     try:
         # With a CA file, only its authorities are trusted: the system's CAs are loaded

@@ -254,6 +254,26 @@ def test_forward_settings_file_name_checked_once(tmp_path, name, by_forward, by_
     assert [problem for problem in forward + run if not problem.startswith(line)] == []
 
 
+@pytest.mark.parametrize("lines, expected", [
+    (["MQTT_PASSWORD_FILE=/etc/bessai/mqtt-password", "MQTT_PASSWORD=x"],
+     ":6: MQTT_PASSWORD and MQTT_PASSWORD_FILE are both set"),
+    (["MQTT_PASSWORD=x"], ":5: MQTT_PASSWORD is set but MQTT_USERNAME is missing"),
+    (["MQTT_TLS_KEY=/etc/bessai/client.key"], ":5: MQTT_TLS_CERT and MQTT_TLS_KEY go together"),
+])
+def test_forward_settings_two_setting_problem_located(tmp_path, lines, expected):
+    from bessai_edge.forward.settings import read_environment
+
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("MQTT_ENABLED=true\nMQTT_BROKER_HOST=192.0.2.7\nSITE_ID=a\n"
+                        "FORWARD_STATE_DIR=" + str(tmp_path) + "\n"
+                        + "".join(line + "\n" for line in lines))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(read_environment(str(env_file), environ={}))
+    located = [problem for problem in caught.value.problems
+               if problem.startswith(f"{env_file}{expected}")]
+    assert len(located) == 1, caught.value.problems
+
+
 def test_forward_settings_shipped_env_file_accepted():
     from bessai_edge.forward.settings import KNOWN_NAMES, read_environment
 

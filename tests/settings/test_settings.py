@@ -308,6 +308,23 @@ def test_settings_file_not_utf8_reported_with_other_problems(tmp_path):
     assert second == f"{env_file}:6: byte 0xf3 is not UTF-8 text"
 
 
+@pytest.mark.parametrize("lines, expected", [
+    # Both set: the first name of the problem leads.
+    (["LIMIT_SOC_LOW_WARN=50", "LIMIT_SOC_HIGH_WARN=40"], ":4: LIMIT_SOC_LOW_WARN=50 is above"),
+    # Only the second name is in the file (the first is a default): its line leads.
+    (["LIMIT_SOC_LOW_WARN=3"], ":4: LIMIT_SOC_LOW_TRIP=5 (default) is above"),
+    (["SPOOL_SEGMENT_MAX_BYTES=64M", "SPOOL_MAX_TOTAL_BYTES=100M"],
+     ":5: SPOOL_MAX_TOTAL_BYTES=100M (104857600 bytes) is less than twice"),
+])
+def test_settings_two_setting_problem_located(tmp_path, lines, expected):
+    # Problems about two settings used to come without FILE:LINE.
+    env_file, problems = env_file_problems(tmp_path, (
+        "SITE_ID=a\nINVERTER_IP=192.0.2.1\nDRIVER_PROFILE_PATH=huawei_sun2000\n"
+        + "".join(line + "\n" for line in lines)).encode())
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{env_file}{expected}"), problems[0]
+
+
 def test_settings_nul_byte_line_rejected(tmp_path):
     # A NUL byte in SPOOL_DIR used to end `bessai run` with a traceback.
     env_file, problems = env_file_problems(
