@@ -233,6 +233,7 @@ def _check_points(problems, data, roles):
     for name, point in by_name.items():
         _check_scale_factor(problems, _point_place(name), point, by_name)
     _check_holes_against_points(problems, data.get("device"), by_name)
+    _check_overlapping_points(problems, by_name)
     return by_name
 
 
@@ -417,6 +418,35 @@ def _check_holes_against_points(problems, device, by_name):
                                    "({first}..{last}), which the device rejects; fix the "
                                    "address or the hole").format(
                                        number=number, first=hole["first"], last=hole["last"]))
+
+
+def _check_overlapping_points(problems, by_name):
+    """Reject two register points that read a common register of one unit and function.
+
+    Such an overlap is nearly always a wrong address or type (a 32-bit point placed one
+    register too early), and both points would then decode wrong values.
+    """
+    spans = {}  # (function, unit) -> [(first, last, name)] in the order of the file
+    for name, point in by_name.items():
+        if not (_integer(point.get("address")) and point.get("type") in TYPES):
+            continue
+        registers = TYPE_REGISTERS[point["type"]] or point.get("length")
+        if not _integer(registers) or registers < 1:
+            continue
+        unit = ("unit_id", point["unit_id"]) if "unit_id" in point else (
+            "unit_role", point.get("unit_role", MAIN_ROLE))
+        key = (point.get("function", "holding"), unit)
+        first, last = point["address"], point["address"] + registers - 1
+        for other_first, other_last, other in spans.get(key, []):
+            if first <= other_last and other_first <= last:
+                problems.invalid(_point_place(name), "address", point["address"], _(
+                    "the point's registers {first}..{last} overlap those of point "
+                    "'{other}' ({other_first}..{other_last}); fix the address or the type "
+                    "of one of them").format(first=first, last=last, other=other,
+                                              other_first=other_first,
+                                              other_last=other_last))
+                break
+        spans.setdefault(key, []).append((first, last, name))
 
 
 def _check_sunspec_point(problems, where, point):
