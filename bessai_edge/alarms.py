@@ -63,6 +63,7 @@ POWER_TRIP_FRACTION = 1.1   # trip 10 % above it
 FREQUENCY_WARN_HZ = 0.5     # deviation from nominal that warns
 FREQUENCY_TRIP_HZ = 1.5     # deviation that trips: 48.5 and 51.5 Hz on a 50 Hz grid
 NOMINAL_FREQUENCIES_HZ = (50.0, 60.0)
+MAX_POWER_KW = 100000.0     # the largest BATTERY_RATED_POWER_KW and battery power level
 
 # Levels that make sense, by setting. A level outside them is a typo
 # (LIMIT_SOC_HIGH_WARN=980 for 98.0) or a value in another unit (Fahrenheit), because
@@ -105,7 +106,7 @@ def read_limit_settings(reader, scan_interval_s):
     written = reader.raw("BATTERY_RATED_POWER_KW")
     if written and written.lower() not in OFF_WORDS:
         rated = envfile.parse_decimal(written)
-        if not 0.1 <= rated <= 100000:
+        if not 0.1 <= rated <= MAX_POWER_KW:
             reader.invalid("BATTERY_RATED_POWER_KW", written, _(
                 "expected a number from 0.1 to 100000 (kW), or off")
                 + envfile.decimal_comma_hint(written))
@@ -146,6 +147,8 @@ def _read_levels(reader, default, nominal_hz):
               for level, value in zip(LEVELS, default.levels())]
     hysteresis = reader.number(prefix + "HYSTERESIS", default.hysteresis, minimum=0,
                                maximum=_HYSTERESIS_MAXIMA.get(default.setting))
+    if default.setting == "BATTERY_POWER" and hysteresis is not None:
+        _check_power_hysteresis(reader, prefix, levels, hysteresis)
     _check_order(reader, prefix, levels)
     return dataclasses.replace(default, low_trip=levels[0], low_warn=levels[1],
                                high_warn=levels[2], high_trip=levels[3], hysteresis=hysteresis)
@@ -158,6 +161,8 @@ def _level_problem(setting, level, nominal_hz, number):
                  "fraction").format(percent=number * 100)
     if setting == "GRID_FREQUENCY":
         return _frequency_level_problem(level, nominal_hz, number)
+    if setting == "BATTERY_POWER":
+        return _power_level_problem(level, number)
     valid_range = _LEVEL_RANGES.get(setting)
     if valid_range is None or valid_range[0] <= number <= valid_range[1]:
         return None
@@ -169,6 +174,45 @@ def _level_problem(setting, level, nominal_hz, number):
         accepted += _("; levels are in °C, and {value:g} °F is {celsius:.0f} °C").format(
             value=number, celsius=celsius)
     return accepted
+
+
+def _power_level_problem(level, number):
+    """Return the problem of a battery power level, or None: the right sign, in range.
+
+    Battery power is positive while charging, so HIGH levels watch charge power and
+    must be above 0, and LOW levels watch discharge power and must be below 0. A level
+    at 0 or on the wrong side raises its alarm on an idle battery.
+    """
+    high = level.startswith("HIGH")
+    if high and number > MAX_POWER_KW:
+        return _("expected a number above 0 and at most {maximum:g} (kW), or off").format(
+            maximum=MAX_POWER_KW)
+    if not high and number < -MAX_POWER_KW:
+        return _("expected a number below 0 and at least {minimum:g} (kW), or off").format(
+            minimum=-MAX_POWER_KW)
+    if high and number <= 0:
+        return _("a HIGH level watches charge power, which is positive: expected a number "
+                 "above 0 (kW), or off")
+    if not high and number >= 0:
+        return _("a LOW level watches discharge power, which is negative: expected a number "
+                 "below 0 (kW), e.g. -{example:g}, or off").format(example=abs(number) or 5)
+    return None
+
+
+def _check_power_hysteresis(reader, prefix, levels, hysteresis):
+    """Reject a battery power hysteresis that would keep an alarm from ever clearing.
+
+    A high alarm clears below its level minus the hysteresis. With a hysteresis as large
+    as the level, that needs the battery to discharge, and an idle battery keeps it.
+    """
+    enabled = [abs(level) for level in levels if not math.isnan(level)]
+    if not enabled or hysteresis < min(enabled):
+        return
+    name = prefix + "HYSTERESIS"
+    reader.invalid(name, reader.raw(name) or f"{hysteresis:g}", _(
+        "expected a number below the smallest battery power level ({level:g} kW), so "
+        "that an alarm clears before the battery power changes direction").format(
+            level=min(enabled)))
 
 
 def _frequency_level_problem(level, nominal_hz, number):

@@ -186,8 +186,25 @@ BAD_SETTINGS = [
      "LIMIT_GRID_FREQUENCY_LOW_WARN='50' is invalid: a LOW_WARN level must lie below"),
     ({"LIMIT_SOC_LOW_TRIP": "1_0"}, "LIMIT_SOC_LOW_TRIP='1_0' is invalid: expected a number, or off"),
     ({"GRID_NOMINAL_FREQUENCY_HZ": "6_0"}, "GRID_NOMINAL_FREQUENCY_HZ='6_0' is invalid"),
-    ({"LIMIT_BATTERY_POWER_HIGH_WARN": "1234567", "LIMIT_BATTERY_POWER_HIGH_TRIP": "1234566"},
-     "LIMIT_BATTERY_POWER_HIGH_WARN=1234567 is above LIMIT_BATTERY_POWER_HIGH_TRIP=1234566"),
+    ({"LIMIT_BATTERY_POWER_HIGH_WARN": "12", "LIMIT_BATTERY_POWER_HIGH_TRIP": "11"},
+     "LIMIT_BATTERY_POWER_HIGH_WARN=12 is above LIMIT_BATTERY_POWER_HIGH_TRIP=11"),
+    ({"LIMIT_BATTERY_POWER_HIGH_TRIP": "1234567"},
+     "LIMIT_BATTERY_POWER_HIGH_TRIP='1234567' is invalid: expected a number above 0 and at "
+     "most 100000 (kW), or off"),
+    ({"LIMIT_BATTERY_POWER_LOW_TRIP": "-1e6"},
+     "LIMIT_BATTERY_POWER_LOW_TRIP='-1e6' is invalid: expected a number below 0 and at "
+     "least -100000 (kW), or off"),
+    # A level at 0 or on the wrong side raises its alarm on an idle battery.
+    ({"LIMIT_BATTERY_POWER_HIGH_TRIP": "0"},
+     "LIMIT_BATTERY_POWER_HIGH_TRIP='0' is invalid: a HIGH level watches charge power, which "
+     "is positive: expected a number above 0 (kW), or off"),
+    ({"LIMIT_BATTERY_POWER_LOW_WARN": "5"},
+     "LIMIT_BATTERY_POWER_LOW_WARN='5' is invalid: a LOW level watches discharge power, which "
+     "is negative: expected a number below 0 (kW), e.g. -5, or off"),
+    # A hysteresis as large as a level keeps that alarm raised on an idle battery.
+    ({"BATTERY_RATED_POWER_KW": "5", "LIMIT_BATTERY_POWER_HYSTERESIS": "1e9"},
+     "LIMIT_BATTERY_POWER_HYSTERESIS='1e9' is invalid: expected a number below the smallest "
+     "battery power level (5 kW)"),
     ({"LIMIT_SOC_HIGH_WARN": "0.98"},
      "LIMIT_SOC_HIGH_WARN='0.98' is invalid: SOC levels are in %: write 98 for 98 %, not a "
      "fraction"),
