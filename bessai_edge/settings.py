@@ -175,7 +175,11 @@ def load_settings(environ):
         accepted=_("1 to 64 ASCII letters (no accents or ñ), digits, '.', '_' or '-', "
                    "starting with a letter or digit"))
     mode = reader.choice("BESSAI_MODE", MODES, "modbus")
-    devices = _read_devices(reader, mode)
+    written_mode = reader.raw("BESSAI_MODE")
+    # An invalid mode is reported once: the devices are read without its requirements,
+    # so BESSAI_MODE=real does not also report a missing INVERTER_IP.
+    mode_known = not written_mode or written_mode.lower() in MODES
+    devices = _read_devices(reader, mode if mode_known else None)
     scan_interval_s = reader.number("SCAN_INTERVAL_S", 1.0, minimum=0.05, maximum=3600)
     settings = Settings(
         site_id=site_id,
@@ -235,8 +239,8 @@ def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=Fa
         except ProfileError as error:
             reader.invalid(variable("profile"), profile, str(error))
     host = ""
-    if mode == "modbus":
-        host = reader.string(variable("host"), required=True, accepted=_(
+    if mode in ("modbus", None):  # None: BESSAI_MODE is invalid, so the host is optional
+        host = reader.string(variable("host"), required=mode == "modbus", accepted=_(
             "the IP address or host name of the device, e.g. 192.168.1.100"))
         if host and not is_valid_host(host):
             if host.count(":") == 1 or host.startswith("["):  # HOST:PORT or [IPv6]:PORT

@@ -681,6 +681,23 @@ def test_packaged_env_file_lists_every_setting():
     assert missing == []
 
 
+def test_settings_invalid_mode_reported_once():
+    # BESSAI_MODE=real also reported INVERTER_IP missing, the modbus fallback's need.
+    environ = {key: value for key, value in MINIMAL.items() if key != "INVERTER_IP"}
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings({**environ, "BESSAI_MODE": "real"})
+    assert caught.value.problems == [
+        "BESSAI_MODE='real' is invalid: expected one of modbus, simulator"]
+
+
+def test_settings_invalid_mode_keeps_host_check():
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings({**MINIMAL, "BESSAI_MODE": "real",
+                                "INVERTER_IP": "192.0.2.1:502"})
+    assert len(caught.value.problems) == 2, caught.value.problems
+    assert caught.value.problems[1].startswith("INVERTER_IP='192.0.2.1:502' is invalid")
+
+
 def test_run_bad_settings_exit_78(tmp_path):
     env_file = tmp_path / "bad.env"
     env_file.write_text("SITE_ID=a b\nINVERTER_PORT=0\nBESSAI_MODE=real\n")
