@@ -235,8 +235,21 @@ def _warn_if_cap_exceeds_disk(spool_settings, spool_bytes):
         usage = os.statvfs(spool_settings.directory)
     except OSError:
         return  # the spool opened, so the next write reports a real problem
-    room = usage.f_bavail * usage.f_frsize + spool_bytes
+    free = usage.f_bavail * usage.f_frsize
+    room = free + spool_bytes
     if spool_settings.max_total_bytes <= room:
+        return
+    file_system_bytes = usage.f_blocks * usage.f_frsize
+    if spool_settings.max_total_bytes <= file_system_bytes:
+        # The cap fits the file system, so other files take the room. A lower cap would
+        # evict undelivered records and leave the disk as full as before.
+        logger.warning("SPOOL_MAX_TOTAL_BYTES=%d is more than the spool can get on its file "
+                       "system (%d bytes: %d free and %d in the spool), because other files "
+                       "take most of its %d bytes: when the disk fills, new records are "
+                       "dropped while the oldest stay; free space there (df -h %s shows it)",
+                       spool_settings.max_total_bytes, room, free, spool_bytes,
+                       file_system_bytes, spool_settings.directory,
+                       extra={"BESSAI_EVENT": "spool"})
         return
     cap_k = room * 9 // 10 // 1024  # a tenth left for the rest of the system
     changes = [f"SPOOL_MAX_TOTAL_BYTES to at most {cap_k}K"]

@@ -460,8 +460,8 @@ class Spool:
             self._next_drop_save = now
             self._counters["drop_episodes"] += 1
             log.warning("cannot write to spool %s (%s): dropping records, starting with "
-                        "sequence number %d, until writing works again",
-                        self.directory, error, seq)
+                        "sequence number %d, until writing works again%s",
+                        self.directory, error, seq, _drop_hint(error, self.directory))
         if now >= self._next_drop_save:
             # The dropped numbers are used up: after a restart, the next record must
             # not take them again, or the gap would vanish downstream.
@@ -492,6 +492,13 @@ class Spool:
             self._open = None
         os.close(self._dir_fd)      # also releases the flock
         self._dir_fd = None
+
+
+def _drop_hint(error, directory):
+    """Return what a technician can do about a failed write, or "" when it is unclear."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"; free space on its file system (df -h {directory} shows it)"
+    return ""
 
 
 def _check_positive(name, value):

@@ -327,6 +327,37 @@ def test_run_spool_advice_fits_small_disk(tmp_path, needs_root):
     assert 2 * segment_k <= total_k  # the advice passes the settings check
 
 
+def test_run_full_disk_says_free_space(tmp_path, needs_root):
+    # Another file fills a 1 MiB tmpfs: lowering the cap would only evict the spool.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        spool_dir = disk / "spool"
+        spool_dir.mkdir()
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(filler, b"x" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        environ = gateway_env(spool_dir, BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE,
+                              SPOOL_SEGMENT_MAX_BYTES="64K", SPOOL_MAX_TOTAL_BYTES="512K")
+        run = run_gateway(environ, 1)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"WARNING .*SPOOL_MAX_TOTAL_BYTES=524288 is more than the spool can get "
+                     r"on its file system \(\d+ bytes: \d+ free and 0 in the spool\), "
+                     r"because other files take most of its \d+ bytes: when the disk fills, "
+                     r"new records are dropped while the oldest stay; free space there "
+                     rf"\(df -h {re.escape(str(spool_dir))} shows it\)", run.stderr), run.stderr
+    assert "set SPOOL_MAX_TOTAL_BYTES to at most" not in run.stderr
+    assert "set SPOOL_SEGMENT_MAX_BYTES to at most" not in run.stderr
+
+
 def test_run_exception_to_every_request_is_down(tmp_path):
     # The simulator replies to an unknown unit id with exception 11, as a Modbus gateway does.
     with simulator("--profile", PROFILE, "--unknown-unit", "exception11") as (host, port):

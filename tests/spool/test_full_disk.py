@@ -63,7 +63,11 @@ def test_full_disk_drops_records_and_resumes(small_disk, caplog):
         assert dropped > 0
         assert spool.stats()["records_dropped"] == dropped
         assert spool.stats()["dropping"] is True
-        assert len(warnings_about(caplog, "cannot write to spool")) == 1
+        drop_warnings = warnings_about(caplog, "cannot write to spool")
+        assert len(drop_warnings) == 1
+        assert "No space left on device" in drop_warnings[0].getMessage()
+        assert f"free space on its file system (df -h {spool_dir} shows it)" in \
+            drop_warnings[0].getMessage()
         assert_spool_valid(spool_dir)       # no partial line was left behind
 
         filler.unlink()
