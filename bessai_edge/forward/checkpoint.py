@@ -29,6 +29,7 @@ class Checkpoint:
     segment: int      # first sequence number of the segment, which names it
     offset: int       # byte offset in that segment just after the last delivered line
     seq: int | None   # sequence number of the last delivered record, None if unknown
+    spool_id: str | None = None   # the spool's id from its state file; None if unknown
 
     @property
     def position(self):
@@ -73,6 +74,7 @@ class CheckpointFile:
             "segment": checkpoint.segment,
             "offset": checkpoint.offset,
             "seq": checkpoint.seq,
+            "spool_id": checkpoint.spool_id,
         }) + b"\n"
         fd = os.open(self._temporary_path,
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
@@ -119,7 +121,11 @@ def _parse(data):
     segment, offset, seq = document.get("segment"), document.get("offset"), document.get("seq")
     if not _is_count(segment) or not _is_count(offset) or not (seq is None or _is_count(seq)):
         raise ValueError("segment and offset must be integers >= 0, seq an integer >= 0 or null")
-    return Checkpoint(segment, offset, seq)
+    # Checkpoints written before the spool had an id have no spool_id key.
+    spool_id = document.get("spool_id")
+    if not (spool_id is None or isinstance(spool_id, str)):
+        raise ValueError("spool_id must be a string or null")
+    return Checkpoint(segment, offset, seq, spool_id or None)
 
 
 def _is_count(value):

@@ -45,6 +45,7 @@ from bessai_edge.forward.retained import RetainedAlarms
 from bessai_edge.forward.session import Failure, MqttSession, State
 from bessai_edge.forward.window import InflightWindow
 from bessai_edge.ratelimit import RateLimitedLog
+from bessai_edge.spool import stats
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,10 @@ class Forwarder:
         self.clock = clock
         self.sleep = sleep
         self.saved = checkpoint_file.load()   # the checkpoint on disk, None for none yet
+        self._spool_id, self._spool_id_first_seq = stats.load_identity(settings.spool_dir)
+        self.replaced_checkpoint = None       # a loaded checkpoint of a replaced spool
+        if self._belongs_to_replaced_spool(self.saved):
+            self.replaced_checkpoint, self.saved = self.saved, None
         self.acknowledged = self.saved        # may be ahead of ``saved`` until the next save
         self.window = InflightWindow(settings.inflight)
         self.cursor = SpoolCursor(reader, self._position(self.acknowledged), SPOOL_POLL_S, clock)
@@ -144,6 +149,8 @@ class Forwarder:
             f"user {settings.username}" if settings.username else "no user name",
             settings.topic_prefix, settings.inflight, self._describe_start(),
             extra={"BESSAI_EVENT": "startup"})
+        if self.replaced_checkpoint is not None:
+            self._log_replaced_spool(self.replaced_checkpoint)
         if self.saved is not None:
             self._delete_delivered_segments()
         self.notifier.ready(self._status_text(self._list_segments()))
@@ -294,7 +301,7 @@ class Forwarder:
         count, (segment, offset), seq = acknowledged_run
         if seq is None and self.acknowledged is not None:
             seq = self.acknowledged.seq   # the run ended on a skipped line
-        self.acknowledged = Checkpoint(segment, offset, seq)
+        self.acknowledged = Checkpoint(segment, offset, seq, self._spool_id)
         self.retained.acknowledged((segment, offset))
         self.delivered += count
         self.outage.delivered(count)
@@ -417,10 +424,43 @@ class Forwarder:
         if self._last_status is not None and now - self._last_status < STATUS_INTERVAL_S:
             return
         self._last_status = now
+        self._restart_if_spool_replaced()
         segments = self._list_segments()
         if segments and self.cursor.caught_up:
             self._restart_if_spool_reset(segments)
         self.notifier.status(self._status_text(segments))
+
+    def _belongs_to_replaced_spool(self, checkpoint):
+        """Return True when ``checkpoint`` was saved for another spool than SPOOL_DIR's.
+
+        The writer gives a spool a new id when its state file is missing. A spool whose
+        numbering under the new id starts after the checkpoint's record carries on the
+        same numbering (only its state file was lost), so its checkpoint still holds.
+        """
+        if checkpoint is None or checkpoint.spool_id is None or self._spool_id is None:
+            return False
+        return (checkpoint.spool_id != self._spool_id
+                and self._spool_id_first_seq <= (checkpoint.seq or 0))
+
+    def _restart_if_spool_replaced(self):
+        """Start again from the oldest record when the spool's id changed under the checkpoint."""
+        spool_id, first_seq = stats.load_identity(self.settings.spool_dir)
+        if spool_id is None or spool_id == self._spool_id:
+            return
+        self._spool_id, self._spool_id_first_seq = spool_id, first_seq
+        checkpoint = self.acknowledged
+        if not self._belongs_to_replaced_spool(checkpoint):
+            return
+        self._log_replaced_spool(checkpoint)
+        self._start_again()
+
+    def _log_replaced_spool(self, checkpoint):
+        logger.warning("the checkpoint after record %s belongs to spool id %s, but spool %s now "
+                       "has id %s and numbers its records from %d: the spool was emptied or "
+                       "replaced; starting again from its oldest record",
+                       checkpoint.seq if checkpoint.seq is not None else "-",
+                       checkpoint.spool_id, self.settings.spool_dir, self._spool_id,
+                       self._spool_id_first_seq, extra={"BESSAI_EVENT": "sequence_reset"})
 
     def _restart_if_spool_reset(self, segments):
         """Start again from the oldest record when the checkpoint lies beyond the spool.
@@ -437,6 +477,10 @@ class Forwarder:
                        "segment %d: the spool was emptied or replaced; starting again from its "
                        "oldest record", segments[-1].first_seq, position[0],
                        extra={"BESSAI_EVENT": "sequence_reset"})
+        self._start_again()
+
+    def _start_again(self):
+        """Forget the checkpoint and what is in flight, and read from the oldest record."""
         self.saved = self.acknowledged = None
         self.window.clear()
         self.window.mark_saved()
@@ -484,6 +528,9 @@ class Forwarder:
         return total
 
     def _describe_start(self):
+        if self.replaced_checkpoint is not None:
+            return ("starting at the oldest record in the spool (the checkpoint belongs to a "
+                    "replaced spool)")
         if self.saved is None:
             return "starting at the oldest record in the spool (no checkpoint yet)"
         return f"resuming after record {self.saved.seq} (checkpoint {self.checkpoint_file.path})"

@@ -25,9 +25,13 @@ TIME_FIELD = "time_ms"
 
 
 def load_state(directory):
-    """Return the lifetime counters and ``last_seq`` stored in ``directory`` (zeros if none)."""
+    """Return the lifetime counters, ``last_seq`` and the spool identity in ``directory``.
+
+    Counters are zeros, and ``spool_id`` is None, when the file is missing or damaged.
+    """
     state = dict.fromkeys(LIFETIME_COUNTERS, 0)
     state["last_seq"] = 0
+    state.update(spool_id=None, spool_id_first_seq=0)
     path = os.path.join(directory, STATE_FILE)
     try:
         with open(path, "rb") as stream:
@@ -41,11 +45,33 @@ def load_state(directory):
         log.warning("%s does not contain a JSON object, so the spool totals count from zero",
                     path)
         return state
-    for key in state:
+    for key in (*LIFETIME_COUNTERS, "last_seq", "spool_id_first_seq"):
         value = stored.get(key)
         if type(value) is int and value >= 0:
             state[key] = value
+    if isinstance(stored.get("spool_id"), str) and stored["spool_id"]:
+        state["spool_id"] = stored["spool_id"]
     return state
+
+
+def load_identity(directory):
+    """Return ``(spool_id, first_seq)`` from the state file, or ``(None, 0)`` without one.
+
+    ``first_seq`` is the first sequence number the writer handed out under that id:
+    1 for a spool that started empty. Unlike ``load_state`` this logs nothing, for
+    readers such as the forwarder.
+    """
+    try:
+        with open(os.path.join(directory, STATE_FILE), "rb") as stream:
+            stored = orjson.loads(stream.read())
+    except (OSError, orjson.JSONDecodeError):
+        return None, 0
+    if not isinstance(stored, dict):
+        return None, 0
+    spool_id, first_seq = stored.get("spool_id"), stored.get("spool_id_first_seq")
+    if not isinstance(spool_id, str) or not spool_id or type(first_seq) is not int:
+        return None, 0
+    return spool_id, first_seq
 
 
 def save_state(directory, state):

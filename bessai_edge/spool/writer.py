@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import time
+import uuid
 
 import orjson
 
@@ -123,6 +124,12 @@ class Spool:
                                    directory=self.directory, error=error)) from error
         self._lifetime = stats.load_state(self.directory)
         self._next_seq = max(report.last_seq, self._lifetime["last_seq"]) + 1
+        if self._lifetime["spool_id"] is None:
+            # A new or emptied spool, or one that lost its state file, gets a new id with
+            # the number it starts from, so the forwarder can tell whether its
+            # checkpoint belongs to this spool.
+            self._lifetime["spool_id"] = uuid.uuid4().hex
+            self._lifetime["spool_id_first_seq"] = self._next_seq
         self._synced_seq = self._next_seq - 1
         self._counters["bytes_cut"] = report.bytes_cut
         self._counters["segments_set_aside"] = len(report.set_aside)
@@ -479,6 +486,8 @@ class Spool:
         state = {key: self._lifetime.get(key, 0) + self._counters[key]
                  for key in stats.LIFETIME_COUNTERS}
         state["last_seq"] = self._next_seq - 1
+        state["spool_id"] = self._lifetime["spool_id"]
+        state["spool_id_first_seq"] = self._lifetime["spool_id_first_seq"]
         try:
             stats.save_state(self.directory, state)
         except OSError as error:

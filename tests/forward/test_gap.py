@@ -92,3 +92,33 @@ def test_forward_spool_replaced_starts_again(mosquitto, subscriber, spool_dir, s
     assert deadline_seqs and telemetry[len(first):] == again
     assert forwarder.stop() == 0
     writer.close()
+
+
+def test_forward_spool_replaced_while_stopped(mosquitto, subscriber, spool_dir, start_forwarder):
+    writer = RecordWriter(spool_dir, segment_max_bytes=16 * 1024)
+    first = writer.append(200)
+    writer.close()
+    forwarder = start_forwarder()
+    assert subscriber.wait_for_seqs(first, DELIVERY_TIMEOUT_S) == set()
+    assert forwarder.stop() == 0
+
+    # The spool is emptied while the forwarder is stopped. The new spool numbers from 1
+    # again and grows past the checkpoint's segment before the forwarder starts, so its
+    # segment numbers alone cannot show the reset.
+    for path in spool_dir.iterdir():
+        path.unlink()
+    writer = RecordWriter(spool_dir, segment_max_bytes=16 * 1024)
+    again = writer.append(300)
+    writer.close()
+    assert list_segments(spool_dir)[-1].first_seq > first[-1]
+    received_before = len(subscriber.telemetry_seqs())
+
+    forwarder = start_forwarder()
+    assert subscriber.wait_for_seqs([again[-1]], DELIVERY_TIMEOUT_S) == set()
+    subscriber.wait_quiet(quiet_s=1.0)
+    assert forwarder.stop() == 0
+    received = subscriber.telemetry_seqs()[received_before:]
+    assert first_arrivals(received) == again
+    assert "the spool was emptied or replaced" in forwarder.log_text()
+    assert "starting at the oldest record in the spool (the checkpoint belongs to a replaced " \
+           "spool)" in forwarder.log_text()

@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from bessai_edge.errors import SpoolError
-from bessai_edge.spool import MIB, Spool
-from bessai_edge.spool.segments import list_segments, segment_name
+from bessai_edge.spool import MIB, Spool, stats
+from bessai_edge.spool.segments import STATE_FILE, list_segments, segment_name
 from tests.spool.helpers import assert_spool_valid, read_records, read_seqs, sample_record
 
 
@@ -41,6 +41,37 @@ def test_reopen_continues_sequence_in_new_segment(tmp_path):
         assert spool.append(sample_record(5)) == 6
     assert [segment.first_seq for segment in list_segments(tmp_path)] == [1, 6]
     assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6]
+
+
+def test_spool_id_kept_until_state_lost(tmp_path):
+    with Spool(tmp_path) as spool:
+        for number in range(5):
+            spool.append(sample_record(number))
+    first_id, first_from = stats.load_identity(tmp_path)
+    assert first_id is not None
+    assert first_from == 1
+
+    with Spool(tmp_path) as spool:
+        spool.append(sample_record(5))
+    assert stats.load_identity(tmp_path) == (first_id, 1)
+
+    # Without its state file the spool goes on numbering from its segments, under a
+    # new id that starts at the next number.
+    (tmp_path / STATE_FILE).unlink()
+    with Spool(tmp_path) as spool:
+        assert spool.append(sample_record(6)) == 7
+    second_id, second_from = stats.load_identity(tmp_path)
+    assert second_id not in (None, first_id)
+    assert second_from == 7
+
+    # An emptied spool numbers from 1 under a new id.
+    for path in tmp_path.iterdir():
+        path.unlink()
+    with Spool(tmp_path) as spool:
+        assert spool.append(sample_record(0)) == 1
+    third_id, third_from = stats.load_identity(tmp_path)
+    assert third_id not in (None, first_id, second_id)
+    assert third_from == 1
 
 
 def test_open_without_append_creates_no_segment(tmp_path):
