@@ -205,6 +205,7 @@ class ScanLoop:
                              extra={"BESSAI_EVENT": "spool", "BESSAI_DEVICE": record["device"]})
             return
         if sequence is None:
+            self.state.spool_dropping = True
             self.limited.log("spool-drop", logging.WARNING, "spool dropped %s's record of "
                              "cycle %d: the spool's disk is full or failing", record["device"],
                              record["cycle"], extra={"BESSAI_EVENT": "spool"})
@@ -224,6 +225,8 @@ class ScanLoop:
         state.last_cycle_wall_ms = wall_ms
         state.last_cycle_monotonic = cycle_start
         state.last_cycle_duration_s = self.clock() - cycle_start
+        if state.spool_dropping and not self.spool.dropping:
+            state.spool_dropping = False  # writing works again
         state.active_alarms = [f"{poller.device.name}:{name}"
                                for poller, result in zip(self.pollers, results)
                                for name in result.alarms]

@@ -47,6 +47,7 @@ class GatewayState:
     active_alarms: list = dataclasses.field(default_factory=list)    # "device:field:level" strings
     spool: dict = dataclasses.field(default_factory=dict)   # spool figures when there is no source
     spool_source: object = None  # the open Spool, whose stats() are read only when asked
+    spool_dropping: bool = False  # the spool drops records (set by the scan loop)
 
     def spool_stats(self):
         """Return the spool's figures now: ``spool_source.stats()``, else ``spool``.

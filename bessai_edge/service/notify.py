@@ -260,7 +260,7 @@ def _with_status(first, status):
 
 
 def status_text(state):
-    """Return the STATUS= line for a GatewayState: cycle count, device states, alarms."""
+    """Return the STATUS= line for a GatewayState: cycle, device states, alarms, spool drops."""
     devices = ", ".join(f"{device.name} {device.state}" for device in state.devices) or "no devices"
     alarms = list(state.active_alarms)
     if not alarms:
@@ -269,4 +269,5 @@ def status_text(state):
         alarm_text = "alarms: " + ", ".join(alarms[:MAX_STATUS_ALARMS])
         if len(alarms) > MAX_STATUS_ALARMS:
             alarm_text += f" (+{len(alarms) - MAX_STATUS_ALARMS} more)"
-    return f"cycle {state.cycles}; {devices}; {alarm_text}"
+    spool_text = "; spool dropping records (disk full or failing)" if state.spool_dropping else ""
+    return f"cycle {state.cycles}; {devices}; {alarm_text}{spool_text}"

@@ -191,6 +191,11 @@ class Spool:
         return figures
 
     @property
+    def dropping(self):
+        """True while appends are dropped because writing fails (a full disk)."""
+        return self._drop_first_seq is not None
+
+    @property
     def synced_seq(self):
         """Highest sequence number known to be on disk (fdatasync returned success)."""
         return self._synced_seq

@@ -220,6 +220,14 @@ def test_status_text_cases(devices, alarms, expected):
     assert notify.status_text(_state(devices, alarms)) == expected
 
 
+def test_status_text_spool_dropping():
+    # While a full disk dropped every record, the status line still read "inverter ok".
+    state = _state([("inverter", "ok")], [])
+    state.spool_dropping = True
+    assert notify.status_text(state) == ("cycle 7; inverter ok; no alarms; spool dropping "
+                                         "records (disk full or failing)")
+
+
 def list_notifier(watchdog_usec):
     """Return (notifier, clock, sent): messages go to the list ``sent``, time is ``clock``."""
     clock = FakeClock()

@@ -169,3 +169,34 @@ def test_full_disk_restart_keeps_dropped_numbers(small_disk):
         reopened.close()
     assert stats.load_state(spool_dir)["records_dropped"] == dropped
     assert_spool_valid(spool_dir)
+
+
+def test_full_disk_shown_in_loop_state(small_disk):
+    # While a full disk dropped every record, the systemd status line read "inverter ok".
+    from bessai_edge.scanloop import ScanLoop
+    from bessai_edge.service.notify import status_text
+    from bessai_edge.state import GatewayState
+
+    state = GatewayState(site="s", version="0")
+    (small_disk / "spool").mkdir()
+    with Spool(small_disk / "spool", fsync_interval_s=0) as spool:
+        loop = ScanLoop(period_s=1.0, pollers=[], factories=[], spool=spool, state=state,
+                        notifier=None)
+        record = {**sample_record(1), "device": "inverter", "cycle": 1}
+        loop._append(record)
+        loop._update_state(1, 0, 0.0, [])
+        assert state.spool_dropping is False
+
+        filler = fill_disk(small_disk)
+        for _ in range(100):   # the segment's last page may still take a few records
+            loop._append(record)
+            if spool.dropping:
+                break
+        loop._update_state(2, 0, 1.0, [])
+        assert state.spool_dropping is True
+        assert status_text(state).endswith("; spool dropping records (disk full or failing)")
+
+        filler.unlink()
+        loop._append(record)
+        loop._update_state(3, 0, 2.0, [])
+        assert state.spool_dropping is False
