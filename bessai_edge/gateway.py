@@ -23,14 +23,13 @@ from bessai_edge.service.health import HealthServer
 from bessai_edge.service.notify import Notifier, status_text
 from bessai_edge.spool import Spool
 from bessai_edge.state import GatewayState
+from bessai_edge.watchdog_fit import fit_timeouts
 
 logger = logging.getLogger(__name__)
 
 # Time allowed after the last cycle for closing: the spool's final fdatasync and the
 # simulator children's exit. Added to the stop time that systemd is asked to wait.
 CLOSE_ALLOWANCE_S = 10.0
-# The shortest request timeout that fitting the timeouts to the watchdog sets.
-MIN_FITTED_TIMEOUT_S = 0.05
 # Half the unit's TimeoutStartSec=60: when connecting to every device before READY=1
 # can take longer, the gateway sends EXTEND_TIMEOUT_USEC first.
 START_EXTEND_AFTER_S = 30.0
@@ -125,30 +124,23 @@ class Gateway:
     def _fit_timeouts_to_watchdog(self, name, link):
         """Shorten the link's timeouts to fit half the watchdog interval, with a warning.
 
-        The loop sends WATCHDOG=1 after each cycle, between devices, in long waits
-        between cycles and, through the link's keepalive, after a request once a quarter
-        interval has passed since the link last sent it. A silent device still costs its
-        connect timeout, or its quiet time after connect plus its request timeout, in one
-        wait, and longer timeouts would get the gateway restarted by systemd for as long
-        as the device stays silent.
+        ``watchdog_fit`` explains why a longer timeout would get the gateway restarted.
         """
         interval_s = self.notifier.watchdog_interval_s
-        limit_s = interval_s / 2
-        if limit_s <= 0:
+        fitted = fit_timeouts(interval_s, link.connect_timeout_s, link.request_timeout_s,
+                              link.quiet_after_connect_s)
+        if not fitted.shortened:
             return
-        request_limit_s = max(limit_s - link.quiet_after_connect_s, MIN_FITTED_TIMEOUT_S)
         too_long = []
-        if link.connect_timeout_s > limit_s:
+        if fitted.connect_shortened:
             too_long.append(f"connect timeout {link.connect_timeout_s:g} s")
-            link.connect_timeout_s = limit_s
-        if link.request_timeout_s > request_limit_s:
+        if fitted.request_shortened:
             too_long.append(f"request timeout {link.request_timeout_s:g} s")
             if link.quiet_after_connect_s:
                 too_long.append(f"after the profile's quiet time of "
                                 f"{link.quiet_after_connect_s:g} s")
-            link.request_timeout_s = request_limit_s
-        if not too_long:
-            return
+        link.connect_timeout_s = fitted.connect_s
+        link.request_timeout_s = fitted.request_s
         logger.warning(
             "%s: with timeouts this long (%s) a silent device would get the gateway "
             "restarted by systemd's %g s watchdog: using a connect timeout of %g s and a "

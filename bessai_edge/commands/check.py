@@ -65,6 +65,7 @@ class DeviceCheck:
     fields: dict = dataclasses.field(default_factory=dict)
     findings: list = dataclasses.field(default_factory=list)
     read_s: float | None = None  # one read of every request, when the device replied
+    timeouts: tuple = ()  # (connect, request, quiet after connect) in s, as the check used them
     error: dict = None  # kind and message when no plan could be read (connect, discovery)
 
 
@@ -130,12 +131,41 @@ def main(args):
     for problem in _forwarder_problems(args.env_file):
         print(_("bessai check: warning: `bessai forward` will not start: {problem}").format(
             problem=problem), file=sys.stderr)
+    _warn_of_watchdog_fit(checks)
     from bessai_edge.diagnosis import exit_status
 
     status = exit_status([check.findings for check in checks])
     if _warn_of_total_read_time(checks, settings.scan_interval_s):
         status = max(status, 1)
     return status
+
+
+def _warn_of_watchdog_fit(checks):
+    """Warn when the installed service will shorten the timeouts this check used.
+
+    ``bessai run`` under systemd fits each device's timeouts to half the unit's
+    WatchdogSec (see ``watchdog_fit``), so a device that replied here only within the
+    longer timeouts would time out in the service.
+    """
+    from bessai_edge.service.installed import watchdog_s
+    from bessai_edge.watchdog_fit import fit_timeouts
+
+    watchdog = watchdog_s()
+    if not watchdog:
+        return
+    for check in checks:
+        connect_s, request_s, quiet_s = check.timeouts
+        fitted = fit_timeouts(watchdog, connect_s, request_s, quiet_s)
+        if not fitted.shortened:
+            continue
+        print(_("bessai check: warning: the installed service uses a connect timeout of "
+                "{connect:g} s and a request timeout of {request:g} s for {device}, not the "
+                "{tried_connect:g} s and {tried_request:g} s used here, to fit its {watchdog:g} "
+                "s watchdog: a device that needs longer would time out there; to keep them, "
+                "raise WatchdogSec (systemctl edit bessai)").format(
+                    connect=fitted.connect_s, request=fitted.request_s,
+                    device=check.device.name, tried_connect=connect_s,
+                    tried_request=request_s, watchdog=watchdog), file=sys.stderr)
 
 
 def _warn_of_total_read_time(checks, interval_s):
@@ -205,6 +235,8 @@ def check_device(settings, device, profile, host, port):
     if settings.request_timeout_s is not None:
         options["request_timeout_s"] = settings.request_timeout_s
     link = DeviceLink.for_profile(profile, host, port=port, unit_id=unit_id, **options)
+    check.timeouts = (link.connect_timeout_s, link.request_timeout_s,
+                      link.quiet_after_connect_s)
     observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name,
                               request_timeout_s=link.request_timeout_s,
                               scan_interval_s=settings.scan_interval_s,

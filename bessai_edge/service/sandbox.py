@@ -8,15 +8,13 @@ may write only to their ``ReadWritePaths=``, and they run as the ``bessai`` user
 import grp
 import os
 import pwd
-import shutil
 import stat
-import subprocess
 
 from bessai_edge.i18n import _, ngettext
+from bessai_edge.service.installed import unit_properties
 
 SERVICE_USER = "bessai"
 UNITS = ("bessai", "bessai-forward")
-SYSTEMCTL_TIMEOUT_S = 10
 # Directories the units replace with their own (PrivateTmp=yes) or hide (ProtectHome=yes).
 HIDDEN_TOPS = (("/tmp", "PrivateTmp=yes"), ("/var/tmp", "PrivateTmp=yes"),
                ("/home", "ProtectHome=yes"), ("/root", "ProtectHome=yes"),
@@ -60,17 +58,8 @@ def unit_writable_paths(unit):
 
     None means that there is no systemd to ask, or that the unit is not installed.
     """
-    systemctl = shutil.which("systemctl")
-    if systemctl is None or not os.path.isdir("/run/systemd/system"):
-        return None
-    try:
-        result = subprocess.run(
-            [systemctl, "show", "--property=LoadState,ReadWritePaths", unit],
-            capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    properties = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    if result.returncode != 0 or properties.get("LoadState") != "loaded":
+    properties = unit_properties(unit, ("ReadWritePaths",))
+    if properties is None:
         return None
     # A leading "-" marks a path that may be missing, "+" one relative to RootDirectory=.
     return [path.lstrip("-+") for path in properties.get("ReadWritePaths", "").split()]

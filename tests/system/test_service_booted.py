@@ -356,6 +356,17 @@ class TestServiceUnderSystemd:
         assert (f"bessai: the installed settings are in {SETTINGS}, which this command reads "
                 f"only with --env-file {SETTINGS}") in result.stderr
 
+    def test_check_names_timeouts_the_watchdog_shortens(self, service):
+        # check passed with timeouts that the service, under WatchdogSec=3, then cut to fit.
+        container, _port = service
+        start_fresh(container)  # systemd reports the WatchdogSec the running service got
+        result = container.run(f"bessai check --env-file {SETTINGS}", check=False,
+                               env={"LANG": "C.UTF-8"})
+        assert re.search(
+            r"bessai check: warning: the installed service uses a connect timeout of 1\.5 s "
+            r"and a request timeout of 0\.5 s for inverter, not the 2 s and [\d.]+ s used "
+            r"here, to fit its 3 s watchdog", result.stderr), result.stderr
+
     def test_security_exposure_within_target(self, service):
         container, _port = service
         output = container.run(f"systemd-analyze security --no-pager {UNIT}.service").stdout
