@@ -114,6 +114,7 @@ class FramedTcpClient(ModbusTcpClient):
 
     def __init__(self, host, port, timeout_s):
         self._received = bytearray()  # bytes read but not yet returned as a frame
+        self._early_bytes = 0  # bytes of a frame that began before the request was sent
         super().__init__(host, port=port, timeout=timeout_s, retries=0)
         self.register(HoldingRegistersReply)
         self.register(InputRegistersReply)
@@ -152,11 +153,13 @@ class FramedTcpClient(ModbusTcpClient):
     def close(self):
         super().close()
         self._received.clear()
+        self._early_bytes = 0
 
     def send(self, request, addr=None):
         sock = self.socket
         if not sock:
             raise ConnectionLost("not connected")
+        self._discard_early_frames()
         self.sent = request
         self.stale_frames_this_request = 0
         # The normal reply to a read of ``count`` registers (at most 125, so byte 10 is
@@ -179,6 +182,46 @@ class FramedTcpClient(ModbusTcpClient):
             self.close()
             raise ConnectionLost(f"sending the request failed: {error.strerror or error}") from error
         return len(request)
+
+    def _discard_early_frames(self):
+        """Drop the whole frames received before the request about to be sent.
+
+        No byte received before a request is sent belongs to its reply. Yet a frame that
+        carries the next request's transaction id, from a device or gateway that replies
+        to a request this client never sent, passes every check of ``_check_reply`` and
+        would be decoded as that request's reply. Each dropped frame counts as stale. A
+        frame whose end has not arrived yet is dropped when it is complete.
+        """
+        self._early_bytes = 0
+        if not self._received and not select.select(self._readable, (), (), 0)[0]:
+            return  # the usual case: nothing arrived since the last reply
+        for _ in range(MAX_STALE_FRAMES):
+            if not select.select(self._readable, (), (), 0)[0]:
+                break
+            try:
+                chunk = self.socket.recv(RECV_CHUNK)
+            except BlockingIOError:
+                break
+            except OSError as error:
+                self.close()
+                raise ConnectionLost("the connection failed before the request was sent: "
+                                     f"{error.strerror or error}") from error
+            if not chunk:
+                break  # the device closed the connection: the reply's read reports it
+            self._received += chunk
+        received = self._received
+        while len(received) >= _MBAP.size:
+            transaction_id, protocol_id, length, _ = _MBAP.unpack_from(received)
+            if protocol_id != 0 or not 2 <= length <= 254:
+                return  # the next read reports the invalid header and closes
+            end = _MBAP.size - 1 + length
+            if len(received) < end:
+                break
+            del received[:end]
+            self.stale_frames += 1
+            log.debug("discarded a frame with transaction id %d that arrived before the "
+                      "request was sent", transaction_id)
+        self._early_bytes = len(received)
 
     def recv(self, size):
         if not self._received:
@@ -211,7 +254,9 @@ class FramedTcpClient(ModbusTcpClient):
             if self.stale_frames_this_request >= MAX_STALE_FRAMES:
                 raise LinkTimeout(f"no reply among {MAX_STALE_FRAMES} frames of earlier requests")
             frame, transaction_id, unit_id = self._next_frame()
-            if transaction_id == expected.transaction_id:
+            if self._early_bytes:
+                self._early_bytes = 0  # its first bytes came before the request was sent
+            elif transaction_id == expected.transaction_id:
                 break
             self.stale_frames += 1
             self.stale_frames_this_request += 1

@@ -243,6 +243,30 @@ def test_link_late_reply_not_decoded_as_next(simulator, pause_s):
         assert link.connects == 1
 
 
+@pytest.mark.parametrize("delay_s", [0.0, 0.05], ids=["same_segment", "later_segment"])
+def test_link_unsolicited_frame_not_decoded(delay_s):
+    # After each reply the server sends a frame that carries the next request's
+    # transaction id and other words. It arrives before that request is sent, so it
+    # cannot be its reply, although its header matches the reply's.
+    def respond(frame):
+        transaction_id, unit_id, function_code, _, count = request_fields(frame)
+        answer = reply(transaction_id, unit_id, registers_pdu(function_code, [7] * count))
+        unsolicited = reply(transaction_id + 1, unit_id,
+                            registers_pdu(function_code, [0xBAD] * count))
+        return [(0, answer), (delay_s, unsolicited)]
+
+    with CraftedServer(respond) as server:
+        link = make_link(server.port)
+        try:
+            assert link.read(UNIT, "holding", 100, 2) == [7, 7]
+            time.sleep(0.2)  # the unsolicited frame is in the socket now
+            assert link.read(UNIT, "holding", 100, 2) == [7, 7]
+            assert link.counters == {"mismatched_reply": 1}
+            assert link.connects == 1
+        finally:
+            link.close()
+
+
 def test_link_waits_quiet_time_after_connect(simulator):
     device = simulator("--capture", LUNA, "--quiet-after-accept", "0.5")
     waits = []
