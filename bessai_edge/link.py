@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 FUNCTION_CODES = {"holding": 3, "input": 4, 3: 3, 4: 4}
 MAX_READ_REGISTERS = 125  # Modbus Application Protocol v1.1b3, section 6.3: 1 to 125 registers
 DEVICE_BUSY = 6           # exception code: the device cannot take the request now
+# A request this long after the last reply first reads and drops what the device sent
+# meanwhile. A cycle sends its requests back to back, so this costs one system call
+# per cycle, not per request. Processing a reply takes well under this on a Raspberry
+# Pi class machine (an estimate; a slower machine only reads the socket more often).
+IDLE_BEFORE_DISCARD_S = 0.005
 
 
 def _sleep_until(deadline):
@@ -97,6 +102,7 @@ class DeviceLink:
         self.retry_delay_s = 0.0       # the backoff delay scheduled last
         self.ready_monotonic = 0.0     # end of the quiet time of the current connection
         self._next_request_at = 0.0    # quiet time and request spacing allow a request then
+        self._replied_at = 0.0         # monotonic time the last reply was read
         self._wait_until = wait_until
         self._rng = rng
         self._client = None
@@ -224,6 +230,8 @@ class DeviceLink:
         stale_before = client.stale_frames
         self.requests += 1
         try:
+            if started - self._replied_at > IDLE_BEFORE_DISCARD_S:
+                client.discard_early_frames()  # what a device sent unasked while idle
             if function_code == 3:
                 response = client.read_holding_registers(address, count=count, device_id=unit_id)
             else:
@@ -246,6 +254,7 @@ class DeviceLink:
                                  function_code, address, count)
             raise link_error from error
         ended = time.monotonic()
+        self._replied_at = ended
         self._next_request_at = ended + self.min_request_interval_s
         if ended >= self._timer_at:
             self._run_timers(ended)

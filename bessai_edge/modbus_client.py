@@ -159,7 +159,8 @@ class FramedTcpClient(ModbusTcpClient):
         sock = self.socket
         if not sock:
             raise ConnectionLost("not connected")
-        self._discard_early_frames()
+        if self._received:
+            self._drop_received_frames()  # bytes that came after the last reply
         self.sent = request
         self.stale_frames_this_request = 0
         # The normal reply to a read of ``count`` registers (at most 125, so byte 10 is
@@ -183,14 +184,15 @@ class FramedTcpClient(ModbusTcpClient):
             raise ConnectionLost(f"sending the request failed: {error.strerror or error}") from error
         return len(request)
 
-    def _discard_early_frames(self):
-        """Drop the whole frames received before the request about to be sent.
+    def discard_early_frames(self):
+        """Read what waits in the socket and drop the whole frames, before a request.
 
         No byte received before a request is sent belongs to its reply. Yet a frame that
         carries the next request's transaction id, from a device or gateway that replies
         to a request this client never sent, passes every check of ``_check_reply`` and
-        would be decoded as that request's reply. Each dropped frame counts as stale. A
-        frame whose end has not arrived yet is dropped when it is complete.
+        would be decoded as that request's reply. The poll costs a system call, so the
+        link calls this only after an idle time, such as the wait between cycles.
+        ``send()`` itself drops only the bytes already read.
         """
         self._early_bytes = 0
         if not self._received and not select.select(self._readable, (), (), 0)[0]:
@@ -209,6 +211,14 @@ class FramedTcpClient(ModbusTcpClient):
             if not chunk:
                 break  # the device closed the connection: the reply's read reports it
             self._received += chunk
+        self._drop_received_frames()
+
+    def _drop_received_frames(self):
+        """Drop the whole frames in the receive buffer, each counted as stale.
+
+        A frame whose end has not arrived yet is dropped when it is complete.
+        """
+        self._early_bytes = 0
         received = self._received
         while len(received) >= _MBAP.size:
             transaction_id, protocol_id, length, _ = _MBAP.unpack_from(received)
