@@ -62,6 +62,7 @@ class Observation:
     all_words_ffff: bool = False
     no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
     late_replies: int = 0         # first pass only, like request_outcomes
+    unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
     soc_pct: float | None = None
     battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power
     battery_power_warn_kw: float | None = None  # the battery power limit's warning level
@@ -115,8 +116,8 @@ def exit_status(findings_per_device):
     if all(severity == OK for severity in severities):
         return 0
     no_data = {"refused", "connect_timeout", "unreachable", "connect_failed", "all_timeouts",
-               "slow_replies", "connection_dropped", "wrong_unit_id", "device_busy",
-               "sunspec_not_found", "all_illegal_address",
+               "slow_replies", "wrong_transaction_id", "connection_dropped", "wrong_unit_id",
+               "device_busy", "sunspec_not_found", "all_illegal_address",
                "all_requests_rejected", "nothing_read"}
     if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
         return 2
@@ -189,6 +190,14 @@ def _request_findings(observation):
     timeout_s = observation.request_timeout_s
     late_replies = observation.late_replies if timeout_s is not None else 0
     if outcomes and all(kind in ("timeout", "disconnected") for kind in outcomes):
+        if observation.unknown_id_frames:
+            return [Finding(ERROR, "wrong_transaction_id", _(
+                "The device at {endpoint} replies, but its replies carry transaction ids "
+                "that no request used, so no reply matches its request: the device or a "
+                "Modbus TCP gateway in between does not copy the request's transaction id "
+                "into its reply. Update the gateway's firmware or replace it, or connect "
+                "to the device directly."
+            ).format(endpoint=observation.endpoint))]
         if late_replies:
             return [Finding(ERROR, "slow_replies", _(
                 "The device at {endpoint} replies, but only after the request timeout of "

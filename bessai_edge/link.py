@@ -95,6 +95,8 @@ class DeviceLink:
         self.timeouts_before_reconnect = timeouts_before_reconnect
         self.silent_timeouts_before_reconnect = silent_timeouts_before_reconnect
         self.counters = collections.Counter()
+        # Of the mismatched_reply frames, those whose transaction id no request used.
+        self.unknown_id_frames = 0
         self.requests = 0              # requests sent
         self.connects = 0              # connection attempts
         self.sessions = 0              # connections opened
@@ -260,6 +262,7 @@ class DeviceLink:
             self._run_timers(ended)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
+            self.unknown_id_frames += client.unknown_id_frames_this_request
         if self._failing_since is not None or not self._answered:
             self._note_answered()
         if response.function_code & 0x80:
@@ -306,6 +309,7 @@ class DeviceLink:
             self._run_timers(now)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
+            self.unknown_id_frames += client.unknown_id_frames_this_request
         log.debug("%s: read unit %d fc %d address %d count %d failed: %s",
                   self.endpoint, unit_id, function_code, address, count, error)
         self._handle_failure(error, started)

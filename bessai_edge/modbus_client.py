@@ -15,6 +15,7 @@ sits below and above it:
 """
 
 import array
+import collections
 import logging
 import select
 import socket
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 _MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length, unit id
 MAX_STALE_FRAMES = 16  # a device that streams old frames must not hold a request forever
+# Transaction ids of this many recent requests count as sent, which distinguishes a late
+# reply to one of them from a frame whose id no request on the connection used.
+SENT_IDS_KEPT = 64
 RECV_CHUNK = 4096  # a few whole frames: an MBAP frame has at most 260 bytes
 _READ_REPLY_HEAD_SIZE = 9  # MBAP header, function code, byte count
 _REPLY_LENGTHS = tuple((3 + 2 * count).to_bytes(2, "big") for count in range(256))
@@ -125,6 +129,9 @@ class FramedTcpClient(ModbusTcpClient):
         self._readable = ()     # (socket,) for select()
         self.stale_frames = 0
         self.stale_frames_this_request = 0
+        self.sent_ids = collections.deque(maxlen=SENT_IDS_KEPT)
+        self.unknown_id_frames_this_request = 0  # stale frames with an id never sent
+        self.unknown_id = None  # the last such transaction id
 
     def connect(self):
         return self.socket is not None
@@ -159,10 +166,12 @@ class FramedTcpClient(ModbusTcpClient):
         sock = self.socket
         if not sock:
             raise ConnectionLost("not connected")
+        self.stale_frames_this_request = 0
+        self.unknown_id_frames_this_request = 0
         if self._received:
             self._drop_received_frames()  # bytes that came after the last reply
         self.sent = request
-        self.stale_frames_this_request = 0
+        self.sent_ids.append(int.from_bytes(request[:2], "big"))
         # The normal reply to a read of ``count`` registers (at most 125, so byte 10 is
         # 0): same transaction and protocol id, its own length, same unit id and
         # function code, then the byte count.
@@ -229,6 +238,7 @@ class FramedTcpClient(ModbusTcpClient):
                 break
             del received[:end]
             self.stale_frames += 1
+            self._note_unknown_id(transaction_id)
             log.debug("discarded a frame with transaction id %d that arrived before the "
                       "request was sent", transaction_id)
         self._early_bytes = len(received)
@@ -262,18 +272,43 @@ class FramedTcpClient(ModbusTcpClient):
         expected = _Expected(self.sent)
         while True:
             if self.stale_frames_this_request >= MAX_STALE_FRAMES:
-                raise LinkTimeout(f"no reply among {MAX_STALE_FRAMES} frames of earlier requests")
-            frame, transaction_id, unit_id = self._next_frame()
+                raise LinkTimeout(self._unknown_id_text(expected.transaction_id) or
+                                  f"no reply among {MAX_STALE_FRAMES} frames of earlier requests")
+            try:
+                frame, transaction_id, unit_id = self._next_frame()
+            except LinkTimeout as error:
+                text = self.socket is not None and self._unknown_id_text(expected.transaction_id)
+                if text:  # not cut off mid-frame: the frames with unknown ids are the cause
+                    raise LinkTimeout(text) from error
+                raise
             if self._early_bytes:
                 self._early_bytes = 0  # its first bytes came before the request was sent
             elif transaction_id == expected.transaction_id:
                 break
             self.stale_frames += 1
             self.stale_frames_this_request += 1
+            self._note_unknown_id(transaction_id)
             log.debug("discarded a reply to transaction %d while waiting for transaction %d",
                       transaction_id, expected.transaction_id)
         _check_reply(expected, unit_id, memoryview(frame)[_MBAP.size:])
         return frame
+
+    def _note_unknown_id(self, transaction_id):
+        """Count a stale frame whose transaction id no recent request on this connection used."""
+        if transaction_id not in self.sent_ids:
+            self.unknown_id_frames_this_request += 1
+            self.unknown_id = transaction_id
+
+    def _unknown_id_text(self, expected_id):
+        """Return the timeout message that names frames with unknown ids, or "" when none came."""
+        count = self.unknown_id_frames_this_request
+        if not count:
+            return ""
+        frames = "1 frame" if count == 1 else f"{count} frames"
+        return (f"no reply with transaction id {expected_id} before the request timeout, but "
+                f"{frames} with transaction id {self.unknown_id}, which no request on this "
+                f"connection used: the device or gateway does not copy the request's "
+                f"transaction id into its reply")
 
     def _next_frame(self):
         """Return ``(frame, transaction id, unit id)`` of the next MBAP frame.

@@ -291,7 +291,8 @@ def _read(link, check, observation):
         statuses = bytearray(b"\x01" * len(plan.requests))
         link.wait_for_turn()  # the quiet time after connect is not part of a cycle
         started = time.monotonic()
-        outcomes, words_ffff, late_replies = _read_requests(link, plan, buffer, statuses)
+        outcomes, words_ffff, late_replies, unknown_ids = _read_requests(
+            link, plan, buffer, statuses)
         # The last pass is the closest to a cycle: the first may include exception 2 probes.
         observation.read_s = time.monotonic() - started
         no_data_units = _reject_no_data_units(plan, buffer, statuses, outcomes)
@@ -299,6 +300,7 @@ def _read(link, check, observation):
             observation.request_outcomes = list(outcomes)
             observation.all_words_ffff = words_ffff
             observation.late_replies = late_replies
+            observation.unknown_id_frames = unknown_ids
             observation.no_data_units = no_data_units
         # decode() regroups the plan after exception 2, so everything that depends on
         # this pass's layout is taken first.
@@ -329,18 +331,21 @@ def _fill_unread(check, kind):
 def _read_requests(link, plan, buffer, statuses):
     """Read every request into the buffer.
 
-    Returns (outcome per request, all words 0xFFFF, late replies). A late reply is one
-    that came after its request had timed out and was discarded while the link waited
-    for a later request's reply.
+    Returns (outcome per request, all words 0xFFFF, late replies, frames with unknown
+    transaction ids). A late reply is one that came after its request had timed out and
+    was discarded while the link waited for a later request's reply. A frame whose
+    transaction id no request used is not a late reply, so it is counted apart.
     """
     from bessai_edge.errors import ConnectionLost, DeviceException, LinkError
 
     outcomes = []
     answered = []
     late_replies = 0
+    unknown_ids_before = link.unknown_id_frames
     for request in plan.requests:
         sent_before = link.requests
         mismatched_before = link.counters["mismatched_reply"]
+        unknown_before = link.unknown_id_frames
         words = None
         try:
             words = link.read(request.unit_id, request.function, request.address,
@@ -358,13 +363,15 @@ def _read_requests(link, plan, buffer, statuses):
         # The link counts late replies and invalid frames under one kind: a request that
         # failed with an invalid frame accounts for one of them itself.
         late_replies += (link.counters["mismatched_reply"] - mismatched_before
-                         - (outcome == "mismatched_reply"))
+                         - (outcome == "mismatched_reply")
+                         - (link.unknown_id_frames - unknown_before))
         if words is None:
             continue
         buffer[request.buffer_offset:request.buffer_offset + request.count] = array.array("H", words)
         statuses[request.block] = 0
         answered.extend(words)
-    return outcomes, bool(answered) and all(word == 0xFFFF for word in answered), late_replies
+    return (outcomes, bool(answered) and all(word == 0xFFFF for word in answered),
+            late_replies, link.unknown_id_frames - unknown_ids_before)
 
 
 def _reject_no_data_units(plan, buffer, statuses, outcomes):

@@ -14,7 +14,13 @@ from bessai_edge.errors import EX_CONFIG
 from bessai_edge.profile import bundled_profiles
 from tests.conftest import CAPTURES, bessai_command, free_tcp_port
 from tests.settings.helpers import read_only_spool_dir
-from tests.simulator.helpers import simulator  # noqa: F401 (fixture)
+from tests.simulator.helpers import (
+    CraftedServer,
+    registers_pdu,
+    reply,
+    request_fields,
+    simulator,  # noqa: F401 (fixture)
+)
 
 VICTRON = str(CAPTURES / "victron_system_battery_discharging_constructed.json")
 SMA = str(CAPTURES / "sma_sunnyboy_30775_power_input_evcc17768.json")
@@ -184,6 +190,21 @@ def test_check_slow_device_late_replies(simulator):
     assert codes(result) == ["slow_replies"], result.stdout + result.stderr
     assert "only after the request timeout of 1 s" in result.stdout
     assert "Raise REQUEST_TIMEOUT_S" in result.stdout
+    assert result.returncode == 2
+
+
+def test_check_wrong_transaction_id_named():
+    # The server replies at once, but with the next transaction id: no timeout is long
+    # enough, so the diagnosis must not suggest raising REQUEST_TIMEOUT_S.
+    def respond(frame):
+        transaction_id, unit_id, function_code, _, count = request_fields(frame)
+        return [(0, reply(transaction_id + 1, unit_id, registers_pdu(function_code, [7] * count)))]
+
+    with CraftedServer(respond) as server:
+        result = run_check(port=server.port, profile="sma_sunny_tripower", REQUEST_TIMEOUT_S=0.5)
+    assert codes(result) == ["wrong_transaction_id"], result.stdout + result.stderr
+    assert "does not copy the request's transaction id" in result.stdout
+    assert "REQUEST_TIMEOUT_S" not in result.stdout
     assert result.returncode == 2
 
 

@@ -30,6 +30,8 @@ CASES = [
      ["all_timeouts"]),
     ("timeouts_with_late_replies", {"request_outcomes": ["timeout", "timeout", "skipped"],
                                     "late_replies": 1}, ["slow_replies"]),
+    ("timeouts_with_unknown_ids", {"request_outcomes": ["timeout", "timeout", "skipped"],
+                                   "unknown_id_frames": 2}, ["wrong_transaction_id"]),
     ("one_timeout_late_reply", {"request_outcomes": ["ok", "timeout", "ok"], "late_replies": 1,
                                 "points": 6, "points_ok": 4},
      ["some_requests_failed", "late_replies"]),

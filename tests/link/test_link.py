@@ -240,6 +240,7 @@ def test_link_late_reply_not_decoded_as_next(simulator, pause_s):
         time.sleep(pause_s)
         assert link.read(UNIT, "holding", 37765, 2) == POWER_WORDS
         assert link.counters == {"timeout": 1, "mismatched_reply": 1}
+        assert link.unknown_id_frames == 0  # a late reply's id was used by request 2
         assert link.connects == 1
 
 
@@ -263,6 +264,28 @@ def test_link_unsolicited_frame_not_decoded(delay_s):
             assert link.read(UNIT, "holding", 100, 2) == [7, 7]
             assert link.counters == {"mismatched_reply": 1}
             assert link.connects == 1
+        finally:
+            link.close()
+
+
+@pytest.mark.parametrize("offset", [1, -1], ids=["next_id", "id_zero"])
+def test_link_reply_with_unknown_id_named(offset):
+    # The reply comes at once with an id that no request used (the next one, or 0 for
+    # the first request): the timeout names it instead of claiming that nothing came.
+    def respond(frame):
+        transaction_id, unit_id, function_code, _, count = request_fields(frame)
+        return [(0, reply(transaction_id + offset, unit_id, registers_pdu(function_code, [7] * count)))]
+
+    with CraftedServer(respond) as server:
+        link = make_link(server.port, request_timeout_s=0.3)
+        try:
+            with pytest.raises(LinkTimeout) as raised:
+                link.read(UNIT, "holding", 100, 2)
+            assert "no reply with transaction id 1 before the request timeout" in str(raised.value)
+            assert f"1 frame with transaction id {1 + offset}" in str(raised.value)
+            assert "does not copy the request's transaction id" in str(raised.value)
+            assert link.counters == {"timeout": 1, "mismatched_reply": 1}
+            assert link.unknown_id_frames == 1
         finally:
             link.close()
 
