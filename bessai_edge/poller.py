@@ -10,6 +10,7 @@ the link's backoff spaces the attempts.
 import array
 import dataclasses
 import logging
+import math
 import time
 
 from bessai_edge import alarms, core, records
@@ -26,6 +27,9 @@ NO_DATA_WORD = 0xFFFF  # the word some devices and RS-485 gateways return for an
 # words: one or two "not available" registers are normal.
 MIN_WORDS_TO_JUDGE = 8
 DISCOVERY_RETRY_S = 30.0
+# Addresses a device rejected with exception 2 are read again this long after the last
+# rejection, since some devices reject them only for a while.
+RELEARN_AFTER_S = 600.0
 QUALITY_COMM_ERROR_NAME = core.QUALITY_NAMES[core.QUALITY_COMM_ERROR]
 
 
@@ -76,6 +80,7 @@ class DevicePoller:
         self._sunspec = profile.sunspec  # a property that scans every point: read it once
         self._last_evaluation_index = None  # scan-grid index of the last limit evaluation
         self._previous_alarms = None    # alarm_restore.PreviousAlarms for the first table
+        self._relearn_at = math.inf     # monotonic time to read rejected addresses again
         if not self._sunspec:
             self._set_plan(profile.plan(unit_id=self.unit_id, unit_ids=device.unit_ids))
 
@@ -91,12 +96,20 @@ class DevicePoller:
         self._error_kind = None
         statuses = None
         answered = False
+        if cycle_start >= self._relearn_at:
+            self._read_rejected_addresses_again()
         error = self._ensure_connected(cycle_start)
         if error is None:
             statuses, error, answered = self._read_plan()
         if grid_index is not None:
             periods = self._periods_since_last_evaluation(grid_index())
         return self._finish(statuses, error, answered, periods)
+
+    def _read_rejected_addresses_again(self):
+        self._relearn_at = math.inf
+        if self.plan is not None and self.plan.forget_learned():
+            logger.info("%s: reading the addresses rejected with exception 2 again, in case "
+                        "the device serves them now", self.device.name, extra=self.log_extra)
 
     def _periods_since_last_evaluation(self, index):
         """Return the grid periods since the last evaluation (the first: since the grid start).
@@ -315,6 +328,7 @@ class DevicePoller:
             # The plan probes the request's parts now and logs the rejected addresses;
             # from the next cycle on its requests read around them.
             self.plan.mark_illegal_address(request, read=self.link.read)
+            self._relearn_at = self.clock() + RELEARN_AFTER_S
         else:
             self.errors.log(("exception", error.code, request.address), logging.WARNING,
                             "%s: %s", self.device.name, text,

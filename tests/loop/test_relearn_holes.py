@@ -1,0 +1,80 @@
+"""A register rejected with exception 2 for a while is read again, over real Modbus TCP.
+
+The first simulator rejects one address of the Huawei profile with exception 2. A second
+one on the same port, started after it, serves the address again, as a device does
+once it leaves the mode in which it rejected it. The last cycle is given a start time
+``RELEARN_AFTER_S`` ahead of the clock, so the re-read interval passes at once.
+"""
+
+import time
+
+from bessai_edge import poller as poller_module
+from bessai_edge import settings as settings_module
+from bessai_edge.devices import load_device_profiles
+from bessai_edge.link import DeviceLink
+from bessai_edge.poller import DevicePoller
+from tests.conftest import free_tcp_port
+from tests.loop.conftest import simulator
+from tests.loop.test_run_faults import hole_target
+
+PROFILE = "huawei_sun2000"
+
+
+def poll_until_ok(poller, ahead_s=0.0, attempts=50):
+    """Poll until the device state is ok (the link reconnects on its backoff)."""
+    for _ in range(attempts):
+        result = poller.poll(time.monotonic() + ahead_s)
+        if result.state == "ok":
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"device not ok after {attempts} polls: {result.error}")
+
+
+def test_poller_reads_rejected_address_again(tmp_path, caplog):
+    caplog.set_level("INFO", logger="bessai_edge.poller")
+    address, field, _others = hole_target(PROFILE)
+    port = free_tcp_port()
+    loaded = settings_module.load_settings({
+        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
+        "DRIVER_PROFILE_PATH": PROFILE, "SPOOL_DIR": str(tmp_path)})
+    device, = loaded.devices
+    profile = load_device_profiles(loaded.devices)[device.name]
+    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id,
+                                  connect_timeout_s=1.0)
+    poller = DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")
+    try:
+        with simulator("--profile", PROFILE, "--exception", f"{address}=2", port=port):
+            poller.prepare()
+            assert poller.poll(time.monotonic()).state == "degraded"  # the rejection is learned
+            assert poller.poll(time.monotonic()).quality[field] == "not_available"
+        with simulator("--profile", PROFILE, port=port):
+            assert poll_until_ok(poller).quality[field] == "not_available"
+            later = poll_until_ok(poller, ahead_s=poller_module.RELEARN_AFTER_S)
+            assert later.quality[field] == "ok"
+    finally:
+        link.close()
+    assert f"{device.name}: reading the addresses rejected with exception 2 again" in caplog.text
+
+
+def test_plan_rejected_again_logged_at_debug(caplog):
+    from bessai_edge.profile import load_profile
+
+    address, _field, _others = hole_target(PROFILE)
+    plan = load_profile(PROFILE).plan()
+    request = next(r for r in plan.requests if r.address <= address < r.address + r.count)
+    caplog.set_level("DEBUG", logger="bessai_edge.profile.plan")
+
+    def read(unit_id, function, start, count):
+        if start <= address < start + count:
+            from bessai_edge.errors import DeviceException
+            raise DeviceException(2, "illegal data address")
+        return [0] * count
+
+    assert plan.mark_illegal_address(request, read=read)
+    assert plan.forget_learned() is True
+    assert plan.learned_holes() == []
+    again = next(r for r in plan.requests if r.address <= address < r.address + r.count)
+    assert plan.mark_illegal_address(again, read=read)
+    levels = [record.levelname for record in caplog.records
+              if "rejects registers" in record.getMessage()]
+    assert levels == ["WARNING", "DEBUG"], levels
