@@ -290,7 +290,16 @@ class FramedTcpClient(ModbusTcpClient):
             self._note_unknown_id(transaction_id)
             log.debug("discarded a reply to transaction %d while waiting for transaction %d",
                       transaction_id, expected.transaction_id)
-        _check_reply(expected, unit_id, memoryview(frame)[_MBAP.size:])
+        pdu = memoryview(frame)[_MBAP.size:]
+        try:
+            _check_reply(expected, unit_id, pdu)
+        except ShortReply as error:
+            if len(pdu) > 1 and not pdu[0] & 0x80 and pdu[1] != len(pdu) - 2:
+                # The MBAP length and the byte count disagree, so where the next frame
+                # starts is unknown: reading on would take its bytes for a header.
+                self.close()
+                raise ShortReply(f"{error}; connection closed") from error
+            raise
         return frame
 
     def _note_unknown_id(self, transaction_id):

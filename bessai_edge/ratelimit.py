@@ -32,8 +32,8 @@ class RateLimitedLog:
             entry[1] += 1
             return False
         if entry is not None and entry[1]:
-            message += " (repeated %d times in the last %.0f s)"
-            args = (*args, entry[1], now - entry[0])
+            message += " (repeated %d %s in the last %.0f s)"
+            args = (*args, entry[1], "time" if entry[1] == 1 else "times", now - entry[0])
         self._entries[key] = [now, 0]
         self.logger.log(level, message, *args, **kwargs)
         return True

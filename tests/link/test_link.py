@@ -413,6 +413,26 @@ def test_link_classifies_crafted_reply(transform, expected, counters):
             link.close()
 
 
+@pytest.mark.parametrize("case, closed", [
+    # The byte count and the MBAP length disagree: the next frame's start is unknown.
+    ("byte_count_disagrees_with_length", True),
+    # The frame is whole, only its content is wrong: the next frame starts after it.
+    ("short_reply", False),
+    ("wrong_function", False),
+])
+def test_link_malformed_reply_connection(case, closed):
+    transform = next(entry[1] for entry in CRAFTED_CASES if entry[0] == case)
+    with CraftedServer(_answer(transform)) as server:
+        link = make_link(server.port)
+        try:
+            with pytest.raises((ShortReply, MismatchedReply)) as error:
+                link.read(UNIT, "holding", 100, 2)
+            assert link.connected is not closed
+            assert str(error.value).endswith("; connection closed") is closed
+        finally:
+            link.close()
+
+
 def test_link_mid_frame_timeout_drops_connection():
     def respond(frame):
         transaction_id, unit_id, function_code, _, count = request_fields(frame)

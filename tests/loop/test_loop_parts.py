@@ -64,6 +64,18 @@ def test_rate_limited_log_counts_repeats(caplog):
                         "device inverter timed out (repeated 4 times in the last 70 s)"]
 
 
+def test_rate_limited_log_one_repeat_singular(caplog):
+    clock = FakeClock()
+    limited = RateLimitedLog(logging.getLogger("test.ratelimit"), interval_s=60.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="test.ratelimit"):
+        limited.log("timeout", logging.WARNING, "timed out")
+        clock.now += 10.0
+        limited.log("timeout", logging.WARNING, "timed out")
+        clock.now += 60.0
+        limited.log("timeout", logging.WARNING, "timed out")
+    assert caplog.records[-1].getMessage() == "timed out (repeated 1 time in the last 70 s)"
+
+
 def test_rate_limited_log_forget_logs_again(caplog):
     clock = FakeClock()
     limited = RateLimitedLog(logging.getLogger("test.ratelimit"), clock=clock)
