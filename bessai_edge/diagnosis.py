@@ -25,7 +25,10 @@ MAIN_FIELDS = ("soc_pct", "battery_power_kw", "ac_power_kw", "pv_power_kw",
 CYCLE_SHARE = 0.8
 
 # A request that failed with one of these waited out a timeout or a reconnect.
-SLOW_OUTCOMES = ("timeout", "disconnected", "skipped", "mismatched_reply")
+PARTIAL_REPLY = "partial_reply"  # a request timeout after part of the reply had arrived
+SLOW_OUTCOMES = ("timeout", PARTIAL_REPLY, "disconnected", "skipped", "mismatched_reply")
+# Replies that arrived whole but are not valid replies to their request.
+_MALFORMED = ("short_reply", "mismatched_reply")
 
 # Requests failing with these kinds reached a device that rejected the request itself.
 _DEVICE_REJECTIONS = ("exception_1", "exception_2", "exception_3", "exception_4")
@@ -116,7 +119,8 @@ def exit_status(findings_per_device):
     if all(severity == OK for severity in severities):
         return 0
     no_data = {"refused", "connect_timeout", "unreachable", "connect_failed", "all_timeouts",
-               "slow_replies", "wrong_transaction_id", "connection_dropped", "wrong_unit_id",
+               "slow_replies", "wrong_transaction_id", "partial_replies", "malformed_replies",
+               "connection_dropped", "wrong_unit_id",
                "device_busy", "sunspec_not_found", "all_illegal_address",
                "all_requests_rejected", "nothing_read"}
     if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
@@ -189,6 +193,16 @@ def _request_findings(observation):
 
     timeout_s = observation.request_timeout_s
     late_replies = observation.late_replies if timeout_s is not None else 0
+    if (outcomes and PARTIAL_REPLY in outcomes
+            and all(kind in ("timeout", PARTIAL_REPLY, "disconnected") for kind in outcomes)):
+        return [Finding(ERROR, "partial_replies", _(
+            "The device at {endpoint} starts its replies but does not finish them within "
+            "the request timeout{timeout}: a slow or lossy network link (Wi-Fi, cellular), "
+            "or a device or Modbus TCP gateway that declares a wrong length. On a slow link "
+            "raise REQUEST_TIMEOUT_S; otherwise update the gateway's firmware or connect to "
+            "the device directly."
+        ).format(endpoint=observation.endpoint,
+                 timeout=f" ({timeout_s:g} s)" if timeout_s is not None else ""))]
     if outcomes and all(kind in ("timeout", "disconnected") for kind in outcomes):
         if observation.unknown_id_frames:
             return [Finding(ERROR, "wrong_transaction_id", _(
@@ -233,6 +247,16 @@ def _request_findings(observation):
             "DRIVER_PROFILE_PATH probably names the wrong profile for this device (list "
             "the profiles with `bessai profiles`)."
         ).format(profile=observation.profile, summary=_count_kinds(outcomes)))]
+
+    if (outcomes and not answered and not observation.points_ok
+            and all(kind in _MALFORMED for kind in outcomes)):
+        return [Finding(ERROR, "malformed_replies", _(
+            "The device at {endpoint} replies to every request, but no reply is valid "
+            "({summary}: a wrong function code, unit id, byte count or register count). "
+            "The device or a Modbus TCP gateway in between is faulty, not the profile: "
+            "update the gateway's firmware or replace it, or connect to the device "
+            "directly."
+        ).format(endpoint=observation.endpoint, summary=_count_kinds(outcomes)))]
 
     # A mixture of failures (exception 2 on some units, 11 on others) that left no value.
     # Rejected points count as not available too; only the others are read values.

@@ -51,6 +51,7 @@ class HostUnreachable(LinkError):
 
 class LinkTimeout(LinkError):
     kind = "timeout"
+    partial = False  # True when part of a reply had arrived
 
 
 class ConnectionLost(LinkError):

@@ -368,7 +368,9 @@ class FramedTcpClient(ModbusTcpClient):
         elif time.monotonic() >= self.deadline:
             if frame_started:
                 self.close()
-                raise LinkTimeout("timed out in the middle of a reply; connection closed")
+                error = LinkTimeout("timed out in the middle of a reply; connection closed")
+                error.partial = True  # bessai check tells a slow or lying reply from silence
+                raise error
             raise LinkTimeout("no reply before the request timeout")
 
 

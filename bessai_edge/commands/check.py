@@ -336,7 +336,8 @@ def _read_requests(link, plan, buffer, statuses):
     was discarded while the link waited for a later request's reply. A frame whose
     transaction id no request used is not a late reply, so it is counted apart.
     """
-    from bessai_edge.errors import ConnectionLost, DeviceException, LinkError
+    from bessai_edge.diagnosis import PARTIAL_REPLY
+    from bessai_edge.errors import ConnectionLost, DeviceException, LinkError, LinkTimeout
 
     outcomes = []
     answered = []
@@ -357,6 +358,8 @@ def _read_requests(link, plan, buffer, statuses):
                 plan.mark_illegal_address(request, read=link.read)
         except ConnectionLost:
             outcome = SKIPPED if link.requests == sent_before else "disconnected"
+        except LinkTimeout as error:
+            outcome = PARTIAL_REPLY if error.partial else error.kind
         except LinkError as error:
             outcome = error.kind
         outcomes.append(outcome)

@@ -208,6 +208,36 @@ def test_check_wrong_transaction_id_named():
     assert result.returncode == 2
 
 
+def _wrong_function(frame):
+    transaction_id, unit_id, function_code, _, count = request_fields(frame)
+    return [(0, reply(transaction_id, unit_id, registers_pdu(function_code + 1, [7] * count)))]
+
+
+def _one_register_short(frame):
+    transaction_id, unit_id, function_code, _, count = request_fields(frame)
+    return [(0, reply(transaction_id, unit_id, registers_pdu(function_code, [7] * (count - 1))))]
+
+
+def _header_then_silence(frame):
+    transaction_id, unit_id, function_code, _, count = request_fields(frame)
+    return [(0, reply(transaction_id, unit_id, registers_pdu(function_code, [7] * count))[:9])]
+
+
+@pytest.mark.parametrize("respond, code, not_said", [
+    # Malformed replies were blamed on the profile (nothing_read).
+    (_wrong_function, "malformed_replies", "DRIVER_PROFILE_PATH"),
+    (_one_register_short, "malformed_replies", "DRIVER_PROFILE_PATH"),
+    # Part of each reply, then nothing, was taken for a silent device in standby.
+    (_header_then_silence, "partial_replies", "standby"),
+])
+def test_check_faulty_replies_named(respond, code, not_said):
+    with CraftedServer(respond) as server:
+        result = run_check(port=server.port, profile="sma_sunny_tripower", REQUEST_TIMEOUT_S=0.3)
+    assert codes(result) == [code], result.stdout + result.stderr
+    assert not_said not in result.stdout.split("Diagnosis:")[-1]
+    assert result.returncode == 2
+
+
 def test_check_one_late_reply_named(simulator):
     # Only the second request is slow: its reply is discarded while the third waits.
     device = simulator("--profile", "sma_sunny_tripower", "--latency", "1.4",
