@@ -15,7 +15,9 @@ raises it)::
     cycle_ms     milliseconds from the cycle start until this record was built
     state        device state: ok, degraded (some requests failed) or down (no data:
                  no reply, or an exception to every request)
-    error        the last request error of this cycle as "kind: message", or null
+    error        the last request error of this cycle as "kind: message", or null; while
+                 the link waits out its backoff and sends no request, the error that
+                 brought the device down (such a record has cycle_ms near 0)
     values       canonical field -> number, or null when its quality is not ok; rounded to
                  the decimals its register's scale can resolve (see ``field_rounding``)
     quality      canonical field -> ok, not_available, comm_error or invalid
