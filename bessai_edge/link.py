@@ -96,7 +96,8 @@ class DeviceLink:
         self.silent_timeouts_before_reconnect = silent_timeouts_before_reconnect
         self.counters = collections.Counter()
         # Of the mismatched_reply frames, those whose transaction id no request used.
-        self.unknown_id_frames = 0
+        self.unknown_id_frames = 0     # stale frames whose transaction id no request used
+        self.duplicate_replies = 0     # stale frames that repeat an answered request's reply
         self.requests = 0              # requests sent
         self.connects = 0              # connection attempts
         self.sessions = 0              # connections opened
@@ -262,7 +263,7 @@ class DeviceLink:
             self._run_timers(ended)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
-            self.unknown_id_frames += client.unknown_id_frames_this_request
+            self._count_stale_causes(client)
         if self._failing_since is not None or not self._answered:
             self._note_answered()
         if response.function_code & 0x80:
@@ -300,6 +301,11 @@ class DeviceLink:
             self._timer_at = min(self._keepalive_at, self._outage.report_due_at)
         self._failing_since = None
 
+    def _count_stale_causes(self, client):
+        self.unknown_id_frames += client.unknown_id_frames_this_request
+        self.duplicate_replies += client.duplicate_frames_this_request
+        client.unknown_id_frames_this_request = client.duplicate_frames_this_request = 0
+
     def _request_failed(self, client, stale_before, started, error, unit_id, function_code,
                         address, count):
         """Count and log a failed request sent at ``started``; the caller raises ``error``."""
@@ -309,7 +315,7 @@ class DeviceLink:
             self._run_timers(now)
         if client.stale_frames != stale_before:
             self.counters["mismatched_reply"] += client.stale_frames - stale_before
-            self.unknown_id_frames += client.unknown_id_frames_this_request
+            self._count_stale_causes(client)
         log.debug("%s: read unit %d fc %d address %d count %d failed: %s",
                   self.endpoint, unit_id, function_code, address, count, error)
         self._handle_failure(error, started)

@@ -130,7 +130,11 @@ class FramedTcpClient(ModbusTcpClient):
         self.stale_frames = 0
         self.stale_frames_this_request = 0
         self.sent_ids = collections.deque(maxlen=SENT_IDS_KEPT)
-        self.unknown_id_frames_this_request = 0  # stale frames with an id never sent
+        self.answered_ids = collections.deque(maxlen=SENT_IDS_KEPT)  # ids with a valid reply
+        self._sent_id = None    # transaction id of the request in flight
+        # Stale frames by cause, kept until the link adds them to its own counts.
+        self.unknown_id_frames_this_request = 0  # with an id no request used
+        self.duplicate_frames_this_request = 0   # with the id of a request already answered
         self.unknown_id = None  # the last such transaction id
 
     def connect(self):
@@ -167,11 +171,11 @@ class FramedTcpClient(ModbusTcpClient):
         if not sock:
             raise ConnectionLost("not connected")
         self.stale_frames_this_request = 0
-        self.unknown_id_frames_this_request = 0
         if self._received:
             self._drop_received_frames()  # bytes that came after the last reply
         self.sent = request
-        self.sent_ids.append(int.from_bytes(request[:2], "big"))
+        self._sent_id = int.from_bytes(request[:2], "big")
+        self.sent_ids.append(self._sent_id)
         # The normal reply to a read of ``count`` registers (at most 125, so byte 10 is
         # 0): same transaction and protocol id, its own length, same unit id and
         # function code, then the byte count.
@@ -256,6 +260,7 @@ class FramedTcpClient(ModbusTcpClient):
                 except OSError as error:
                     raise self._read_failed(error) from error
                 if len(chunk) == self.reply_size and chunk.startswith(self.reply_head):
+                    self.answered_ids.append(self._sent_id)
                     return chunk
                 # Anything else, including b"" at the end of the stream, takes the
                 # general path, which reads on, skips stale frames and names the fault.
@@ -300,11 +305,14 @@ class FramedTcpClient(ModbusTcpClient):
                 self.close()
                 raise ShortReply(f"{error}; connection closed") from error
             raise
+        self.answered_ids.append(expected.transaction_id)
         return frame
 
     def _note_unknown_id(self, transaction_id):
-        """Count a stale frame whose transaction id no recent request on this connection used."""
-        if transaction_id not in self.sent_ids:
+        """Count a stale frame that repeats an answered request's reply, or has an unknown id."""
+        if transaction_id in self.answered_ids:
+            self.duplicate_frames_this_request += 1
+        elif transaction_id not in self.sent_ids:
             self.unknown_id_frames_this_request += 1
             self.unknown_id = transaction_id
 

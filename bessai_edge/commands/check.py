@@ -347,6 +347,7 @@ def _read_requests(link, plan, buffer, statuses):
         sent_before = link.requests
         mismatched_before = link.counters["mismatched_reply"]
         unknown_before = link.unknown_id_frames
+        duplicates_before = link.duplicate_replies
         words = None
         try:
             words = link.read(request.unit_id, request.function, request.address,
@@ -367,7 +368,8 @@ def _read_requests(link, plan, buffer, statuses):
         # failed with an invalid frame accounts for one of them itself.
         late_replies += (link.counters["mismatched_reply"] - mismatched_before
                          - (outcome == "mismatched_reply")
-                         - (link.unknown_id_frames - unknown_before))
+                         - (link.unknown_id_frames - unknown_before)
+                         - (link.duplicate_replies - duplicates_before))
         if words is None:
             continue
         buffer[request.buffer_offset:request.buffer_offset + request.count] = array.array("H", words)

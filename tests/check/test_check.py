@@ -238,6 +238,20 @@ def test_check_faulty_replies_named(respond, code, not_said):
     assert result.returncode == 2
 
 
+def test_check_duplicate_replies_not_late():
+    # A device that sent every reply twice was told to raise REQUEST_TIMEOUT_S: its
+    # second copies were counted as replies that came after a timeout.
+    def respond(frame):
+        transaction_id, unit_id, function_code, _, count = request_fields(frame)
+        answer = reply(transaction_id, unit_id, registers_pdu(function_code, [7] * count))
+        return [(0, answer), (0.01, answer)]
+
+    with CraftedServer(respond) as server:
+        result = run_check(port=server.port, profile="sma_sunny_tripower", REQUEST_TIMEOUT_S=1)
+    assert "late_replies" not in codes(result), result.stdout
+    assert "REQUEST_TIMEOUT_S" not in result.stdout.split("Diagnosis:")[-1]
+
+
 def test_check_one_late_reply_named(simulator):
     # Only the second request is slow: its reply is discarded while the third waits.
     device = simulator("--profile", "sma_sunny_tripower", "--latency", "1.4",
