@@ -592,6 +592,9 @@ def _one_of(values):
 
 
 def _one_of_roles(roles):
+    if len(roles) == 1:
+        return _("expected the role {role}, the only one this profile has").format(
+            role=next(iter(roles)))
     return _("expected one of the roles {roles}").format(roles=", ".join(sorted(roles)))
 
 

@@ -86,6 +86,13 @@ def _replace(key, value):
     return mutate
 
 
+def _only_main_unit(data):
+    """A profile without unit_roles whose grid point names a role anyway."""
+    del data["device"]["unit_roles"]
+    grid = next(point for point in data["points"] if point["name"] == "grid")
+    grid["unit_role"] = "vebus"
+
+
 # (case id, mutation, fragments the problem line must contain, schema also rejects)
 CASES = [
     ("unknown_top_level_key", _replace("pionts", []),
@@ -142,6 +149,10 @@ CASES = [
      ["point 'grid'", "unit_id and unit_role are both given"], True),
     ("unknown_unit_role", _set(["points", "grid", "unit_role"], "vebus"),
      ["point 'grid'", 'unit_role: "vebus" is invalid', "main, meter"], False),
+    # "expected one of the roles main" read wrong for a profile with one role.
+    ("unit_role_of_single_unit_profile", _only_main_unit,
+     ["point 'grid'", 'unit_role: "vebus" is invalid', "expected the role main, the only one"],
+     False),
     ("max_registers_zero", _set(["device", "max_registers"], 0),
      ["device", "max_registers: 0 is invalid", "from 1 to 125"], True),
     ("max_registers_negative", _set(["device", "max_registers"], -5),
