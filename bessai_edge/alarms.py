@@ -115,15 +115,19 @@ def read_limit_settings(reader, scan_interval_s):
     limits = tuple(_read_levels(reader, default, nominal)
                    for default in default_limits(rated, nominal))
     debounce = reader.integer("LIMIT_DEBOUNCE_CYCLES", 3, minimum=1, maximum=1000)
-    stale_after_s = _read_level(reader, "STALE_AFTER_S", 10.0)
+    stale_after_s = _read_level(reader, "STALE_AFTER_S", 10.0, _stale_problem,
+                                accepted=_stale_problem(0.0))
     stale_cycles = 0
     if not math.isnan(stale_after_s):
-        if stale_after_s <= 0:
-            reader.invalid("STALE_AFTER_S", reader.raw("STALE_AFTER_S"),
-                           _("expected a positive number of seconds, or off"))
-        else:
-            stale_cycles = max(1, math.ceil(stale_after_s / scan_interval_s - 1e-9))
+        stale_cycles = max(1, math.ceil(stale_after_s / scan_interval_s - 1e-9))
     return LimitSettings(limits=limits, debounce_cycles=debounce, stale_cycles=stale_cycles)
+
+
+def _stale_problem(seconds):
+    """Return what STALE_AFTER_S accepts when ``seconds`` is not a valid value, else None."""
+    if seconds > 0:
+        return None
+    return _("expected a positive number of seconds, or off")
 
 
 def _read_nominal_frequency(reader):
@@ -236,8 +240,11 @@ def _frequency_level_problem(level, nominal_hz, number):
     return accepted
 
 
-def _read_level(reader, name, default, check=None):
-    """Return the level ``name``, NaN for off; ``check(number)`` returns a problem or None."""
+def _read_level(reader, name, default, check=None, accepted=None):
+    """Return the level ``name``, NaN for off; ``check(number)`` returns a problem or None.
+
+    ``accepted`` replaces the generic text for a value that is not a finite number.
+    """
     value = reader.raw(name)
     if not value:
         return default
@@ -245,7 +252,7 @@ def _read_level(reader, name, default, check=None):
         return _OFF
     number = envfile.parse_decimal(value)
     if not math.isfinite(number):
-        reader.invalid(name, value, _("expected a number, or off")
+        reader.invalid(name, value, (accepted or _("expected a number, or off"))
                        + envfile.decimal_comma_hint(value))
         # Left out of the order check, which would otherwise compare the default with
         # the other levels as if the user had written it.

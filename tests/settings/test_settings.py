@@ -155,7 +155,10 @@ BAD_SETTINGS = [
     ({"LIMIT_SOC_HYSTERESIS": "-1"}, "LIMIT_SOC_HYSTERESIS='-1' is invalid: expected a number from 0 to 20"),
     ({"LIMIT_DEBOUNCE_CYCLES": "0"}, "LIMIT_DEBOUNCE_CYCLES='0' is invalid"),
     ({"STALE_AFTER_S": "-5"}, "STALE_AFTER_S='-5' is invalid: expected a positive number of seconds, or off"),
-    ({"STALE_AFTER_S": "never"}, "STALE_AFTER_S='never' is invalid: expected a number, or off"),
+    ({"STALE_AFTER_S": "never"},
+     "STALE_AFTER_S='never' is invalid: expected a positive number of seconds, or off"),
+    ({"STALE_AFTER_S": "inf"},
+     "STALE_AFTER_S='inf' is invalid: expected a positive number of seconds, or off"),
     ({"BATTERY_RATED_POWER_KW": "0"}, "BATTERY_RATED_POWER_KW='0' is invalid: expected a number "
                                       "from 0.1 to 100000 (kW), or off"),
     ({"BATTERY_RATED_POWER_KW": "2,5"}, "not a comma: 2.5"),
