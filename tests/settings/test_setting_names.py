@@ -132,7 +132,8 @@ MANY_EXPECTED = [
     "CONNECT_TIMEOUT_S='nan' is invalid", "REQUEST_TIMEOUT_S='60' is invalid",
     "SPOOL_DIR='rel/dir' is invalid", "SPOOL_SEGMENT_MAX_BYTES='16X' is invalid",
     "SPOOL_FSYNC_INTERVAL_S='-1' is invalid", "HEALTH_LISTEN='8000' is invalid",
-    "LOG_LEVEL='verbose' is invalid", "STALE_AFTER_S='never' is invalid: expected a positive number of seconds, or off",
+    "LOG_LEVEL='verbose' is invalid",
+    "STALE_AFTER_S='never' is invalid: expected a positive number of seconds, or off",
     "LIMIT_SOC_HYSTERESIS='-1' is invalid", "LIMIT_DEBOUNCE_CYCLES='0' is invalid",
     "GRID_NOMINAL_FREQUENCY_HZ='55' is invalid",
 ]
