@@ -274,7 +274,8 @@ def test_link_reply_with_unknown_id_named(offset):
     # the first request): the timeout names it instead of claiming that nothing came.
     def respond(frame):
         transaction_id, unit_id, function_code, _, count = request_fields(frame)
-        return [(0, reply(transaction_id + offset, unit_id, registers_pdu(function_code, [7] * count)))]
+        pdu = registers_pdu(function_code, [7] * count)
+        return [(0, reply(transaction_id + offset, unit_id, pdu))]
 
     with CraftedServer(respond) as server:
         link = make_link(server.port, request_timeout_s=0.3)
