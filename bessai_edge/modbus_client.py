@@ -126,7 +126,7 @@ class FramedTcpClient(ModbusTcpClient):
         self.sent = b""         # the request frame waiting for its reply
         self.reply_head = b""   # the first 9 bytes of the normal reply to ``sent``
         self.reply_size = 0     # the length of that reply
-        self._readable = ()     # (socket,) for select()
+        self._poll = None       # select.poll() with the socket registered for reading
         self.stale_frames = 0
         self.stale_frames_this_request = 0
         self.sent_ids = collections.deque(maxlen=SENT_IDS_KEPT)
@@ -155,11 +155,13 @@ class FramedTcpClient(ModbusTcpClient):
         except OSError as error:
             raise HostUnreachable(f"cannot connect to {endpoint}: {error.strerror or error}") from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Non-blocking from here on: every wait is one select() bounded by the deadline,
+        # Non-blocking from here on: every wait is one poll() bounded by the deadline,
         # and send() and recv() are one system call each.
         sock.setblocking(False)
         self.socket = sock
-        self._readable = (sock,)
+        # A poll object is registered once; select() would build its fd sets per call.
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
 
     def close(self):
         super().close()
@@ -208,10 +210,10 @@ class FramedTcpClient(ModbusTcpClient):
         ``send()`` itself drops only the bytes already read.
         """
         self._early_bytes = 0
-        if not self._received and not select.select(self._readable, (), (), 0)[0]:
+        if not self._received and not self._poll.poll(0):
             return  # the usual case: nothing arrived since the last reply
         for _ in range(MAX_STALE_FRAMES):
-            if not select.select(self._readable, (), (), 0)[0]:
+            if not self._poll.poll(0):
                 break
             try:
                 chunk = self.socket.recv(RECV_CHUNK)
@@ -252,7 +254,9 @@ class FramedTcpClient(ModbusTcpClient):
             # Usually the reply arrives whole and alone, and its header is exactly the
             # one ``send`` worked out: one select, one recv and one comparison.
             remaining = self.deadline - time.monotonic()
-            if select.select(self._readable, (), (), remaining if remaining > 0 else 0)[0]:
+            # poll() takes milliseconds and rounds a fraction up, so it never ends early;
+            # an error or hang-up also wakes it, and recv() then reports it.
+            if self._poll.poll(remaining * 1000 if remaining > 0 else 0):
                 try:
                     chunk = self.socket.recv(RECV_CHUNK)
                 except BlockingIOError:
@@ -361,7 +365,7 @@ class FramedTcpClient(ModbusTcpClient):
         # already here is taken instead of cut off.
         remaining = max(0.0, self.deadline - time.monotonic())
         chunk = None
-        if select.select(self._readable, (), (), remaining)[0]:
+        if self._poll.poll(remaining * 1000):
             try:
                 chunk = self.socket.recv(RECV_CHUNK)
             except BlockingIOError:
