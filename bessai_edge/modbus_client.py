@@ -381,7 +381,7 @@ class FramedTcpClient(ModbusTcpClient):
             if frame_started:
                 self.close()
                 error = LinkTimeout("timed out in the middle of a reply; connection closed")
-                error.partial = True  # bessai check tells a slow or lying reply from silence
+                error.partial = True  # check separates a partial reply from silence
                 raise error
             raise LinkTimeout("no reply before the request timeout")
 
