@@ -64,6 +64,11 @@ def previous_alarms(directory, site, devices, tail_bytes=TAIL_BYTES):
                                            record["time_ms"])
         if len(seen) == len(devices):
             break
+    missing = [device for device in devices if device not in seen]
+    if lines and missing:
+        logger.info("no record of %s in the last %d KiB of spool %s, so %s limits start "
+                    "cleared", ", ".join(missing), tail_bytes // 1024, directory,
+                    "its" if len(missing) == 1 else "their", extra={"BESSAI_EVENT": "startup"})
     return found
 
 

@@ -284,6 +284,23 @@ def _level_text(reader, name, value):
     return _("{value:g} (default)").format(value=value)
 
 
+def restorable_alarms(limit_settings, names):
+    """Return the ``field:level`` names whose level ``limit_settings`` has switched on, sorted.
+
+    These are the alarms a limit table can take from a previous run before it exists
+    (a SunSpec device not discovered yet), judged from the settings alone.
+    """
+    enabled = set()
+    for limit in limit_settings.limits:
+        for level, value in zip(("low_trip", "low_warn", "high_warn", "high_trip"),
+                                limit.levels()):
+            if not math.isnan(value):
+                enabled.add(alarm_name(limit.field, level))
+        if limit_settings.stale_cycles:
+            enabled.add(alarm_name(limit.field, "stale"))
+    return sorted(name for name in names if name in enabled)
+
+
 def battery_power_warn_kw(limit_settings):
     """Return the larger battery power warning level in kW (charge or discharge), or None."""
     for limit in limit_settings.limits:

@@ -341,7 +341,11 @@ class DevicePoller:
         plan = self.plan
         if plan is None:
             values, quality = _missing(self.profile)
-            return self._result(gateway_state.DEVICE_DOWN, error, values, quality, [], [])
+            # A SunSpec device not discovered yet keeps the alarms restored from the
+            # previous run, which its first limit table takes on.
+            active = (alarms.restorable_alarms(self.limit_settings, self._previous_alarms.alarms)
+                      if self._previous_alarms is not None else [])
+            return self._result(gateway_state.DEVICE_DOWN, error, values, quality, active, [])
         if statuses is None:
             statuses = bytearray(b"\x01" * len(plan.requests))
         decoded, codes = plan.table.decode(self._buffer, statuses)

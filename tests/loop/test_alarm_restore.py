@@ -62,10 +62,13 @@ def test_previous_alarms_skips_lines_that_are_not_records(tmp_path):
     assert found["inverter"].seq == 1
 
 
-def test_previous_alarms_reads_only_the_tail(tmp_path):
+def test_previous_alarms_reads_only_the_tail(tmp_path, caplog):
+    caplog.set_level("INFO", logger="bessai_edge.alarm_restore")
     append_all(tmp_path, [record("inverter", ["soc_pct:low_warn"], number=1)]
                + [record("other", [], number=n) for n in range(2, 40)])
-    assert previous_alarms(tmp_path, "site-1", DEVICES, tail_bytes=2000) == {}
+    assert previous_alarms(tmp_path, "site-1", DEVICES, tail_bytes=2048) == {}
+    assert (f"no record of inverter, battery in the last 2 KiB of spool {tmp_path}, so their "
+            "limits start cleared") in caplog.text
     assert "inverter" in previous_alarms(tmp_path, "site-1", DEVICES, tail_bytes=1 << 20)
 
 

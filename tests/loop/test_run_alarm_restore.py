@@ -64,3 +64,21 @@ def test_run_restart_with_other_site_starts_cleared(tmp_path):
     assert other.records[-1]["site"] == "another-site"
     assert other.records[-1]["alarms"] == []
     assert "restored the alarms" not in other.stderr
+
+
+def test_run_restart_keeps_alarms_of_undiscovered_sunspec_device(tmp_path):
+    # A SunSpec device down at the restart has no plan and no limit table yet: its
+    # records said "no alarms" until it came back.
+    spool_dir = tmp_path / "spool"
+    profile = "fronius_gen24"
+    with simulator("--profile", profile) as (host, port):
+        environ = gateway_env(spool_dir, INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=profile, CONNECT_TIMEOUT_S=0.2,
+                              **ALARM_LIMITS)
+        assert run_gateway(environ, 3).returncode == 0
+    down = run_gateway(environ, 2)   # the simulator has stopped: connection refused
+    assert down.returncode == 0, down.stderr
+    restarted = down.records[3:]
+    assert [record["state"] for record in restarted] == ["down", "down"]
+    assert [record["alarms"] for record in restarted] == [SOC_ALARMS, SOC_ALARMS]
+    assert [record["alarm_changes"] for record in restarted] == [[], []]
