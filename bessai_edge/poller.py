@@ -16,6 +16,7 @@ import time
 from bessai_edge import alarms, core, records
 from bessai_edge import state as gateway_state
 from bessai_edge.errors import DeviceException, LinkError, ProfileError
+from bessai_edge.link import MAX_READ_REGISTERS
 from bessai_edge.ratelimit import RateLimitedLog
 from bessai_edge.state_changes import DeviceStateLog
 
@@ -27,8 +28,8 @@ NO_DATA_WORD = 0xFFFF  # the word some devices and RS-485 gateways return for an
 # words: one or two "not available" registers are normal.
 MIN_WORDS_TO_JUDGE = 8
 DISCOVERY_RETRY_S = 30.0
-# Addresses a device rejected with exception 2 are read again this long after the last
-# rejection, since some devices reject them only for a while.
+# Addresses a device rejected with exception 2 are read again, alone, this long after
+# the last rejection, since some devices reject them only for a while.
 RELEARN_AFTER_S = 600.0
 QUALITY_COMM_ERROR_NAME = core.QUALITY_NAMES[core.QUALITY_COMM_ERROR]
 
@@ -96,20 +97,42 @@ class DevicePoller:
         self._error_kind = None
         statuses = None
         answered = False
-        if cycle_start >= self._relearn_at:
-            self._read_rejected_addresses_again()
         error = self._ensure_connected(cycle_start)
         if error is None:
+            if cycle_start >= self._relearn_at:
+                self._read_rejected_addresses_again()
             statuses, error, answered = self._read_plan()
         if grid_index is not None:
             periods = self._periods_since_last_evaluation(grid_index())
         return self._finish(statuses, error, answered, periods)
 
     def _read_rejected_addresses_again(self):
+        """Read each range rejected with exception 2 alone; the plan takes back those served.
+
+        Reading them alone, outside the plan, keeps this cycle's requests intact when the
+        device still rejects them, as it does for registers a model lacks.
+        """
         self._relearn_at = math.inf
-        if self.plan is not None and self.plan.forget_learned():
-            logger.info("%s: reading the addresses rejected with exception 2 again, in case "
-                        "the device serves them now", self.device.name, extra=self.log_extra)
+        still_rejected = False
+        for unit_id, function, first, last in self.plan.learned_holes():
+            try:
+                for start in range(first, last + 1, MAX_READ_REGISTERS):
+                    self.link.read(unit_id, function, start,
+                                   min(MAX_READ_REGISTERS, last + 1 - start))
+            except DeviceException as error:
+                still_rejected = True
+                if error.code != ILLEGAL_DATA_ADDRESS:
+                    break  # the device refuses for another reason: try again later
+                continue
+            except LinkError:
+                still_rejected = True
+                break  # the cycle's own reads report the link's state
+            self.plan.forget_hole(unit_id, function, first, last)
+            logger.info("%s: registers %d..%d (unit id %d, function %d) answer again after "
+                        "exception 2; the plan reads them from the next cycle",
+                        self.device.name, first, last, unit_id, function, extra=self.log_extra)
+        if still_rejected:
+            self._relearn_at = self.clock() + RELEARN_AFTER_S
 
     def _periods_since_last_evaluation(self, index):
         """Return the grid periods since the last evaluation (the first: since the grid start).

@@ -66,7 +66,6 @@ class ReadPlan:
         self.fields = {}
         self.derived = []             # (entry index, ((point index, factor), ...), ignore_na)
         self._learned = {}            # (unit, function) -> [(start, end)] rejected ranges
-        self._forgotten = set()       # (unit, function, start, end) forgotten by forget_learned
         self._barriers = {}           # (unit, function) -> {address}: requests never span it
         self._isolations = []         # requests split without a read function, to be confirmed
         self._pending = False
@@ -194,13 +193,7 @@ class ReadPlan:
         self._pending = True
         ranges = [(request.unit_id, request.function, start, end - 1)
                   for start, end in planner.merge_ranges(learned)]
-        again = all((unit, function, first, last + 1) in self._forgotten
-                    for unit, function, first, last in ranges)
-        if ranges and again:
-            logger.debug("%s: the device still rejects registers %s with exception 2",
-                         _describe(request), ", ".join(
-                             f"{first}..{last}" for _unit, _function, first, last in ranges))
-        elif ranges:
+        if ranges:
             logger.warning("%s: the device rejects registers %s with exception 2 (illegal "
                            "data address); the plan reads around them from the next cycle",
                            _describe(request), ", ".join(
@@ -290,23 +283,18 @@ class ReadPlan:
                         len(self.requests), sum(request.count for request in self.requests),
                         sum(1 for point in self.points if not point.readable))
 
-    def forget_learned(self):
-        """Forget the ranges learned from exception 2, so the next cycle reads them again.
+    def forget_hole(self, unit_id, function, first, last):
+        """Forget the learned ranges within ``first..last``, a ``learned_holes()`` item.
 
-        A device may reject an address for a while (at start-up, in a certain mode) and
-        serve it later. Ranges that are rejected again are learned again, and logged at
-        DEBUG instead of WARNING. Returns True when there was anything to forget.
+        For a range the device serves again: like the ranges ``mark_illegal_address``
+        learns, the change takes effect after the current cycle's ``table.decode``.
         """
-        if not self._learned and not self._barriers:
-            return False
-        self._forgotten.update((unit, function, start, end)
-                               for (unit, function), ranges in self._learned.items()
-                               for start, end in planner.merge_ranges(ranges))
-        self._learned = {}
-        self._barriers = {}
-        self._isolations = []
-        self._layout()
-        return True
+        key = (unit_id, function)
+        ranges = self._learned.get(key, [])
+        kept = [(start, end) for start, end in ranges if not first <= start < end <= last + 1]
+        if len(kept) != len(ranges):
+            self._learned[key] = kept
+            self._pending = True
 
     def learned_holes(self):
         """Return the ranges learned from exception 2 as (unit_id, function, first, last)."""

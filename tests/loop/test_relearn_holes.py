@@ -49,32 +49,37 @@ def test_poller_reads_rejected_address_again(tmp_path, caplog):
             assert poller.poll(time.monotonic()).quality[field] == "not_available"
         with simulator("--profile", PROFILE, port=port):
             assert poll_until_ok(poller).quality[field] == "not_available"
+            poll_until_ok(poller, ahead_s=poller_module.RELEARN_AFTER_S)  # read alone here
             later = poll_until_ok(poller, ahead_s=poller_module.RELEARN_AFTER_S)
             assert later.quality[field] == "ok"
     finally:
         link.close()
-    assert f"{device.name}: reading the addresses rejected with exception 2 again" in caplog.text
+    assert "(unit id 1, function 3) answer again after exception 2" in caplog.text
 
 
-def test_plan_rejected_again_logged_at_debug(caplog):
-    from bessai_edge.profile import load_profile
-
-    address, _field, _others = hole_target(PROFILE)
-    plan = load_profile(PROFILE).plan()
-    request = next(r for r in plan.requests if r.address <= address < r.address + r.count)
-    caplog.set_level("DEBUG", logger="bessai_edge.profile.plan")
-
-    def read(unit_id, function, start, count):
-        if start <= address < start + count:
-            from bessai_edge.errors import DeviceException
-            raise DeviceException(2, "illegal data address")
-        return [0] * count
-
-    assert plan.mark_illegal_address(request, read=read)
-    assert plan.forget_learned() is True
-    assert plan.learned_holes() == []
-    again = next(r for r in plan.requests if r.address <= address < r.address + r.count)
-    assert plan.mark_illegal_address(again, read=read)
-    levels = [record.levelname for record in caplog.records
-              if "rejects registers" in record.getMessage()]
-    assert levels == ["WARNING", "DEBUG"], levels
+def test_poller_permanent_hole_keeps_cycle_intact(tmp_path):
+    # Forgetting a hole put the whole request back: every re-read failed it with
+    # exception 2, so its other points were lost and the device went degraded.
+    address, field, others = hole_target(PROFILE)
+    port = free_tcp_port()
+    loaded = settings_module.load_settings({
+        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
+        "DRIVER_PROFILE_PATH": PROFILE, "SPOOL_DIR": str(tmp_path)})
+    device, = loaded.devices
+    profile = load_device_profiles(loaded.devices)[device.name]
+    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id)
+    poller = DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")
+    try:
+        with simulator("--profile", PROFILE, "--exception", f"{address}=2", port=port):
+            poller.prepare()
+            poller.poll(time.monotonic())                      # the rejection is learned
+            requests = link.requests
+            later = poller.poll(time.monotonic() + poller_module.RELEARN_AFTER_S)
+            again = poller.poll(time.monotonic() + 2 * poller_module.RELEARN_AFTER_S)
+    finally:
+        link.close()
+    assert later.state == "ok", later.error
+    assert later.quality[field] == "not_available"
+    assert [later.quality[other] for other in others] == ["ok"] * len(others)
+    assert link.requests > requests + len(poller.plan.requests)  # the hole was read alone
+    assert again.state == "ok", again.error   # the next re-read is due again, still intact
