@@ -20,6 +20,18 @@ from tests.loop.test_run_faults import hole_target
 PROFILE = "huawei_sun2000"
 
 
+def make_poller(tmp_path, port):
+    """Return (link, poller) for the Huawei profile at 127.0.0.1:``port``, from real settings."""
+    loaded = settings_module.load_settings({
+        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
+        "DRIVER_PROFILE_PATH": PROFILE, "SPOOL_DIR": str(tmp_path)})
+    device, = loaded.devices
+    profile = load_device_profiles(loaded.devices)[device.name]
+    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id,
+                                  connect_timeout_s=1.0)
+    return link, DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")
+
+
 def poll_until_ok(poller, ahead_s=0.0, attempts=50):
     """Poll until the device state is ok (the link reconnects on its backoff)."""
     for _ in range(attempts):
@@ -34,14 +46,7 @@ def test_poller_reads_rejected_address_again(tmp_path, caplog):
     caplog.set_level("INFO", logger="bessai_edge.poller")
     address, field, _others = hole_target(PROFILE)
     port = free_tcp_port()
-    loaded = settings_module.load_settings({
-        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
-        "DRIVER_PROFILE_PATH": PROFILE, "SPOOL_DIR": str(tmp_path)})
-    device, = loaded.devices
-    profile = load_device_profiles(loaded.devices)[device.name]
-    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id,
-                                  connect_timeout_s=1.0)
-    poller = DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")
+    link, poller = make_poller(tmp_path, port)
     try:
         with simulator("--profile", PROFILE, "--exception", f"{address}=2", port=port):
             poller.prepare()
@@ -62,13 +67,7 @@ def test_poller_permanent_hole_keeps_cycle_intact(tmp_path):
     # exception 2, so its other points were lost and the device went degraded.
     address, field, others = hole_target(PROFILE)
     port = free_tcp_port()
-    loaded = settings_module.load_settings({
-        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
-        "DRIVER_PROFILE_PATH": PROFILE, "SPOOL_DIR": str(tmp_path)})
-    device, = loaded.devices
-    profile = load_device_profiles(loaded.devices)[device.name]
-    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id)
-    poller = DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")
+    link, poller = make_poller(tmp_path, port)
     try:
         with simulator("--profile", PROFILE, "--exception", f"{address}=2", port=port):
             poller.prepare()
