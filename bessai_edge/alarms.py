@@ -63,7 +63,9 @@ POWER_TRIP_FRACTION = 1.1   # trip 10 % above it
 FREQUENCY_WARN_HZ = 0.5     # deviation from nominal that warns
 FREQUENCY_TRIP_HZ = 1.5     # deviation that trips: 48.5 and 51.5 Hz on a 50 Hz grid
 NOMINAL_FREQUENCIES_HZ = (50.0, 60.0)
-MAX_POWER_KW = 100000.0     # the largest BATTERY_RATED_POWER_KW and battery power level
+MAX_POWER_KW = 100000.0     # the largest BATTERY_RATED_POWER_KW
+# The largest battery power level: the trip level derived from the largest rated power.
+MAX_POWER_LEVEL_KW = MAX_POWER_KW * POWER_TRIP_FRACTION
 
 # Levels that make sense, by setting. A level outside them is a typo
 # (LIMIT_SOC_HIGH_WARN=980 for 98.0) or a value in another unit (Fahrenheit), because
@@ -188,12 +190,12 @@ def _power_level_problem(level, number):
     at 0 or on the wrong side raises its alarm on an idle battery.
     """
     high = level.startswith("HIGH")
-    if high and number > MAX_POWER_KW:
+    if high and number > MAX_POWER_LEVEL_KW:
         return _("expected a number above 0 and at most {maximum:g} (kW), or off").format(
-            maximum=MAX_POWER_KW)
-    if not high and number < -MAX_POWER_KW:
+            maximum=MAX_POWER_LEVEL_KW)
+    if not high and number < -MAX_POWER_LEVEL_KW:
         return _("expected a number below 0 and at least {minimum:g} (kW), or off").format(
-            minimum=-MAX_POWER_KW)
+            minimum=-MAX_POWER_LEVEL_KW)
     if high and number <= 0:
         return _("a HIGH level watches charge power, which is positive: expected a number "
                  "above 0 (kW), or off")
@@ -301,14 +303,13 @@ def restorable_alarms(limit_settings, names):
     return sorted(name for name in names if name in enabled)
 
 
-def battery_power_warn_kw(limit_settings):
-    """Return the larger battery power warning level in kW (charge or discharge), or None."""
+def battery_power_warn_levels_kw(limit_settings):
+    """Return the battery power warning levels that are on, as sizes in kW (charge, discharge)."""
     for limit in limit_settings.limits:
         if limit.setting == "BATTERY_POWER":
-            levels = [abs(level) for level in (limit.low_warn, limit.high_warn)
-                      if not math.isnan(level)]
-            return max(levels) if levels else None
-    return None
+            return tuple(abs(level) for level in (limit.high_warn, limit.low_warn)
+                         if not math.isnan(level))
+    return ()
 
 
 def build_limit_table(limit_settings, fields):

@@ -68,7 +68,7 @@ class Observation:
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
     soc_pct: float | None = None
     battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power
-    battery_power_warn_kw: float | None = None  # the battery power limit's warning level
+    battery_power_warn_levels_kw: tuple = ()  # the battery power warning levels' sizes
     points: int = 0
     points_ok: int = 0
     points_not_available: int = 0
@@ -364,25 +364,24 @@ RATED_POWER_RATIO = 10.0
 
 
 def _rated_power_findings(observation):
-    warn_kw, device_kw = observation.battery_power_warn_kw, observation.battery_max_power_kw
-    if warn_kw is None or not device_kw:
+    levels, device_kw = observation.battery_power_warn_levels_kw, observation.battery_max_power_kw
+    if not levels or not device_kw:
         return []
-    values = {"warn": warn_kw, "device": device_kw}
-    if warn_kw > device_kw * RATED_POWER_RATIO:
+    if max(levels) > device_kw * RATED_POWER_RATIO:
         return [Finding(WARNING, "rated_power_mismatch", _(
             "The battery power alarm warns at {warn:g} kW, more than ten times the "
             "maximum charge or discharge power the device reports ({device:g} kW), so it "
             "would never go off. Set BATTERY_RATED_POWER_KW to the battery's rated power "
             "in kW, not W (or set LIMIT_BATTERY_POWER_HIGH_WARN and _LOW_WARN in kW)."
-        ).format(**values))]
-    if warn_kw * RATED_POWER_RATIO < device_kw:
+        ).format(warn=max(levels), device=device_kw))]
+    if min(levels) * RATED_POWER_RATIO < device_kw:
         return [Finding(WARNING, "rated_power_mismatch", _(
             "The battery power alarm warns at {warn:g} kW, less than a tenth of the "
             "maximum charge or discharge power the device reports ({device:g} kW), so it "
             "would go off in normal operation. Set BATTERY_RATED_POWER_KW to the "
             "battery's rated power in kW, not MW (or set LIMIT_BATTERY_POWER_HIGH_WARN and "
             "_LOW_WARN in kW)."
-        ).format(**values))]
+        ).format(warn=min(levels), device=device_kw))]
     return []
 
 

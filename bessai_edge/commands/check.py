@@ -219,7 +219,7 @@ def _endpoint(settings, device, profile, simulators):
 
 def check_device(settings, device, profile, host, port):
     """Connect, discover (SunSpec), read and decode one device; return its DeviceCheck."""
-    from bessai_edge.alarms import battery_power_warn_kw
+    from bessai_edge.alarms import battery_power_warn_levels_kw
     from bessai_edge.diagnosis import SLOW_OUTCOMES, Observation, diagnose
     from bessai_edge.errors import LinkError, ProfileError
     from bessai_edge.link import DeviceLink, format_endpoint
@@ -240,7 +240,8 @@ def check_device(settings, device, profile, host, port):
     observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name,
                               request_timeout_s=link.request_timeout_s,
                               scan_interval_s=settings.scan_interval_s,
-                              battery_power_warn_kw=battery_power_warn_kw(settings.limits))
+                              battery_power_warn_levels_kw=battery_power_warn_levels_kw(
+                                  settings.limits))
     try:
         link.connect()
     except LinkError as error:

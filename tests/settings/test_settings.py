@@ -193,10 +193,10 @@ BAD_SETTINGS = [
      "LIMIT_BATTERY_POWER_HIGH_WARN=12 is above LIMIT_BATTERY_POWER_HIGH_TRIP=11"),
     ({"LIMIT_BATTERY_POWER_HIGH_TRIP": "1234567"},
      "LIMIT_BATTERY_POWER_HIGH_TRIP='1234567' is invalid: expected a number above 0 and at "
-     "most 100000 (kW), or off"),
+     "most 110000 (kW), or off"),
     ({"LIMIT_BATTERY_POWER_LOW_TRIP": "-1e6"},
      "LIMIT_BATTERY_POWER_LOW_TRIP='-1e6' is invalid: expected a number below 0 and at "
-     "least -100000 (kW), or off"),
+     "least -110000 (kW), or off"),
     # A level at 0 or on the wrong side raises its alarm on an idle battery.
     ({"LIMIT_BATTERY_POWER_HIGH_TRIP": "0"},
      "LIMIT_BATTERY_POWER_HIGH_TRIP='0' is invalid: a HIGH level watches charge power, which "
