@@ -43,6 +43,9 @@ DEVICE_BUSY = 6           # exception code: the device cannot take the request n
 # meanwhile. A cycle sends its requests back to back, so this costs one system call
 # per cycle, not per request. Processing a reply takes well under this on a Raspberry
 # Pi class machine (an estimate; a slower machine only reads the socket more often).
+# NOTE: a frame sent unasked within this time after a reply, with the next request's
+# transaction id, is not looked for; and once that request is sent, nothing in Modbus
+# TCP tells such a frame from its reply.
 IDLE_BEFORE_DISCARD_S = 0.005
 
 
