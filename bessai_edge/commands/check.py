@@ -132,6 +132,7 @@ def main(args):
         print(_("bessai check: warning: `bessai forward` will not start: {problem}").format(
             problem=problem), file=sys.stderr)
     _warn_of_watchdog_fit(checks)
+    _warn_of_privileged_health_port(settings.health_listen)
     from bessai_edge.diagnosis import exit_status
 
     status = exit_status([check.findings for check in checks])
@@ -166,6 +167,25 @@ def _warn_of_watchdog_fit(checks):
                     connect=fitted.connect_s, request=fitted.request_s,
                     device=check.device.name, tried_connect=connect_s,
                     tried_request=request_s, watchdog=watchdog), file=sys.stderr)
+
+
+def _warn_of_privileged_health_port(listen):
+    """Warn when HEALTH_LISTEN names a port the installed service cannot listen on.
+
+    The units run without capabilities, so a port below the unprivileged range leaves
+    the service without /health and /metrics, although a root shell can bind it.
+    """
+    from bessai_edge.service.health import unprivileged_port_start
+
+    if listen is None:
+        return
+    port, lowest = listen[1], unprivileged_port_start()
+    if port < lowest:
+        print(_("bessai check: warning: the installed service cannot listen on HEALTH_LISTEN "
+                "port {port}: ports below {lowest} need the CAP_NET_BIND_SERVICE "
+                "capability, which the service does not have, so /health and /metrics "
+                "would be off; choose a port of {lowest} or above, such as 8000").format(
+                    port=port, lowest=lowest), file=sys.stderr)
 
 
 def _warn_of_total_read_time(checks, interval_s):

@@ -437,7 +437,7 @@ def _open_listener(host, port):
 
 def _listen_fix(port, error):
     """Return what to do after listening on ``port`` failed with ``error``."""
-    lowest = _unprivileged_port_start()
+    lowest = unprivileged_port_start()
     if error.errno == errno.EACCES and port < lowest:
         # The units run with an empty CapabilityBoundingSet=, so they never have it.
         return (f"ports below {lowest} need the CAP_NET_BIND_SERVICE capability, which this "
@@ -445,7 +445,7 @@ def _listen_fix(port, error):
     return "choose a free port on an address of this machine"
 
 
-def _unprivileged_port_start():
+def unprivileged_port_start():
     """Return the lowest port that needs no privilege to bind (Linux 4.11+ sysctl, else 1024).
 
     The sysctl is under net.ipv4 but applies to IPv6 too.

@@ -292,6 +292,21 @@ def test_check_rated_power_near_device_ok(simulator):
     assert result.returncode == 0
 
 
+def test_check_privileged_health_port_warned(simulator):
+    # HEALTH_LISTEN=127.0.0.1:80 passed check, and the service then served no /health.
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as stream:
+        lowest = int(stream.read())
+    device = simulator("--profile", "huawei_sun2000")
+    low = run_check(port=device.port, profile="huawei_sun2000", HEALTH_LISTEN="127.0.0.1:80")
+    high = run_check(port=device.port, profile="huawei_sun2000",
+                     HEALTH_LISTEN="127.0.0.1:8000")
+    warning = "bessai check: warning: the installed service cannot listen on HEALTH_LISTEN port"
+    assert (f"{warning} 80: ports below {lowest} need the CAP_NET_BIND_SERVICE capability"
+            in low.stderr) is (lowest > 80), low.stderr
+    assert warning not in high.stderr
+    assert low.returncode == 0  # a service warning, like the spool's: not a device problem
+
+
 def test_check_soc_always_zero_means_wrong_profile(simulator):
     device = simulator("--profile", "sma_sunny_tripower", "--set", "soc_pct=0")
     result = run_check(port=device.port, profile="sma_sunny_tripower")
