@@ -114,25 +114,43 @@ class DevicePoller:
         """
         self._relearn_at = math.inf
         still_rejected = False
-        for unit_id, function, first, last in self.plan.learned_holes():
-            try:
-                for start in range(first, last + 1, MAX_READ_REGISTERS):
-                    self.link.read(unit_id, function, start,
-                                   min(MAX_READ_REGISTERS, last + 1 - start))
-            except DeviceException as error:
+        try:
+            for unit_id, function, first, last in self.plan.learned_holes():
+                if self._read_hole_alone(unit_id, function, first, last):
+                    continue
                 still_rejected = True
-                if error.code != ILLEGAL_DATA_ADDRESS:
-                    break  # the device refuses for another reason: try again later
-                continue
-            except LinkError:
-                still_rejected = True
-                break  # the cycle's own reads report the link's state
-            self.plan.forget_hole(unit_id, function, first, last)
-            logger.info("%s: registers %d..%d (unit id %d, function %d) answer again after "
-                        "exception 2; the plan reads them from the next cycle",
-                        self.device.name, first, last, unit_id, function, extra=self.log_extra)
+                # A merged range joins ranges learned apart (one per point or gap), and
+                # the device may serve some of them while it still rejects the others.
+                parts = self.plan.learned_ranges_within(unit_id, function, first, last)
+                if len(parts) > 1:
+                    for part_first, part_last in parts:
+                        self._read_hole_alone(unit_id, function, part_first, part_last)
+        except LinkError:
+            # Another exception code or a link error: the cycle's own reads report the
+            # link's state, and the ranges not read yet are read at the next attempt.
+            still_rejected = True
         if still_rejected:
             self._relearn_at = self.clock() + RELEARN_AFTER_S
+
+    def _read_hole_alone(self, unit_id, function, first, last):
+        """Read registers ``first..last`` alone; forget their hole when the device serves them.
+
+        Returns False when the device still rejects them with exception 2. Raises
+        LinkError, or DeviceException for another exception code.
+        """
+        try:
+            for start in range(first, last + 1, MAX_READ_REGISTERS):
+                self.link.read(unit_id, function, start,
+                               min(MAX_READ_REGISTERS, last + 1 - start))
+        except DeviceException as error:
+            if error.code != ILLEGAL_DATA_ADDRESS:
+                raise
+            return False
+        self.plan.forget_hole(unit_id, function, first, last)
+        logger.info("%s: registers %d..%d (unit id %d, function %d) answer again after "
+                    "exception 2; the plan reads them from the next cycle",
+                    self.device.name, first, last, unit_id, function, extra=self.log_extra)
+        return True
 
     def _periods_since_last_evaluation(self, index):
         """Return the grid periods since the last evaluation (the first: since the grid start).

@@ -296,6 +296,16 @@ class ReadPlan:
             self._learned[key] = kept
             self._pending = True
 
+    def learned_ranges_within(self, unit_id, function, first, last):
+        """Return the ranges learned apart within ``first..last`` as (first, last), sorted.
+
+        ``learned_holes()`` merges adjacent ranges, so one of its items may join ranges
+        of several points and gaps, each learned from its own rejected read.
+        """
+        ranges = self._learned.get((unit_id, function), ())
+        return sorted({(start, end - 1) for start, end in ranges
+                       if first <= start < end <= last + 1})
+
     def learned_holes(self):
         """Return the ranges learned from exception 2 as (unit_id, function, first, last)."""
         return [(unit, function, start, end - 1)

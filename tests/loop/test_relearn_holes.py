@@ -82,3 +82,29 @@ def test_poller_permanent_hole_keeps_cycle_intact(tmp_path):
     assert [later.quality[other] for other in others] == ["ok"] * len(others)
     assert link.requests > requests + len(poller.plan.requests)  # the hole was read alone
     assert again.state == "ok", again.error   # the next re-read is due again, still intact
+
+
+def test_poller_takes_back_served_part_of_hole(tmp_path):
+    # Two adjacent points are rejected, so their learned ranges merge into one hole. The
+    # device then serves the first again but still rejects the second: reading the merged
+    # hole alone fails, so each learned range in it must be read alone as well.
+    address, field, _others = hole_target(PROFILE)
+    next_address = address + 1
+    port = free_tcp_port()
+    link, poller = make_poller(tmp_path, port)
+    try:
+        with simulator("--profile", PROFILE, "--exception", f"{address}-{next_address}=2",
+                       port=port):
+            poller.prepare()
+            poller.poll(time.monotonic())                      # both rejections are learned
+            learned = poller.plan.learned_holes()
+        with simulator("--profile", PROFILE, "--exception", f"{next_address}=2", port=port):
+            poll_until_ok(poller)
+            during = poll_until_ok(poller, ahead_s=poller_module.RELEARN_AFTER_S)
+            later = poll_until_ok(poller, ahead_s=poller_module.RELEARN_AFTER_S)
+    finally:
+        link.close()
+    assert learned == [(1, 3, address, next_address)]
+    assert during.state == "ok", during.error
+    assert later.quality[field] == "ok"
+    assert poller.plan.learned_holes() == [(1, 3, next_address, next_address)]
