@@ -312,6 +312,12 @@ def battery_power_warn_levels_kw(limit_settings):
     return ()
 
 
+def watched_fields(limit_settings, fields):
+    """Return the fields of ``fields`` that a limit watches, in the order of the limits."""
+    return [limit.field for limit in limit_settings.limits
+            if limit.field in fields and (limit.enabled() or limit_settings.stale_cycles)]
+
+
 def build_limit_table(limit_settings, fields):
     """Build the core's LimitTable for the limits whose field is in ``fields``.
 

@@ -82,6 +82,8 @@ class DevicePoller:
         self._last_evaluation_index = None  # scan-grid index of the last limit evaluation
         self._previous_alarms = None    # alarm_restore.PreviousAlarms for the first table
         self._relearn_at = math.inf     # monotonic time to read rejected addresses again
+        self._undiscovered_periods = 0  # scan periods run before the first plan (SunSpec)
+        self._early_stale = []          # "field:stale" names raised before the first plan
         if not self._sunspec:
             self._set_plan(profile.plan(unit_id=self.unit_id, unit_ids=device.unit_ids))
 
@@ -258,6 +260,10 @@ class DevicePoller:
         if self._previous_alarms is not None:
             self._apply_previous_alarms(self._previous_alarms)
             self._previous_alarms = None
+        if self._early_stale:
+            # Raised before the plan: the table clears them at the first good value.
+            self.limit_table.restore([tuple(name.rsplit(":", 1)) for name in self._early_stale])
+            self._early_stale = []
         if not self._plan_logged:
             self._log_plan(plan)
             self._plan_logged = True
@@ -381,12 +387,7 @@ class DevicePoller:
     def _finish(self, statuses, error, answered, periods):
         plan = self.plan
         if plan is None:
-            values, quality = _missing(self.profile)
-            # A SunSpec device not discovered yet keeps the alarms restored from the
-            # previous run, which its first limit table takes on.
-            active = (alarms.restorable_alarms(self.limit_settings, self._previous_alarms.alarms)
-                      if self._previous_alarms is not None else [])
-            return self._result(gateway_state.DEVICE_DOWN, error, values, quality, active, [])
+            return self._result_before_plan(error, periods)
         if statuses is None:
             statuses = bytearray(b"\x01" * len(plan.requests))
         decoded, codes = plan.table.decode(self._buffer, statuses)
@@ -410,6 +411,29 @@ class DevicePoller:
         else:
             device_state = gateway_state.DEVICE_OK
         return self._result(device_state, error, values, quality, active, changes)
+
+    def _result_before_plan(self, error, periods):
+        """Return the result of a cycle before the first plan (a SunSpec device not found).
+
+        There is no limit table yet, so the alarms restored from the previous run are
+        carried as they are, and the stale alarms of the fields the profile maps are
+        raised once STALE_AFTER_S has passed, as a table would raise them. The first
+        table takes both on (see ``_set_plan``).
+        """
+        values, quality = _missing(self.profile)
+        restored = (alarms.restorable_alarms(self.limit_settings, self._previous_alarms.alarms)
+                    if self._previous_alarms is not None else [])
+        changes = []
+        self._undiscovered_periods += periods
+        stale_cycles = self.limit_settings.stale_cycles
+        if (stale_cycles and not self._early_stale
+                and self._undiscovered_periods >= stale_cycles):
+            self._early_stale = [alarms.alarm_name(field, "stale")
+                                 for field in alarms.watched_fields(self.limit_settings,
+                                                                    _profile_fields(self.profile))]
+            changes = [(name, True) for name in self._early_stale if name not in restored]
+        active = sorted(set(restored) | set(self._early_stale))
+        return self._result(gateway_state.DEVICE_DOWN, error, values, quality, active, changes)
 
     def _result(self, device_state, error, values, quality, active, changes):
         state = self.state
@@ -470,3 +494,9 @@ def profile_field_names(profile):
 def _describe_request(request):
     kind = {3: "holding", 4: "input"}.get(request.function, f"fc{request.function}")
     return f"{kind} {request.address}+{request.count} unit {request.unit_id}"
+
+
+def _profile_fields(profile):
+    """Return the canonical fields a profile maps, from its points and derived values."""
+    return ({point.field for point in profile.points if point.field}
+            | {derived.field for derived in profile.derived})

@@ -14,6 +14,7 @@ import signal
 import pytest
 
 from bessai_edge.simulator_process import SimulatorProcess
+from tests.conftest import free_tcp_port
 from tests.loop.conftest import gateway_env, read_records, running_gateway, wait_for_records
 
 PROFILE = "huawei_sun2000"
@@ -112,3 +113,41 @@ def test_run_stale_silent_from_start_counts_first_cycle(tmp_path):
     counted = [evaluation_index(r, first, PERIOD_S) + 1 for r in records[:raise_at + 1]]
     assert counted[-1] >= stale_periods, counted
     assert all(periods < stale_periods for periods in counted[:-1]), counted
+
+
+def test_run_stale_raised_for_undiscovered_sunspec_device(tmp_path):
+    # A SunSpec device down since start-up has no plan and no limit table: its stale
+    # alarms never came. They now come STALE_AFTER_S after start and clear once the
+    # device is found and read.
+    spool_dir = tmp_path / "spool"
+    port = free_tcp_port()
+    environ = gateway_env(spool_dir, INVERTER_IP="127.0.0.1", INVERTER_PORT=port,
+                          DRIVER_PROFILE_PATH="fronius_gen24", SCAN_INTERVAL_S=PERIOD_S,
+                          STALE_AFTER_S=STALE_AFTER_S, CONNECT_TIMEOUT_S=0.1)
+    with running_gateway(environ) as gateway:
+        down = wait_for_records(spool_dir, 1, gateway, predicate=lambda r: r["alarms"])
+        device = SimulatorProcess(["--profile", "fronius_gen24"], port=port)
+        device.start()
+        try:
+            wait_for_records(spool_dir, 2, gateway, predicate=lambda r: r["state"] == "ok")
+        finally:
+            device.stop()
+
+    records = read_records(spool_dir)
+    first_stale = down[0]
+    assert first_stale["state"] == "down"
+    assert STALE in first_stale["alarms"]
+    assert {change["alarm"] for change in first_stale["alarm_changes"]} == set(
+        first_stale["alarms"])
+    assert all(change["raised"] for change in first_stale["alarm_changes"])
+    # Raised at the first evaluation whose grid periods, the first cycle's included,
+    # reach the stale time; the record before it had none.
+    stale_periods = math.ceil(STALE_AFTER_S / PERIOD_S - 1e-9)
+    before = [record for record in records if record["cycle"] < first_stale["cycle"]]
+    assert evaluation_index(first_stale, records[0], PERIOD_S) + 1 >= stale_periods
+    assert before and evaluation_index(before[-1], records[0], PERIOD_S) + 1 < stale_periods
+    assert all(record["alarms"] == [] for record in before)
+
+    first_ok = next(record for record in records if record["state"] == "ok")
+    assert STALE not in first_ok["alarms"]
+    assert {"alarm": STALE, "raised": False} in first_ok["alarm_changes"]
