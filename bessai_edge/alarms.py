@@ -304,11 +304,15 @@ def restorable_alarms(limit_settings, names):
 
 
 def battery_power_warn_levels_kw(limit_settings):
-    """Return the battery power warning levels that are on, as sizes in kW (charge, discharge)."""
+    """Return ``(variable, size in kW)`` of each battery power warning level that is on.
+
+    The charge level (HIGH_WARN) comes first, then the discharge level (LOW_WARN).
+    """
     for limit in limit_settings.limits:
         if limit.setting == "BATTERY_POWER":
-            return tuple(abs(level) for level in (limit.high_warn, limit.low_warn)
-                         if not math.isnan(level))
+            levels = (("LIMIT_BATTERY_POWER_HIGH_WARN", limit.high_warn),
+                      ("LIMIT_BATTERY_POWER_LOW_WARN", limit.low_warn))
+            return tuple((name, abs(level)) for name, level in levels if not math.isnan(level))
     return ()
 
 

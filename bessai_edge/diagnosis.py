@@ -68,7 +68,7 @@ class Observation:
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
     soc_pct: float | None = None
     battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power
-    battery_power_warn_levels_kw: tuple = ()  # the battery power warning levels' sizes
+    battery_power_warn_levels_kw: tuple = ()  # (variable, size in kW) per warning level on
     points: int = 0
     points_ok: int = 0
     points_not_available: int = 0
@@ -364,25 +364,40 @@ RATED_POWER_RATIO = 10.0
 
 
 def _rated_power_findings(observation):
+    """Return a finding for the warning levels far above, and one for those far below.
+
+    Each names its levels' variables, since the charge and discharge levels may be set
+    apart, and both come from BATTERY_RATED_POWER_KW when they are not.
+    """
     levels, device_kw = observation.battery_power_warn_levels_kw, observation.battery_max_power_kw
     if not levels or not device_kw:
         return []
-    if max(levels) > device_kw * RATED_POWER_RATIO:
-        return [Finding(WARNING, "rated_power_mismatch", _(
-            "The battery power alarm warns at {warn:g} kW, more than ten times the "
+    findings = []
+    high = [(name, size) for name, size in levels if size > device_kw * RATED_POWER_RATIO]
+    low = [(name, size) for name, size in levels if size * RATED_POWER_RATIO < device_kw]
+    if high:
+        findings.append(Finding(WARNING, "rated_power_mismatch", _(
+            "The battery power alarm warns at {warn} kW ({names}), more than ten times the "
             "maximum charge or discharge power the device reports ({device:g} kW), so it "
             "would never go off. Set BATTERY_RATED_POWER_KW to the battery's rated power "
-            "in kW, not W (or set LIMIT_BATTERY_POWER_HIGH_WARN and _LOW_WARN in kW)."
-        ).format(warn=max(levels), device=device_kw))]
-    if min(levels) * RATED_POWER_RATIO < device_kw:
-        return [Finding(WARNING, "rated_power_mismatch", _(
-            "The battery power alarm warns at {warn:g} kW, less than a tenth of the "
+            "in kW, not W, or those levels in kW."
+        ).format(warn=_sizes(high), names=_names(high), device=device_kw)))
+    if low:
+        findings.append(Finding(WARNING, "rated_power_mismatch", _(
+            "The battery power alarm warns at {warn} kW ({names}), less than a tenth of the "
             "maximum charge or discharge power the device reports ({device:g} kW), so it "
-            "would go off in normal operation. Set BATTERY_RATED_POWER_KW to the "
-            "battery's rated power in kW, not MW (or set LIMIT_BATTERY_POWER_HIGH_WARN and "
-            "_LOW_WARN in kW)."
-        ).format(warn=min(levels), device=device_kw))]
-    return []
+            "would go off in normal operation. Set BATTERY_RATED_POWER_KW to the battery's "
+            "rated power in kW, not MW, or those levels in kW."
+        ).format(warn=_sizes(low), names=_names(low), device=device_kw)))
+    return findings
+
+
+def _sizes(levels):
+    return "/".join(sorted({f"{size:g}" for _name, size in levels}))
+
+
+def _names(levels):
+    return ", ".join(name for name, _size in levels)
 
 
 def _value_findings(observation):

@@ -271,8 +271,10 @@ def test_check_connection_dropped_every_request(simulator):
 
 
 @pytest.mark.parametrize("rated_kw, expected", [
-    ("5000", "warns at 5000 kW, more than ten times"),   # watts written as kW
-    ("0.2", "warns at 0.2 kW, less than a tenth"),
+    ("5000", "warns at 5000 kW (LIMIT_BATTERY_POWER_HIGH_WARN, LIMIT_BATTERY_POWER_LOW_WARN), "
+             "more than ten times"),   # watts written as kW
+    ("0.2", "warns at 0.2 kW (LIMIT_BATTERY_POWER_HIGH_WARN, LIMIT_BATTERY_POWER_LOW_WARN), "
+            "less than a tenth"),
 ])
 def test_check_rated_power_far_from_device(simulator, rated_kw, expected):
     # The simulated Huawei battery reports 5 kW maximum charge and discharge power.

@@ -11,6 +11,14 @@ def observe(**fields):
     return Observation(**{**base, **fields})
 
 
+def warn_levels(charge_kw, discharge_kw=None):
+    """Return the check's battery power warning levels: charge, then discharge if given."""
+    levels = [("LIMIT_BATTERY_POWER_HIGH_WARN", charge_kw)]
+    if discharge_kw is not None:
+        levels.append(("LIMIT_BATTERY_POWER_LOW_WARN", discharge_kw))
+    return tuple(levels)
+
+
 CASES = [
     # (case, observation fields, expected codes in order)
     ("refused", {"connect_error_kind": "refused"}, ["refused"]),
@@ -57,22 +65,27 @@ CASES = [
     ("partial_reply_among_answers", {"request_outcomes": ["ok", "partial_reply"], "points": 4,
                                      "points_ok": 2}, ["some_requests_failed"]),
     ("rated_power_in_watts", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
-                              "battery_power_warn_levels_kw": (5000.0, 5000.0),
+                              "battery_power_warn_levels_kw": warn_levels(5000.0, 5000.0),
                               "battery_max_power_kw": 5.0},
      ["rated_power_mismatch"]),
     ("rated_power_in_megawatts", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
-                                  "battery_power_warn_levels_kw": (0.4, 0.4),
+                                  "battery_power_warn_levels_kw": warn_levels(0.4, 0.4),
                                   "battery_max_power_kw": 5.0},
      ["rated_power_mismatch"]),
     ("rated_power_at_ten_times", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
-                                  "battery_power_warn_levels_kw": (50.0, 50.0),
+                                  "battery_power_warn_levels_kw": warn_levels(50.0, 50.0),
                                   "battery_max_power_kw": 5.0},
      ["ok"]),
     ("rated_power_not_reported", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
-                                  "battery_power_warn_levels_kw": (5000.0,)}, ["ok"]),
+                                  "battery_power_warn_levels_kw": warn_levels(5000.0)}, ["ok"]),
     # A charge level far below the device's power went unnoticed beside a normal discharge one.
+    # A charge level too high and a discharge level too low: one finding each.
+    ("rated_power_both_ways", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
+                               "battery_power_warn_levels_kw": warn_levels(60.0, 0.3),
+                               "battery_max_power_kw": 5.0},
+     ["rated_power_mismatch", "rated_power_mismatch"]),
     ("rated_power_one_level_low", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
-                                   "battery_power_warn_levels_kw": (0.3, 5.0),
+                                   "battery_power_warn_levels_kw": warn_levels(0.3, 5.0),
                                    "battery_max_power_kw": 5.0}, ["rated_power_mismatch"]),
     ("exception_1_everywhere", {"request_outcomes": ["exception_1"] * 3, "points": 6},
      ["all_requests_rejected"]),
