@@ -12,10 +12,9 @@ the debounce and past the hysteresis.
 import dataclasses
 import logging
 
-import orjson
-
 from bessai_edge.errors import SpoolError
 from bessai_edge.spool import SpoolReader
+from bessai_edge.spool.segments import json_object
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +73,8 @@ def previous_alarms(directory, site, devices, tail_bytes=TAIL_BYTES):
 
 def _parse(line):
     """Return a record dict with the keys this module reads, or None for another line."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(record, dict):
+    record = json_object(line)
+    if record is None:
         return None
     alarms = record.get("alarms")
     if not (isinstance(record.get("site"), str) and isinstance(record.get("device"), str)

@@ -109,6 +109,15 @@ def _is_service_user(directory):
         return False
 
 
+def json_object(line):
+    """Return a line parsed as a JSON object, or None for any other line."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def record_seq(line):
     """Return the ``seq`` of one record line (without its newline), or None if invalid.
 
@@ -117,11 +126,8 @@ def record_seq(line):
     """
     if b"\0" in line:
         return None
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(record, dict):
+    record = json_object(line)
+    if record is None:
         return None
     seq = record.get("seq")
     if type(seq) is not int or seq < 1:

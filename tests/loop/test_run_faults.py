@@ -27,6 +27,7 @@ from tests.loop.conftest import (
     wait_for_records,
 )
 from tests.service.conftest import NotifyListener
+from tests.spool.test_full_disk import fill_disk
 
 PROFILE = "huawei_sun2000"
 
@@ -335,14 +336,7 @@ def test_run_full_disk_says_free_space(tmp_path, needs_root):
     try:
         spool_dir = disk / "spool"
         spool_dir.mkdir()
-        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while True:
-                os.write(filler, b"x" * 4096)
-        except OSError:
-            pass
-        finally:
-            os.close(filler)
+        fill_disk(disk)
         environ = gateway_env(spool_dir, BESSAI_MODE="simulator", DRIVER_PROFILE_PATH=PROFILE,
                               SPOOL_SEGMENT_MAX_BYTES="64K", SPOOL_MAX_TOTAL_BYTES="512K")
         run = run_gateway(environ, 1)
