@@ -372,24 +372,21 @@ def _rated_power_findings(observation):
     levels, device_kw = observation.battery_power_warn_levels_kw, observation.battery_max_power_kw
     if not levels or not device_kw:
         return []
-    findings = []
     high = [(name, size) for name, size in levels if size > device_kw * RATED_POWER_RATIO]
     low = [(name, size) for name, size in levels if size * RATED_POWER_RATIO < device_kw]
-    if high:
-        findings.append(Finding(WARNING, "rated_power_mismatch", _(
-            "The battery power alarm warns at {warn} kW ({names}), more than ten times the "
-            "maximum charge or discharge power the device reports ({device:g} kW), so it "
-            "would never go off. Set BATTERY_RATED_POWER_KW to the battery's rated power "
-            "in kW, not W, or those levels in kW."
-        ).format(warn=_sizes(high), names=_names(high), device=device_kw)))
-    if low:
-        findings.append(Finding(WARNING, "rated_power_mismatch", _(
-            "The battery power alarm warns at {warn} kW ({names}), less than a tenth of the "
-            "maximum charge or discharge power the device reports ({device:g} kW), so it "
-            "would go off in normal operation. Set BATTERY_RATED_POWER_KW to the battery's "
-            "rated power in kW, not MW, or those levels in kW."
-        ).format(warn=_sizes(low), names=_names(low), device=device_kw)))
-    return findings
+    problems = (
+        (high, _("The battery power alarm warns at {warn} kW ({names}), more than ten times "
+                 "the maximum charge or discharge power the device reports ({device:g} kW), "
+                 "so it would never go off. Set BATTERY_RATED_POWER_KW to the battery's rated "
+                 "power in kW, not W, or those levels in kW.")),
+        (low, _("The battery power alarm warns at {warn} kW ({names}), less than a tenth of "
+                "the maximum charge or discharge power the device reports ({device:g} kW), so "
+                "it would go off in normal operation. Set BATTERY_RATED_POWER_KW to the "
+                "battery's rated power in kW, not MW, or those levels in kW.")),
+    )
+    return [Finding(WARNING, "rated_power_mismatch",
+                    message.format(warn=_sizes(group), names=_names(group), device=device_kw))
+            for group, message in problems if group]
 
 
 def _sizes(levels):

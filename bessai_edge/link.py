@@ -44,8 +44,8 @@ DEVICE_BUSY = 6           # exception code: the device cannot take the request n
 # per cycle, not per request. Processing a reply takes well under this on a Raspberry
 # Pi class machine (an estimate; a slower machine only reads the socket more often).
 # NOTE: a frame sent unasked within this time after a reply, with the next request's
-# transaction id, is not looked for; and once that request is sent, nothing in Modbus
-# TCP tells such a frame from its reply.
+# transaction id, is not looked for. Once that request is sent, nothing in Modbus TCP
+# distinguishes such a frame from its reply.
 IDLE_BEFORE_DISCARD_S = 0.005
 
 
@@ -100,7 +100,7 @@ class DeviceLink:
         self.counters = collections.Counter()
         # Of the mismatched_reply frames, those whose transaction id no request used.
         self.unknown_id_frames = 0     # stale frames whose transaction id no request used
-        self.duplicate_replies = 0     # stale frames that repeat an answered request's reply
+        self.duplicate_replies = 0     # stale frames that repeat the reply to an earlier request
         self.requests = 0              # requests sent
         self.connects = 0              # connection attempts
         self.sessions = 0              # connections opened

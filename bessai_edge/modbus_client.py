@@ -134,7 +134,7 @@ class FramedTcpClient(ModbusTcpClient):
         self._sent_id = None    # transaction id of the request in flight
         # Stale frames by cause, kept until the link adds them to its own counts.
         self.unknown_id_frames_this_request = 0  # with an id no request used
-        self.duplicate_frames_this_request = 0   # with the id of a request already answered
+        self.duplicate_frames_this_request = 0   # with the id of a request already replied to
         self.unknown_id = None  # the last such transaction id
 
     def connect(self):
@@ -313,7 +313,7 @@ class FramedTcpClient(ModbusTcpClient):
         return frame
 
     def _note_unknown_id(self, transaction_id):
-        """Count a stale frame that repeats an answered request's reply, or has an unknown id."""
+        """Count a stale frame that repeats an earlier request's reply or has an unknown id."""
         if transaction_id in self.answered_ids:
             self.duplicate_frames_this_request += 1
         elif transaction_id not in self.sent_ids:

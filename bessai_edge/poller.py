@@ -149,8 +149,8 @@ class DevicePoller:
                 raise
             return False
         self.plan.forget_hole(unit_id, function, first, last)
-        logger.info("%s: registers %d..%d (unit id %d, function %d) answer again after "
-                    "exception 2; the plan reads them from the next cycle",
+        logger.info("%s: registers %d..%d (unit id %d, function %d) are served again after "
+                    "exception 2, so the plan reads them from the next cycle",
                     self.device.name, first, last, unit_id, function, extra=self.log_extra)
         return True
 
@@ -416,8 +416,8 @@ class DevicePoller:
         """Return the result of a cycle before the first plan (a SunSpec device not found).
 
         There is no limit table yet, so the alarms restored from the previous run are
-        carried as they are, and the stale alarms of the fields the profile maps are
-        raised once STALE_AFTER_S has passed, as a table would raise them. The first
+        carried as they are. The stale alarms of the fields the profile maps are raised
+        once STALE_AFTER_S has passed, as a table would raise them. The first
         table takes both on (see ``_set_plan``).
         """
         values, quality = _missing(self.profile)

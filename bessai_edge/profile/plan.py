@@ -291,9 +291,10 @@ class ReadPlan:
         """
         key = (unit_id, function)
         ranges = self._learned.get(key, [])
-        kept = [(start, end) for start, end in ranges if not first <= start < end <= last + 1]
-        if len(kept) != len(ranges):
-            self._learned[key] = kept
+        outside = [(start, end) for start, end in ranges
+                   if not first <= start < end <= last + 1]
+        if len(outside) != len(ranges):
+            self._learned[key] = outside
             self._pending = True
 
     def learned_ranges_within(self, unit_id, function, first, last):

@@ -223,23 +223,23 @@ def _header_then_silence(frame):
     return [(0, reply(transaction_id, unit_id, registers_pdu(function_code, [7] * count))[:9])]
 
 
-@pytest.mark.parametrize("respond, code, not_said", [
+@pytest.mark.parametrize("respond, code, absent_text", [
     # Malformed replies were blamed on the profile (nothing_read).
     (_wrong_function, "malformed_replies", "DRIVER_PROFILE_PATH"),
     (_one_register_short, "malformed_replies", "DRIVER_PROFILE_PATH"),
     # Part of each reply, then nothing, was taken for a silent device in standby.
     (_header_then_silence, "partial_replies", "standby"),
 ])
-def test_check_faulty_replies_named(respond, code, not_said):
+def test_check_faulty_replies_named(respond, code, absent_text):
     with CraftedServer(respond) as server:
         result = run_check(port=server.port, profile="sma_sunny_tripower", REQUEST_TIMEOUT_S=0.3)
     assert codes(result) == [code], result.stdout + result.stderr
-    assert not_said not in result.stdout.split("Diagnosis:")[-1]
+    assert absent_text not in result.stdout.split("Diagnosis:")[-1]
     assert result.returncode == 2
 
 
 def test_check_duplicate_replies_not_late():
-    # A device that sent every reply twice was told to raise REQUEST_TIMEOUT_S: its
+    # A device that sent every reply twice got the advice to raise REQUEST_TIMEOUT_S: its
     # second copies were counted as replies that came after a timeout.
     def respond(frame):
         transaction_id, unit_id, function_code, _, count = request_fields(frame)

@@ -193,7 +193,7 @@ def test_limit_table_empty_returns_nothing():
 
 
 def test_limit_restore_holds_alarm_without_transition():
-    """A restored alarm whose condition still holds is neither raised nor cleared again."""
+    """A restored alarm whose condition remains is neither raised nor cleared again."""
     table = LimitTable([LimitSpec("soc", 0, low_warn=10.0, hysteresis=1.0, debounce=3)])
     assert table.restore([("soc", "low_warn")]) == [("soc", "low_warn")]
     assert table.active() == [("soc", "low_warn")]

@@ -140,7 +140,7 @@ def test_outage_log_first_connection_not_called_reconnect(clock, caplog):
 
 def test_outage_log_rejected_credentials_after_loss(clock, caplog):
     # After "connection lost", a broker that came back with other credentials gave only
-    # DEBUG lines: the journal never said why the forwarder stayed out.
+    # DEBUG lines: the journal never showed why the forwarder stayed out.
     outage = OutageLog("10.0.0.5:1883", clock)
     with caplog.at_level(logging.DEBUG, logger="bessai_edge.forward.outage"):
         outage.failed(LOST, 0.0)

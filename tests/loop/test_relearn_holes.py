@@ -59,7 +59,7 @@ def test_poller_reads_rejected_address_again(tmp_path, caplog):
             assert later.quality[field] == "ok"
     finally:
         link.close()
-    assert "(unit id 1, function 3) answer again after exception 2" in caplog.text
+    assert "(unit id 1, function 3) are served again after exception 2" in caplog.text
 
 
 def test_poller_permanent_hole_keeps_cycle_intact(tmp_path):

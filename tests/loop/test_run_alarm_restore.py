@@ -2,9 +2,9 @@
 
 Without the previous state the debounce held the alarm back for the first cycles after
 a restart, so those records had no alarms, and the forwarder published a retained
-"no alarms" message before the raise again. Real Modbus TCP against the simulator,
-real spool; the simulated SOC stays between 20 and 95 %, so a low warning at 97 %
-is active in every cycle.
+"no alarms" message before the raise again. The tests use real Modbus TCP against the
+simulator and a real spool. The simulated SOC stays between 20 and 95 %, so a low
+warning at 97 % is active in every cycle.
 """
 
 import pytest
@@ -68,7 +68,7 @@ def test_run_restart_with_other_site_starts_cleared(tmp_path):
 
 def test_run_restart_keeps_alarms_of_undiscovered_sunspec_device(tmp_path):
     # A SunSpec device down at the restart has no plan and no limit table yet: its
-    # records said "no alarms" until it came back.
+    # records had no alarms until it came back.
     spool_dir = tmp_path / "spool"
     profile = "fronius_gen24"
     with simulator("--profile", profile) as (host, port):
