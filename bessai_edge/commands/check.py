@@ -567,5 +567,20 @@ def _quality_text(row):
                  "comm_error": _("communication error"), "invalid": _("invalid")}
     text = qualities.get(row["quality"], row["quality"])
     if "error" in row:
-        text += f" ({row['error']})"
+        text += f" ({_error_text(row['error'])})"
     return text
+
+
+def _error_text(kind):
+    """Return the words for a request outcome such as ``refused`` or ``exception_2``.
+
+    The JSON output and the diagnosis keep the kind itself, which scripts and the
+    documentation use; the table is read by people, in their language.
+    """
+    if kind.startswith("exception_"):
+        return _("exception {code}").format(code=kind[len("exception_"):])
+    texts = {"refused": _("connection refused"), "unreachable": _("host unreachable"),
+             "timeout": _("no reply in time"), "disconnected": _("connection lost"),
+             "short_reply": _("short reply"), "mismatched_reply": _("mismatched reply"),
+             "partial_reply": _("partial reply"), SKIPPED: _("not sent, link down")}
+    return texts.get(kind, kind)

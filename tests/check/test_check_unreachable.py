@@ -41,8 +41,16 @@ def test_check_table_refused_lists_points_as_communication_error():
     port = free_tcp_port()
     result = run_check(port=port, profile="huawei_sun2000")
     assert result.returncode == EXIT_NO_DATA, result.stderr
-    assert "communication error (refused)" in result.stdout
-    assert "[error: refused]" in result.stdout
+    assert "communication error (connection refused)" in result.stdout
+    assert "[error: refused]" in result.stdout  # the diagnosis keeps the documented kind
+
+
+def test_check_table_names_the_error_in_spanish():
+    port = free_tcp_port()
+    result = run_check(port=port, profile="huawei_sun2000", LANG="es_CL.UTF-8")
+    assert result.returncode == EXIT_NO_DATA, result.stderr
+    assert "error de comunicación (conexión rechazada)" in result.stdout
+    assert "(refused)" not in result.stdout
 
 
 def test_check_simulator_mode_hides_simulator_banner():
