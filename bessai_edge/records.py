@@ -11,6 +11,8 @@ raises it)::
     time_ms      UTC wall-clock time of the cycle start, milliseconds since the epoch
     mono_s       time.monotonic() of the cycle start, seconds (meaningful within one boot)
     boot_id      /proc/sys/kernel/random/boot_id, which separates the boots that mono_s counts in
+    clock_synced true while the kernel considers the wall clock synchronized by NTP, false
+                 before (time_ms may then be wrong: see ``clock``), null when unknown
     cycle        cycle number since the gateway started, from 1
     cycle_ms     milliseconds from the cycle start until this record was built
     state        device state: ok, degraded (some requests failed) or down (no data:
@@ -62,7 +64,7 @@ class RecordFactory:
         self.boot_id = boot_id
 
     def build(self, *, cycle, wall_ms, monotonic_s, cycle_ms, state, error, values, quality,
-              alarms, alarm_changes):
+              alarms, alarm_changes, clock_synced=None):
         """Return one record dict in the layout of ``RECORD_VERSION``."""
         return {
             "v": RECORD_VERSION,
@@ -73,6 +75,7 @@ class RecordFactory:
             "time_ms": wall_ms,
             "mono_s": core.round_places(monotonic_s, 6),
             "boot_id": self.boot_id,
+            "clock_synced": clock_synced,
             "cycle": cycle,
             "cycle_ms": core.round_places(cycle_ms, 3),
             "state": state,

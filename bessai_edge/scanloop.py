@@ -20,6 +20,7 @@ import signal
 import time
 
 from bessai_edge import state as gateway_state
+from bessai_edge.clock import WallClockWatch
 from bessai_edge.i18n import _
 from bessai_edge.ratelimit import RateLimitedLog
 from bessai_edge.service import notify as service_notify
@@ -40,7 +41,7 @@ class ScanLoop:
 
     def __init__(self, *, period_s, pollers, factories, spool, state, notifier, health=None,
                  stop_budget_s=0.0, close_allowance_s=0.0, clock=time.monotonic,
-                 wall_clock_ns=time.time_ns):
+                 wall_clock_ns=time.time_ns, clock_watch=None):
         self.period_s = period_s
         self.pollers = pollers        # DevicePoller, in poll order
         self.factories = factories    # RecordFactory per poller
@@ -52,6 +53,7 @@ class ScanLoop:
         self.close_allowance_s = close_allowance_s  # of that, what closing takes
         self.clock = clock
         self.wall_clock_ns = wall_clock_ns
+        self.clock_watch = clock_watch or WallClockWatch()
         self.stop_requested = False
         self.stop_signal = None
         self._grid_start = None  # set by run(); run_cycle alone counts periods from its argument
@@ -173,13 +175,14 @@ class ScanLoop:
         """
         self.cycle_started = cycle_start  # read by the links' keepalive in a long poll
         wall_ms = self.wall_clock_ns() // 1_000_000
+        clock_synced = self.clock_watch.observe(number, wall_ms, cycle_start)
         grid_index = self._grid_index if self._grid_start is not None else None
         results = []
         for poller, factory in zip(self.pollers, self.factories):
             result = poller.poll(cycle_start, periods, grid_index=grid_index)
             record = factory.build(
                 cycle=number, wall_ms=wall_ms, monotonic_s=cycle_start,
-                cycle_ms=(self.clock() - cycle_start) * 1000.0, state=result.state,
+                clock_synced=clock_synced, cycle_ms=(self.clock() - cycle_start) * 1000.0, state=result.state,
                 error=result.error, values=result.values, quality=result.quality,
                 alarms=result.alarms, alarm_changes=result.alarm_changes)
             self._append(record)
@@ -225,6 +228,7 @@ class ScanLoop:
         state.last_cycle_wall_ms = wall_ms
         state.last_cycle_monotonic = cycle_start
         state.last_cycle_duration_s = self.clock() - cycle_start
+        state.clock_synced = self.clock_watch.synced
         if state.spool_dropping and not self.spool.dropping:
             state.spool_dropping = False  # writing works again
         state.active_alarms = [f"{poller.device.name}:{name}"

@@ -48,6 +48,7 @@ class GatewayState:
     spool: dict = dataclasses.field(default_factory=dict)   # spool figures when there is no source
     spool_source: object = None  # the open Spool, whose stats() are read only when asked
     spool_dropping: bool = False  # the spool drops records (set by the scan loop)
+    clock_synced: bool | None = None  # the kernel's NTP status at the last check
 
     def spool_stats(self):
         """Return the spool's figures now: ``spool_source.stats()``, else ``spool``.

@@ -133,6 +133,7 @@ def main(args):
             problem=problem), file=sys.stderr)
     _warn_of_watchdog_fit(checks)
     _warn_of_privileged_health_port(settings.health_listen)
+    _warn_of_unsynchronized_clock()
     from bessai_edge.diagnosis import exit_status
 
     status = exit_status([check.findings for check in checks])
@@ -186,6 +187,21 @@ def _warn_of_privileged_health_port(listen):
                 "capability, which the service does not have, so /health and /metrics "
                 "would be off; choose a port of {lowest} or above, such as 8000").format(
                     port=port, lowest=lowest), file=sys.stderr)
+
+
+def _warn_of_unsynchronized_clock():
+    """Warn when the kernel does not consider the wall clock synchronized by NTP.
+
+    Records then carry clock_synced=false and possibly a wrong time_ms; see ``clock``.
+    """
+    from bessai_edge.clock import kernel_clock_synchronized
+
+    if kernel_clock_synchronized() is False:
+        print(_("bessai check: warning: the system clock is not synchronized by NTP, so the "
+                "records' time may be wrong (they carry clock_synced=false): enable an NTP "
+                "client such as systemd-timesyncd or chrony and check that it reaches a "
+                "server; `timedatectl` shows \"System clock synchronized: yes\" once it "
+                "has"), file=sys.stderr)
 
 
 def _warn_of_total_read_time(checks, interval_s):

@@ -381,6 +381,7 @@ def health_document(state, now_monotonic):
         "uptime_s": round(max(0.0, now_monotonic - state.started_monotonic), 3),
         "cycles": state.cycles,
         "overruns": state.overruns,
+        "clock_synced": state.clock_synced,
         "last_cycle": last_cycle_text,
         "last_cycle_age_s": last_cycle_age_s,
         "last_cycle_duration_s": round(state.last_cycle_duration_s, 4) if state.cycles else None,

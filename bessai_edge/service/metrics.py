@@ -78,6 +78,11 @@ class GatewayCollector:
         yield CounterMetricFamily("bessai_cycle_overruns",
                                   "Cycles that did not finish before the next one was due.",
                                   value=state.overruns)
+        if state.clock_synced is not None:
+            yield GaugeMetricFamily("bessai_clock_synchronized",
+                                    "1 while the kernel considers the wall clock synchronized "
+                                    "by NTP, 0 while the records' time may be wrong.",
+                                    value=1 if state.clock_synced else 0)
         if state.cycles:
             yield GaugeMetricFamily("bessai_last_cycle_duration_seconds",
                                     "Duration of the last completed cycle.",

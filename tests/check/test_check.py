@@ -388,7 +388,10 @@ def test_check_no_warning_with_spool_dir(tmp_path):
     result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
                        SPOOL_DIR=tmp_path)
     assert result.returncode == 0
-    assert "warning" not in result.stderr
+    # The clock warning depends on the machine's NTP status: tests/check/test_check_clock.py
+    warnings = [line for line in result.stderr.splitlines()
+                if "warning" in line and "system clock" not in line]
+    assert warnings == []
 
 
 def test_check_warns_forwarder_settings(tmp_path):

@@ -143,12 +143,13 @@ def test_record_layout_round_trips_through_orjson():
                            values={"soc_pct": 72.4, "pv_power_kw": None},
                            quality={"soc_pct": "ok", "pv_power_kw": "comm_error"},
                            alarms=["soc_pct:high_warn"],
-                           alarm_changes=[("soc_pct:high_warn", True)])
+                           alarm_changes=[("soc_pct:high_warn", True)], clock_synced=False)
     record["seq"] = 17
     decoded = orjson.loads(orjson.dumps(record))
     assert list(decoded) == ["v", "site", "device", "profile", "seq", "time_ms", "mono_s",
-                             "boot_id", "cycle", "cycle_ms", "state", "error", "values",
-                             "quality", "alarms", "alarm_changes"]
+                             "boot_id", "clock_synced", "cycle", "cycle_ms", "state", "error",
+                             "values", "quality", "alarms", "alarm_changes"]
+    assert decoded["clock_synced"] is False
     assert decoded["v"] == records.RECORD_VERSION
     assert decoded["seq"] == 17
     assert decoded["mono_s"] == 12.345679

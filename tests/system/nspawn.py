@@ -28,7 +28,7 @@ BOOT_PACKAGES = ("systemd", "systemd-sysv", "dbus", "ca-certificates")
 # Downloaded into the root's APT cache but not installed, so `apt install bessai-edge`
 # still resolves these dependencies itself without fetching them in every test run.
 # A dependency missing here is fetched from the mirror; the tests stay correct.
-PREFETCHED_PACKAGES = ("python3.11", "adduser", "libsystemd0")
+PREFETCHED_PACKAGES = ("python3.11", "adduser", "libsystemd0", "systemd-timesyncd")
 
 # Timers that would take the dpkg lock or add load at random moments during a test.
 MASKED_UNITS = (

@@ -208,6 +208,18 @@ class TestServiceUnderSystemd:
         assert document["site"] == "cl-booted-01"
         assert document["spool_backlog"]["bytes"] > 0
 
+    def test_clock_status_read_inside_the_sandbox(self, service):
+        # The unit's system call filter must let the read-only adjtimex through: a
+        # filtered call kills the gateway before its first cycle line, and ProtectClock=
+        # makes the call fail, which /health would show as null.
+        container, port = service
+        invocation = start_fresh(container)
+        wait_for_entries(container, "BESSAI_EVENT=cycle", invocation=invocation)
+        _status, document = get_health(port)
+        timedated = container.run("timedatectl show -p NTPSynchronized --value").stdout.strip()
+
+        assert document["clock_synced"] is (timedated == "yes")
+
     def test_watchdog_restarts_stopped_process(self, service):
         container, _port = service
         before = show(container, "MainPID", "NRestarts")
