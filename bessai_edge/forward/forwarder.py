@@ -151,9 +151,15 @@ class Forwarder:
             extra={"BESSAI_EVENT": "startup"})
         if self.replaced_checkpoint is not None:
             self._log_replaced_spool(self.replaced_checkpoint)
+        segments = self._list_segments()
+        if segments:
+            # A checkpoint without a spool id (saved by an older version) shows a reset
+            # spool only by its segment number. Check before deleting, because deleting
+            # "delivered" segments would then delete undelivered ones.
+            self._restart_if_spool_reset(segments)
         if self.saved is not None:
             self._delete_delivered_segments()
-        self.notifier.ready(self._status_text(self._list_segments()))
+        self.notifier.ready(self._status_text(segments))
         try:
             while not self.stop_requested:
                 self.step()
@@ -374,8 +380,10 @@ class Forwarder:
         self._segments_to_delete = False
         self._last_delete = self.clock()
         segments = self._list_segments()
-        if segments is None or self.saved is None:
+        if not segments or self.saved is None:
             return
+        if segments[-1].first_seq < self.saved.segment:
+            return  # the spool was reset: _restart_if_spool_reset starts over
         for segment in segments:
             passed = segment.first_seq < self.saved.segment or (
                 segment.first_seq == self.saved.segment and self.saved.offset >= segment.size)

@@ -122,3 +122,22 @@ def test_forward_spool_replaced_while_stopped(mosquitto, subscriber, spool_dir, 
     assert "the spool was emptied or replaced" in forwarder.log_text()
     assert "starting at the oldest record in the spool (the checkpoint belongs to a replaced " \
            "spool)" in forwarder.log_text()
+
+
+def test_forward_old_checkpoint_beyond_reset_spool(mosquitto, subscriber, spool_dir, state_dir,
+                                                   start_forwarder):
+    writer = RecordWriter(spool_dir, segment_max_bytes=16 * 1024)
+    records = writer.append(200)
+    writer.close()
+    assert len(list_segments(spool_dir)) > 2
+
+    # A checkpoint saved by a version without spool ids, for a spool that numbered far
+    # past this one before it was emptied: only its segment number shows the reset.
+    (state_dir / "forward-checkpoint.json").write_text(
+        '{"version": 1, "segment": 5000, "offset": 100, "seq": 5050}\n')
+    forwarder = start_forwarder()
+
+    assert subscriber.wait_for_seqs(records, 30) == set()
+    assert forwarder.stop() == 0
+    assert first_arrivals(subscriber.telemetry_seqs()) == records
+    assert "the spool was emptied or replaced" in forwarder.log_text()
