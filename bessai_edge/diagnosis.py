@@ -405,6 +405,13 @@ def _value_findings(observation):
             "profile {profile} probably does not match this device. Check "
             "DRIVER_PROFILE_PATH (list the profiles with `bessai profiles`)."
         ).format(profile=observation.profile)))
+    elif observation.soc_pct is not None and not 0 <= observation.soc_pct <= 100:
+        findings.append(Finding(WARNING, "soc_out_of_range", _(
+            "State of charge reads {soc:g} %, outside 0 to 100 %. The scale, type or byte "
+            "order of the point that feeds soc_pct in profile {profile} is probably wrong, "
+            "or the profile does not match this device. Compare that point with the "
+            "manufacturer's register list, and check DRIVER_PROFILE_PATH."
+        ).format(soc=observation.soc_pct, profile=observation.profile)))
     findings += _rated_power_findings(observation)
     measured = observation.points - observation.points_rejected
     if measured and observation.points_not_available - observation.points_rejected == measured:

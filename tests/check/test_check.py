@@ -317,6 +317,15 @@ def test_check_soc_always_zero_means_wrong_profile(simulator):
     assert result.returncode == 1
 
 
+def test_check_soc_above_100_flagged(simulator):
+    # A state of charge of 4659.5 % (a byte-swapped u16) passed check as "[ok]".
+    device = simulator("--profile", "sma_sunny_tripower", "--set", "soc_pct=250")
+    result = run_check(port=device.port, profile="sma_sunny_tripower")
+    assert codes(result) == ["soc_out_of_range"]
+    assert "250 %, outside 0 to 100 %" in result.stdout
+    assert result.returncode == 1
+
+
 def test_check_wrong_profile_every_address_rejected(simulator):
     device = simulator("--capture", SMA)
     result = run_check(port=device.port, MODBUS_SLAVE_ID=3, MODBUS_UNIT_VEBUS=3,

@@ -53,6 +53,12 @@ CASES = [
                                  "points_rejected": 2}, ["rejected_addresses"]),
     ("soc_zero", {"request_outcomes": ["ok"], "soc_pct": 0.0, "points": 3, "points_ok": 3},
      ["soc_zero"]),
+    ("soc_above_100", {"request_outcomes": ["ok"], "soc_pct": 4659.5, "points": 3,
+                       "points_ok": 3}, ["soc_out_of_range"]),
+    ("soc_negative", {"request_outcomes": ["ok"], "soc_pct": -3.2, "points": 3,
+                      "points_ok": 3}, ["soc_out_of_range"]),
+    ("soc_full", {"request_outcomes": ["ok"], "soc_pct": 100.0, "points": 3, "points_ok": 3},
+     ["ok"]),
     ("night", {"request_outcomes": ["ok"], "points": 3, "points_not_available": 3},
      ["all_not_available"]),
     ("busy_and_soc_zero", {"request_outcomes": ["ok", "exception_6"], "soc_pct": 0.0,
@@ -189,6 +195,15 @@ def test_diagnose_soc_zero_names_profile_setting():
     findings = diagnose(observe(request_outcomes=["ok"], soc_pct=0.0, points=1, points_ok=1))
     assert "DRIVER_PROFILE_PATH" in findings[0].message
     assert findings[0].severity == WARNING
+
+
+def test_diagnose_soc_out_of_range_message():
+    findings = diagnose(observe(request_outcomes=["ok"], soc_pct=4659.5, points=1,
+                                points_ok=1))
+    assert findings[0].severity == WARNING
+    assert "4659.5 %, outside 0 to 100 %" in findings[0].message
+    assert "scale, type or byte order" in findings[0].message
+    assert "DRIVER_PROFILE_PATH" in findings[0].message
 
 
 def finding(severity, code):
