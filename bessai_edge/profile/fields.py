@@ -49,6 +49,19 @@ CANONICAL_FIELDS = {
     "inverter_temp_c": ("degC", "inverter internal temperature"),
     "fault_code": ("", "the vendor's current fault or error code"),
 }
+# Point units that validation converts: unit -> (canonical field unit, factor to it). A point
+# in one of these units that feeds a field must have that factor, up to its sign, as its
+# field_scale (or as its derived factor). A unit not listed here is not checked.
+UNIT_CONVERSIONS = {
+    "W": ("kW", 0.001), "kW": ("kW", 1.0), "MW": ("kW", 1000.0),
+    "Wh": ("kWh", 0.001), "kWh": ("kWh", 1.0),
+    "mV": ("V", 0.001), "V": ("V", 1.0), "kV": ("V", 1000.0),
+    "mA": ("A", 0.001), "A": ("A", 1.0),
+    "%": ("%", 1.0),
+    "degC": ("degC", 1.0), "°C": ("degC", 1.0),
+    "mHz": ("Hz", 0.001), "Hz": ("Hz", 1.0),
+}
+
 # Alarm words keep the vendor's bits or codes, e.g. alarm_1 or alarm_vebus_overload.
 ALARM_FIELD = re.compile(r"alarm_[a-z0-9_]+\Z")
 ALARM_FIELD_PATTERN = "^alarm_[a-z0-9_]+$"

@@ -16,7 +16,7 @@ from bessai_edge.profile import sunspec_models
 from bessai_edge.profile.fields import (
     ACCESS, CANONICAL_FIELDS, FLOAT_TYPES, FUNCTIONS, MAIN_ROLE, MAX_ADDRESS,
     MAX_REQUEST_REGISTERS, MAX_UNIT_ID, NAME, ORDERS, ROLE, STRING_ORDERS, TYPE_REGISTERS, TYPES,
-    integer_range, is_canonical_field)
+    UNIT_CONVERSIONS, integer_range, is_canonical_field)
 
 TOP_KEYS = ("$schema", "name", "title", "documents", "device", "notes", "points", "derived",
             "all_sunspec_models")
@@ -252,6 +252,9 @@ def _check_point(problems, where, point, roles):
     for key in ("scale", "field_scale"):
         if key in point and not _nonzero_number(point[key]):
             problems.invalid(where, key, point[key], _("expected a finite number other than 0"))
+    if isinstance(point.get("field"), str):
+        _check_conversion(problems, where, "field_scale", point.get("field_scale"),
+                          point.get("unit"), point["field"])
     if "offset" in point and not _finite_number(point["offset"]):
         problems.invalid(where, "offset", point["offset"], _("expected a finite number"))
     if "unit" in point and not isinstance(point["unit"], str):
@@ -276,6 +279,43 @@ def _check_field(problems, where, point):
     if "field_scale" in point and "field" not in point:
         problems.add(where, _("field_scale is given without field: add the canonical field "
                             "it converts to, or remove field_scale"))
+
+
+def _check_conversion(problems, where, key, factor, unit, field):
+    """Check that a point in ``unit`` feeds ``field`` with the factor between their units.
+
+    ``key`` is where the factor is written: ``field_scale`` of a point, whose default is
+    1, or ``factor`` of a derived term. Units and fields without a known unit pass.
+    """
+    field_unit = CANONICAL_FIELDS.get(field, ("",))[0]
+    conversion = UNIT_CONVERSIONS.get(unit) if isinstance(unit, str) else None
+    if not field_unit or conversion is None:
+        return
+    target_unit, expected = conversion
+    if target_unit != field_unit:
+        units = [name for name, (target, _factor) in UNIT_CONVERSIONS.items()
+                 if target == field_unit]
+        problems.invalid(where, "unit", unit,
+                         _("{field} is in {field_unit}, so expected a unit of the same "
+                           "quantity ({units}); fix unit, or field if the point measures "
+                           "something else").format(field=field, field_unit=field_unit,
+                                                    units=", ".join(units)))
+        return
+    if factor is None:
+        if expected != 1:
+            problems.missing(where, key,
+                             _("a point in {unit} feeds {field}, which is in {field_unit}, so "
+                               "set {key} to {factor:g} (or {negative:g} where the device's "
+                               "sign is the opposite)").format(
+                                   unit=unit, field=field, field_unit=field_unit, key=key,
+                                   factor=expected, negative=-expected))
+        return
+    if _nonzero_number(factor) and not math.isclose(abs(factor), expected, rel_tol=1e-9):
+        problems.invalid(where, key, factor,
+                         _("expected {factor:g} or {negative:g}, because a point in {unit} "
+                           "feeds {field}, which is in {field_unit}").format(
+                               factor=expected, negative=-expected, unit=unit, field=field,
+                               field_unit=field_unit))
 
 
 def _check_unit(problems, where, point, roles):
@@ -515,10 +555,11 @@ def _check_derived(problems, derived, points, present):
         if "description" in item and not _text(item["description"]):
             problems.invalid(where, "description", item["description"],
                              _("expected a non-empty string"))
-        _check_terms(problems, where, item.get("sum"), points, "sum" in item)
+        _check_terms(problems, where, item.get("sum"), points, "sum" in item,
+                     field if isinstance(field, str) else None)
 
 
-def _check_terms(problems, where, terms, points, present):
+def _check_terms(problems, where, terms, points, present, field):
     if not present:
         return
     if not isinstance(terms, list) or not terms:
@@ -536,6 +577,10 @@ def _check_terms(problems, where, terms, points, present):
         if "factor" in term and not _nonzero_number(term["factor"]):
             problems.invalid(term_where, "factor", term["factor"],
                              _("expected a finite number other than 0"))
+        point = points.get(term.get("point")) if isinstance(term.get("point"), str) else None
+        if point is not None and field is not None and "factor" in term:
+            _check_conversion(problems, term_where, "factor", term["factor"], point.get("unit"),
+                              field)
 
 
 def _point_mapping(points, field):

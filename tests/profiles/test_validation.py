@@ -182,6 +182,17 @@ CASES = [
      ["point 'power'", "field_scale is given without field"], True),
     ("field_on_str_point", _set(["points", "model", "field"], "inverter_state"),
      ["point 'model'", "a str point cannot map a canonical field"], True),
+    # A point in W fed a kW field unconverted, and read 1000 times too high.
+    ("watts_without_field_scale", _delete(["points", "power", "field_scale"]),
+     ["point 'power'", "field_scale is missing", "a point in W feeds ac_power_kw, which is in kW",
+      "set field_scale to 0.001 (or -0.001"], False),
+    ("field_scale_not_unit_factor", _set(["points", "power", "field_scale"], 1000),
+     ["point 'power'", "field_scale: 1000 is invalid", "expected 0.001 or -0.001"], False),
+    ("unit_of_other_quantity", _set(["points", "soc", "unit"], "Hz"),
+     ["point 'soc'", 'unit: "Hz" is invalid', "soc_pct is in %", "(%)"], False),
+    ("derived_factor_not_unit_factor", _set(["derived", 0, "sum", 0, "factor"], 1),
+     ["derived[0].sum[0]", "factor: 1 is invalid", "expected 0.001 or -0.001",
+      "a point in W feeds grid_power_kw"], False),
     ("unknown_access", _set(["points", "soc", "access"], "read"),
      ["point 'soc'", 'access: "read" is invalid', "ro, rw"], True),
     ("empty_point_list", _replace("points", []),
@@ -227,6 +238,18 @@ def test_rejection(case_id, mutate, fragments, schema_rejects, schema_validator)
     assert matching[0].startswith(f"{PATH}: ")
     if schema_rejects:
         assert list(schema_validator.iter_errors(data)), "the JSON Schema accepts it"
+
+
+@pytest.mark.parametrize("path,value", [
+    (["points", "power", "field_scale"], -0.001),   # the device's sign is the opposite
+    (["points", "power", "unit"], "VA"),            # a unit validation does not convert
+    (["points", "soc", "unit"], ""),
+    (["derived", 0, "sum", 0, "factor"], -0.001),
+])
+def test_unit_conversion_accepted(path, value):
+    data = copy.deepcopy(BASE)
+    _set(path, value)(data)
+    assert parse_profile(json.dumps(data), PATH).name == "custom"
 
 
 def test_rejection_cases_are_many():
