@@ -574,6 +574,10 @@ def _check_terms(problems, where, terms, points, present, field):
         if "point" in term and term["point"] not in points:
             problems.invalid(term_where, "point", term["point"],
                              _("expected the name of a point of this profile"))
+        elif "point" in term and points[term["point"]].get("type") == "str":
+            problems.invalid(term_where, "point", term["point"],
+                             _("a derived sum adds numbers, and this point is a str point, "
+                               "which contains text, so name a numeric point"))
         if "factor" in term and not _nonzero_number(term["factor"]):
             problems.invalid(term_where, "factor", term["factor"],
                              _("expected a finite number other than 0"))

@@ -178,6 +178,10 @@ CASES = [
      ["device.holes[0]", "last: 400 is invalid", "at least first (500)"], False),
     ("derived_unknown_point", _set(["derived", 0, "sum", 0, "point"], "meter"),
      ["derived[0].sum[0]", 'point: "meter" is invalid', "name of a point"], False),
+    # The simulator raised TypeError on such a profile, and `bessai run` summed it as 0.
+    ("derived_str_point", _set(["derived", 0, "sum", 0, "point"], "model"),
+     ["derived[0].sum[0]", 'point: "model" is invalid', "this point is a str point",
+      "name a numeric point"], False),
     ("field_scale_without_field", _delete(["points", "power", "field"]),
      ["point 'power'", "field_scale is given without field"], True),
     ("field_on_str_point", _set(["points", "model", "field"], "inverter_state"),
