@@ -134,6 +134,7 @@ def main(args):
     _warn_of_watchdog_fit(checks)
     _warn_of_privileged_health_port(settings.health_listen)
     _warn_of_unsynchronized_clock()
+    _warn_of_relative_profile_paths(devices)
     from bessai_edge.diagnosis import exit_status
 
     status = exit_status([check.findings for check in checks])
@@ -187,6 +188,22 @@ def _warn_of_privileged_health_port(listen):
                 "capability, which the service does not have, so /health and /metrics "
                 "would be off; choose a port of {lowest} or above, such as 8000").format(
                     port=port, lowest=lowest), file=sys.stderr)
+
+
+def _warn_of_relative_profile_paths(devices):
+    """Warn of a profile that this check found only through the current directory."""
+    from bessai_edge.profile.registry import found_through_working_directory
+
+    directory = os.getcwd()
+    if directory == "/":
+        return  # the services' own working directory: the paths resolve the same there
+    for device in devices:
+        if found_through_working_directory(device.profile):
+            print(_("bessai check: warning: the profile {path} of device {device} was found "
+                    "in the current directory {directory}, but the installed services run in "
+                    "/, where it is not found: give its absolute path, {absolute}").format(
+                        path=device.profile, device=device.name, directory=directory,
+                        absolute=os.path.abspath(device.profile)), file=sys.stderr)
 
 
 def _warn_of_unsynchronized_clock():

@@ -59,14 +59,10 @@ def resolve_profile_path(name_or_path):
         raise ProfileError(_("profile {name!r}: {path} is a directory: give the path of a "
                              "profile JSON file (such as {path}/huawei_sun2000.json) or a "
                              "bundled profile name").format(name=text, path=given))
-    candidates = []
-    if given.parent == pathlib.Path(".") and given.suffix in ("", ".json"):
-        candidates.append(registry_dir() / f"{given.stem}.json")
-    elif not given.is_absolute() and given.parts[0] == "registry":
-        candidates.append(registry_dir().joinpath(*given.parts[1:]))
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+    candidate = _bundled_candidate(given)
+    candidates = [] if candidate is None else [candidate]
+    if candidate is not None and candidate.is_file():
+        return candidate
     bundled = bundled_profiles()
     close = closest_profile(given.stem, bundled)
     hint = _("; did you mean {name}?").format(name=close) if close else ""
@@ -75,6 +71,29 @@ def resolve_profile_path(name_or_path):
                              name=text, paths=", ".join(str(path) for path in [given] + candidates),
                              registry=registry_dir(), names=", ".join(bundled) or _("none found"))
                        + hint)
+
+
+def _bundled_candidate(given):
+    """Return the bundled file that a bare name or a ``registry/`` path names, or None."""
+    if given.parent == pathlib.Path(".") and given.suffix in ("", ".json"):
+        return registry_dir() / f"{given.stem}.json"
+    if not given.is_absolute() and given.parts[0] == "registry":
+        return registry_dir().joinpath(*given.parts[1:])
+    return None
+
+
+def found_through_working_directory(name_or_path):
+    """Return True when the profile is found only relative to the current directory.
+
+    ``resolve_profile_path`` takes a relative path that exists as it is, so a program
+    started in another directory, such as a systemd service (which runs in /), does
+    not find the same file.
+    """
+    given = pathlib.Path(str(name_or_path).strip())
+    if given.is_absolute() or not given.is_file():
+        return False
+    candidate = _bundled_candidate(given)
+    return candidate is None or not candidate.is_file()
 
 
 def closest_profile(name, bundled):

@@ -18,6 +18,7 @@ from bessai_edge.profile.fields import (
     MAX_REQUEST_REGISTERS, MAX_UNIT_ID, NAME, ORDERS, ROLE, STRING_ORDERS, TYPE_REGISTERS, TYPES,
     UNIT_CONVERSIONS, integer_range, is_canonical_field)
 
+CODE_TYPES = ("enum16", "bitfield16", "bitfield32")  # values are codes or bits, not amounts
 TOP_KEYS = ("$schema", "name", "title", "documents", "device", "notes", "points", "derived",
             "all_sunspec_models")
 TOP_REQUIRED = ("name", "title", "documents", "device", "points")
@@ -343,6 +344,18 @@ def _check_register_point(problems, where, point):
         problems.invalid(where, "order", order,
                          _("expected {orders} for a str point").format(
                              orders=" or ".join(STRING_ORDERS)))
+    elif TYPE_REGISTERS.get(type_name) == 1 and order not in STRING_ORDERS:
+        # CDAB would change nothing and DCBA would act as BADC: both hide a mistake.
+        problems.invalid(where, "order", order,
+                         _("expected {orders}: type {type} has one register, and {order} "
+                           "swaps registers").format(
+                               orders=" or ".join(STRING_ORDERS), type=type_name, order=order))
+    if type_name in CODE_TYPES:
+        for key, neutral in (("scale", 1), ("offset", 0), ("field_scale", 1)):
+            if key in point and point[key] != neutral:
+                problems.invalid(where, key, point[key],
+                                 _("type {type} holds codes or bits, which {key} would "
+                                   "change: remove {key}").format(type=type_name, key=key))
     registers = _check_length(problems, where, point, type_name if type_ok else None)
     if address_ok and registers and point["address"] + registers - 1 > MAX_ADDRESS:
         problems.invalid(where, "address", point["address"],

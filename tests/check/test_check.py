@@ -12,6 +12,7 @@ import pytest
 
 from bessai_edge.errors import EX_CONFIG
 from bessai_edge.profile import bundled_profiles
+from bessai_edge.profile.registry import registry_dir as bundled_profiles_dir
 from tests.conftest import CAPTURES, bessai_command, free_tcp_port
 from tests.settings.helpers import read_only_spool_dir
 from tests.simulator.helpers import (
@@ -31,7 +32,7 @@ JSON_KEYS = {"device", "name", "field", "unit_id", "function", "address", "type"
 
 
 def run_check(*arguments, port=None, profile="victron_multiplus", env_file=None, merged=False,
-              **variables):
+              cwd=None, **variables):
     """Run ``bessai check``; with ``merged``, stderr goes into stdout as in ``2>&1 | less``."""
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("MODBUS_", "INVERTER_", "DRIVER_", "DEVICE", "BESSAI_",
@@ -47,7 +48,8 @@ def run_check(*arguments, port=None, profile="victron_multiplus", env_file=None,
     started = time.monotonic()
     streams = ({"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merged
                else {"capture_output": True})
-    result = subprocess.run(command, env=environment, text=True, timeout=120, **streams)
+    result = subprocess.run(command, env=environment, text=True, timeout=120, cwd=cwd,
+                            **streams)
     result.elapsed = time.monotonic() - started
     return result
 
@@ -526,3 +528,22 @@ def test_check_json_summary_severity_in_spanish(simulator):
     result = run_check("--json", port=device.port, LANG="es_CL.UTF-8")
     assert "bessai check: inverter: aviso [some_requests_failed]" in result.stderr, \
         result.stderr
+
+
+def test_check_warns_profile_relative_to_directory(simulator, tmp_path):
+    # The service runs in /, so a profile that check finds in the current directory
+    # would not be found there: check passed while the service exited 78.
+    profile = tmp_path / "own.json"
+    profile.write_text((bundled_profiles_dir() / "victron_multiplus.json").read_text())
+    device = simulator("--profile", "victron_multiplus")
+    relative = run_check(port=device.port, profile="own.json", cwd=tmp_path)
+    absolute = run_check(port=device.port, profile=str(profile), cwd=tmp_path)
+    bundled = run_check(port=device.port, profile="registry/victron_multiplus.json",
+                        cwd=tmp_path)
+
+    assert relative.returncode == 0, relative.stdout + relative.stderr
+    assert (f"the profile own.json of device inverter was found in the current directory "
+            f"{tmp_path}, but the installed services run in /, where it is not found: give "
+            f"its absolute path, {profile}") in relative.stderr
+    assert "current directory" not in absolute.stderr
+    assert "current directory" not in bundled.stderr
