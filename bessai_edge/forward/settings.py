@@ -345,7 +345,18 @@ def require_usable_state_dir(settings):
         raise ConfigError(_(
             "FORWARD_STATE_DIR={path!r} is not a directory: create it owned by the "
             "service user (the package uses /var/lib/bessai)").format(path=path))
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        raise ConfigError(_(
+            "FORWARD_STATE_DIR={path!r} is on a read-only file system: choose a directory "
+            "on a writable one (the package uses /var/lib/bessai)").format(path=path))
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(_(
             "FORWARD_STATE_DIR={path!r} is not writable by this user: "
             "run `chown bessai: {path}`").format(path=path))
+    from bessai_edge.forward.checkpoint import FILE_NAME
+
+    checkpoint = os.path.join(path, FILE_NAME)
+    if os.path.lexists(checkpoint) and not os.path.isfile(checkpoint):
+        raise ConfigError(_(
+            "the checkpoint {path} is not a file: remove it (the forwarder then starts "
+            "from the oldest record in the spool)").format(path=checkpoint))

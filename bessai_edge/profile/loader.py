@@ -50,6 +50,12 @@ def parse_profile(text, path="<profile>"):
                                 "syntax at that line and column").format(
                                     path=path, line=error.lineno, column=error.colno,
                                     reason=error.msg)]) from None
+    except ValueError:
+        # The one other ValueError of json.loads: an integer of more than 4300 digits,
+        # the interpreter's limit (sys.get_int_max_str_digits()).
+        raise _profile_error([_("{path}: invalid JSON: a number has more digits than a "
+                                "profile can hold; write a shorter number").format(
+                                    path=path)]) from None
     problems = [_("{path}: {where}: key {key!r} appears twice in one object: keep one").format(
                     path=path, where=where, key=key)
                 for where, key in duplicates]

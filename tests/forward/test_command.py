@@ -10,6 +10,7 @@ from bessai_edge.errors import EX_CONFIG
 from tests.conftest import free_tcp_port
 from tests.forward.conftest import (ForwarderProcess, forward_command, forward_environment,
                                     receive_notifications)
+from tests.settings.helpers import read_only_spool_dir
 
 
 def run_forward(environ, *args, timeout=30):
@@ -114,3 +115,31 @@ def test_forward_command_sd_notify_while_broker_down(tmp_path):
         if forwarder.process.poll() is None:
             forwarder.kill()
         sock.close()
+
+
+def state_dir_environment(tmp_path, state_dir):
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    return {**base_environment(), "SITE_ID": "SITE-TEST-001", "MQTT_ENABLED": "true",
+            "MQTT_BROKER_HOST": "127.0.0.1", "MQTT_PORT": str(free_tcp_port()),
+            "SPOOL_DIR": str(spool_dir), "FORWARD_STATE_DIR": str(state_dir)}
+
+
+def test_forward_checkpoint_path_is_directory_exit_78(tmp_path):
+    # A directory where the checkpoint file belongs ended in an IsADirectoryError traceback.
+    state_dir = tmp_path / "state"
+    (state_dir / "forward-checkpoint.json").mkdir(parents=True)
+    result = run_forward(state_dir_environment(tmp_path, state_dir))
+    assert result.returncode == EX_CONFIG, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (f"the checkpoint {state_dir}/forward-checkpoint.json is not a file: remove it"
+            in result.stderr)
+
+
+def test_forward_state_dir_read_only_file_system_exit_78(tmp_path, needs_root):
+    # The advice was `chown`, which cannot help on a read-only mount.
+    with read_only_spool_dir(tmp_path) as state_dir:
+        result = run_forward(state_dir_environment(tmp_path, state_dir))
+    assert result.returncode == EX_CONFIG, result.stderr
+    assert f"FORWARD_STATE_DIR='{state_dir}' is on a read-only file system" in result.stderr
+    assert "chown" not in result.stderr

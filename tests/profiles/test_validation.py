@@ -277,6 +277,15 @@ def test_invalid_json_names_line_and_column():
     assert raised.value.problems[0].startswith(f"{PATH}:4:3: invalid JSON")
 
 
+def test_number_of_5000_digits_is_a_profile_error():
+    # json.loads raised a plain ValueError past the interpreter's digit limit: a traceback.
+    with pytest.raises(ProfileError) as raised:
+        parse_profile('{"name": ' + "9" * 5000 + "}", PATH)
+    problem, = raised.value.problems
+    assert problem == (f"{PATH}: invalid JSON: a number has more digits than a profile can "
+                       "hold; write a shorter number")
+
+
 def test_settings_file_as_profile_named_as_not_profile():
     # The JSON parser's "invalid JSON at 1:1" asked the user to fix the settings file.
     with pytest.raises(ProfileError) as raised:
