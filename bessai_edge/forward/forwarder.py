@@ -121,6 +121,7 @@ class Forwarder:
         self.skipped_lines = 0        # spool lines that were not records
         self._last_read_seq = self.saved.seq if self.saved else None
         self._damaged_since_read_seq = 0  # lines skipped after the record _last_read_seq
+        self._reader_skips_seen = 0   # reader.skipped_lines at the last record read
         self._highest_checked_seq = self._last_read_seq or 0
         self._ever_connected = False
         self._last_save = clock()
@@ -278,7 +279,10 @@ class Forwarder:
     def _check_sequence(self, seq, position):
         """Log a jump in sequence numbers once, even when a reconnect reads it again."""
         previous = self._last_read_seq
-        damaged = self._damaged_since_read_seq
+        # Lines the reader skipped (a cut end, NUL bytes) count as damaged like bad records.
+        reader_skips = self.reader.skipped_lines
+        damaged = self._damaged_since_read_seq + reader_skips - self._reader_skips_seen
+        self._reader_skips_seen = reader_skips
         self._last_read_seq = seq
         self._damaged_since_read_seq = 0
         if previous is None or seq == previous + 1:

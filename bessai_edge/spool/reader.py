@@ -28,6 +28,7 @@ class SpoolReader:
 
     def __init__(self, directory):
         self.directory = os.fspath(directory)
+        self.skipped_lines = 0  # lines read() skipped: cut ends of sealed segments, NUL bytes
 
     def segments(self):
         """Return the current ``Segment`` list in sequence order (the last one is open).
@@ -155,6 +156,7 @@ class SpoolReader:
             position = (segment.first_seq, offset + len(line) + 1)
             if not complete:
                 if segment.sealed:
+                    self.skipped_lines += 1
                     log.warning("segment %s ends with %d bytes without a newline at "
                                 "offset %d, which are skipped",
                                 segment.path.name, len(line), offset)
@@ -163,6 +165,7 @@ class SpoolReader:
                 if not segment.sealed:
                     # A power cut left zeroed blocks: the writer cuts them at start-up.
                     return
+                self.skipped_lines += 1
                 log.warning("segment %s has a line with NUL bytes at offset %d, which "
                             "is skipped", segment.path.name, offset)
                 continue

@@ -149,3 +149,26 @@ def test_forward_skips_unreadable_line(mosquitto, subscriber, spool_dir, state_d
     assert CheckpointFile(state_dir).load().seq == last_seq
     # Delivered, sealed and before the checkpoint: the damaged segment is gone too.
     assert [segment.first_seq for segment in list_segments(spool_dir)] == [last_seq + 1]
+
+
+def test_forward_gap_names_lines_the_reader_skipped(mosquitto, subscriber, spool_dir,
+                                                   start_forwarder):
+    # A line with NUL bytes and a sealed segment's cut end are skipped by the reader, not
+    # parsed: their gaps were blamed on eviction.
+    def record(seq):
+        return orjson.dumps({"v": 1, "site": "S", "device": "inverter", "seq": seq,
+                             "alarm_changes": []})
+
+    (spool_dir / segment_name(1)).write_bytes(
+        record(1) + b"\n" + record(2).replace(b'"site"', b'"si\0e"') + b"\n" + record(3) + b"\n")
+    (spool_dir / segment_name(4)).write_bytes(record(4) + b"\n" + record(5)[:20])
+    (spool_dir / segment_name(6)).write_bytes(record(6) + b"\n")   # the open segment
+    forwarder = start_forwarder(FORWARD_CHECKPOINT_INTERVAL_S=0)
+    assert subscriber.wait_for_seqs([1, 3, 4, 6], DELIVERY_TIMEOUT_S) == set()
+    assert forwarder.stop() == 0
+    log = forwarder.log_text()
+    assert ("sequence gap: records 2 to 2 (1) were not forwarded: the damaged line skipped "
+            "there (logged above)") in log
+    assert ("sequence gap: records 5 to 5 (1) were not forwarded: the damaged line skipped "
+            "there (logged above)") in log
+    assert "evicted" not in log
