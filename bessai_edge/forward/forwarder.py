@@ -19,6 +19,16 @@ Guarantees, and what makes them hold:
 * No stall on a broker that stops acknowledging: when the oldest message in flight
   waits longer than ``MQTT_ACK_TIMEOUT_S`` for its PUBACK, the connection is dropped
   and the records in flight are sent again on the next one.
+* A publish the broker rejects (MQTT 5 PUBACK reason code 0x80 or above) is not
+  delivered: its record stays pending in the window, the connection is dropped after
+  the loop turn that saw the PUBACK (Mosquitto 2.0.11 closes it itself), and the next
+  attempt waits for the reconnect backoff. Until the broker accepts that record, only
+  one record is in flight at a time, so records behind it are neither sent again and
+  again nor accepted before it.
+* After a connection ends with records waiting for their PUBACK, the next connection
+  sends the oldest of them alone first. A broker that sends a rejecting PUBACK and then
+  closes the connection (Mosquitto 2.0.11) would otherwise reset a connection with more
+  publishes unread, and that PUBACK, with the reason code, would be lost.
 * The retained alarm message of a device carries the ``alarms`` of its newest
   forwarded record: a record gets an alarm message whenever its alarms differ from
   those of the newest one published (``messages_for``), as after a restart of
@@ -41,6 +51,7 @@ from bessai_edge.forward.checkpoint import Checkpoint
 from bessai_edge.forward.cursor import SpoolCursor
 from bessai_edge.forward.messages import BadRecord, TopicBuilder, messages_for, parse_record
 from bessai_edge.forward.outage import OutageLog
+from bessai_edge.forward.rejection import Rejection, describe
 from bessai_edge.forward.retained import RetainedAlarms
 from bessai_edge.forward.session import Failure, MqttSession, State
 from bessai_edge.forward.window import InflightWindow
@@ -79,6 +90,7 @@ _OUTAGE_TEXTS = {
     "lost": "connection to broker {broker} lost",
     "dropped": "connection to broker {broker} dropped soon after it was accepted",
     "no_puback": "broker {broker} stopped acknowledging messages (no PUBACK)",
+    "protocol": "broker {broker} does not support MQTT 5: set MQTT_PROTOCOL=3.1.1",
 }
 
 
@@ -111,6 +123,11 @@ class Forwarder:
         self.topics = TopicBuilder(settings.topic_prefix)
         self.retained = RetainedAlarms()
         self._republish_due = False   # set on connect: publish the retained alarm state
+        self._republished = {}        # mid -> Message republished on this connection
+        self._rejection = None        # the oldest Rejection of this connection, to act on
+        self._held_back = None        # the Rejection whose record is sent alone until accepted
+        self._single = False          # send one record alone until a PUBACK comes
+        self._held_back_rejections = 0  # how often the broker rejected that record
         self.rate_limited = RateLimitedLog(logger, clock=clock)
         self.stop_requested = False
         self.stop_reason = ""
@@ -143,13 +160,13 @@ class Forwarder:
         """
         settings = self.settings
         logger.info(
-            "forwarding spool %s to MQTT broker %s as client %s (%s, %s): topics "
-            "%s/<site>/<device>/telemetry and .../alarms, QoS 1, window %d records, %s",
-            settings.spool_dir, settings.broker, settings.client_id,
+            "forwarding spool %s to MQTT broker %s as client %s (MQTT %s, %s, %s): topics "
+            "%s/<site>/<device>/telemetry and .../alarms, QoS 1, window %d records, %s%s",
+            settings.spool_dir, settings.broker, settings.client_id, settings.protocol,
             "TLS" if settings.tls_context else "no TLS",
             f"user {settings.username}" if settings.username else "no user name",
             settings.topic_prefix, settings.inflight, self._describe_start(),
-            extra={"BESSAI_EVENT": "startup"})
+            _protocol_caveat(settings.protocol), extra={"BESSAI_EVENT": "startup"})
         if self.replaced_checkpoint is not None:
             self._log_replaced_spool(self.replaced_checkpoint)
         segments = self._list_segments()
@@ -187,6 +204,7 @@ class Forwarder:
             busy = self.window.has_room() and not self.cursor.idle
             session.loop(0.0 if busy else IDLE_WAIT_S)
             self._take_acknowledged()
+            self._drop_if_rejected()
             self._check_acknowledgement_wait()
             if session.connected and not len(self.window) and self.cursor.caught_up:
                 self.outage.caught_up(settled=session.settled)
@@ -208,19 +226,49 @@ class Forwarder:
         self._last_status = None
 
     def on_failure(self, failure):
+        rejection, self._rejection = self._rejection, None
+        if rejection is not None and failure.kind != "publish_rejected":
+            # The broker closed the connection after its PUBACK rejected a record.
+            failure = self._hold(rejection)
         # Records in flight may or may not have reached the broker: send them again.
+        self._single = self._single or len(self.window) > 0
         self.window.clear()
         self.retained.rewind()
         self._republish_due = False
+        self._republished.clear()
         self.cursor.rewind(self._position(self.acknowledged))
         self._last_read_seq = self.acknowledged.seq if self.acknowledged else None
         self._damaged_since_read_seq = 0
+        self._last_status = None
+        if failure.kind == "publish_rejected":
+            # The broker is reachable, so this is no outage: the ERROR line is the report.
+            self.rate_limited.log("publish_rejected", logging.ERROR,
+                                  "%s; the record and those after it stay in the spool, "
+                                  "next attempt in %.1f s", failure.message,
+                                  self.session.retry_in(),
+                                  extra={"BESSAI_EVENT": "publish_rejected"})
+            return
         self._failure_kind = failure.kind
         self.outage.failed(failure, self.session.retry_in())
-        self._last_status = None
 
     def on_acknowledged(self, mid):
-        self.window.acknowledge(mid)
+        if not self.window.acknowledge(mid):
+            self._republished.pop(mid, None)
+
+    def on_rejected(self, mid, code, reason):
+        """Note a PUBACK with a failure reason code; ``_drop_if_rejected`` acts on it."""
+        rejected = self.window.reject(mid)
+        if rejected is None:
+            self._log_rejected_republish(self._republished.pop(mid, None), code, reason)
+            return
+        if self._rejection is not None and self._rejection.position <= rejected.position:
+            return   # a record after the oldest rejected one of this connection
+        message = rejected.message
+        self._rejection = Rejection(
+            seq=rejected.seq, position=rejected.position,
+            topic=message.topic if message else "-",
+            size=len(message.payload) if message else 0,
+            code=code, reason=reason)
 
     # Publishing and acknowledgements.
 
@@ -234,14 +282,17 @@ class Forwarder:
         self._republish_due = False
         messages = self.retained.messages()
         for message in messages:
-            self.session.publish(message.topic, message.payload, retain=True)
+            mid = self.session.publish(message.topic, message.payload, retain=True)
             if not self.session.connected:
                 return
+            self._republished[mid] = message
         if messages:
             logger.debug("published the retained alarm state of %d devices again", len(messages))
 
     def _publish_available(self):
         while self.window.has_room() and self.session.connected:
+            if (self._single or self._held_back is not None) and len(self.window):
+                return   # one record in flight until the broker acknowledges it
             try:
                 item = self.cursor.next()
             except OSError as error:   # SpoolError is an OSError too
@@ -271,7 +322,7 @@ class Forwarder:
             mids.append(self.session.publish(message.topic, message.payload, message.retain))
             if not self.session.connected:
                 return  # lost while sending: on_failure rewound the cursor before this record
-        self.window.add(position, seq, mids, self.clock())
+        self.window.add(position, seq, mids, self.clock(), messages)
         for message in messages:
             if message.retain:
                 self.retained.published(position, message)
@@ -315,6 +366,57 @@ class Forwarder:
         self.retained.acknowledged((segment, offset))
         self.delivered += count
         self.outage.delivered(count)
+        held = self._held_back
+        rejections = self._held_back_rejections
+        if held is None:
+            self._single = False
+        elif (segment, offset) >= held.position:
+            logger.info("broker %s accepted record %s on topic %s, which it had rejected "
+                        "%d %s: forwarding goes on", self.settings.broker,
+                        held.seq if held.seq is not None else "-", held.topic,
+                        rejections, "time" if rejections == 1 else "times",
+                        extra={"BESSAI_EVENT": "publish_accepted"})
+            self._held_back = None
+            self._held_back_rejections = 0
+            self._single = False
+            self.rate_limited.forget("publish_rejected")
+            self._last_status = None
+
+    def _drop_if_rejected(self):
+        """Drop the connection after a rejected publish; the next attempt waits for the backoff.
+
+        Reconnecting rewinds to the last acknowledged record, which is the rejected one
+        or an older one still waiting for its PUBACK. Records after it that the broker
+        took on this connection are sent again after it, in spool order.
+        """
+        rejection, self._rejection = self._rejection, None
+        if rejection is None or not self.session.connected:
+            return
+        self.session.abandon(self._hold(rejection))
+
+    def _hold(self, rejection):
+        """Send ``rejection``'s record alone from now on; return the Failure that reports it."""
+        if self._held_back is None or rejection.position != self._held_back.position:
+            self._held_back_rejections = 0
+        self._held_back = rejection
+        self._held_back_rejections += 1
+        return Failure("publish_rejected", describe(rejection, self.settings.broker,
+                                                    self.settings.username))
+
+    def _log_rejected_republish(self, message, code, reason):
+        """Report a rejected retained alarm message that was published again after connecting.
+
+        It had been acknowledged before, so its record is delivered: nothing is sent again
+        for it before the next connection.
+        """
+        topic = message.topic if message is not None else "-"
+        self.rate_limited.log("republish_rejected", logging.ERROR,
+                              "broker %s rejected the retained alarm message on topic %s, "
+                              "which it had accepted before and was sent again after "
+                              "connecting: PUBACK reason code %d %s; the broker may hold no "
+                              "alarm state for this device until it accepts a newer one; "
+                              "check the broker's ACL and log", self.settings.broker, topic,
+                              code, reason)
 
     def _check_acknowledgement_wait(self):
         """Drop a connection whose oldest message waits too long for its PUBACK.
@@ -494,6 +596,8 @@ class Forwarder:
     def _start_again(self):
         """Forget the checkpoint and what is in flight, and read from the oldest record."""
         self.saved = self.acknowledged = None
+        self._held_back = None
+        self._held_back_rejections = 0
         self.window.clear()
         self.window.mark_saved()
         self.retained.rewind()
@@ -508,6 +612,11 @@ class Forwarder:
         backlog_text = f"backlog {backlog / 1024:.0f} KiB" if backlog is not None else "backlog unknown"
         seq = self.acknowledged.seq if self.acknowledged else None
         done = f"{self.delivered} records delivered, last seq {seq if seq is not None else '-'}"
+        if self._held_back is not None:
+            held = self._held_back
+            return (f"broker {self.settings.broker} rejects record "
+                    f"{held.seq if held.seq is not None else '-'} ({held.code} {held.reason}), "
+                    f"see the journal; {done}; {backlog_text}")
         if self.session.connected:
             return f"connected to {self.settings.broker}; {done}; {backlog_text}"
         if self.outage.active:
@@ -570,6 +679,15 @@ class Forwarder:
     @staticmethod
     def _position(checkpoint):
         return checkpoint.position if checkpoint is not None else None
+
+
+def _protocol_caveat(protocol):
+    """Return what the start line adds for ``protocol``: the risk of MQTT 3.1.1."""
+    if protocol == "5":
+        return ""
+    return ("; MQTT 3.1.1 cannot report a refused publish, so a record that the broker "
+            "drops (ACL, message_size_limit) counts as delivered: set MQTT_PROTOCOL=5 "
+            "when the broker supports it")
 
 
 def _gap_cause(missing, damaged):

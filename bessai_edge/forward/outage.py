@@ -8,12 +8,14 @@ per connection. The closing line gives the time from the start of the outage to 
 connection that ended it, and how many records the backlog held. That time includes
 the backoff wait before the successful attempt, so the broker may have been back for
 part of it. Failed attempts in between are logged at DEBUG, except when the reason
-changes (for example from "refused" to "credentials"), which is logged at WARNING
-because it usually needs a different fix. After a lost connection, which gives no
-reason, a failed attempt counts as a change only when its kind needs a fix (rejected
-credentials, TLS, DNS and the like). Refusals, timeouts and network errors are what a
-restarting broker gives, so they stay at DEBUG. A connection dropped soon after it was
-accepted (kind ``dropped``) is a change, because its line names a likely cause.
+changes (for example from "refused" to "credentials"), which is logged again because
+it usually needs a different fix. The start line and that line take the failure's
+level: WARNING, or ERROR for a broker that does not support MQTT 5 (``protocol``).
+After a lost connection, which gives no reason, a failed attempt counts as a change
+only when its kind needs a fix (rejected credentials, TLS, DNS and the like).
+Refusals, timeouts and network errors are what a restarting broker gives, so they
+stay at DEBUG. A connection dropped soon after it was accepted (kind ``dropped``) is
+a change, because its line names a likely cause.
 """
 
 import logging
@@ -53,13 +55,13 @@ class OutageLog:
             self._delivered = 0
             self._kind = failure.kind
             self._never_connected = not self._had_connection and failure.kind not in _LOSSES
-            logger.warning("MQTT outage started: %s; the spool keeps the records, "
-                           "next attempt in %.1f s", failure.message, retry_in_s)
+            logger.log(failure.level, "MQTT outage started: %s; the spool keeps the records, "
+                       "next attempt in %.1f s", failure.message, retry_in_s)
         elif failure.kind != self._kind and (
                 self._kind not in _LOSSES or failure.kind not in _TRANSIENT):
             self._kind = failure.kind
-            logger.warning("MQTT outage goes on, for another reason: %s; next attempt in %.1f s",
-                           failure.message, retry_in_s)
+            logger.log(failure.level, "MQTT outage goes on, for another reason: %s; next "
+                       "attempt in %.1f s", failure.message, retry_in_s)
         else:
             # The same reason, or a broker still restarting after a lost connection.
             self._kind = failure.kind

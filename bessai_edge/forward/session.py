@@ -6,10 +6,13 @@ forwarder republishes from its last acknowledged record instead. Everything runs
 the caller's thread: ``connect`` blocks for at most ``CONNECT_TIMEOUT_S`` on TCP and
 TLS, plus name resolution, and ``loop`` waits at most its timeout.
 
-The session reports to its listener by calling three methods: ``on_connected()``,
-``on_failure(failure)`` for a failed attempt or a lost connection, and
-``on_acknowledged(mid)`` for each PUBACK. The listener ends a connection that stopped
-working without the socket noticing (no PUBACK) with ``abandon(failure)``.
+The session reports to its listener by calling four methods: ``on_connected()``,
+``on_failure(failure)`` for a failed attempt or a lost connection,
+``on_acknowledged(mid)`` for each PUBACK with a success reason code, and
+``on_rejected(mid, code, reason)`` for each PUBACK with a failure reason code (0x80 or
+above, MQTT 5 only: an MQTT 3.1.1 PUBACK has no reason code) and its name. The listener ends a
+connection that stopped working without the socket noticing (no PUBACK), or that must
+be retried later, with ``abandon(failure)``.
 """
 
 import dataclasses
@@ -21,6 +24,7 @@ import ssl
 import time
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from bessai_edge.backoff import BackoffPolicy
 
@@ -42,6 +46,22 @@ RECONNECT_JITTER = 0.3
 
 # CONNACK reason codes that mean "fix the settings", and which settings.
 _CREDENTIAL_REASONS = {"Bad user name or password", "Not authorized"}
+# paho's name for CONNACK reason code 0x84 of MQTT 5, and for the return code 1 that an
+# MQTT 3.1.1 broker sends when it does not support the protocol level of the CONNECT.
+_UNSUPPORTED_PROTOCOL = "Unsupported protocol version"
+_PAHO_PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+# paho's DEBUG log line for a packet it cannot decode. paho-mqtt 2.2.0 writes it for a
+# PUBACK whose reason code MQTT 5 does not list for PUBACK, such as the 149 (Packet too
+# large) that Mosquitto 2.0.11 sends for a message over message_size_limit, and then
+# ends the connection with a protocol error.
+_MALFORMED_PACKET = "Received malformed packet"
+_PUBACK = 4
+
+
+def _reason_name(code):
+    """Return the MQTT 5 name of reason ``code``, whatever packet type paho allows it for."""
+    names = ReasonCode.names.get(code)
+    return next(iter(names)) if names else f"reason code {code}"
 
 
 class State(enum.Enum):
@@ -56,12 +76,14 @@ class Failure:
 
     ``kind`` is a short stable name for logs and tests (``refused``, ``timeout``,
     ``no_connack``, ``dns``, ``tls_certificate``, ``tls``, ``credentials``,
-    ``rejected``, ``lost``, ``network``, ``no_puback``); ``message`` describes what
-    happened and what to check.
+    ``rejected``, ``protocol``, ``lost``, ``network``, ``no_puback``,
+    ``publish_rejected``); ``message`` describes what happened and what to check.
+    ``level`` is the log level of the line that reports it first.
     """
 
     kind: str
     message: str
+    level: int = logging.WARNING
 
 
 class MqttSession:
@@ -105,8 +127,12 @@ class MqttSession:
         settings = self.settings
         logger.debug("connecting to MQTT broker %s as %s (attempt %d)",
                      settings.broker, settings.client_id, self.attempts)
+        # MQTT 5: a clean start without a Session Expiry Interval property, so the broker
+        # ends the session with the connection, as MQTT 3.1.1's clean session does.
+        clean_start = {"clean_start": True} if settings.protocol == "5" else {}
         try:
-            client.connect(settings.broker_host, settings.port, settings.keepalive_s)
+            client.connect(settings.broker_host, settings.port, settings.keepalive_s,
+                           **clean_start)
         except ssl.SSLCertVerificationError as error:
             self._fail(Failure("tls_certificate", (
                 f"TLS: the certificate of broker {settings.broker} was rejected: "
@@ -188,9 +214,10 @@ class MqttSession:
 
     def _new_client(self):
         settings = self.settings
+        protocol = _PAHO_PROTOCOLS[settings.protocol]
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                             clean_session=True, protocol=mqtt.MQTTv311,
-                             reconnect_on_failure=False)
+                             clean_session=None if protocol == mqtt.MQTTv5 else True,
+                             protocol=protocol, reconnect_on_failure=False)
         client.connect_timeout = CONNECT_TIMEOUT_S
         # The forwarder bounds its own window; paho must neither hold back nor drop.
         client.max_inflight_messages_set(0)
@@ -222,6 +249,12 @@ class MqttSession:
             self._fail(Failure("credentials", (
                 f"broker {self.settings.broker} rejected the credentials of {account}: {reason}; "
                 f"check MQTT_USERNAME and {source}, and the broker's password file and ACL")))
+        elif reason == _UNSUPPORTED_PROTOCOL and self.settings.protocol == "5":
+            self._fail(Failure("protocol", (
+                f"broker {self.settings.broker} rejected the connection: {reason}: it does "
+                f"not support MQTT 5; set MQTT_PROTOCOL=3.1.1, or upgrade the broker, since "
+                f"over MQTT 3.1.1 the forwarder cannot detect a publish that the broker "
+                f"refuses"), logging.ERROR))
         else:
             self._fail(Failure("rejected", (
                 f"broker {self.settings.broker} rejected the connection: {reason}; "
@@ -237,13 +270,38 @@ class MqttSession:
         self._lost(reason)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
-        if client is self._client:
+        if client is not self._client:
+            return
+        # Success codes include 0x10 "No matching subscribers": the broker took the message.
+        if reason_code.is_failure:
+            self.listener.on_rejected(mid, reason_code.value, str(reason_code))
+        else:
             self.listener.on_acknowledged(mid)
 
     def _on_log(self, client, userdata, level, text):
         # Keep the first socket error: paho logs "Client is not connected" after it.
         if level == mqtt.MQTT_LOG_ERR and not self._last_paho_error:
             self._last_paho_error = text
+        elif level == mqtt.MQTT_LOG_DEBUG and text.startswith(_MALFORMED_PACKET):
+            self._last_paho_error = self._last_paho_error or text
+            if client is self._client:
+                self._report_undecodable_puback(client)
+
+    def _report_undecodable_puback(self, client):
+        """Report a failure PUBACK that paho could not decode as a rejected publish.
+
+        NOTE: this reads the packet from paho's private ``_in_packet``, which paho-mqtt
+        2.2.0 still holds while it logs the decoding error. Another paho version may
+        not: the connection then only ends, and the records in flight are sent again.
+        """
+        packet = getattr(client, "_in_packet", None)
+        if not isinstance(packet, dict):
+            return
+        body = packet.get("packet", b"")
+        if packet.get("command", 0) >> 4 != _PUBACK or len(body) < 3 or body[2] < 0x80:
+            return
+        mid, code = int.from_bytes(body[:2], "big"), body[2]
+        self.listener.on_rejected(mid, code, _reason_name(code))
 
     def _no_connack_failure(self):
         settings = self.settings

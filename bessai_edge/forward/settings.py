@@ -49,6 +49,10 @@ MAX_INFLIGHT = 10000
 # within milliseconds. By estimate, a full default window (100 records of about 1.5 kB)
 # takes about 12 s over a 100 kbit/s cellular link.
 DEFAULT_ACK_TIMEOUT_S = 60.0
+# MQTT_PROTOCOL values. MQTT 3.1.1 is for brokers without MQTT 5: its PUBACK has no
+# reason code, so a publish the broker refuses (ACL, size limit) looks delivered.
+PROTOCOLS = ("5", "3.1.1")
+DEFAULT_PROTOCOL = "5"
 
 # Topic levels without MQTT wildcards, separated by single slashes.
 _TOPIC_PREFIX = r"[^/+#\s]+(/[^/+#\s]+)*"
@@ -61,7 +65,7 @@ KNOWN_NAMES = frozenset({
     "MQTT_ENABLED", "MQTT_BROKER_HOST", "MQTT_PORT", "MQTT_CLIENT_ID", "MQTT_USERNAME",
     "MQTT_PASSWORD", "MQTT_PASSWORD_FILE", "MQTT_TLS_CA", "MQTT_TLS_CERT", "MQTT_TLS_KEY",
     "MQTT_TOPIC_PREFIX", "MQTT_KEEPALIVE", "MQTT_INFLIGHT", "MQTT_RECONNECT_MIN_S",
-    "MQTT_RECONNECT_MAX_S", "MQTT_ACK_TIMEOUT_S", "FORWARD_STATE_DIR",
+    "MQTT_RECONNECT_MAX_S", "MQTT_ACK_TIMEOUT_S", "MQTT_PROTOCOL", "FORWARD_STATE_DIR",
     "FORWARD_CHECKPOINT_INTERVAL_S",
 })
 OWN_PREFIXES = ("MQTT_", "FORWARD_")
@@ -88,6 +92,7 @@ class ForwardSettings:
     reconnect_min_s: float
     reconnect_max_s: float
     ack_timeout_s: float
+    protocol: str                       # "5" or "3.1.1", one of PROTOCOLS
     spool_dir: str
     state_dir: str
     checkpoint_interval_s: float
@@ -174,6 +179,7 @@ def load_settings(environ):
         reconnect_max_s=reconnect_max_s,
         ack_timeout_s=reader.number("MQTT_ACK_TIMEOUT_S", DEFAULT_ACK_TIMEOUT_S,
                                     minimum=1, maximum=3600),
+        protocol=reader.choice("MQTT_PROTOCOL", PROTOCOLS, DEFAULT_PROTOCOL),
         spool_dir=_read_directory(reader, "SPOOL_DIR", "/var/spool/bessai"),
         state_dir=_read_directory(reader, "FORWARD_STATE_DIR", "/var/lib/bessai"),
         checkpoint_interval_s=reader.number(
@@ -204,7 +210,7 @@ def _disabled_settings(log_level):
         enabled=False, broker_host="", port=DEFAULT_PORT, client_id="", username=None,
         password=None, password_source="", tls_context=None, topic_prefix="bessai",
         keepalive_s=60, inflight=100, reconnect_min_s=1.0, reconnect_max_s=60.0,
-        ack_timeout_s=DEFAULT_ACK_TIMEOUT_S, spool_dir="", state_dir="",
+        ack_timeout_s=DEFAULT_ACK_TIMEOUT_S, protocol=DEFAULT_PROTOCOL, spool_dir="", state_dir="",
         checkpoint_interval_s=5.0, log_level=log_level)
 
 

@@ -3,7 +3,9 @@
 Records enter the window in spool order, each with the MQTT packet ids (mids) of the
 messages it was published as. The broker acknowledges messages in any order; the
 window hands out only the unbroken run of fully acknowledged records at its head, so
-the checkpoint never moves past a record that the broker might not hold.
+the checkpoint never moves past a record that the broker might not hold. A message
+that the broker rejected (``reject``) stays pending, so its record and every record
+after it stay in the window until the connection is dropped and they are sent again.
 
 The capacity bounds the records published after the saved checkpoint: records still
 waiting for their acknowledgement plus acknowledged ones not yet saved. That is the
@@ -11,16 +13,27 @@ most a crash can make the forwarder send twice.
 """
 
 import collections
+import dataclasses
 
 
 class _Entry:
-    __slots__ = ("position", "seq", "pending", "sent_at")
+    __slots__ = ("position", "seq", "pending", "sent_at", "messages")
 
-    def __init__(self, position, seq, pending, sent_at):
+    def __init__(self, position, seq, pending, sent_at, messages):
         self.position = position
         self.seq = seq
         self.pending = pending
         self.sent_at = sent_at
+        self.messages = messages   # mid -> the caller's message object
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectedMessage:
+    """A message of a record in the window that the broker rejected."""
+
+    seq: int | None   # the record's sequence number
+    position: tuple   # spool position just after the record's line
+    message: object   # what ``add`` was given for the message, None when nothing
 
 
 class InflightWindow:
@@ -41,12 +54,13 @@ class InflightWindow:
     def has_room(self):
         return len(self._entries) + self.unsaved < self.capacity
 
-    def add(self, position, seq, mids, sent_at=0.0):
+    def add(self, position, seq, mids, sent_at=0.0, messages=()):
         """Append a published record; ``mids`` may be empty for a line that was skipped.
 
         ``sent_at`` is the monotonic time of the publish, for ``oldest_unacknowledged``.
+        ``messages``, in the order of ``mids``, are handed back by ``reject``.
         """
-        entry = _Entry(position, seq, len(mids), sent_at)
+        entry = _Entry(position, seq, len(mids), sent_at, dict(zip(mids, messages)))
         for mid in mids:
             if mid in self._by_mid:
                 raise ValueError(f"MQTT packet id {mid} is already in flight")
@@ -60,6 +74,17 @@ class InflightWindow:
             return False
         entry.pending -= 1
         return True
+
+    def reject(self, mid):
+        """Note that the broker rejected message ``mid``; return a RejectedMessage or None.
+
+        None means ``mid`` is not in flight. The message stays pending, so
+        ``take_acknowledged`` never passes its record.
+        """
+        entry = self._by_mid.pop(mid, None)
+        if entry is None:
+            return None
+        return RejectedMessage(entry.seq, entry.position, entry.messages.get(mid))
 
     def oldest_unacknowledged(self):
         """Return ``(seq, sent_at)`` of the oldest record still waiting for a PUBACK, or None."""

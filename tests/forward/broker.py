@@ -30,7 +30,8 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 class Mosquitto:
     """One broker process on 127.0.0.1; ``start``/``stop`` may be repeated (an outage)."""
 
-    def __init__(self, directory, tls=None, password_file=None, port=None, persistence=True):
+    def __init__(self, directory, tls=None, password_file=None, port=None, persistence=True,
+                 acl_file=None, message_size_limit=None):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_tcp_port()
@@ -57,6 +58,10 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {password_file}"]
         else:
             lines += ["allow_anonymous true"]
+        if acl_file:
+            lines += [f"acl_file {acl_file}"]
+        if message_size_limit:
+            lines += [f"message_size_limit {message_size_limit}"]
         if tls:
             lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}",
                       f"require_certificate {'true' if tls.get('require_client') else 'false'}"]
@@ -91,6 +96,10 @@ class Mosquitto:
             self.process.wait()
         self.process.stderr.close()
         self.process = None
+
+    def reload(self):
+        """Send SIGHUP to this broker's PID: it reads its configuration and ACL file again."""
+        os.kill(self.process.pid, signal.SIGHUP)
 
     def log_text(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

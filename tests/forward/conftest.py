@@ -54,11 +54,12 @@ class RecordWriter:
         self.devices = {}   # seq -> device name
         self.active = {factory.device: [] for factory in self.factories}
 
-    def append(self, count, alarm_every=0):
+    def append(self, count, alarm_every=0, extra_values=None):
         """Append ``count`` records; every ``alarm_every``-th one raises or clears an alarm.
 
         The alarm is raised on a device where it is not active, else cleared, and each
         record lists its device's active alarms, as ``bessai run`` writes them.
+        ``extra_values`` are added to each record's ``values``, to make records larger.
         """
         for _ in range(count):
             self.cycle += 1
@@ -73,7 +74,8 @@ class RecordWriter:
                 cycle=self.cycle, wall_ms=1_700_000_000_000 + self.cycle * 1000,
                 monotonic_s=float(self.cycle), cycle_ms=12.5, state="ok", error=None,
                 values={"soc_pct": 50.0 + self.cycle % 40, "battery_power_kw": -1.25,
-                        "battery_temp_c": 31.5, "grid_frequency_hz": 50.01},
+                        "battery_temp_c": 31.5, "grid_frequency_hz": 50.01,
+                        **(extra_values or {})},
                 quality={"soc_pct": "ok", "battery_power_kw": "ok", "battery_temp_c": "ok",
                          "grid_frequency_hz": "ok"},
                 alarms=list(active), alarm_changes=changes)

@@ -4,11 +4,15 @@ With ``connack=False`` it accepts connections and never sends a byte: a port whe
 something listens that is not an MQTT broker, or a broker that hangs. With
 ``connack=True`` it replies to CONNECT with CONNACK and to PINGREQ with PINGRESP, reads
 every PUBLISH, and never sends a PUBACK: a broker that accepts publishes and no longer
-acknowledges them.
+acknowledges them. It speaks MQTT 3.1.1 and MQTT 5, each in the version of the CONNECT.
+With ``mqtt5=False`` it answers an MQTT 5 CONNECT as a broker that supports only MQTT
+3.1.1 does: CONNACK return code 1 (unacceptable protocol version), then it closes the
+connection.
 
-Mosquitto cannot play either part: it replies to every CONNECT and acknowledges every
+Mosquitto cannot play these parts: it replies to every CONNECT and acknowledges every
 QoS 1 PUBLISH it reads, and has no setting to withhold one. Stopping it with SIGSTOP
-would silence the CONNACK and the pings too, a different fault.
+would silence the CONNACK and the pings too, a different fault. Mosquitto 2.0.11 also
+accepts MQTT 5 on every listener and has no setting to refuse it.
 """
 
 import socket
@@ -18,17 +22,24 @@ from tests.conftest import free_tcp_port
 
 _CONNECT, _PUBLISH, _PINGREQ, _DISCONNECT = 1, 3, 12, 14
 _CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
+# MQTT 5 adds the properties, here none (length 0), after the reason code.
+_CONNACK_ACCEPTED_MQTT5 = b"\x20\x03\x00\x00\x00"
+# MQTT 3.1.1's answer to a protocol level it does not support.
+_CONNACK_UNACCEPTABLE_PROTOCOL = b"\x20\x02\x00\x01"
+_MQTT5 = 5
 _PINGRESP = b"\xd0\x00"
 
 
 class BrokerStandIn:
     """Serves each connection in its own thread (tests may use threads)."""
 
-    def __init__(self, port=None, connack=True):
+    def __init__(self, port=None, connack=True, mqtt5=True):
         self.port = port or free_tcp_port()
         self.connack = connack
+        self.mqtt5 = mqtt5
         self.connections = 0
         self.client_ids = {}  # connection number (from 1) -> client id of its CONNECT
+        self.protocol_levels = {}  # connection number -> protocol level (4: 3.1.1, 5: MQTT 5)
         self.publishes = []   # (connection number, topic, payload), in arrival order
         self.lock = threading.Lock()
         self._listener = None
@@ -93,37 +104,72 @@ class BrokerStandIn:
 
     def _serve(self, sock, number):
         stream = sock.makefile("rb")
+        level = None   # the protocol level of this connection's CONNECT
         try:
             while True:
                 packet = _read_packet(stream)
                 if packet is None:
                     return
-                if self.connack:
-                    self._answer(sock, number, *packet)
+                if not self.connack:
+                    continue
+                packet_type, flags, body = packet
+                if packet_type == _CONNECT:
+                    level = self._answer_connect(sock, number, body)
+                else:
+                    self._answer(sock, number, level, packet_type, flags, body)
         except OSError:
             return
         finally:
             stream.close()
 
-    def _answer(self, sock, number, packet_type, flags, body):
-        if packet_type == _CONNECT:
-            # Protocol name (length-prefixed), level, flags and keepalive, then the client id.
-            start = 2 + int.from_bytes(body[:2], "big") + 4
-            length = int.from_bytes(body[start:start + 2], "big")
-            with self.lock:
-                self.client_ids[number] = body[start + 2:start + 2 + length].decode()
+    def _answer_connect(self, sock, number, body):
+        """Reply to a CONNECT; return its protocol level."""
+        # Protocol name (length-prefixed), then level, flags and keepalive (4 bytes).
+        level_at = 2 + int.from_bytes(body[:2], "big")
+        level = body[level_at]
+        start = level_at + 4
+        if level == _MQTT5:
+            start = _skip_properties(body, start)
+        length = int.from_bytes(body[start:start + 2], "big")
+        with self.lock:
+            self.client_ids[number] = body[start + 2:start + 2 + length].decode()
+            self.protocol_levels[number] = level
+        if level == _MQTT5 and not self.mqtt5:
+            sock.sendall(_CONNACK_UNACCEPTABLE_PROTOCOL)
+            sock.shutdown(socket.SHUT_RDWR)
+        elif level == _MQTT5:
+            sock.sendall(_CONNACK_ACCEPTED_MQTT5)
+        else:
             sock.sendall(_CONNACK_ACCEPTED)
-        elif packet_type == _PINGREQ:
+        return level
+
+    def _answer(self, sock, number, level, packet_type, flags, body):
+        if packet_type == _PINGREQ:
             sock.sendall(_PINGRESP)
         elif packet_type == _PUBLISH:
             topic_length = int.from_bytes(body[:2], "big")
             topic = body[2:2 + topic_length].decode()
             qos = (flags >> 1) & 3
-            payload = body[2 + topic_length + (2 if qos else 0):]
+            start = 2 + topic_length + (2 if qos else 0)
+            if level == _MQTT5:
+                start = _skip_properties(body, start)
+            payload = body[start:]
             with self.lock:
                 self.publishes.append((number, topic, payload))
         elif packet_type == _DISCONNECT:
             sock.close()
+
+
+def _skip_properties(body, start):
+    """Return the offset after the MQTT 5 properties that begin at ``start`` in ``body``."""
+    length, shift, offset = 0, 0, start
+    while True:
+        byte = body[offset]
+        offset += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return offset + length
 
 
 def _read_packet(stream):

@@ -205,7 +205,7 @@ def test_forward_tls_client_certificate_delivers(tmp_path, tls_files, spool_dir,
                           MQTT_TLS_KEY=tls_files["client_key"])
         assert subscriber.wait_for_seqs(spool_with_records.seqs, 30) == set()
         assert forwarder.stop() == 0
-        assert "(TLS, no user name)" in forwarder.log_text()
+        assert "(MQTT 5, TLS, no user name)" in forwarder.log_text()
     finally:
         subscriber.stop()
         broker.stop()

@@ -34,6 +34,7 @@ def test_forward_settings_defaults():
     assert settings.reconnect_min_s == 1.0
     assert settings.reconnect_max_s == 60.0
     assert settings.ack_timeout_s == 60.0
+    assert settings.protocol == "5"
 
 
 @pytest.mark.parametrize("value", ["", "false", "no", "0", "off"])
@@ -58,6 +59,8 @@ INVALID_CASES = [
     ({"MQTT_ACK_TIMEOUT_S": "0"}, "MQTT_ACK_TIMEOUT_S='0' is invalid", "from 1 to 3600"),
     ({"MQTT_ACK_TIMEOUT_S": "1m"}, "MQTT_ACK_TIMEOUT_S='1m' is invalid", "a number"),
     ({"MQTT_PORT": "mqtt"}, "MQTT_PORT='mqtt' is invalid", "an integer"),
+    ({"MQTT_PROTOCOL": "3"}, "MQTT_PROTOCOL='3' is invalid", "expected one of 5, 3.1.1"),
+    ({"MQTT_PROTOCOL": "mqttv5"}, "MQTT_PROTOCOL='mqttv5' is invalid", "one of 5, 3.1.1"),
     ({"MQTT_CLIENT_ID": "two words"}, "MQTT_CLIENT_ID='two words' is invalid", "without spaces"),
     ({"MQTT_TOPIC_PREFIX": "bessai/#"}, "MQTT_TOPIC_PREFIX='bessai/#' is invalid", "'#'"),
     ({"MQTT_TOPIC_PREFIX": "/bessai"}, "MQTT_TOPIC_PREFIX='/bessai' is invalid", "empty levels"),
@@ -283,3 +286,8 @@ def test_forward_settings_shipped_env_file_accepted():
     text = shipped.read_text()
     # MQTT_PASSWORD is left out on purpose: the file points to MQTT_PASSWORD_FILE.
     assert [name for name in sorted(KNOWN_NAMES - {"MQTT_PASSWORD"}) if name not in text] == []
+
+
+@pytest.mark.parametrize("value", ["5", "3.1.1"])
+def test_forward_settings_protocol_accepted(value):
+    assert load_settings({**MINIMAL, "MQTT_PROTOCOL": value}).protocol == value
