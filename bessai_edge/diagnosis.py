@@ -24,9 +24,10 @@ MAIN_FIELDS = ("soc_pct", "battery_power_kw", "ac_power_kw", "pv_power_kw",
 # A read of every request may take this share of SCAN_INTERVAL_S; more gets slow_cycle.
 CYCLE_SHARE = 0.8
 
-# A request that failed with one of these waited out a timeout or a reconnect.
+SKIPPED = "skipped"  # a request not sent: the link was down after an earlier failure
 PARTIAL_REPLY = "partial_reply"  # a request timeout after part of the reply had arrived
-SLOW_OUTCOMES = ("timeout", PARTIAL_REPLY, "disconnected", "skipped", "mismatched_reply")
+# A request that failed with one of these waited out a timeout or a reconnect.
+SLOW_OUTCOMES = ("timeout", PARTIAL_REPLY, "disconnected", SKIPPED, "mismatched_reply")
 # Replies that arrived whole but are not valid replies to their request.
 _MALFORMED = ("short_reply", "mismatched_reply")
 
@@ -67,6 +68,7 @@ class Observation:
     late_replies: int = 0         # first pass only, like request_outcomes
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
     soc_pct: float | None = None
+    soc_not_available: tuple = ()  # names of the read points of soc_pct that are "not available"
     battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power
     battery_power_warn_levels_kw: tuple = ()  # (variable, size in kW) per warning level on
     points: int = 0
@@ -102,10 +104,11 @@ def diagnose(observation):
         ).format(unit=observation.unit_id, error=observation.discovery_error))]
     findings = _request_findings(observation)
     # After an error finding, which already names the cause, missing fields add nothing.
-    if not any(finding.severity == ERROR for finding in findings):
+    errors = any(finding.severity == ERROR for finding in findings)
+    if not errors:
         findings += _main_field_findings(observation)
         findings += _cycle_time_findings(observation)
-    findings += _value_findings(observation)
+    findings += _value_findings(observation, errors)
     if not findings:
         findings.append(Finding(OK, "ok", _(
             "All {count} points read; the device answers as profile {profile} expects."
@@ -160,7 +163,7 @@ def _connection_findings(observation):
 
 def _request_findings(observation):
     # "skipped" requests were never sent (the link was down after an earlier failure).
-    outcomes = [kind for kind in observation.request_outcomes if kind != "skipped"]
+    outcomes = [kind for kind in observation.request_outcomes if kind != SKIPPED]
     answered = [kind for kind in outcomes if kind == "ok"]
     failed = [kind for kind in outcomes if kind != "ok"]
     wrong_unit = _("The device does not serve unit id {unit}: MODBUS_SLAVE_ID is probably "
@@ -310,7 +313,23 @@ def _count_kinds(kinds):
     counts = {}
     for kind in kinds:
         counts[kind] = counts.get(kind, 0) + 1
-    return ", ".join(f"{kind} x{count}" for kind, count in sorted(counts.items()))
+    return ", ".join(f"{outcome_text(kind)} x{count}" for kind, count in sorted(counts.items()))
+
+
+def outcome_text(kind):
+    """Return the words for a request outcome such as ``refused`` or ``exception_2``.
+
+    Findings' codes and ``bessai check --json`` keep the kind itself, which scripts and
+    the documentation use; the words are for people, in their language.
+    """
+    if kind.startswith("exception_"):
+        return _("exception {code}").format(code=kind[len("exception_"):])
+    texts = {"refused": _("connection refused"), "unreachable": _("host unreachable"),
+             "timeout": _("timeout"), "disconnected": _("connection lost"),
+             "short_reply": _("short reply"), "mismatched_reply": _("mismatched reply"),
+             PARTIAL_REPLY: _("partial reply"), SKIPPED: _("not sent, link down"),
+             "no_data": _("every register 0xFFFF")}
+    return texts.get(kind, kind)
 
 
 def _main_field_findings(observation):
@@ -397,7 +416,7 @@ def _names(levels):
     return ", ".join(name for name, _size in levels)
 
 
-def _value_findings(observation):
+def _value_findings(observation, errors):
     findings = []
     if observation.soc_pct is not None and observation.soc_pct == 0:
         findings.append(Finding(WARNING, "soc_zero", _(
@@ -419,4 +438,13 @@ def _value_findings(observation):
             "Every point reads 'not available': the device answers but reports no "
             "measurements, as inverters do at night or in standby."
         )))
+    elif observation.soc_not_available and not errors:
+        findings.append(Finding(WARNING, "soc_not_available", _(
+            "State of charge reads 'not available' (point {points}), so `bessai run` would "
+            "raise the soc_pct:stale alarm. The battery is off or not connected, its BMS "
+            "does not talk to the inverter, or the inverter reports no battery values in "
+            "standby. If the battery runs, check that profile {profile} fits this device "
+            "(DRIVER_PROFILE_PATH)."
+        ).format(points=", ".join(observation.soc_not_available),
+                 profile=observation.profile)))
     return findings

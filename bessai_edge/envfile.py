@@ -234,7 +234,10 @@ def _unquote(value):
         if closing > 0:
             raise ValueError(_("text after the closing quote in {value!r}: remove it, or put "
                                "a comment on its own line").format(value=value))
-        raise ValueError(_("unterminated quote in {value!r}").format(value=value))
+        # Shown as written: a repr would escape the very quote that is wrong.
+        raise ValueError(_("unterminated quote: the value {value} starts with {quote} but "
+                           "does not end with it; end it with the same quote, or remove the "
+                           "quotes").format(value=value, quote=value[0]))
     return value
 
 

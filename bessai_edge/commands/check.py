@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from bessai_edge.diagnosis import SKIPPED, outcome_text
 from bessai_edge.i18n import _
 from bessai_edge.poller import judged_unit_parts, units_reading_no_data
 
@@ -24,7 +25,6 @@ HELP = "check the connection to each device and decode every point once"
 
 log = logging.getLogger(__name__)
 
-SKIPPED = "skipped"       # not sent: the link was down after an earlier failure
 INTEGER_TYPES = ("u16", "s16", "u32", "s32", "u64", "s64", "bitfield16", "bitfield32",
                  "enum16", "acc32", "acc64", "sunssf")
 READ_PASSES = 2           # the second pass reads around addresses learned in the first
@@ -515,6 +515,10 @@ def _observe_values(check, observation):
     observation.points_not_available = sum(1 for row in rows if row["quality"] == "not_available")
     observation.points_rejected = sum(1 for row in rows if row.get("status") == "illegal")
     observation.soc_pct = check.fields.get("soc_pct")
+    # Points the device lacks or rejects carry a status: they are not "not available".
+    observation.soc_not_available = tuple(
+        row["name"] for row in rows
+        if row["field"] == "soc_pct" and row["quality"] == "not_available" and "status" not in row)
     reported = [check.fields.get(field) for field in ("battery_max_charge_kw",
                                                       "battery_max_discharge_kw")]
     reported = [abs(value) for value in reported if value]
@@ -600,20 +604,5 @@ def _quality_text(row):
                  "comm_error": _("communication error"), "invalid": _("invalid")}
     text = qualities.get(row["quality"], row["quality"])
     if "error" in row:
-        text += f" ({_error_text(row['error'])})"
+        text += f" ({outcome_text(row['error'])})"
     return text
-
-
-def _error_text(kind):
-    """Return the words for a request outcome such as ``refused`` or ``exception_2``.
-
-    The JSON output and the diagnosis keep the kind itself, which scripts and the
-    documentation use; the table is read by people, in their language.
-    """
-    if kind.startswith("exception_"):
-        return _("exception {code}").format(code=kind[len("exception_"):])
-    texts = {"refused": _("connection refused"), "unreachable": _("host unreachable"),
-             "timeout": _("no reply in time"), "disconnected": _("connection lost"),
-             "short_reply": _("short reply"), "mismatched_reply": _("mismatched reply"),
-             "partial_reply": _("partial reply"), SKIPPED: _("not sent, link down")}
-    return texts.get(kind, kind)

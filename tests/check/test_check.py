@@ -328,6 +328,17 @@ def test_check_soc_above_100_flagged(simulator):
     assert result.returncode == 1
 
 
+def test_check_soc_not_available_flagged(simulator):
+    # The battery's main value reading "not available" ended in "[ok] All 47 points read",
+    # while `bessai run` then raised soc_pct:stale.
+    device = simulator("--profile", "huawei_sun2000", "--sentinel", "soc_pct")
+    result = run_check(port=device.port, profile="huawei_sun2000")
+    assert codes(result) == ["soc_not_available"]
+    assert ("State of charge reads 'not available' (point storage_state_of_capacity), so "
+            "`bessai run` would raise the soc_pct:stale alarm") in result.stdout
+    assert result.returncode == 1
+
+
 def test_check_wrong_profile_every_address_rejected(simulator):
     device = simulator("--capture", SMA)
     result = run_check(port=device.port, MODBUS_SLAVE_ID=3, MODBUS_UNIT_VEBUS=3,
@@ -355,7 +366,9 @@ def test_check_night_sentinels_read_not_available(simulator):
     assert rows["GridMs.TotW"]["quality"] == "not_available"
     assert rows["Bat.ChaStt"]["quality"] == "not_available"
     assert rows["GridMs.Hz"]["quality"] == "ok"
-    assert result.returncode == 0
+    # A night without battery values is normal, but `bessai run` would raise soc_pct:stale.
+    assert result.returncode == 1
+    assert "bessai check: inverter: warning [soc_not_available]" in result.stderr
 
 
 def test_check_simulator_mode_starts_its_own_simulator():
@@ -517,7 +530,7 @@ def test_check_all_rejected_suggests_profile(simulator):
     device = simulator("--profile", "victron_multiplus", "--exception", "0-65535=1")
     result = run_check(port=device.port)
     assert codes(result) == ["all_requests_rejected"], result.stdout[-2000:]
-    assert "exception_1" in result.stdout
+    assert "(exception 1 x8)" in result.stdout  # the summary names the outcome in words
     assert "DRIVER_PROFILE_PATH" in result.stdout
     assert result.returncode == 2
 

@@ -585,6 +585,17 @@ def test_read_environment_name_in_wrong_case(tmp_path):
         f"{env_file}:3: mqtt_broker_host is not a bessai setting: did you mean MQTT_BROKER_HOST?"]
 
 
+def test_unterminated_quote_shows_value_as_written(tmp_path):
+    # The value was shown as a repr, '"huawei_sun2000\'', escaping the wrong quote.
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("SITE_ID=a\nINVERTER_IP=192.0.2.1\nDRIVER_PROFILE_PATH=\"huawei_sun2000'\n")
+    with pytest.raises(ConfigError) as caught:
+        settings.load_settings(settings.read_environment(str(env_file), {}))
+    assert (f"{env_file}:3: DRIVER_PROFILE_PATH: unterminated quote: the value "
+            "\"huawei_sun2000' starts with \" but does not end with it; end it with the same "
+            "quote, or remove the quotes") in caught.value.problems
+
+
 def test_bad_lines_reported_with_bad_values(tmp_path):
     # A bad line used to stop the check, so the invalid values came only on a second run.
     env_file = tmp_path / "bessai.env"
