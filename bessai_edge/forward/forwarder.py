@@ -53,6 +53,7 @@ from bessai_edge.forward.messages import BadRecord, TopicBuilder, messages_for, 
 from bessai_edge.forward.outage import OutageLog
 from bessai_edge.forward.rejection import Rejection, describe
 from bessai_edge.forward.retained import RetainedAlarms
+from bessai_edge.forward.sequence import SequenceCheck
 from bessai_edge.forward.session import Failure, MqttSession, State
 from bessai_edge.forward.window import InflightWindow
 from bessai_edge.ratelimit import RateLimitedLog
@@ -133,13 +134,8 @@ class Forwarder:
         self.stop_reason = ""
         self.exit_status = 0
         self.delivered = 0            # records acknowledged since start
-        self.gaps = 0                 # sequence gaps seen since start
-        self.missing_records = 0      # records those gaps left out
         self.skipped_lines = 0        # spool lines that were not records
-        self._last_read_seq = self.saved.seq if self.saved else None
-        self._damaged_since_read_seq = 0  # lines skipped after the record _last_read_seq
-        self._reader_skips_seen = 0   # reader.skipped_lines at the last record read
-        self._highest_checked_seq = self._last_read_seq or 0
+        self.sequence = SequenceCheck(reader, self.saved.seq if self.saved else None)
         self._ever_connected = False
         self._last_save = clock()
         self._last_delete = clock()
@@ -237,8 +233,7 @@ class Forwarder:
         self._republish_due = False
         self._republished.clear()
         self.cursor.rewind(self._position(self.acknowledged))
-        self._last_read_seq = self.acknowledged.seq if self.acknowledged else None
-        self._damaged_since_read_seq = 0
+        self.sequence.rewind(self.acknowledged.seq if self.acknowledged else None)
         self._last_status = None
         if failure.kind == "publish_rejected":
             # The broker is reachable, so this is no outage: the ERROR line is the report.
@@ -308,14 +303,14 @@ class Forwarder:
             record = parse_record(line)
         except BadRecord as error:
             self.skipped_lines += 1
-            self._damaged_since_read_seq += 1
+            self.sequence.damaged_line()
             self.rate_limited.log("bad_line", logging.ERROR,
                                   "spool segment %d: skipping the line that ends at offset %d: %s",
                                   position[0], position[1], error)
             self.window.add(position, None, ())
             return
         seq = record["seq"]
-        self._check_sequence(seq, position)
+        self.sequence.check(seq, position)
         mids = []
         messages = messages_for(record, line, self.topics, self.retained.latest_alarms)
         for message in messages:
@@ -326,34 +321,6 @@ class Forwarder:
         for message in messages:
             if message.retain:
                 self.retained.published(position, message)
-
-    def _check_sequence(self, seq, position):
-        """Log a jump in sequence numbers once, even when a reconnect reads it again."""
-        previous = self._last_read_seq
-        # Lines the reader skipped (a cut end, NUL bytes) count as damaged like bad records.
-        reader_skips = self.reader.skipped_lines
-        damaged = self._damaged_since_read_seq + reader_skips - self._reader_skips_seen
-        self._reader_skips_seen = reader_skips
-        self._last_read_seq = seq
-        self._damaged_since_read_seq = 0
-        if previous is None or seq == previous + 1:
-            self._highest_checked_seq = max(self._highest_checked_seq, seq)
-            return
-        if seq <= previous:
-            self._highest_checked_seq = seq
-            logger.warning("sequence number went back from %d to %d at spool segment %d: "
-                           "was the spool directory replaced?", previous, seq, position[0],
-                           extra={"BESSAI_EVENT": "sequence_reset", "BESSAI_SPOOL_SEQ": seq})
-            return
-        if seq <= self._highest_checked_seq:
-            return  # read again after a reconnect: logged the first time
-        self._highest_checked_seq = seq
-        missing = seq - previous - 1
-        self.gaps += 1
-        self.missing_records += missing
-        logger.warning("sequence gap: records %d to %d (%d) %s", previous + 1, seq - 1, missing,
-                       _gap_cause(missing, damaged),
-                       extra={"BESSAI_EVENT": "sequence_gap", "BESSAI_SPOOL_SEQ": seq})
 
     def _take_acknowledged(self):
         acknowledged_run = self.window.take_acknowledged()
@@ -602,9 +569,7 @@ class Forwarder:
         self.window.mark_saved()
         self.retained.rewind()
         self._segments_to_delete = False
-        self._last_read_seq = None
-        self._damaged_since_read_seq = 0
-        self._highest_checked_seq = 0
+        self.sequence.start_again()
         self.cursor.rewind(None)
 
     def _status_text(self, segments=None):
@@ -689,15 +654,3 @@ def _protocol_caveat(protocol):
             "drops (ACL, message_size_limit) counts as delivered: set MQTT_PROTOCOL=5 "
             "when the broker supports it")
 
-
-def _gap_cause(missing, damaged):
-    """Return why ``missing`` records are absent when ``damaged`` lines were skipped there."""
-    evicted = ("evicted by the spool's size cap or dropped on a full disk before they could "
-               "be forwarded")
-    if not damaged:
-        return f"are not in the spool; they were {evicted}"
-    lines = "line" if damaged == 1 else "lines"
-    if damaged >= missing:
-        return f"were not forwarded: the damaged {lines} skipped there (logged above)"
-    return (f"were not forwarded: {damaged} damaged {lines} skipped there (logged above); "
-            f"the others were {evicted}")
