@@ -16,7 +16,7 @@ import typing
 
 from bessai_edge import access
 from bessai_edge.errors import ConfigError
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, os_error_text
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
@@ -84,7 +84,7 @@ def read_env_file(path):
         raise ConfigError(_permission_problem(path, error)) from error
     except OSError as error:
         raise ConfigError(_("cannot read settings file {path}: {error}").format(
-            path=path, error=error.strerror or error)) from error
+            path=path, error=os_error_text(error))) from error
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ConfigError(_("settings file {path} is UTF-16 text: save it as UTF-8").format(
             path=path))
@@ -114,10 +114,10 @@ def _permission_problem(path, error):
         group = access.group_name(status.st_gid)
     if group is None or access.is_in_group(status.st_gid):
         return _("cannot read settings file {path}: {error}; run the command with sudo"
-                 ).format(path=path, error=error.strerror)
+                 ).format(path=path, error=os_error_text(error))
     return _("cannot read settings file {path}: {error}; run the command with sudo, or add "
              "{user} to group {group}, which may read the file (sudo adduser {user} {group}, "
-             "then log in again)").format(path=path, error=error.strerror,
+             "then log in again)").format(path=path, error=os_error_text(error),
                                           user=access.user_name(), group=group)
 
 

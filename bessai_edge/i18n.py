@@ -5,6 +5,7 @@ so ``LANG=es_CL.UTF-8`` selects the Spanish catalog. Log lines stay English beca
 journald users grep them; only text written for a person at a terminal is translated.
 """
 
+import errno
 import gettext
 import os
 
@@ -22,6 +23,26 @@ def _(message):
 def ngettext(singular, plural, count):
     """Translate a message with a plural form."""
     return _translation.ngettext(singular, plural, count)
+
+
+def os_error_text(error):
+    """Return the reason of an OSError in the user's language, for a CLI message.
+
+    ``strerror`` comes from the C library in English, because Python does not set the
+    C library's LC_MESSAGES. The errors a technician meets with files and ports are
+    translated here, and the others keep ``strerror``.
+    """
+    texts = {
+        errno.ENOENT: _("no such file or directory"),
+        errno.EACCES: _("permission denied"),
+        errno.EISDIR: _("is a directory"),
+        errno.ENOTDIR: _("not a directory"),
+        errno.EROFS: _("read-only file system"),
+        errno.ENOSPC: _("no space left on the device"),
+        errno.EADDRINUSE: _("address already in use"),
+        errno.EADDRNOTAVAIL: _("the address is not on this machine"),
+    }
+    return texts.get(error.errno) or error.strerror or str(error)
 
 
 def use_for_argparse():

@@ -9,7 +9,7 @@ import socket
 import sys
 
 from bessai_edge.errors import EX_CONFIG
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, os_error_text
 from bessai_edge.simulator.faults import parse_exception_spec, parse_request_range
 
 HELP = "serve a simulated device over Modbus TCP, for tests and training"
@@ -175,7 +175,7 @@ def _listen_problem(host, port, error):
         return _("cannot listen on {endpoint}: permission denied (ports below 1024 need "
                  "root); choose a --port of 1024 or above").format(endpoint=endpoint)
     return _("cannot listen on {endpoint}: {reason}; check --host and --port").format(
-        endpoint=endpoint, reason=error.strerror or error)
+        endpoint=endpoint, reason=os_error_text(error))
 
 
 async def _watch_parent(parent_pid, stop):

@@ -36,7 +36,7 @@ from bessai_edge.envfile import (
     located,
 )
 from bessai_edge.errors import ConfigError
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, os_error_text
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_PORT = 1883
@@ -277,7 +277,7 @@ def read_private_file(reader, name, path):
     except OSError as error:
         reader.invalid(name, path, _(
             "cannot read it ({error}): the file must exist and be readable by the "
-            "service user").format(error=error.strerror or error))
+            "service user").format(error=os_error_text(error)))
         return None
     except UnicodeDecodeError:
         reader.invalid(name, path, _("the file is not UTF-8 text"))
@@ -341,7 +341,7 @@ def _read_tls(reader):
 def _error_text(error):
     if isinstance(error, ssl.SSLError):
         return error.reason or str(error)
-    return error.strerror or str(error)
+    return os_error_text(error)
 
 
 def require_usable_state_dir(settings):

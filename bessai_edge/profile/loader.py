@@ -4,7 +4,7 @@ import json
 import logging
 
 from bessai_edge.errors import ProfileError
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, os_error_text
 from bessai_edge.profile import validate as validation
 from bessai_edge.profile.fields import FUNCTIONS
 from bessai_edge.profile.model import (
@@ -24,7 +24,7 @@ def load_profile(path_or_name):
         text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is skipped
     except OSError as error:
         raise _profile_error([_("{path}: cannot read the profile: {error}").format(
-            path=path, error=error.strerror or error)]) from error
+            path=path, error=os_error_text(error))]) from error
     except UnicodeDecodeError as error:
         raise _profile_error([_("{path}: not a profile: byte 0x{byte:02x} at offset {offset} "
                                 "is not UTF-8 text, and a profile is a UTF-8 JSON file").format(

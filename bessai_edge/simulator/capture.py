@@ -10,7 +10,7 @@ describes the rest of the format (expected values, sources).
 import json
 
 from bessai_edge.errors import ConfigError
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, os_error_text
 from bessai_edge.simulator.image import RegisterImage
 
 _FUNCTION_CODES = {"holding": 3, "input": 4}
@@ -26,7 +26,7 @@ def load_capture(path, unknown_unit="exception11", unit_id=None):
             document = json.load(stream)
     except OSError as error:
         raise ConfigError(_("cannot read capture {path}: {error}").format(
-            path=path, error=error.strerror or error)) from error
+            path=path, error=os_error_text(error))) from error
     except json.JSONDecodeError as error:
         raise ConfigError(_("capture {path} is not valid JSON: {error}").format(
             path=path, error=error)) from error

@@ -26,3 +26,14 @@ def test_run_bad_settings_in_spanish(tmp_path):
         "dígitos, '.', '_' o '-', empezando con una letra o un dígito",
         "bessai: INVERTER_PORT='0' es inválido: se espera un entero de 1 a 65535",
     ]
+
+
+def test_missing_settings_file_reason_in_spanish(tmp_path):
+    # The reason came from the C library in English: "No such file or directory".
+    missing = tmp_path / "noexiste.env"
+    result = subprocess.run(
+        [*bessai_command(), "run", "--env-file", str(missing)], capture_output=True,
+        text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "LANG": "es_CL.UTF-8"})
+    assert result.returncode == EX_CONFIG
+    assert "no existe el archivo o directorio" in result.stderr, result.stderr
+    assert "No such file" not in result.stderr

@@ -677,7 +677,7 @@ def test_read_environment_permission_names_fix(needs_root, mode, advice):
     finally:
         shutil.rmtree(directory)
 
-    assert problems == [f"cannot read settings file {path}: Permission denied{advice}"]
+    assert problems == [f"cannot read settings file {path}: permission denied{advice}"]
 
 
 def test_packaged_env_file_loads():
