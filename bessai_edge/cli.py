@@ -11,6 +11,7 @@ the same status for us as for them.
 """
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
@@ -64,7 +65,9 @@ def main(argv=None):
 
 
 def _run(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _suggest_command(parser, sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     try:
         return args.command_main(args)
     except (ConfigError, ProfileError) as error:
@@ -76,6 +79,22 @@ def _run(argv):
         return EX_CONFIG
     finally:
         logging.shutdown()
+
+
+def _suggest_command(parser, argv):
+    """Exit with a "did you mean" line when the command is a near miss of one of ours.
+
+    argparse (Python 3.11) lists the commands but does not pick the likely one. The top
+    level takes no option with a value, so the first argument without a dash is the
+    command.
+    """
+    name = next((argument for argument in argv if not argument.startswith("-")), None)
+    if name is None or name in COMMANDS:
+        return
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    if close:
+        parser.error(_("unknown command {name!r}; did you mean {command}?").format(
+            name=name, command=close[0]))
 
 
 def _installed_settings_hint(args, error):

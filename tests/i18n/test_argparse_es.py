@@ -55,6 +55,16 @@ def test_usage_error_invalid_choice_spanish():
     assert "bessai: error: argumento COMMAND: valor no válido: 'nope'" in result.stderr
 
 
+def test_misspelt_command_suggests_the_likely_one():
+    # argparse listed the commands but left the user to find the typo.
+    english = _bessai(["chek", "--env-file", "x.env"], ENGLISH)
+    spanish = _bessai(["chek"], SPANISH)
+    assert english.returncode == 2
+    assert "bessai: error: unknown command 'chek'; did you mean check?" in english.stderr
+    assert spanish.returncode == 2
+    assert "bessai: error: comando desconocido 'chek'; ¿quiso decir check?" in spanish.stderr
+
+
 def test_usage_error_missing_argument_spanish():
     result = _bessai(["profiles", "show"], SPANISH)
     assert result.returncode == 2
