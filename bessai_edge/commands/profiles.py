@@ -48,7 +48,7 @@ def _list(bundled_profiles, load_profile):
     for name in names:
         profile = load_profile(name)
         rows.append((name, str(profile.unit_id), str(len(profile.points)), profile.title))
-    header = (_("NAME"), _("UNIT"), _("POINTS"), _("DEVICE"))
+    header = (_("NAME"), _("UNIT ID"), _("POINTS"), _("DEVICE"))
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(3)]
     for row in [header] + rows:
         print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}")
