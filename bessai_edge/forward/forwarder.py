@@ -40,7 +40,7 @@ Guarantees, and what makes them hold:
   is taken again when its file was deleted, checked every ``LOCK_CHECK_INTERVAL_S``.
 * The scan loop's files are only read; the forwarder writes its own checkpoint file,
   creates its lock file in the spool directory, and deletes whole sealed segments
-  through ``SpoolReader.delete_segment``.
+  through ``SpoolReader.delete_sealed``.
 """
 
 import logging
@@ -127,8 +127,12 @@ class Forwarder:
         self._republished = {}        # mid -> Message republished on this connection
         self._rejection = None        # the oldest Rejection of this connection, to act on
         self._held_back = None        # the Rejection whose record is sent alone until accepted
-        self._single = False          # send one record alone until a PUBACK comes
+        # Send one record alone until a PUBACK comes. A run over MQTT 5 starts so: a record
+        # the broker rejected before a restart must again go before those behind it.
+        self._single = settings.protocol == "5"
         self._held_back_rejections = 0  # how often the broker rejected that record
+        self._rejected_topics = set()  # topics of the oldest rejected record, this connection
+        self._held_topics = set()     # of them, those to send again for the held-back record
         self.rate_limited = RateLimitedLog(logger, clock=clock)
         self.stop_requested = False
         self.stop_reason = ""
@@ -163,6 +167,11 @@ class Forwarder:
             f"user {settings.username}" if settings.username else "no user name",
             settings.topic_prefix, settings.inflight, self._describe_start(),
             _protocol_caveat(settings.protocol), extra={"BESSAI_EVENT": "startup"})
+        if settings.protocol != "5":
+            logger.warning("MQTT 3.1.1 cannot report a refused publish: a record that broker "
+                           "%s refuses (ACL, message_size_limit) counts as delivered and is "
+                           "deleted; set MQTT_PROTOCOL=5 if the broker supports it",
+                           settings.broker, extra={"BESSAI_EVENT": "startup"})
         if self.replaced_checkpoint is not None:
             self._log_replaced_spool(self.replaced_checkpoint)
         segments = self._list_segments()
@@ -256,9 +265,14 @@ class Forwarder:
         if rejected is None:
             self._log_rejected_republish(self._republished.pop(mid, None), code, reason)
             return
-        if self._rejection is not None and self._rejection.position <= rejected.position:
-            return   # a record after the oldest rejected one of this connection
         message = rejected.message
+        topic = message.topic if message else "-"
+        if self._rejection is not None and self._rejection.position == rejected.position:
+            self._rejected_topics.add(topic)   # another message of the same record
+            return
+        if self._rejection is not None and self._rejection.position < rejected.position:
+            return   # a record after the oldest rejected one of this connection
+        self._rejected_topics = {topic}
         self._rejection = Rejection(
             seq=rejected.seq, position=rejected.position,
             topic=message.topic if message else "-",
@@ -313,6 +327,12 @@ class Forwarder:
         self.sequence.check(seq, position)
         mids = []
         messages = messages_for(record, line, self.topics, self.retained.latest_alarms)
+        held = self._held_back
+        if held is not None and position == held.position:
+            # Its other messages were taken: sending them on every attempt would repeat
+            # them without bound while only one topic is denied.
+            messages = [message for message in messages
+                        if message.topic in self._held_topics] or messages
         for message in messages:
             mids.append(self.session.publish(message.topic, message.payload, message.retain))
             if not self.session.connected:
@@ -345,6 +365,7 @@ class Forwarder:
                         extra={"BESSAI_EVENT": "publish_accepted"})
             self._held_back = None
             self._held_back_rejections = 0
+            self._held_topics = set()
             self._single = False
             self.rate_limited.forget("publish_rejected")
             self._last_status = None
@@ -365,6 +386,8 @@ class Forwarder:
         """Send ``rejection``'s record alone from now on; return the Failure that reports it."""
         if self._held_back is None or rejection.position != self._held_back.position:
             self._held_back_rejections = 0
+            self._held_topics = set()
+        self._held_topics |= self._rejected_topics
         self._held_back = rejection
         self._held_back_rejections += 1
         return Failure("publish_rejected", describe(rejection, self.settings.broker,
@@ -463,7 +486,7 @@ class Forwarder:
             if not segment.sealed or not passed:
                 break
             try:
-                self.reader.delete_segment(segment.first_seq)
+                self.reader.delete_sealed(segment)
             except (SpoolError, OSError) as error:
                 self.rate_limited.log("delete", logging.WARNING,
                                       "cannot delete delivered spool segment %s: %s",

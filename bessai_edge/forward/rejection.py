@@ -3,7 +3,7 @@
 An MQTT 5 broker acknowledges a QoS 1 PUBLISH that it will not deliver with a PUBACK
 whose reason code is 0x80 or above. Mosquitto 2.0.11 sends 135 (Not authorized) when
 its ACL denies the topic and 149 (Packet too large) for a payload over
-``message_size_limit``, and keeps the connection open. Over MQTT 3.1.1 the same broker
+``message_size_limit``, and may then close the connection. Over MQTT 3.1.1 the same broker
 sends a plain PUBACK, which is why the forwarder connects with MQTT 5 by default.
 """
 
@@ -43,8 +43,8 @@ def _remedy(rejection, username):
         return (f"the broker's ACL must allow publishing to this topic for {account} "
                 f"(Mosquitto: acl_file, reloaded on SIGHUP)")
     if rejection.code == PACKET_TOO_LARGE:
-        return (f"raise the broker's message_size_limit above {rejection.size} bytes, or "
-                f"remove it")
+        return (f"raise the broker's message_size_limit well above {rejection.size} bytes "
+                f"(records differ in size), or remove it")
     if rejection.code == IMPLEMENTATION_SPECIFIC_ERROR:
         # The mosquitto.conf manual of 2.0.11 names this code for message_size_limit,
         # although that version sends 149.

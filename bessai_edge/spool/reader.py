@@ -96,20 +96,27 @@ class SpoolReader:
 
         Raises ``SpoolError`` for the open segment, which the writer still appends to.
         """
-        segments = self.segments()
-        if segments and segments[-1].first_seq == first_seq:
+        for segment in self.segments():
+            if segment.first_seq == first_seq:
+                return self.delete_sealed(segment)
+        return False
+
+    def delete_sealed(self, segment):
+        """Delete ``segment`` of a listing just made, and return True, or False when gone.
+
+        A segment sealed in a listing stays sealed, so deleting the sealed segments of
+        one listing needs no listing per segment. Raises ``SpoolError`` for the open one.
+        """
+        if not segment.sealed:
             raise SpoolError(
                 _("segment {name} is the open segment: only sealed segments can be "
-                  "deleted").format(name=segments[-1].path.name))
-        for segment in segments:
-            if segment.first_seq == first_seq:
-                try:
-                    os.unlink(segment.path)
-                except FileNotFoundError:
-                    return False
-                log.debug("deleted delivered segment %s", segment.path.name)
-                return True
-        return False
+                  "deleted").format(name=segment.path.name))
+        try:
+            os.unlink(segment.path)
+        except FileNotFoundError:
+            return False
+        log.debug("deleted delivered segment %s", segment.path.name)
+        return True
 
     def last_lines(self, count):
         """Return the last ``count`` record lines as ``(position, line_bytes)``, oldest first."""

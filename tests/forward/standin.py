@@ -7,10 +7,14 @@ every PUBLISH, and never sends a PUBACK: a broker that accepts publishes and no 
 acknowledges them. It speaks MQTT 3.1.1 and MQTT 5, each in the version of the CONNECT.
 With ``mqtt5=False`` it answers an MQTT 5 CONNECT as a broker that supports only MQTT
 3.1.1 does: CONNACK return code 1 (unacceptable protocol version), then it closes the
-connection.
+connection. With ``reject_larger_than=N`` it acknowledges every QoS 1 PUBLISH over MQTT
+5, a payload of more than N bytes with reason code 149 (Packet too large), and keeps the
+connection open: a broker that goes on taking the messages behind a rejected one.
 
 Mosquitto cannot play these parts: it replies to every CONNECT and acknowledges every
-QoS 1 PUBLISH it reads, and has no setting to withhold one. Stopping it with SIGSTOP
+QoS 1 PUBLISH it reads, and has no setting to withhold one. After a rejection for size
+it may close the connection before it reads the publishes behind, so whether it took
+them depends on timing. Stopping it with SIGSTOP
 would silence the CONNACK and the pings too, a different fault. Mosquitto 2.0.11 also
 accepts MQTT 5 on every listener and has no setting to refuse it.
 """
@@ -28,15 +32,18 @@ _CONNACK_ACCEPTED_MQTT5 = b"\x20\x03\x00\x00\x00"
 _CONNACK_UNACCEPTABLE_PROTOCOL = b"\x20\x02\x00\x01"
 _MQTT5 = 5
 _PINGRESP = b"\xd0\x00"
+_PUBACK = 0x40
+_PACKET_TOO_LARGE = 0x95
 
 
 class BrokerStandIn:
     """Serves each connection in its own thread (tests may use threads)."""
 
-    def __init__(self, port=None, connack=True, mqtt5=True):
+    def __init__(self, port=None, connack=True, mqtt5=True, reject_larger_than=None):
         self.port = port or free_tcp_port()
         self.connack = connack
         self.mqtt5 = mqtt5
+        self.reject_larger_than = reject_larger_than
         self.connections = 0
         self.client_ids = {}  # connection number (from 1) -> client id of its CONNECT
         self.protocol_levels = {}  # connection number -> protocol level (4: 3.1.1, 5: MQTT 5)
@@ -156,6 +163,10 @@ class BrokerStandIn:
             payload = body[start:]
             with self.lock:
                 self.publishes.append((number, topic, payload))
+            if self.reject_larger_than is not None and qos and level == _MQTT5:
+                packet_id = body[2 + topic_length:4 + topic_length]
+                reason = 0 if len(payload) <= self.reject_larger_than else _PACKET_TOO_LARGE
+                sock.sendall(bytes([_PUBACK, 3]) + packet_id + bytes([reason]))
         elif packet_type == _DISCONNECT:
             sock.close()
 

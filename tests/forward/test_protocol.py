@@ -64,5 +64,7 @@ def test_forward_mqtt311_start_line_warns(tmp_path, spool_dir, state_dir):
     start_line = forwarder.log_text().splitlines()[0]
     assert "(MQTT 3.1.1, no TLS, no user name)" in start_line
     assert "MQTT 3.1.1 cannot report a refused publish" in start_line
+    assert "WARNING bessai_edge.forward.forwarder: MQTT 3.1.1 cannot report a refused " \
+           "publish" in forwarder.log_text()
     assert "counts as delivered" in start_line
     writer.close()

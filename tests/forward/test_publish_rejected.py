@@ -15,6 +15,7 @@ from bessai_edge.spool.segments import list_segments
 from tests.forward.broker import Mosquitto, Subscriber
 from tests.forward.conftest import (ForwarderProcess, RecordWriter, first_arrivals,
                                     forward_environment)
+from tests.forward.standin import BrokerStandIn
 
 DELIVERY_TIMEOUT_S = 60
 CLIENT_ID = "bessai-forward-test"
@@ -122,6 +123,86 @@ def test_forward_acl_denied_record_kept_until_allowed(tmp_path, acl_broker, acl_
     writer.close()
 
 
+def test_forward_denied_alarms_topic_does_not_repeat_telemetry(tmp_path, acl_file, spool_dir,
+                                                               state_dir):
+    # Only the battery's alarm topic is denied: its record's telemetry was taken, and the
+    # whole record went out again on every attempt, a duplicate per attempt without bound.
+    acl_file.write_text("topic read #\ntopic readwrite bessai/SITE-TEST-001/+/telemetry\n"
+                        "topic readwrite bessai/SITE-TEST-001/inverter/alarms\n")
+    broker = Mosquitto(tmp_path / "broker", acl_file=acl_file).start()
+    subscriber = Subscriber(broker.port).start()
+    writer = RecordWriter(spool_dir, devices=("battery", "inverter"), segment_max_bytes=2048)
+    writer.append(20)
+    writer.spool.flush()
+    held_seq = next(seq for seq in writer.seqs if writer.devices[seq] == "battery")
+    forwarder = start_forwarder(tmp_path, broker, spool_dir, state_dir)
+    try:
+        assert forwarder.wait_for_log("on topic bessai/SITE-TEST-001/battery/alarms"), \
+            forwarder.log_text()
+        # Mosquitto's close after its first rejection may reset the connection before
+        # that PUBACK is read, so the record goes once more; after that, only its alarms.
+        copies = subscriber.telemetry_seqs().count(held_seq)
+        before = forwarder_connections(broker)
+        time.sleep(OBSERVE_S)
+        assert forwarder_connections(broker) - before >= 2, "too few attempts to tell"
+        assert copies <= 2
+        assert subscriber.telemetry_seqs().count(held_seq) == copies
+        assert_held_at(spool_dir, state_dir, writer, held_seq)
+
+        acl_file.write_text(ACL_ALLOWING_ALL)
+        broker.reload()
+        assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
+    finally:
+        subscriber.stop()
+        exit_status = forwarder.stop()
+        broker.stop()
+    assert exit_status == 0
+    assert subscriber.telemetry_seqs().count(held_seq) == copies
+    assert CheckpointFile(state_dir).load().seq == writer.seqs[-1]
+    writer.close()
+
+
+def test_forward_restart_sends_a_rejected_record_alone(tmp_path, spool_dir, state_dir):
+    # A restart forgot the held-back record and sent a whole window, and a broker that
+    # took the smaller records behind it delivered them first. Mosquitto closes the
+    # connection after such a rejection at a moment that depends on timing, so the
+    # stand-in plays the broker that keeps it open (see standin.py).
+    standin = BrokerStandIn(reject_larger_than=1000).start()
+    writer = RecordWriter(spool_dir, segment_max_bytes=2048)
+    writer.append(5)
+    large_seq, = writer.append(1, extra_values={"padding": "x" * 1500})
+    writer.append(20)
+    writer.spool.flush()
+    environ = forward_environment(standin.port, spool_dir, state_dir,
+                                  FORWARD_CHECKPOINT_INTERVAL_S=0)
+    first = ForwarderProcess(environ, tmp_path / "first.log").start()
+    restarted = None
+    try:
+        assert first.wait_for_log("PUBACK reason code 149"), first.log_text()
+        # Held back, the record goes alone after those before it: the checkpoint gets
+        # to just before it, where a restart starts.
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            checkpoint = CheckpointFile(state_dir).load()
+            if checkpoint is not None and checkpoint.seq == large_seq - 1:
+                break
+            time.sleep(0.1)
+        assert first.stop() == 0
+        assert CheckpointFile(state_dir).load().seq == large_seq - 1
+        connections_before = len(standin.published_by(CLIENT_ID))
+        restarted = ForwarderProcess(environ, tmp_path / "restarted.log").start()
+        assert restarted.wait_for_log("PUBACK reason code 149"), restarted.log_text()
+        published = [orjson.loads(payload)["seq"]
+                     for connection in standin.published_by(CLIENT_ID)[connections_before:]
+                     for topic, payload in connection if topic.endswith("/telemetry")]
+    finally:
+        if restarted is not None:
+            restarted.stop()
+        standin.stop()
+    assert published and set(published) == {large_seq}, published
+    writer.close()
+
+
 def test_forward_too_large_record_kept_until_limit_raised(tmp_path, spool_dir, state_dir):
     broker = Mosquitto(tmp_path / "broker", message_size_limit=1000).start()
     subscriber = Subscriber(broker.port).start()
@@ -140,7 +221,7 @@ def test_forward_too_large_record_kept_until_limit_raised(tmp_path, spool_dir, s
         assert len(errors) == 1, errors
         assert f"rejected record {large_seq} on topic" in errors[0]
         assert "PUBACK reason code 149 Packet too large" in errors[0]
-        assert "raise the broker's message_size_limit above" in errors[0]
+        assert "raise the broker's message_size_limit well above" in errors[0]
 
         broker.stop()
         config = broker.config_path.read_text()

@@ -116,6 +116,23 @@ def test_delete_segment_only_sealed(tmp_path):
     assert segments[-1].path.exists()
 
 
+def test_delete_sealed_lists_nothing(tmp_path):
+    # The forwarder listed the whole directory again for each delivered segment it
+    # deleted: with thousands of small segments a backlog's deletions blocked its loop.
+    fill(tmp_path, 20)
+    reader = SpoolReader(tmp_path)
+    segments = reader.segments()
+    listings = []
+    original = reader.segments
+    reader.segments = lambda: listings.append(1) or original()
+    assert [reader.delete_sealed(segment) for segment in segments[:-1]] == (
+        [True] * (len(segments) - 1))
+    assert listings == []
+    assert [segment.path.exists() for segment in segments] == [False] * (len(segments) - 1) + [True]
+    with pytest.raises(SpoolError, match="open segment"):
+        reader.delete_sealed(segments[-1])
+
+
 def test_missing_directory_gets_spool_error(tmp_path):
     with pytest.raises(SpoolError, match="does not exist"):
         list(SpoolReader(tmp_path / "missing").read())
