@@ -217,6 +217,16 @@ def first_arrivals(seqs):
     return ordered
 
 
+def wait_until(condition, timeout=30):
+    """Return True once ``condition()`` holds, or False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture
 def start_forwarder(tmp_path, mosquitto, spool_dir, state_dir):
     """A function that starts ``bessai forward`` on this test's broker and spool.

@@ -4,21 +4,11 @@ The broker without MQTT 5 is ``standin.BrokerStandIn(mqtt5=False)``: Mosquitto 2
 accepts MQTT 5 on every listener and cannot be set to reject it.
 """
 
-import time
-
-from tests.forward.conftest import ForwarderProcess, RecordWriter, forward_environment
+from tests.forward.conftest import (ForwarderProcess, RecordWriter, forward_environment,
+                                    wait_until)
 from tests.forward.standin import BrokerStandIn
 
 MQTT5, MQTT311 = 5, 4   # protocol levels of the CONNECT packet
-
-
-def wait_until(condition, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_forward_broker_without_mqtt5_gets_error(tmp_path, spool_dir, state_dir):

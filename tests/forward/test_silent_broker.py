@@ -4,22 +4,11 @@ The misbehaving side is ``standin.BrokerStandIn`` (its docstring explains why Mo
 cannot play it); delivery is then checked through a real Mosquitto on the same port.
 """
 
-import time
-
 from tests.forward.conftest import (ForwarderProcess, RecordWriter, first_arrivals,
-                                    forward_environment)
+                                    forward_environment, wait_until)
 from tests.forward.standin import BrokerStandIn
 
 DELIVERY_TIMEOUT_S = 60
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def outage_line(log):
