@@ -57,8 +57,8 @@ class WallClockWatch:
     """Follows the wall clock's synchronization and steps, once per cycle.
 
     ``observe`` costs a few arithmetic operations and comparisons per cycle, and reads
-    the kernel's status every ``SYNC_CHECK_INTERVAL_S``. ``status`` is injectable for tests, because the
-    kernel's status can be changed only for the whole machine.
+    the kernel's status every ``SYNC_CHECK_INTERVAL_S``. ``status`` is injectable for
+    tests, because the kernel's status can be changed only for the whole machine.
     """
 
     def __init__(self, status=kernel_clock_synchronized):

@@ -182,8 +182,8 @@ class ScanLoop:
             result = poller.poll(cycle_start, periods, grid_index=grid_index)
             record = factory.build(
                 cycle=number, wall_ms=wall_ms, monotonic_s=cycle_start,
-                clock_synced=clock_synced, cycle_ms=(self.clock() - cycle_start) * 1000.0, state=result.state,
-                error=result.error, values=result.values, quality=result.quality,
+                clock_synced=clock_synced, cycle_ms=(self.clock() - cycle_start) * 1000.0,
+                state=result.state, error=result.error, values=result.values, quality=result.quality,
                 alarms=result.alarms, alarm_changes=result.alarm_changes)
             self._append(record)
             self._log_alarm_changes(poller.device.name, number, result.alarm_changes)

@@ -588,7 +588,8 @@ def test_read_environment_name_in_wrong_case(tmp_path):
 def test_unterminated_quote_shows_value_as_written(tmp_path):
     # The value was shown as a repr, '"huawei_sun2000\'', escaping the wrong quote.
     env_file = tmp_path / "bessai.env"
-    env_file.write_text("SITE_ID=a\nINVERTER_IP=192.0.2.1\nDRIVER_PROFILE_PATH=\"huawei_sun2000'\n")
+    env_file.write_text("SITE_ID=a\nINVERTER_IP=192.0.2.1\n"
+                        "DRIVER_PROFILE_PATH=\"huawei_sun2000'\n")
     with pytest.raises(ConfigError) as caught:
         settings.load_settings(settings.read_environment(str(env_file), {}))
     assert (f"{env_file}:3: DRIVER_PROFILE_PATH: unterminated quote: the value "
