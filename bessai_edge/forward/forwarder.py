@@ -51,7 +51,7 @@ from bessai_edge.forward.checkpoint import Checkpoint
 from bessai_edge.forward.cursor import SpoolCursor
 from bessai_edge.forward.messages import BadRecord, TopicBuilder, messages_for, parse_record
 from bessai_edge.forward.outage import OutageLog
-from bessai_edge.forward.rejection import Rejection, describe
+from bessai_edge.forward.rejection import HoldBack, describe
 from bessai_edge.forward.retained import RetainedAlarms
 from bessai_edge.forward.sequence import SequenceCheck
 from bessai_edge.forward.session import Failure, MqttSession, State
@@ -125,14 +125,7 @@ class Forwarder:
         self.retained = RetainedAlarms()
         self._republish_due = False   # set on connect: publish the retained alarm state
         self._republished = {}        # mid -> Message republished on this connection
-        self._rejection = None        # the oldest Rejection of this connection, to act on
-        self._held_back = None        # the Rejection whose record is sent alone until accepted
-        # Send one record alone until a PUBACK comes. A run over MQTT 5 starts so: a record
-        # the broker rejected before a restart must again go before those behind it.
-        self._single = settings.protocol == "5"
-        self._held_back_rejections = 0  # how often the broker rejected that record
-        self._rejected_topics = set()  # topics of the oldest rejected record, this connection
-        self._held_topics = set()     # of them, those to send again for the held-back record
+        self.hold_back = HoldBack(single=settings.protocol == "5")
         self.rate_limited = RateLimitedLog(logger, clock=clock)
         self.stop_requested = False
         self.stop_reason = ""
@@ -231,12 +224,12 @@ class Forwarder:
         self._last_status = None
 
     def on_failure(self, failure):
-        rejection, self._rejection = self._rejection, None
+        rejection = self.hold_back.take_pending()
         if rejection is not None and failure.kind != "publish_rejected":
             # The broker closed the connection after its PUBACK rejected a record.
             failure = self._hold(rejection)
         # Records in flight may or may not have reached the broker: send them again.
-        self._single = self._single or len(self.window) > 0
+        self.hold_back.single = self.hold_back.single or len(self.window) > 0
         self.window.clear()
         self.retained.rewind()
         self._republish_due = False
@@ -265,19 +258,7 @@ class Forwarder:
         if rejected is None:
             self._log_rejected_republish(self._republished.pop(mid, None), code, reason)
             return
-        message = rejected.message
-        topic = message.topic if message else "-"
-        if self._rejection is not None and self._rejection.position == rejected.position:
-            self._rejected_topics.add(topic)   # another message of the same record
-            return
-        if self._rejection is not None and self._rejection.position < rejected.position:
-            return   # a record after the oldest rejected one of this connection
-        self._rejected_topics = {topic}
-        self._rejection = Rejection(
-            seq=rejected.seq, position=rejected.position,
-            topic=message.topic if message else "-",
-            size=len(message.payload) if message else 0,
-            code=code, reason=reason)
+        self.hold_back.note(rejected, code, reason)
 
     # Publishing and acknowledgements.
 
@@ -300,7 +281,7 @@ class Forwarder:
 
     def _publish_available(self):
         while self.window.has_room() and self.session.connected:
-            if (self._single or self._held_back is not None) and len(self.window):
+            if self.hold_back.one_at_a_time() and len(self.window):
                 return   # one record in flight until the broker acknowledges it
             try:
                 item = self.cursor.next()
@@ -327,12 +308,7 @@ class Forwarder:
         self.sequence.check(seq, position)
         mids = []
         messages = messages_for(record, line, self.topics, self.retained.latest_alarms)
-        held = self._held_back
-        if held is not None and position == held.position:
-            # Its other messages were taken: sending them on every attempt would repeat
-            # them without bound while only one topic is denied.
-            messages = [message for message in messages
-                        if message.topic in self._held_topics] or messages
+        messages = self.hold_back.messages_to_send(position, messages)
         for message in messages:
             mids.append(self.session.publish(message.topic, message.payload, message.retain))
             if not self.session.connected:
@@ -353,20 +329,14 @@ class Forwarder:
         self.retained.acknowledged((segment, offset))
         self.delivered += count
         self.outage.delivered(count)
-        held = self._held_back
-        rejections = self._held_back_rejections
-        if held is None:
-            self._single = False
-        elif (segment, offset) >= held.position:
+        rejections = self.hold_back.rejections
+        held = self.hold_back.acknowledged((segment, offset))
+        if held is not None:
             logger.info("broker %s accepted record %s on topic %s, which it had rejected "
                         "%d %s: forwarding goes on", self.settings.broker,
                         held.seq if held.seq is not None else "-", held.topic,
                         rejections, "time" if rejections == 1 else "times",
                         extra={"BESSAI_EVENT": "publish_accepted"})
-            self._held_back = None
-            self._held_back_rejections = 0
-            self._held_topics = set()
-            self._single = False
             self.rate_limited.forget("publish_rejected")
             self._last_status = None
 
@@ -377,19 +347,14 @@ class Forwarder:
         or an older one still waiting for its PUBACK. Records after it that the broker
         took on this connection are sent again after it, in spool order.
         """
-        rejection, self._rejection = self._rejection, None
+        rejection = self.hold_back.take_pending()
         if rejection is None or not self.session.connected:
             return
         self.session.abandon(self._hold(rejection))
 
     def _hold(self, rejection):
         """Send ``rejection``'s record alone from now on; return the Failure that reports it."""
-        if self._held_back is None or rejection.position != self._held_back.position:
-            self._held_back_rejections = 0
-            self._held_topics = set()
-        self._held_topics |= self._rejected_topics
-        self._held_back = rejection
-        self._held_back_rejections += 1
+        self.hold_back.hold(rejection)
         return Failure("publish_rejected", describe(rejection, self.settings.broker,
                                                     self.settings.username))
 
@@ -586,8 +551,7 @@ class Forwarder:
     def _start_again(self):
         """Forget the checkpoint and what is in flight, and read from the oldest record."""
         self.saved = self.acknowledged = None
-        self._held_back = None
-        self._held_back_rejections = 0
+        self.hold_back.forget()
         self.window.clear()
         self.window.mark_saved()
         self.retained.rewind()
@@ -600,8 +564,8 @@ class Forwarder:
         backlog_text = f"backlog {backlog / 1024:.0f} KiB" if backlog is not None else "backlog unknown"
         seq = self.acknowledged.seq if self.acknowledged else None
         done = f"{self.delivered} records delivered, last seq {seq if seq is not None else '-'}"
-        if self._held_back is not None:
-            held = self._held_back
+        held = self.hold_back.held
+        if held is not None:
             return (f"broker {self.settings.broker} rejects record "
                     f"{held.seq if held.seq is not None else '-'} ({held.code} {held.reason}), "
                     f"see the journal; {done}; {backlog_text}")

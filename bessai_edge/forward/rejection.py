@@ -1,10 +1,13 @@
-"""Texts for a publish that the broker rejected with an MQTT 5 PUBACK reason code.
+"""A publish that the broker rejected with an MQTT 5 PUBACK reason code.
+
+``describe`` words the ERROR line, and ``HoldBack`` keeps the rejected record and the
+records behind it from going out in the wrong order.
 
 An MQTT 5 broker acknowledges a QoS 1 PUBLISH that it will not deliver with a PUBACK
 whose reason code is 0x80 or above. Mosquitto 2.0.11 sends 135 (Not authorized) when
 its ACL denies the topic and 149 (Packet too large) for a payload over
-``message_size_limit``, and may then close the connection. Over MQTT 3.1.1 the same broker
-sends a plain PUBACK, which is why the forwarder connects with MQTT 5 by default.
+``message_size_limit``, and may then close the connection. Over MQTT 3.1.1 the same
+broker sends a plain PUBACK, which is why the forwarder connects with MQTT 5 by default.
 """
 
 import dataclasses
@@ -59,3 +62,79 @@ def _remedy(rejection, username):
 
 def _seq_text(seq):
     return str(seq) if seq is not None else "-"
+
+
+class HoldBack:
+    """Which record the broker rejected, and how many records may be in flight.
+
+    While the broker rejects a record, that record goes alone on each connection, and
+    only its rejected messages. ``single`` also asks for one record alone after a
+    connection ended with records in flight, and at the start of a run over MQTT 5, so
+    a record rejected before a restart goes again before those behind it.
+    """
+
+    def __init__(self, single):
+        self.single = single      # send one record alone until a PUBACK comes
+        self.held = None          # the Rejection whose record is sent alone until accepted
+        self.rejections = 0       # how often the broker rejected that record
+        self._pending = None      # the oldest Rejection of this connection, to act on
+        self._pending_topics = set()  # topics of that record the broker rejected
+        self._held_topics = set()     # topics to send again for the held record
+
+    def one_at_a_time(self):
+        return self.single or self.held is not None
+
+    def note(self, entry, code, reason):
+        """Note that the broker rejected a message of the window ``entry``."""
+        message = entry.message
+        topic = message.topic if message else "-"
+        pending = self._pending
+        if pending is not None and pending.position == entry.position:
+            self._pending_topics.add(topic)   # another message of the same record
+            return
+        if pending is not None and pending.position < entry.position:
+            return   # a record after the oldest rejected one of this connection
+        self._pending_topics = {topic}
+        self._pending = Rejection(seq=entry.seq, position=entry.position, topic=topic,
+                                  size=len(message.payload) if message else 0,
+                                  code=code, reason=reason)
+
+    def take_pending(self):
+        """Return the oldest rejection of this connection, or None, and forget it."""
+        pending, self._pending = self._pending, None
+        return pending
+
+    def hold(self, rejection):
+        """Send ``rejection``'s record alone from now on, only its rejected messages."""
+        if self.held is None or rejection.position != self.held.position:
+            self.rejections = 0
+            self._held_topics = set()
+        self._held_topics |= self._pending_topics
+        self.held = rejection
+        self.rejections += 1
+
+    def messages_to_send(self, position, messages):
+        """Return the messages of the record at ``position`` to publish.
+
+        The held record's other messages were taken: sending them on every attempt
+        would repeat them without bound while only one topic is denied.
+        """
+        if self.held is None or position != self.held.position:
+            return messages
+        return [message for message in messages if message.topic in self._held_topics] or (
+            messages)
+
+    def acknowledged(self, position):
+        """Take acknowledgements up to ``position``; return the held Rejection they end."""
+        held = self.held
+        if held is not None and position < held.position:
+            return None
+        self.single = False
+        self.forget()
+        return held
+
+    def forget(self):
+        """Forget the held record, as when the spool is read again from its start."""
+        self.held = None
+        self.rejections = 0
+        self._held_topics = set()
