@@ -154,15 +154,15 @@ class Forwarder:
         settings = self.settings
         logger.info(
             "forwarding spool %s to MQTT broker %s as client %s (MQTT %s, %s, %s): topics "
-            "%s/<site>/<device>/telemetry and .../alarms, QoS 1, window %d records, %s%s",
+            "%s/<site>/<device>/telemetry and .../alarms, QoS 1, window %d records, %s",
             settings.spool_dir, settings.broker, settings.client_id, settings.protocol,
             "TLS" if settings.tls_context else "no TLS",
             f"user {settings.username}" if settings.username else "no user name",
             settings.topic_prefix, settings.inflight, self._describe_start(),
-            _protocol_caveat(settings.protocol), extra={"BESSAI_EVENT": "startup"})
+            extra={"BESSAI_EVENT": "startup"})
         if settings.protocol != "5":
-            logger.warning("MQTT 3.1.1 cannot report a refused publish: a record that broker "
-                           "%s refuses (ACL, message_size_limit) counts as delivered and is "
+            logger.warning("MQTT 3.1.1 cannot report a rejected publish: a record that broker "
+                           "%s rejects (ACL, message_size_limit) counts as delivered and is "
                            "deleted; set MQTT_PROTOCOL=5 if the broker supports it",
                            settings.broker, extra={"BESSAI_EVENT": "startup"})
         if self.replaced_checkpoint is not None:
@@ -330,11 +330,11 @@ class Forwarder:
         self.delivered += count
         self.outage.delivered(count)
         rejections = self.hold_back.rejections
-        held = self.hold_back.acknowledged((segment, offset))
-        if held is not None:
+        accepted = self.hold_back.acknowledged((segment, offset))
+        if accepted is not None:
             logger.info("broker %s accepted record %s on topic %s, which it had rejected "
                         "%d %s: forwarding goes on", self.settings.broker,
-                        held.seq if held.seq is not None else "-", held.topic,
+                        accepted.seq if accepted.seq is not None else "-", accepted.topic,
                         rejections, "time" if rejections == 1 else "times",
                         extra={"BESSAI_EVENT": "publish_accepted"})
             self.rate_limited.forget("publish_rejected")
@@ -564,10 +564,11 @@ class Forwarder:
         backlog_text = f"backlog {backlog / 1024:.0f} KiB" if backlog is not None else "backlog unknown"
         seq = self.acknowledged.seq if self.acknowledged else None
         done = f"{self.delivered} records delivered, last seq {seq if seq is not None else '-'}"
-        held = self.hold_back.held
-        if held is not None:
+        rejection = self.hold_back.rejection
+        if rejection is not None:
             return (f"broker {self.settings.broker} rejects record "
-                    f"{held.seq if held.seq is not None else '-'} ({held.code} {held.reason}), "
+                    f"{rejection.seq if rejection.seq is not None else '-'} "
+                    f"({rejection.code} {rejection.reason}), "
                     f"see the journal; {done}; {backlog_text}")
         if self.session.connected:
             return f"connected to {self.settings.broker}; {done}; {backlog_text}"
@@ -632,12 +633,4 @@ class Forwarder:
     def _position(checkpoint):
         return checkpoint.position if checkpoint is not None else None
 
-
-def _protocol_caveat(protocol):
-    """Return what the start line adds for ``protocol``: the risk of MQTT 3.1.1."""
-    if protocol == "5":
-        return ""
-    return ("; MQTT 3.1.1 cannot report a refused publish, so a record that the broker "
-            "drops (ACL, message_size_limit) counts as delivered: set MQTT_PROTOCOL=5 "
-            "when the broker supports it")
 

@@ -65,24 +65,24 @@ def _seq_text(seq):
 
 
 class HoldBack:
-    """Which record the broker rejected, and how many records may be in flight.
+    """The record the broker rejected, and how many records may be in flight.
 
     While the broker rejects a record, that record goes alone on each connection, and
-    only its rejected messages. ``single`` also asks for one record alone after a
-    connection ended with records in flight, and at the start of a run over MQTT 5, so
+    only its rejected messages. ``single`` also requests one record alone after a
+    connection ended with records in flight, and at the start of a run over MQTT 5. So
     a record rejected before a restart goes again before those behind it.
     """
 
     def __init__(self, single):
-        self.single = single      # send one record alone until a PUBACK comes
-        self.held = None          # the Rejection whose record is sent alone until accepted
-        self.rejections = 0       # how often the broker rejected that record
-        self._pending = None      # the oldest Rejection of this connection, to act on
+        self.single = single          # send one record alone until a PUBACK comes
+        self.rejection = None         # the Rejection whose record is held back until accepted
+        self.rejections = 0           # how often the broker rejected that record
+        self._pending = None          # the oldest Rejection of this connection, to act on
         self._pending_topics = set()  # topics of that record the broker rejected
         self._held_topics = set()     # topics to send again for the held record
 
     def one_at_a_time(self):
-        return self.single or self.held is not None
+        return self.single or self.rejection is not None
 
     def note(self, entry, code, reason):
         """Note that the broker rejected a message of the window ``entry``."""
@@ -106,11 +106,11 @@ class HoldBack:
 
     def hold(self, rejection):
         """Send ``rejection``'s record alone from now on, only its rejected messages."""
-        if self.held is None or rejection.position != self.held.position:
+        if self.rejection is None or rejection.position != self.rejection.position:
             self.rejections = 0
             self._held_topics = set()
         self._held_topics |= self._pending_topics
-        self.held = rejection
+        self.rejection = rejection
         self.rejections += 1
 
     def messages_to_send(self, position, messages):
@@ -119,22 +119,22 @@ class HoldBack:
         The held record's other messages were taken: sending them on every attempt
         would repeat them without bound while only one topic is denied.
         """
-        if self.held is None or position != self.held.position:
+        if self.rejection is None or position != self.rejection.position:
             return messages
         return [message for message in messages if message.topic in self._held_topics] or (
             messages)
 
     def acknowledged(self, position):
         """Take acknowledgements up to ``position``; return the held Rejection they end."""
-        held = self.held
-        if held is not None and position < held.position:
+        rejection = self.rejection
+        if rejection is not None and position < rejection.position:
             return None
         self.single = False
         self.forget()
-        return held
+        return rejection
 
     def forget(self):
         """Forget the held record, as when the spool is read again from its start."""
-        self.held = None
+        self.rejection = None
         self.rejections = 0
         self._held_topics = set()

@@ -51,9 +51,9 @@ _CREDENTIAL_REASONS = {"Bad user name or password", "Not authorized"}
 _UNSUPPORTED_PROTOCOL = "Unsupported protocol version"
 _PAHO_PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 # paho's DEBUG log line for a packet it cannot decode. paho-mqtt 2.2.0 writes it for a
-# PUBACK whose reason code MQTT 5 does not list for PUBACK, such as the 149 (Packet too
-# large) that Mosquitto 2.0.11 sends for a message over message_size_limit, and then
-# ends the connection with a protocol error.
+# PUBACK with a reason code that MQTT 5 does not list for PUBACK, then ends the
+# connection with a protocol error. Mosquitto 2.0.11 sends such a code, 149 (Packet too
+# large), for a message over message_size_limit.
 _MALFORMED_PACKET = "Received malformed packet"
 _PUBACK = 4
 
@@ -291,7 +291,7 @@ class MqttSession:
         """Report a failure PUBACK that paho could not decode as a rejected publish.
 
         NOTE: this reads the packet from paho's private ``_in_packet``, which paho-mqtt
-        2.2.0 still holds while it logs the decoding error. Another paho version may
+        2.2.0 still keeps while it logs the decoding error. Another paho version may
         not: the connection then only ends, and the records in flight are sent again.
         """
         packet = getattr(client, "_in_packet", None)
