@@ -73,12 +73,12 @@ def resolve_profile_path(name_or_path):
                        + hint)
 
 
-def _bundled_candidate(given):
+def _bundled_candidate(path):
     """Return the bundled file that a bare name or a ``registry/`` path names, or None."""
-    if given.parent == pathlib.Path(".") and given.suffix in ("", ".json"):
-        return registry_dir() / f"{given.stem}.json"
-    if not given.is_absolute() and given.parts[0] == "registry":
-        return registry_dir().joinpath(*given.parts[1:])
+    if path.parent == pathlib.Path(".") and path.suffix in ("", ".json"):
+        return registry_dir() / f"{path.stem}.json"
+    if not path.is_absolute() and path.parts[0] == "registry":
+        return registry_dir().joinpath(*path.parts[1:])
     return None
 
 
@@ -89,10 +89,10 @@ def found_through_working_directory(name_or_path):
     started in another directory, such as a systemd service (which runs in /), does
     not find the same file.
     """
-    given = pathlib.Path(str(name_or_path).strip())
-    if given.is_absolute() or not given.is_file():
+    path = pathlib.Path(str(name_or_path).strip())
+    if path.is_absolute() or not path.is_file():
         return False
-    candidate = _bundled_candidate(given)
+    candidate = _bundled_candidate(path)
     return candidate is None or not candidate.is_file()
 
 

@@ -28,7 +28,7 @@ _CONNECT, _PUBLISH, _PINGREQ, _DISCONNECT = 1, 3, 12, 14
 _CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
 # MQTT 5 adds the properties, here none (length 0), after the reason code.
 _CONNACK_ACCEPTED_MQTT5 = b"\x20\x03\x00\x00\x00"
-# MQTT 3.1.1's answer to a protocol level it does not support.
+# MQTT 3.1.1's reply to a protocol level it does not support.
 _CONNACK_UNACCEPTABLE_PROTOCOL = b"\x20\x02\x00\x01"
 _MQTT5 = 5
 _PINGRESP = b"\xd0\x00"

@@ -136,7 +136,7 @@ def test_forward_checkpoint_path_is_directory_exit_78(tmp_path):
             in result.stderr)
 
 
-def test_forward_state_dir_read_only_file_system_exit_78(tmp_path, needs_root):
+def test_forward_read_only_state_dir_exit_78(tmp_path, needs_root):
     # The advice was `chown`, which cannot help on a read-only mount.
     with read_only_spool_dir(tmp_path) as state_dir:
         result = run_forward(state_dir_environment(tmp_path, state_dir))
