@@ -25,9 +25,10 @@ logger = logging.getLogger(__name__)
 
 SYNC_CHECK_INTERVAL_S = 10.0  # seconds between two reads of the kernel's status
 # A change of time_ms - mono_s between two cycles beyond this is reported as a step. The
-# NTP frequency correction is limited to 500 ppm (adjtimex(2)), and the allowance per
-# second of monotonic time is twice that. A faster slew (chrony changes the tick length
-# for large offsets) or a step is reported.
+# NTP frequency correction is limited to 500 ppm (adjtimex(2): ADJ_FREQUENCY is clamped
+# to 32768000, in units of 2^-16 ppm), and the allowance per second of monotonic time is
+# twice that. A faster correction, such as a changed tick length (ADJ_TICK), or a step
+# is reported.
 STEP_MIN_MS = 1000.0
 STEP_ALLOWANCE_MS_PER_S = 1.0
 _TIME_ERROR = 5  # adjtimex's return value while the clock is not synchronized
@@ -54,7 +55,7 @@ _adjtimex = None  # libc's adjtimex, looked up at the first call
 
 
 class WallClockWatch:
-    """Follows the wall clock's synchronization and steps, once per cycle.
+    """The wall clock's NTP synchronization and its steps, observed once per cycle.
 
     ``observe`` costs a few arithmetic operations and comparisons per cycle, and reads
     the kernel's status every ``SYNC_CHECK_INTERVAL_S``. ``status`` is injectable for
