@@ -51,10 +51,10 @@ from bessai_edge.forward.checkpoint import Checkpoint
 from bessai_edge.forward.cursor import SpoolCursor
 from bessai_edge.forward.messages import BadRecord, TopicBuilder, messages_for, parse_record
 from bessai_edge.forward.outage import OutageLog
-from bessai_edge.forward.rejection import HoldBack, describe
+from bessai_edge.forward.rejection import PACKET_TOO_LARGE, HoldBack, Rejection, describe
 from bessai_edge.forward.retained import RetainedAlarms
 from bessai_edge.forward.sequence import SequenceCheck
-from bessai_edge.forward.session import Failure, MqttSession, State
+from bessai_edge.forward.session import Failure, MqttSession, State, publish_packet_size
 from bessai_edge.forward.window import InflightWindow
 from bessai_edge.ratelimit import RateLimitedLog
 from bessai_edge.spool import stats
@@ -271,7 +271,11 @@ class Forwarder:
         """
         self._republish_due = False
         messages = self.retained.messages()
+        limit = self.session.max_packet_size
         for message in messages:
+            if limit is not None and publish_packet_size(message.topic, message.payload) > limit:
+                self._log_too_large_republish(message, limit)
+                continue
             mid = self.session.publish(message.topic, message.payload, retain=True)
             if not self.session.connected:
                 return
@@ -309,6 +313,8 @@ class Forwarder:
         mids = []
         messages = messages_for(record, line, self.topics, self.retained.latest_alarms)
         messages = self.hold_back.messages_to_send(position, messages)
+        if self._hold_if_too_large(position, seq, messages):
+            return
         for message in messages:
             mids.append(self.session.publish(message.topic, message.payload, message.retain))
             if not self.session.connected:
@@ -317,6 +323,27 @@ class Forwarder:
         for message in messages:
             if message.retain:
                 self.retained.published(position, message)
+
+    def _hold_if_too_large(self, position, seq, messages):
+        """Hold back a record with a message over the broker's maximum packet size.
+
+        Sending it would make the broker close the connection without a PUBACK, on every
+        attempt, and the log would show only lost connections.
+        """
+        limit = self.session.max_packet_size
+        if limit is None:
+            return False
+        for message in messages:
+            size = publish_packet_size(message.topic, message.payload)
+            if size > limit:
+                break
+        else:
+            return False
+        rejection = Rejection(seq=seq, position=position, topic=message.topic, size=size,
+                              code=PACKET_TOO_LARGE, reason="Packet too large", limit=limit)
+        self.hold_back.note_unsent(rejection, [message.topic for message in messages])
+        self._drop_if_rejected()
+        return True
 
     def _take_acknowledged(self):
         acknowledged_run = self.window.take_acknowledged()
@@ -372,6 +399,17 @@ class Forwarder:
                               "alarm state for this device until it accepts a newer one; "
                               "check the broker's ACL and log", self.settings.broker, topic,
                               code, reason)
+
+    def _log_too_large_republish(self, message, limit):
+        """Report a retained alarm message, accepted before, that the broker's limit now forbids."""
+        self.rate_limited.log("republish_too_large", logging.ERROR,
+                              "did not publish the retained alarm message on topic %s again "
+                              "after connecting: it needs a PUBLISH packet of %d bytes, and "
+                              "broker %s accepts at most %d (its maximum packet size); the "
+                              "broker may hold no alarm state for this device until a newer "
+                              "one fits; raise the broker's max_packet_size", message.topic,
+                              publish_packet_size(message.topic, message.payload),
+                              self.settings.broker, limit)
 
     def _check_acknowledgement_wait(self):
         """Drop a connection whose oldest message waits too long for its PUBACK.
@@ -566,9 +604,10 @@ class Forwarder:
         done = f"{self.delivered} records delivered, last seq {seq if seq is not None else '-'}"
         rejection = self.hold_back.rejection
         if rejection is not None:
-            return (f"broker {self.settings.broker} rejects record "
-                    f"{rejection.seq if rejection.seq is not None else '-'} "
-                    f"({rejection.code} {rejection.reason}), "
+            seq_text = rejection.seq if rejection.seq is not None else "-"
+            why = (f"over its maximum packet size of {rejection.limit} bytes"
+                   if rejection.limit is not None else f"{rejection.code} {rejection.reason}")
+            return (f"broker {self.settings.broker} rejects record {seq_text} ({why}), "
                     f"see the journal; {done}; {backlog_text}")
         if self.session.connected:
             return f"connected to {self.settings.broker}; {done}; {backlog_text}"

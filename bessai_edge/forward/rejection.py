@@ -8,6 +8,10 @@ whose reason code is 0x80 or above. Mosquitto 2.0.11 sends 135 (Not authorized) 
 its ACL denies the topic and 149 (Packet too large) for a payload over
 ``message_size_limit``, and may then close the connection. Over MQTT 3.1.1 the same
 broker sends a plain PUBACK, which is why the forwarder connects with MQTT 5 by default.
+
+A record with a message larger than the maximum packet size that the broker announced
+is not sent, because the broker would close the connection without a PUBACK. The
+forwarder treats it as rejected and keeps it back in the same way.
 """
 
 import dataclasses
@@ -31,10 +35,17 @@ class Rejection:
     size: int            # payload bytes of the rejected message
     code: int            # the PUBACK reason code
     reason: str          # paho's name for the code, e.g. "Not authorized"
+    limit: int | None = None   # the broker's maximum packet size, for a record too large to send
 
 
 def describe(rejection, broker, username):
     """Return the log text for ``rejection``: what the broker did and what to change there."""
+    if rejection.limit is not None:
+        return (f"record {_seq_text(rejection.seq)} on topic {rejection.topic} needs a "
+                f"PUBLISH packet of {rejection.size} bytes, and broker {broker} accepts "
+                f"at most {rejection.limit} (its maximum packet size): not sent; raise "
+                f"the broker's max_packet_size well above {rejection.size} bytes (records "
+                f"differ in size), or remove it")
     return (f"broker {broker} rejected record {_seq_text(rejection.seq)} on topic "
             f"{rejection.topic} ({rejection.size} bytes): PUBACK reason code "
             f"{rejection.code} {rejection.reason}; {_remedy(rejection, username)}")
@@ -98,6 +109,11 @@ class HoldBack:
         self._pending = Rejection(seq=entry.seq, position=entry.position, topic=topic,
                                   size=len(message.payload) if message else 0,
                                   code=code, reason=reason)
+
+    def note_unsent(self, rejection, topics):
+        """Note a record too large to send; ``topics`` are those of all its messages."""
+        self._pending_topics = set(topics)
+        self._pending = rejection
 
     def take_pending(self):
         """Return the oldest rejection of this connection, or None, and forget it."""

@@ -13,6 +13,10 @@ The session reports to its listener by calling four methods: ``on_connected()``,
 above, MQTT 5 only: an MQTT 3.1.1 PUBACK has no reason code) and its name. The listener ends a
 connection that stopped working without the socket noticing (no PUBACK), or that must
 be retried later, with ``abandon(failure)``.
+
+An MQTT 5 broker may announce in its CONNACK the largest packet it accepts
+(``max_packet_size``): a client that sends a larger one is disconnected. The session
+keeps that limit, and ``publish_packet_size`` returns the size a message needs.
 """
 
 import dataclasses
@@ -56,6 +60,19 @@ _PAHO_PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 # large), for a message over message_size_limit.
 _MALFORMED_PACKET = "Received malformed packet"
 _PUBACK = 4
+
+
+def publish_packet_size(topic, payload):
+    """Return the bytes of a QoS 1 PUBLISH without properties, as MQTT 5 counts them.
+
+    MQTT 5 (OASIS standard, 3.2.2.3.6 Maximum Packet Size) counts the whole packet. That
+    is the fixed header byte, the remaining length (1 to 4 bytes), the topic with its
+    2-byte length, the 2-byte packet id, the property length and the payload.
+    """
+    remaining = 2 + len(topic.encode()) + 2 + 1 + len(payload)
+    length_bytes = 1 if remaining < 128 else 2 if remaining < 16_384 else (
+        3 if remaining < 2_097_152 else 4)
+    return 1 + length_bytes + remaining
 
 
 def _reason_name(code):
@@ -102,6 +119,7 @@ class MqttSession:
         self.attempts = 0             # every attempt since start
         self.next_attempt = clock()   # monotonic time of the next allowed attempt
         self._client = None
+        self.max_packet_size = None   # bytes, as the broker's CONNACK announced it
         self._connack_wait_start = 0.0
         self._connected_at = 0.0
         self._last_paho_error = ""
@@ -239,6 +257,7 @@ class MqttSession:
         if not reason_code.is_failure:
             self.state = State.CONNECTED
             self._connected_at = self.clock()
+            self.max_packet_size = getattr(properties, "MaximumPacketSize", None)
             self.listener.on_connected()
             return
         reason = str(reason_code)

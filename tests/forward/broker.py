@@ -31,7 +31,7 @@ class Mosquitto:
     """One broker process on 127.0.0.1; ``start``/``stop`` may be repeated (an outage)."""
 
     def __init__(self, directory, tls=None, password_file=None, port=None, persistence=True,
-                 acl_file=None, message_size_limit=None):
+                 acl_file=None, message_size_limit=None, max_packet_size=None):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_tcp_port()
@@ -62,6 +62,8 @@ class Mosquitto:
             lines += [f"acl_file {acl_file}"]
         if message_size_limit:
             lines += [f"message_size_limit {message_size_limit}"]
+        if max_packet_size:
+            lines += [f"max_packet_size {max_packet_size}"]
         if tls:
             lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}",
                       f"require_certificate {'true' if tls.get('require_client') else 'false'}"]

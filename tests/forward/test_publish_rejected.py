@@ -204,16 +204,26 @@ def test_forward_restart_sends_a_rejected_record_alone(tmp_path, spool_dir, stat
     writer.close()
 
 
-def test_forward_too_large_record_kept_until_limit_raised(tmp_path, spool_dir, state_dir):
-    broker = Mosquitto(tmp_path / "broker", message_size_limit=1000).start()
+def forward_one_large_record(tmp_path, broker, spool_dir, state_dir):
+    """Start a subscriber and a forwarder on 21 records, the 11th of them about 2 kB.
+
+    Return the subscriber, the writer, the large record's seq and the forwarder. The
+    alarm messages stay small.
+    """
     subscriber = Subscriber(broker.port).start()
-    writer = RecordWriter(spool_dir, segment_max_bytes=2048)
+    writer = RecordWriter(spool_dir, segment_max_bytes=4096)
     writer.append(10)
-    # About 2 kB of telemetry, over the 1000-byte limit; alarm messages stay small.
     large_seq, = writer.append(1, extra_values={"padding": "x" * 1500})
     writer.append(10)
     writer.spool.flush()
     forwarder = start_forwarder(tmp_path, broker, spool_dir, state_dir)
+    return subscriber, writer, large_seq, forwarder
+
+
+def test_forward_too_large_record_kept_until_limit_raised(tmp_path, spool_dir, state_dir):
+    broker = Mosquitto(tmp_path / "broker", message_size_limit=1000).start()
+    subscriber, writer, large_seq, forwarder = forward_one_large_record(
+        tmp_path, broker, spool_dir, state_dir)
     try:
         assert forwarder.wait_for_log("PUBACK reason code 149"), forwarder.log_text()
         time.sleep(2)
