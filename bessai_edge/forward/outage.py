@@ -5,9 +5,9 @@ is over once the forwarder is connected again, the connection has lasted (the
 session calls it settled), and the backlog that built up meanwhile is delivered.
 So a broker that keeps dropping the client gives one outage, not a pair of lines
 per connection. The closing line gives the time from the start of the outage to the
-connection that ended it, and how many records the backlog held. That time includes
-the backoff wait before the successful attempt, so the broker may have been back for
-part of it. Failed attempts in between are logged at DEBUG, except when the reason
+connection that ended it, and how many records that connection delivered before it
+first had nothing left to send, and the time that took. The first time includes the backoff wait
+before the successful attempt, so the broker may have been back for part of it. Failed attempts in between are logged at DEBUG, except when the reason
 changes (for example from "refused" to "credentials"), which is logged again because
 it usually needs a different fix. The start line and that line take the failure's
 level: WARNING, or ERROR for a broker that does not support MQTT 5 (``protocol``).
@@ -39,7 +39,7 @@ class OutageLog:
         self._reconnected = None   # monotonic time of the first connection after the start
         self._failures = 0
         self._kind = ""
-        self._delivered = 0
+        self._delivered = 0        # records delivered on this connection until caught up
         self._caught_up_at = None  # when the backlog was first delivered after reconnecting
         self._had_connection = False  # a connection was made since the process started
         self._never_connected = False  # the current outage began before any connection
@@ -78,9 +78,12 @@ class OutageLog:
         self._had_connection = True
         if self.active and self._reconnected is None:
             self._reconnected = self.clock()
+            self._delivered = 0
 
     def delivered(self, count):
-        if self.active:
+        # Records written after the backlog was delivered, while the connection settles,
+        # are not part of it.
+        if self.active and self._caught_up_at is None:
             self._delivered += count
 
     def caught_up(self, settled=True):

@@ -76,7 +76,29 @@ def test_outage_log_loss_while_draining_continues_outage(clock, caplog):
     assert outage.outages == 1
     over, = lines(caplog, logging.INFO)
     assert "reconnected to broker b:1883 after 15.0 s (2 failed attempts)" in over
-    assert "backlog of 400 records" in over
+    # The 100 records of the lost connection took time that the line does not count.
+    assert "backlog of 300 records" in over
+
+
+def test_outage_log_backlog_ends_at_catch_up(clock, caplog):
+    # Records delivered while the new connection settles were counted into the backlog,
+    # whose time ends when it was first delivered.
+    outage = OutageLog("b:1883", clock)
+    with caplog.at_level(logging.INFO, logger="bessai_edge.forward.outage"):
+        outage.failed(REFUSED, 1.0)
+        clock.now += 5
+        outage.connected()
+        clock.now += 2
+        outage.delivered(500)
+        assert not outage.caught_up(settled=False)
+        for _ in range(8):
+            clock.now += 1
+            outage.delivered(1)   # one new record a second while the connection settles
+            assert not outage.caught_up(settled=False)
+        clock.now += 1
+        assert outage.caught_up(settled=True)
+    over, = lines(caplog, logging.INFO)
+    assert over.endswith("delivered the backlog of 500 records in 2.0 s")
 
 
 def test_outage_log_credentials_reason_change_logged(clock, caplog):
