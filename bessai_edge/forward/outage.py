@@ -6,8 +6,9 @@ session calls it settled), and the backlog that built up meanwhile is delivered.
 So a broker that keeps dropping the client gives one outage, not a pair of lines
 per connection. The closing line gives the time from the start of the outage to the
 connection that ended it, and how many records that connection delivered before it
-first had nothing left to send, and the time that took. The first time includes the backoff wait
-before the successful attempt, so the broker may have been back for part of it. Failed attempts in between are logged at DEBUG, except when the reason
+first had nothing left to send, and the time that took. The first time includes the
+backoff wait before the successful attempt, so the broker may have been back for part
+of it. Failed attempts in between are logged at DEBUG, except when the reason
 changes (for example from "refused" to "credentials"), which is logged again because
 it usually needs a different fix. The start line and that line take the failure's
 level: WARNING, or ERROR for a broker that does not support MQTT 5 (``protocol``).
