@@ -401,7 +401,7 @@ class Forwarder:
                               code, reason)
 
     def _log_too_large_republish(self, message, limit):
-        """Report a retained alarm message, accepted before, that the broker's limit now forbids."""
+        """Report a retained alarm message that exceeds a maximum packet size lowered since."""
         self.rate_limited.log("republish_too_large", logging.ERROR,
                               "did not publish the retained alarm message on topic %s again "
                               "after connecting: it needs a PUBLISH packet of %d bytes, and "
