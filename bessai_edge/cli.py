@@ -35,7 +35,7 @@ def build_parser():
         description=_("Modbus TCP edge gateway for battery energy storage systems."))
     parser.add_argument("--version", action="version", version=f"bessai-edge {__version__}",
                         help=_("show the version and exit"))
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar=_("COMMAND"))
     subparsers.required = True
     for name in COMMANDS:
         module = importlib.import_module(f"bessai_edge.commands.{name}")

@@ -31,7 +31,7 @@ READ_PASSES = 2           # the second pass reads around addresses learned in th
 
 
 def add_arguments(parser):
-    parser.add_argument("--env-file", metavar="FILE",
+    parser.add_argument("--env-file", metavar=_("FILE"),
                         help=_("read settings from FILE (EnvironmentFile syntax) before the "
                                "environment, e.g. /etc/bessai/bessai.env"))
     parser.add_argument("--json", action="store_true",
@@ -43,7 +43,7 @@ def add_arguments(parser):
                                "plan needs no discovery, have quality comm_error. A request "
                                "the device answers with an exception shows as its points' "
                                "error, such as exception_11"))
-    parser.add_argument("--device", metavar="NAME",
+    parser.add_argument("--device", metavar=_("NAME"),
                         help=_("check only this device (see DEVICES)"))
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                         default="error",

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser):
     parser.add_argument(
-        "--env-file", metavar="FILE",
+        "--env-file", metavar=_("FILE"),
         help=_("read settings from FILE (systemd EnvironmentFile syntax); variables set in "
                "the environment override it"))
 

@@ -9,14 +9,14 @@ HELP = "list the bundled device profiles, or show one profile's read plan (profi
 
 
 def add_arguments(parser):
-    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions = parser.add_subparsers(dest="action", metavar=_("ACTION"))
     actions.add_parser("list", help=_("list the bundled profiles (the default)"))
     show = actions.add_parser("show", help=_("show a profile's device settings and read plan"))
-    show.add_argument("name", metavar="NAME",
+    show.add_argument("name", metavar=_("NAME"),
                       help=_("bundled profile name (huawei_sun2000) or path of a profile file"))
     show.add_argument("--unit-id", type=int, default=None, metavar="ID",
                       help=_("main unit id instead of the profile's (like MODBUS_SLAVE_ID)"))
-    show.add_argument("--unit", action="append", default=[], metavar="ROLE=ID",
+    show.add_argument("--unit", action="append", default=[], metavar=_("ROLE=ID"),
                       help=_("unit id of a unit role, e.g. vebus=246 (like MODBUS_UNIT_VEBUS)"))
     show.add_argument("--json", action="store_true",
                       help=_("print the plan as one JSON object"))

@@ -19,7 +19,7 @@ HELP = "poll the devices and append their telemetry to the spool"
 
 def add_arguments(parser):
     parser.add_argument(
-        "--env-file", metavar="FILE",
+        "--env-file", metavar=_("FILE"),
         help=_("read settings from FILE (systemd EnvironmentFile syntax); variables set in "
                "the environment override it"))
     parser.add_argument(

@@ -27,10 +27,10 @@ def add_arguments(parser):
                       "--host/--port (the port is in use, or the address is not on this "
                       "host).")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--profile", metavar="NAME",
+    source.add_argument("--profile", metavar=_("NAME"),
                         help=_("profile to simulate: a bundled name such as huawei_sun2000, "
                                "or the path of a profile JSON file"))
-    source.add_argument("--capture", metavar="FILE",
+    source.add_argument("--capture", metavar=_("FILE"),
                         help=_("serve a recorded register image (a capture JSON file)"))
     parser.add_argument("--host", default="127.0.0.1",
                         help=_("address to listen on (default: %(default)s)"))
@@ -40,7 +40,7 @@ def add_arguments(parser):
                         help=_("serve the profile's default unit id, or the capture's, as N "
                                "instead"))
     parser.add_argument("--unit", type=_argument(_parse_role_unit), action="append", default=[],
-                        metavar="ROLE=N", dest="unit_roles",
+                        metavar=_("ROLE=N"), dest="unit_roles",
                         help=_("serve a unit role of a multi-unit profile (such as Victron's "
                                "vebus) as unit id N; repeatable"))
     parser.add_argument("--unknown-unit", choices=("exception11", "ffff", "none"),
@@ -56,11 +56,11 @@ def add_arguments(parser):
                               "(default: %(default)s)"))
     model.add_argument("--seed", type=int, default=1,
                        help=_("seed of the model's random variation (default: %(default)s)"))
-    model.add_argument("--set", action="append", default=[], metavar="POINT=VALUE",
+    model.add_argument("--set", action="append", default=[], metavar=_("POINT=VALUE"),
                        dest="pinned",
                        help=_("serve a fixed engineering value for a point or canonical field, "
                               "e.g. soc_pct=0; repeatable"))
-    model.add_argument("--sentinel", action="append", default=[], metavar="POINT",
+    model.add_argument("--sentinel", action="append", default=[], metavar=_("POINT"),
                        help=_("serve the 'not available' value for a point or canonical "
                               "field; repeatable"))
     faults = parser.add_argument_group(_("faults"))

@@ -52,7 +52,7 @@ def test_usage_error_required_group_spanish():
 def test_usage_error_invalid_choice_spanish():
     result = _bessai(["nope"], SPANISH)
     assert result.returncode == 2
-    assert "bessai: error: argumento COMMAND: valor no válido: 'nope'" in result.stderr
+    assert "bessai: error: argumento COMANDO: valor no válido: 'nope'" in result.stderr
 
 
 def test_misspelt_command_suggests_the_likely_one():
@@ -68,7 +68,17 @@ def test_misspelt_command_suggests_the_likely_one():
 def test_usage_error_missing_argument_spanish():
     result = _bessai(["profiles", "show"], SPANISH)
     assert result.returncode == 2
-    assert "faltan los siguientes argumentos obligatorios: NAME" in result.stderr
+    assert "faltan los siguientes argumentos obligatorios: NOMBRE" in result.stderr
+
+
+def test_help_placeholders_spanish():
+    # The placeholders stayed English (--env-file FILE) beside Spanish help texts.
+    spanish = _bessai(["run", "--help"], {**SPANISH, "COLUMNS": "200"})
+    english = _bessai(["run", "--help"], {**ENGLISH, "COLUMNS": "200"})
+    assert spanish.stdout.startswith("uso: bessai run [-h] [--env-file ARCHIVO] [--cycles N]")
+    assert "leer la configuración de ARCHIVO (sintaxis" in spanish.stdout
+    assert "FILE" not in spanish.stdout
+    assert english.stdout.startswith("usage: bessai run [-h] [--env-file FILE] [--cycles N]")
 
 
 def test_help_english_without_spanish_lang():
