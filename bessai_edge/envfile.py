@@ -109,6 +109,12 @@ def _permission_problem(path, error):
         status = os.stat(path)
     except OSError:
         status = None
+    if access.user_name() == access.SERVICE_USER:
+        # The services cannot use sudo: the fix is the file's owner and mode.
+        return _("cannot read settings file {path}: {error}; the services read it as user "
+                 "{user}, through group {user}: chown root:{user} {path} and chmod 640 "
+                 "{path}").format(path=path, error=os_error_text(error),
+                                  user=access.SERVICE_USER)
     group = None
     if status is not None and status.st_mode & stat.S_IRGRP:
         group = access.group_name(status.st_gid)

@@ -5,6 +5,9 @@ nothing of bessai-edge can still catch ``ValueError`` or ``OSError``.
 """
 
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd does not restart on it
+# sysexits.h EX_UNAVAILABLE, for a service switched off in its settings: `bessai forward`
+# with MQTT_ENABLED false. Its unit counts it as success and does not restart on it.
+EX_UNAVAILABLE = 69
 
 
 class BessaiError(Exception):

@@ -135,6 +135,7 @@ def main(args):
     _warn_of_privileged_health_port(settings.health_listen)
     _warn_of_unsynchronized_clock()
     _warn_of_relative_profile_paths(devices)
+    _warn_of_unreadable_profiles(devices)
     from bessai_edge.diagnosis import exit_status
 
     status = exit_status([check.findings for check in checks])
@@ -204,6 +205,25 @@ def _warn_of_relative_profile_paths(devices):
                     "/, where it is not found: give its absolute path, {absolute}").format(
                         path=device.profile, device=device.name, directory=directory,
                         absolute=os.path.abspath(device.profile)), file=sys.stderr)
+
+
+def _warn_of_unreadable_profiles(devices):
+    """Warn of a profile file that this shell reads but the installed services cannot."""
+    from bessai_edge.errors import ProfileError
+    from bessai_edge.profile.registry import registry_dir, resolve_profile_path
+    from bessai_edge.service.sandbox import service_profile_problems
+
+    bundled = os.path.realpath(registry_dir())
+    for device in devices:
+        try:
+            path = os.path.realpath(resolve_profile_path(device.profile))
+        except ProfileError:
+            continue   # reported with the device
+        if os.path.commonpath([path, bundled]) == bundled:
+            continue
+        for problem in service_profile_problems(path):
+            print(_("bessai check: warning: the installed services will not start: {problem}"
+                    ).format(problem=problem), file=sys.stderr)
 
 
 def _warn_of_unsynchronized_clock():

@@ -9,8 +9,8 @@ SIGTERM and SIGINT stop the loop: records in flight get a short time for their
 acknowledgements, the checkpoint is saved, and the exit status is 0.
 
 With ``MQTT_ENABLED`` false the command logs that forwarding is off, tells systemd it
-is ready and exits 0, so the unit ends up inactive without counting as failed and is
-not restarted (``Restart=on-failure``).
+is ready and exits 69 (``EX_UNAVAILABLE``). The unit counts that status as success and
+does not restart on it, although it restarts after any other exit (``Restart=always``).
 """
 
 import logging
@@ -32,6 +32,7 @@ def add_arguments(parser):
 
 
 def main(args):
+    from bessai_edge.errors import EX_UNAVAILABLE
     from bessai_edge.forward.checkpoint import CheckpointFile
     from bessai_edge.forward.forwarder import Forwarder
     from bessai_edge.forward.lock import SpoolLock
@@ -39,6 +40,7 @@ def main(args):
                                               require_usable_state_dir)
     from bessai_edge.service import journal
     from bessai_edge.service.notify import Notifier
+    from bessai_edge.service.privileges import switch_to_spool_owner
     from bessai_edge.spool.reader import SpoolReader
 
     environ = read_environment(args.env_file)
@@ -50,8 +52,9 @@ def main(args):
     if not settings.enabled:
         logger.info("MQTT forwarding is off (MQTT_ENABLED is not true): nothing to do, exiting")
         notifier.ready("MQTT forwarding is off: set MQTT_ENABLED=true and restart")
-        return 0
+        return EX_UNAVAILABLE
 
+    switch_to_spool_owner(settings.spool_dir)
     require_usable_state_dir(settings)
     reader = SpoolReader(settings.spool_dir)
     reader.segments()  # a missing or unreadable spool directory raises SpoolError (exit 78)

@@ -41,6 +41,7 @@ def _positive_int(text):
 def main(args):
     from bessai_edge import settings as settings_module
     from bessai_edge.service import journal
+    from bessai_edge.service.privileges import switch_to_spool_owner
 
     environ = settings_module.read_environment(args.env_file)
     for warning in environ.warnings:
@@ -55,6 +56,7 @@ def main(args):
     if spool_problems:
         raise ConfigError(spool_problems)
     journal.setup_logging(settings.log_level, site=settings.site_id)
+    switch_to_spool_owner(settings.spool.directory)
     with contextlib.ExitStack() as cleanup:
         try:
             gateway = _start(settings, cleanup)

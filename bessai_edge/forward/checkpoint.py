@@ -16,6 +16,10 @@ import os
 
 import orjson
 
+from bessai_edge.access import user_name
+from bessai_edge.errors import ConfigError
+from bessai_edge.i18n import _, os_error_text
+
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "forward-checkpoint.json"
@@ -58,6 +62,13 @@ class CheckpointFile:
                 data = stream.read()
         except FileNotFoundError:
             return None
+        except PermissionError as error:
+            # Left by a forwarder run as root before it switched user: restarting cannot
+            # fix it, and starting from the oldest record would resend the whole spool.
+            raise ConfigError([_(
+                "cannot read the checkpoint {path}: {error}: give it to the user that runs "
+                "the forwarder ({user}): chown {user}: {path}").format(
+                    path=self.path, error=os_error_text(error), user=user_name())]) from error
         try:
             return _parse(data)
         except ValueError as error:

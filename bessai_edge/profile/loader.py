@@ -4,12 +4,12 @@ import json
 import logging
 
 from bessai_edge.errors import ProfileError
-from bessai_edge.i18n import _, os_error_text
+from bessai_edge.i18n import _
 from bessai_edge.profile import validate as validation
 from bessai_edge.profile.fields import FUNCTIONS
 from bessai_edge.profile.model import (
     Derived, DerivedTerm, Document, Hole, PointDef, Profile, UnitRole)
-from bessai_edge.profile.registry import resolve_profile_path
+from bessai_edge.profile.registry import resolve_profile_path, unreadable_profile_text
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,7 @@ def load_profile(path_or_name):
     try:
         text = path.read_text(encoding="utf-8-sig")  # an editor's byte order mark is skipped
     except OSError as error:
-        raise _profile_error([_("{path}: cannot read the profile: {error}").format(
-            path=path, error=os_error_text(error))]) from error
+        raise _profile_error([unreadable_profile_text(path, error)]) from error
     except UnicodeDecodeError as error:
         raise _profile_error([_("{path}: not a profile: byte 0x{byte:02x} at offset {offset} "
                                 "is not UTF-8 text, and a profile is a UTF-8 JSON file").format(

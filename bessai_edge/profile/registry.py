@@ -8,11 +8,13 @@ The registry is the first of these directories that exists:
 """
 
 import difflib
+import errno
 import os
 import pathlib
 
+from bessai_edge.access import user_name
 from bessai_edge.errors import ProfileError
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, os_error_text
 
 ENVIRONMENT_VARIABLE = "BESSAI_REGISTRY_DIR"
 SOURCE_REGISTRY = pathlib.Path(__file__).resolve().parent.parent.parent / "registry"
@@ -41,6 +43,17 @@ def bundled_profiles():
                   if path.name != SCHEMA_FILE)
 
 
+def unreadable_profile_text(path, error):
+    """Return the message for a profile file that the process cannot read."""
+    text = _("{path}: cannot read the profile: {error}").format(
+        path=path, error=os_error_text(error))
+    if error.errno != errno.EACCES:
+        return text
+    return text + _("; user {user} needs read access to the file and to the directories "
+                    "above it, as does the bessai user of the services: keep profiles in "
+                    "/etc/bessai/profiles, mode 0644").format(user=user_name())
+
+
 def resolve_profile_path(name_or_path):
     """Return the file of a profile given by bare name, ``registry/NAME.json`` or path.
 
@@ -53,9 +66,13 @@ def resolve_profile_path(name_or_path):
         raise ProfileError(_("profile: the name is empty: give a bundled profile name such as "
                              "huawei_sun2000 or the path of a profile JSON file"))
     given = pathlib.Path(text)
-    if given.is_file():
+    try:
+        is_file, is_dir = given.is_file(), given.is_dir()
+    except OSError as error:   # a directory above it that the user may not enter
+        raise ProfileError(unreadable_profile_text(given, error)) from error
+    if is_file:
         return given
-    if given.is_dir():
+    if is_dir:
         raise ProfileError(_("profile {name!r}: {path} is a directory: give the path of a "
                              "profile JSON file (such as {path}/huawei_sun2000.json) or a "
                              "bundled profile name").format(name=text, path=given))

@@ -1,4 +1,4 @@
-"""The spool directory as the installed services will see it, for ``bessai check``.
+"""The spool directory and profiles as the installed services will see them, for ``bessai check``.
 
 ``bessai check`` runs in a technician's shell, often as root, outside the units'
 sandbox. A spool directory that passes there can still stop the services: the units
@@ -53,6 +53,21 @@ def service_spool_problems(directory):
     return problems
 
 
+def service_profile_problems(path):
+    """Return the problems the services would meet reading profile file ``path``."""
+    installed = any(unit_writable_paths(unit) is not None for unit in UNITS)
+    hidden = _hidden_by_sandbox(path) if installed else None
+    if hidden:
+        return [_("profile {path} is under {top}, which the units' {setting} hides from the "
+                  "services: keep profiles in /etc/bessai/profiles").format(
+                      path=path, top=hidden[0], setting=hidden[1])]
+    if os.geteuid() == 0 and not readable_by_user(path, SERVICE_USER):
+        return [_("profile {path} is not readable by the {user} user, which the services "
+                  "run as: the file needs mode 0644 and each directory above it mode 0755, "
+                  "as in /etc/bessai/profiles").format(path=path, user=SERVICE_USER)]
+    return []
+
+
 def unit_writable_paths(unit):
     """Return the ReadWritePaths= of an installed, loaded unit, or None when unknown.
 
@@ -72,19 +87,35 @@ def writable_by_user(directory, user):
     does not exist, or a directory that cannot be read, counts as writable: other
     checks report those.
     """
+    return _accessible_by_user(directory, user, (stat.S_IXUSR | stat.S_IWUSR,
+                                                 stat.S_IXGRP | stat.S_IWGRP,
+                                                 stat.S_IXOTH | stat.S_IWOTH))
+
+
+def readable_by_user(path, user):
+    """Return True when ``user`` may read file ``path`` by the mode bits, as above."""
+    return _accessible_by_user(path, user, (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH))
+
+
+def _accessible_by_user(path, user, needed):
+    """Return True when the mode bits give ``user`` the access ``needed`` to ``path``.
+
+    ``needed`` contains the bits for the owner, the group and others.
+    """
     try:
         account = pwd.getpwnam(user)
-        status = os.stat(directory)
+        status = os.stat(path)
     except (KeyError, OSError):
         return True
     groups = {account.pw_gid} | {group.gr_gid for group in grp.getgrall()
                                  if user in group.gr_mem}
-    if not _permits(status, account.pw_uid, groups, write=True):
+    if not _permits(status, account.pw_uid, groups, needed):
         return False
-    parent = os.path.dirname(os.path.realpath(directory))
+    search = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+    parent = os.path.dirname(os.path.realpath(path))
     while True:
         try:
-            if not _permits(os.stat(parent), account.pw_uid, groups, write=False):
+            if not _permits(os.stat(parent), account.pw_uid, groups, search):
                 return False
         except OSError:
             return True
@@ -93,15 +124,15 @@ def writable_by_user(directory, user):
         parent = os.path.dirname(parent)
 
 
-def _permits(status, uid, groups, write):
-    """Return True when the mode bits give ``uid`` search (and ``write``) access."""
+def _permits(status, uid, groups, needed):
+    """Return True when the mode bits give ``uid`` the owner's, group's or others' ``needed``."""
     if status.st_uid == uid:
-        needed = stat.S_IXUSR | (stat.S_IWUSR if write else 0)
+        bits = needed[0]
     elif status.st_gid in groups:
-        needed = stat.S_IXGRP | (stat.S_IWGRP if write else 0)
+        bits = needed[1]
     else:
-        needed = stat.S_IXOTH | (stat.S_IWOTH if write else 0)
-    return status.st_mode & needed == needed
+        bits = needed[2]
+    return status.st_mode & bits == bits
 
 
 def _hidden_by_sandbox(directory):

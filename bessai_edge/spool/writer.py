@@ -481,9 +481,11 @@ class Spool:
             self._save_state()
 
     def _end_drop_episode(self, seq, now):
-        log.warning("spool %s accepts writes again after %.1f s: dropped %d records "
-                    "(sequence numbers %d-%d)", self.directory, now - self._drop_started,
-                    seq - self._drop_first_seq, self._drop_first_seq, seq - 1)
+        first, count = self._drop_first_seq, seq - self._drop_first_seq
+        dropped = (f"1 record (sequence number {first})" if count == 1 else
+                   f"{count} records (sequence numbers {first}-{seq - 1})")
+        log.warning("spool %s accepts writes again after %.1f s: dropped %s", self.directory,
+                    now - self._drop_started, dropped)
         self._drop_first_seq = None
         self._save_state()
 

@@ -89,3 +89,18 @@ def test_inside_any_resolves_paths(tmp_path):
     assert sandbox._inside_any(str(link), [str(tmp_path / "spool")])
     assert not sandbox._inside_any(str(tmp_path), [str(tmp_path / "spool")])
     assert not sandbox._inside_any(str(tmp_path / "spoolish"), [str(tmp_path / "spool")])
+
+
+@pytest.mark.parametrize("mode, parent_mode, readable", [
+    (0o600, 0o755, False),    # a root shell read it, and the service could not
+    (0o644, 0o755, True),
+    (0o644, 0o700, False),    # a directory above it that only root may enter
+])
+def test_readable_by_user_file_and_parents(open_dir, as_root, mode, parent_mode, readable):
+    profiles = open_dir / "profiles"
+    profiles.mkdir()
+    profile = profiles / "site.json"
+    profile.write_text("{}")
+    profile.chmod(mode)
+    profiles.chmod(parent_mode)
+    assert sandbox.readable_by_user(str(profile), USER) is readable

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from bessai_edge.errors import EX_CONFIG
+from bessai_edge.errors import EX_CONFIG, EX_UNAVAILABLE
 from tests.conftest import free_tcp_port
 from tests.forward.conftest import (ForwarderProcess, forward_command, forward_environment,
                                     receive_notifications)
@@ -22,11 +22,11 @@ def base_environment():
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
 
 
-def test_forward_command_disabled_exits_zero(tmp_path):
+def test_forward_command_disabled_exits_69(tmp_path):
     env_file = tmp_path / "bessai.env"
     env_file.write_text("SITE_ID=SITE-TEST-001\nMQTT_ENABLED=false\nMQTT_BROKER_HOST=\n")
     result = run_forward(base_environment(), "--env-file", str(env_file))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EX_UNAVAILABLE, result.stderr
     assert "MQTT forwarding is off (MQTT_ENABLED is not true)" in result.stderr
 
 
@@ -58,7 +58,7 @@ def test_forward_command_misspelt_run_name_ignored(tmp_path):
     env_file = tmp_path / "bessai.env"
     env_file.write_text("SITE_ID=SITE-TEST-001\nSCAN_INTERVL_S=2\nMQTT_ENABLED=false\n")
     result = run_forward(base_environment(), "--env-file", str(env_file))
-    assert result.returncode == 0, result.stderr   # `bessai run` reports it, once
+    assert result.returncode == EX_UNAVAILABLE, result.stderr   # `bessai run` reports it
     assert "SCAN_INTERVL_S" not in result.stderr
 
 
@@ -67,7 +67,7 @@ def test_forward_command_environment_overrides_file(tmp_path):
     env_file.write_text("MQTT_ENABLED=true\nMQTT_BROKER_HOST=192.168.1.200\n")
     result = run_forward({**base_environment(), "MQTT_ENABLED": "false"},
                          "--env-file", str(env_file))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EX_UNAVAILABLE, result.stderr   # forwarding off
 
 
 def test_forward_command_missing_state_dir_exit_78(tmp_path):

@@ -13,7 +13,8 @@ GATEWAY_UNIT = REPO / "systemd" / "bessai.service"
 # Settings that differ between the two units on purpose.
 OWN_SETTINGS = {"Description", "ExecStart", "WatchdogSec", "ReadWritePaths", "StateDirectory",
                 "StateDirectoryMode", "ProcSubset", "Nice", "IOSchedulingClass",
-                "IOSchedulingPriority", "KillMode"}
+                "IOSchedulingPriority", "KillMode", "RestartPreventExitStatus",
+                "SuccessExitStatus"}
 
 # The gateway alone reads the clock's NTP status, for its records (systemd/README.md).
 GATEWAY_ONLY = {"SystemCallFilter": ("adjtimex clock_adjtime clock_adjtime64",)}
@@ -37,8 +38,10 @@ def test_forward_unit_service_settings():
     assert settings["ExecStart"] == ["/usr/bin/bessai forward --env-file /etc/bessai/bessai.env"]
     assert settings["EnvironmentFile"] == ["/etc/bessai/bessai.env"]
     assert int(settings["WatchdogSec"][0]) >= 30
-    assert settings["Restart"] == ["on-failure"]
-    assert settings["RestartPreventExitStatus"] == ["78"]
+    assert settings["Restart"] == ["always"]
+    # 69: MQTT_ENABLED is false, which ends the unit inactive, not failed and not restarted.
+    assert settings["RestartPreventExitStatus"] == ["69 78"]
+    assert settings["SuccessExitStatus"] == ["69"]
     assert settings["StateDirectory"] == ["bessai"]      # /var/lib/bessai, the checkpoint
     assert "/var/spool/bessai" in settings["ReadWritePaths"][0]
 

@@ -43,7 +43,7 @@ def exposure_level(output):
     ("User", "bessai"),
     ("Group", "bessai"),
     ("WatchdogSec", "30"),
-    ("Restart", "on-failure"),
+    ("Restart", "always"),     # on-failure left it stopped after a stray SIGTERM
     ("RestartPreventExitStatus", "78"),
     ("KillMode", "mixed"),
     ("ReadWritePaths", "-/var/spool/bessai"),

@@ -95,6 +95,29 @@ def test_full_disk_drops_records_and_resumes(small_disk, caplog):
     assert_spool_valid(spool_dir)
 
 
+def test_full_disk_one_dropped_record_singular(small_disk, caplog):
+    # The warning read "dropped 1 records (sequence numbers 2-2)".
+    caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir()
+    spool = Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20,
+                  fsync_interval_s=0).open()
+    try:
+        assert spool.append(sample_record(0)) == 1
+        filler = fill_disk(small_disk)
+        # The segment's last page may still take a few records before one is dropped.
+        dropped = next(number for number in range(1, 300)
+                       if spool.append(sample_record(number)) is None)
+        dropped_seq = dropped + 1
+        filler.unlink()
+        assert spool.append(sample_record(300)) == dropped_seq + 1
+    finally:
+        spool.close()
+
+    resumed, = warnings_about(caplog, "accepts writes again")
+    assert resumed.getMessage().endswith(f"dropped 1 record (sequence number {dropped_seq})")
+
+
 def test_full_disk_short_write_names_cause(small_disk, caplog):
     # A line that crosses into a page the full tmpfs cannot allocate is written in part.
     # The warning names the cause as the OS does, with the byte counts.

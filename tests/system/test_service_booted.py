@@ -99,6 +99,39 @@ def wait_for_property(container, name, predicate, timeout=60):
         time.sleep(0.2)
 
 
+def restart_after(container, command):
+    """Run ``command`` ({pid} is the main PID) and wait for the automatic restart.
+
+    Return the unit's MainPID and NRestarts before, and its MainPID after.
+    """
+    before = show(container, "MainPID", "NRestarts")
+    container.run(command.format(pid=before["MainPID"]))
+    wait_for_property(container, "NRestarts",
+                      lambda value: int(value) > int(before["NRestarts"]))
+    container.wait_for(f"systemctl is-active --quiet {UNIT}", timeout=60)
+    return before, show(container, "MainPID")
+
+
+def check_with_each(container, name, values):
+    """Run ``bessai check`` once with setting ``name`` set to each of ``values``."""
+    results = []
+    for value in values:
+        set_settings(container, **{name: value})
+        results.append(container.run(f"bessai check --env-file {SETTINGS}", check=False,
+                                     env={"LANG": "C.UTF-8"}))
+    return results
+
+
+def forwarder_state(container, *properties):
+    """Return the forwarder unit's ``properties`` and the journal of its last invocation."""
+    args = " ".join(f"-p {name}" for name in (*properties, "InvocationID"))
+    output = container.run(f"systemctl show {args} {FORWARD_UNIT}").stdout
+    values = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    log = container.run(f"journalctl --no-pager -o cat "
+                        f"_SYSTEMD_INVOCATION_ID={values['InvocationID']}").stdout
+    return values, log
+
+
 def start_fresh(container):
     """Restart the unit, wait until it is active and return its invocation id."""
     container.run(f"systemctl reset-failed {UNIT}", check=False)
@@ -222,18 +255,32 @@ class TestServiceUnderSystemd:
 
     def test_watchdog_restarts_stopped_process(self, service):
         container, _port = service
-        before = show(container, "MainPID", "NRestarts")
-
-        container.run(f"kill -STOP {before['MainPID']}")
-        wait_for_property(container, "NRestarts",
-                          lambda value: int(value) > int(before["NRestarts"]))
-        container.wait_for(f"systemctl is-active --quiet {UNIT}", timeout=60)
-        after = show(container, "MainPID")
+        before, after = restart_after(container, "kill -STOP {pid}")
         log = container.run(f"journalctl --no-pager -o cat -u {UNIT} -n 200").stdout
 
         assert after["MainPID"] not in ("0", before["MainPID"])
         assert "Watchdog timeout" in log
         assert "Failed with result 'watchdog'" in log
+
+    def test_sigterm_from_kill_restarts(self, service):
+        # With Restart=on-failure a stray SIGTERM (systemctl kill, kill PID) stopped the
+        # gateway for good: it exits 0 after one, which systemd counts as clean.
+        container, _port = service
+        before, after = restart_after(container, f"systemctl kill {UNIT}")
+
+        assert after["MainPID"] not in ("0", before["MainPID"])
+
+    def test_forwarder_off_ends_inactive_without_restart(self, service):
+        container, _port = service
+        container.run(f"systemctl restart {FORWARD_UNIT}", check=False)
+        time.sleep(7)   # longer than RestartSec=5, so a restart would have happened
+        properties, _log = forwarder_state(container, "ActiveState", "Result",
+                                           "ExecMainStatus", "NRestarts")
+
+        assert properties["ActiveState"] == "inactive"
+        assert properties["Result"] == "success"
+        assert properties["ExecMainStatus"] == "69"
+        assert properties["NRestarts"] == "0"
 
     def test_abort_leaves_python_traceback(self, service):
         container, _port = service
@@ -260,6 +307,10 @@ class TestServiceUnderSystemd:
         ("SPOOL_DIR", "/var/lib/bessai", "spool directory /var/lib/bessai is read-only for "
                                          "the service: the bessai unit may write only to "
                                          "/var/spool/bessai"),
+        # ProtectHome=yes denies /root: this was a traceback, exit 1 and a restart loop.
+        ("DRIVER_PROFILE_PATH", "/root/site.json", "/root/site.json: cannot read the profile: "
+                                                   "permission denied; user bessai needs read "
+                                                   "access"),
     ])
     def test_config_error_exits_78_without_restart(self, service, name, value, message):
         container, _port = service
@@ -294,11 +345,7 @@ class TestServiceUnderSystemd:
             re.sub(r"^MQTT_ENABLED=.*$", "MQT_ENABLED=false", saved, flags=re.MULTILINE))
         try:
             container.run(f"systemctl restart {FORWARD_UNIT}", check=False)
-            output = container.run(f"systemctl show -p ActiveState -p ExecMainStatus "
-                                   f"-p InvocationID {FORWARD_UNIT}").stdout
-            properties = dict(line.split("=", 1) for line in output.splitlines())
-            log = container.run(f"journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="
-                                f"{properties['InvocationID']}").stdout
+            properties, log = forwarder_state(container, "ActiveState", "ExecMainStatus")
         finally:
             container.path(SETTINGS).write_text(saved)
             container.run(f"systemctl reset-failed {FORWARD_UNIT}", check=False)
@@ -331,6 +378,82 @@ class TestServiceUnderSystemd:
         assert f"another bessai forward process, PID {main_pid} " in manual.stderr
         assert f"(kill {main_pid})" in manual.stderr
 
+    def test_settings_file_unreadable_by_service_names_fix(self, service):
+        # The service was told to "run the command with sudo".
+        container, _port = service
+        container.run(f"chmod 600 {SETTINGS}")
+        try:
+            container.run(f"systemctl restart {UNIT}", check=False)
+            wait_for_property(container, "ActiveState", lambda state: state == "failed")
+            invocation = show(container, "InvocationID")["InvocationID"]
+            log = container.run(f"journalctl --no-pager -o cat "
+                                f"_SYSTEMD_INVOCATION_ID={invocation}").stdout
+        finally:
+            container.run(f"chmod 640 {SETTINGS}")
+            start_fresh(container)
+
+        assert (f"cannot read settings file {SETTINGS}: permission denied; the services read "
+                f"it as user bessai, through group bessai: chown root:bessai {SETTINGS} and "
+                f"chmod 640 {SETTINGS}") in log, log
+
+    def test_root_run_by_hand_leaves_files_to_bessai(self, service):
+        # A segment that a root shell's `bessai run` created was root's, 0640, and the
+        # forwarder, running as bessai, stopped at it for good.
+        container, _port = service
+        container.run(f"systemctl stop {UNIT}")
+        try:
+            manual = container.run(f"bessai run --env-file {SETTINGS} --cycles 2",
+                                   check=False, env={"LANG": "C.UTF-8"})
+            owners = container.run("stat -c '%U %n' /var/spool/bessai/*").stdout.splitlines()
+        finally:
+            start_fresh(container)
+
+        assert manual.returncode == 0, manual.stderr
+        assert ("running as root: switched to user bessai (uid "
+                in manual.stderr), manual.stderr
+        assert owners and all(line.startswith("bessai ") for line in owners), owners
+
+    def test_forwarder_unreadable_checkpoint_exits_78(self, service):
+        # A checkpoint that a root run left behind gave a traceback and a restart loop.
+        container, _port = service
+        saved = container.path(SETTINGS).read_text()
+        checkpoint = "/var/lib/bessai/forward-checkpoint.json"
+        set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
+                     MQTT_PORT=str(free_tcp_port()))
+        container.run(f"echo '{{}}' > {checkpoint} && chmod 600 {checkpoint}")
+        try:
+            container.run(f"systemctl restart {FORWARD_UNIT}", check=False)
+            container.wait_for(f"systemctl is-failed --quiet {FORWARD_UNIT}", timeout=60)
+            properties, log = forwarder_state(container, "ExecMainStatus")
+        finally:
+            container.run(f"rm -f {checkpoint}")
+            container.path(SETTINGS).write_text(saved)
+            container.run(f"systemctl reset-failed {FORWARD_UNIT}", check=False)
+
+        assert properties["ExecMainStatus"] == "78", log
+        assert (f"cannot read the checkpoint {checkpoint}: permission denied: give it to the "
+                f"user that runs the forwarder (bessai): chown bessai: {checkpoint}") in log
+
+    def test_check_warns_unreadable_profile(self, service):
+        container, _port = service
+        saved = container.path(SETTINGS).read_text()
+        container.run("cp /usr/share/bessai/registry/huawei_sun2000.json /root/site.json")
+        container.run("install -d -m 700 /etc/bessai/private && "
+                      "cp /root/site.json /etc/bessai/private/site.json")
+        try:
+            in_root, private = check_with_each(container, "DRIVER_PROFILE_PATH", (
+                "/root/site.json", "/etc/bessai/private/site.json"))
+        finally:
+            container.path(SETTINGS).write_text(saved)
+            container.run("rm -rf /root/site.json /etc/bessai/private")
+
+        assert ("the installed services will not start: profile /root/site.json is under "
+                "/root, which the units' ProtectHome=yes hides from the services") in \
+            in_root.stderr
+        assert ("the installed services will not start: profile "
+                "/etc/bessai/private/site.json is not readable by the bessai user") in \
+            private.stderr
+
     def test_check_sees_spool_as_the_services_do(self, service):
         # A root shell passed a spool that the units' sandbox and user then rejected.
         container, _port = service
@@ -338,13 +461,9 @@ class TestServiceUnderSystemd:
                                 env={"LANG": "C.UTF-8"})
         saved = container.path(SETTINGS).read_text()
         container.run("mkdir -p /srv/bessai-spool && chmod 750 /srv/bessai-spool")
-        set_settings(container, SPOOL_DIR="/srv/bessai-spool")
         try:
-            result = container.run(f"bessai check --env-file {SETTINGS}", check=False,
-                                   env={"LANG": "C.UTF-8"})
-            set_settings(container, SPOOL_DIR="/tmp")
-            in_tmp = container.run(f"bessai check --env-file {SETTINGS}", check=False,
-                                   env={"LANG": "C.UTF-8"})
+            result, in_tmp = check_with_each(container, "SPOOL_DIR",
+                                             ("/srv/bessai-spool", "/tmp"))
         finally:
             container.path(SETTINGS).write_text(saved)
             container.run("rm -rf /srv/bessai-spool")
