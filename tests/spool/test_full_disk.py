@@ -44,16 +44,21 @@ def fill_disk(mount_point):
     return filler
 
 
+def open_spool_on(disk):
+    """Open a spool of 16 KiB segments in ``disk``/spool; return its directory and the Spool."""
+    spool_dir = disk / "spool"
+    spool_dir.mkdir()
+    return spool_dir, Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20,
+                            fsync_interval_s=0).open()
+
+
 def warnings_about(caplog, text):
     return [r for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()]
 
 
 def test_full_disk_drops_records_and_resumes(small_disk, caplog):
     caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
-    spool_dir = small_disk / "spool"
-    spool_dir.mkdir()
-    spool = Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20,
-                  fsync_interval_s=0).open()
+    spool_dir, spool = open_spool_on(small_disk)
     try:
         assert spool.append(sample_record(0)) == 1
         filler = fill_disk(small_disk)
@@ -98,10 +103,7 @@ def test_full_disk_drops_records_and_resumes(small_disk, caplog):
 def test_full_disk_one_dropped_record_singular(small_disk, caplog):
     # The warning read "dropped 1 records (sequence numbers 2-2)".
     caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
-    spool_dir = small_disk / "spool"
-    spool_dir.mkdir()
-    spool = Spool(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20,
-                  fsync_interval_s=0).open()
+    spool_dir, spool = open_spool_on(small_disk)
     try:
         assert spool.append(sample_record(0)) == 1
         filler = fill_disk(small_disk)
