@@ -54,6 +54,7 @@ from bessai_edge.forward.outage import OutageLog
 from bessai_edge.forward.rejection import PACKET_TOO_LARGE, HoldBack, Rejection, describe
 from bessai_edge.forward.retained import RetainedAlarms
 from bessai_edge.forward.sequence import SequenceCheck
+from bessai_edge.forward.status import status_text
 from bessai_edge.forward.session import Failure, MqttSession, State, publish_packet_size
 from bessai_edge.forward.window import InflightWindow
 from bessai_edge.ratelimit import RateLimitedLog
@@ -75,24 +76,6 @@ STATUS_INTERVAL_S = 5.0
 DELETE_INTERVAL_S = 1.0
 # How often the forwarder checks that its spool lock file is still in place.
 LOCK_CHECK_INTERVAL_S = 5.0
-
-
-# The status line's words for each Failure.kind of session.py.
-_OUTAGE_TEXTS = {
-    "refused": "broker {broker} unreachable: connection refused",
-    "timeout": "broker {broker} unreachable: connection timed out",
-    "dns": "broker {broker} unreachable: cannot resolve {host}",
-    "network": "broker {broker} unreachable: network error",
-    "credentials": "broker {broker} rejected the credentials of {account}",
-    "rejected": "broker {broker} rejected the connection",
-    "tls_certificate": "TLS certificate of broker {broker} rejected",
-    "tls": "TLS session with broker {broker} failed",
-    "no_connack": "broker {broker} sent no CONNACK",
-    "lost": "connection to broker {broker} lost",
-    "dropped": "connection to broker {broker} dropped soon after it was accepted",
-    "no_puback": "broker {broker} stopped acknowledging messages (no PUBACK)",
-    "protocol": "broker {broker} does not support MQTT 5: set MQTT_PROTOCOL=3.1.1",
-}
 
 
 class Forwarder:
@@ -598,47 +581,11 @@ class Forwarder:
         self.cursor.rewind(None)
 
     def _status_text(self, segments=None):
-        backlog = self._backlog_bytes(segments)
-        backlog_text = f"backlog {backlog / 1024:.0f} KiB" if backlog is not None else "backlog unknown"
-        seq = self.acknowledged.seq if self.acknowledged else None
-        done = f"{self.delivered} records delivered, last seq {seq if seq is not None else '-'}"
-        rejection = self.hold_back.rejection
-        if rejection is not None:
-            seq_text = rejection.seq if rejection.seq is not None else "-"
-            why = (f"over its maximum packet size of {rejection.limit} bytes"
-                   if rejection.limit is not None else f"{rejection.code} {rejection.reason}")
-            return (f"broker {self.settings.broker} rejects record {seq_text} ({why}), "
-                    f"see the journal; {done}; {backlog_text}")
-        if self.session.connected:
-            return f"connected to {self.settings.broker}; {done}; {backlog_text}"
-        if self.outage.active:
-            return (f"{self._outage_text()}; next attempt in "
-                    f"{self.session.retry_in():.0f} s; {done}; {backlog_text}")
-        return f"connecting to {self.settings.broker}; {done}; {backlog_text}"
-
-    def _outage_text(self):
-        """Return the newest failure of the outage in a few words. Its journal line has details."""
-        settings = self.settings
-        template = _OUTAGE_TEXTS.get(self._failure_kind, "broker {broker} not connected")
-        if settings.username:
-            account = f"user {settings.username!r}"
-        else:
-            account = "a client without a user name"
-        return template.format(broker=settings.broker, host=settings.broker_host,
-                               account=account)
-
-    def _backlog_bytes(self, segments):
-        """Bytes in the spool after the acknowledged position, None when not listed."""
-        if segments is None:
-            return None
-        start = self.acknowledged
-        total = 0
-        for segment in segments:
-            if start is None or segment.first_seq > start.segment:
-                total += segment.size
-            elif segment.first_seq == start.segment:
-                total += max(0, segment.size - start.offset)
-        return total
+        return status_text(self.settings, delivered=self.delivered,
+                           acknowledged=self.acknowledged, rejection=self.hold_back.rejection,
+                           connected=self.session.connected, outage=self.outage.active,
+                           failure_kind=self._failure_kind, retry_in=self.session.retry_in(),
+                           segments=segments)
 
     def _describe_start(self):
         if self.replaced_checkpoint is not None:
