@@ -14,10 +14,15 @@ SERVICE_USER = "bessai"
 
 def user_name():
     """Return the name of the effective user, or its uid as text when it has no name."""
+    return owner_name(os.geteuid())
+
+
+def owner_name(uid):
+    """Return the name of user ``uid``, or the uid as text when it has no name."""
     try:
-        return pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(os.geteuid())
+        return str(uid)
 
 
 def group_name(gid):

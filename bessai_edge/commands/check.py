@@ -136,6 +136,7 @@ def main(args):
     _warn_of_unsynchronized_clock()
     _warn_of_relative_profile_paths(devices)
     _warn_of_unreadable_profiles(devices)
+    _warn_of_unreadable_service_files(args.env_file, environ)
     from bessai_edge.diagnosis import exit_status
 
     status = exit_status([check.findings for check in checks])
@@ -224,6 +225,30 @@ def _warn_of_unreadable_profiles(devices):
         for problem in service_profile_problems(path):
             print(_("bessai check: warning: the installed services will not start: {problem}"
                     ).format(problem=problem), file=sys.stderr)
+
+
+def _warn_of_unreadable_service_files(env_file, environ):
+    """Warn of the installed settings file or MQTT password file that bessai cannot read.
+
+    systemd reads the settings file as root for EnvironmentFile=, but both services also
+    read it themselves, as the bessai user.
+    """
+    from bessai_edge.cli import INSTALLED_ENV_FILE
+    from bessai_edge.service.sandbox import SERVICE_USER, readable_by_user
+
+    if os.geteuid() != 0:
+        return
+    if env_file and os.path.realpath(env_file) == INSTALLED_ENV_FILE and not readable_by_user(
+            INSTALLED_ENV_FILE, SERVICE_USER):
+        print(_("bessai check: warning: the installed services will not start: settings file "
+                "{path} is not readable by the {user} user: chown root:{user} {path} and "
+                "chmod 640 {path}").format(path=INSTALLED_ENV_FILE, user=SERVICE_USER),
+              file=sys.stderr)
+    password_file = environ.get("MQTT_PASSWORD_FILE")
+    if password_file and not readable_by_user(password_file, SERVICE_USER):
+        print(_("bessai check: warning: `bessai forward` will not start: MQTT_PASSWORD_FILE "
+                "{path} is not readable by the {user} user: chown {user}: {path} and chmod "
+                "600 {path}").format(path=password_file, user=SERVICE_USER), file=sys.stderr)
 
 
 def _warn_of_unsynchronized_clock():

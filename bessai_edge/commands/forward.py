@@ -40,21 +40,25 @@ def main(args):
                                               require_usable_state_dir)
     from bessai_edge.service import journal
     from bessai_edge.service.notify import Notifier
-    from bessai_edge.service.privileges import switch_to_spool_owner
+    from bessai_edge.service.privileges import log_switch, switch_to_spool_owner
+    from bessai_edge.settings import DEFAULT_SPOOL_DIR
     from bessai_edge.spool.reader import SpoolReader
 
     environ = read_environment(args.env_file)
     for warning in environ.warnings:
         print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
+    # Before the settings, whose password file must be readable by the service's user.
+    spool_dir = environ.get("SPOOL_DIR") or DEFAULT_SPOOL_DIR
+    switched_to = switch_to_spool_owner(spool_dir)
     settings = load_settings(environ)
     journal.setup_logging(settings.log_level, site=environ.get("SITE_ID"))
+    log_switch(switched_to, spool_dir)
     notifier = Notifier.from_environment()
     if not settings.enabled:
         logger.info("MQTT forwarding is off (MQTT_ENABLED is not true): nothing to do, exiting")
         notifier.ready("MQTT forwarding is off: set MQTT_ENABLED=true and restart")
         return EX_UNAVAILABLE
 
-    switch_to_spool_owner(settings.spool_dir)
     require_usable_state_dir(settings)
     reader = SpoolReader(settings.spool_dir)
     reader.segments()  # a missing or unreadable spool directory raises SpoolError (exit 78)

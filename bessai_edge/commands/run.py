@@ -41,7 +41,7 @@ def _positive_int(text):
 def main(args):
     from bessai_edge import settings as settings_module
     from bessai_edge.service import journal
-    from bessai_edge.service.privileges import switch_to_spool_owner
+    from bessai_edge.service.privileges import log_switch, switch_to_spool_owner
 
     environ = settings_module.read_environment(args.env_file)
     for warning in environ.warnings:
@@ -56,7 +56,7 @@ def main(args):
     if spool_problems:
         raise ConfigError(spool_problems)
     journal.setup_logging(settings.log_level, site=settings.site_id)
-    switch_to_spool_owner(settings.spool.directory)
+    log_switch(switch_to_spool_owner(settings.spool.directory), settings.spool.directory)
     with contextlib.ExitStack() as cleanup:
         try:
             gateway = _start(settings, cleanup)

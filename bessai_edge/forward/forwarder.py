@@ -43,6 +43,7 @@ Guarantees, and what makes them hold:
   through ``SpoolReader.delete_sealed``.
 """
 
+import errno
 import logging
 import time
 
@@ -222,6 +223,7 @@ class Forwarder:
         self._last_status = None
         if failure.kind == "publish_rejected":
             # The broker is reachable, so this is no outage: the ERROR line is the report.
+            self.outage.held_back()
             self.rate_limited.log("publish_rejected", logging.ERROR,
                                   "%s; the record and those after it stay in the spool, "
                                   "next attempt in %.1f s", failure.message,
@@ -273,12 +275,22 @@ class Forwarder:
             try:
                 item = self.cursor.next()
             except OSError as error:   # SpoolError is an OSError too
+                if error.errno == errno.EACCES:
+                    self._stop_unreadable(error)
+                    return
                 self.rate_limited.log("read", logging.WARNING,
                                       "cannot read the spool: %s; trying again", error)
                 return
             if item is None:
                 return
             self._publish_line(*item)
+
+    def _stop_unreadable(self, error):
+        """Stop on a spool file this user may not read: waiting would not fix its owner."""
+        logger.error("%s; stopping, since the records from there on cannot be forwarded",
+                     error)
+        self.exit_status = EX_CONFIG
+        self.request_stop("a spool segment cannot be read")
 
     def _publish_line(self, position, line):
         try:

@@ -75,6 +75,15 @@ class OutageLog:
         self._reconnected = None
         self._caught_up_at = None
 
+    def held_back(self):
+        """Note a connection ended over a rejected record: its records do not end the outage.
+
+        The backlog waits behind that record, so its delivery time starts again with the
+        connection on which the broker accepts it.
+        """
+        self._reconnected = None
+        self._caught_up_at = None
+
     def connected(self):
         self._had_connection = True
         if self.active and self._reconnected is None:
@@ -100,10 +109,11 @@ class OutageLog:
             self._caught_up_at = now
         if not settled:
             return False
-        logger.info("MQTT outage over: %s to broker %s after %.1f s (%d failed "
-                    "attempts); delivered the backlog of %d records in %.1f s",
+        logger.info("MQTT outage over: %s to broker %s after %.1f s (%d failed %s); "
+                    "delivered the backlog of %d records in %.1f s",
                     "connected" if self._never_connected else "reconnected",
                     self.broker, self._reconnected - self._started, self._failures,
+                    "attempt" if self._failures == 1 else "attempts",
                     self._delivered, self._caught_up_at - self._reconnected)
         self.active = False
         return True

@@ -68,8 +68,8 @@ class SequenceCheck:
 
 def _gap_cause(missing, damaged):
     """Return why ``missing`` records are absent when ``damaged`` lines were skipped there."""
-    evicted = ("evicted by the spool's size cap or dropped on a full disk before they could "
-               "be forwarded")
+    evicted = ("evicted by the spool's size cap, dropped on a full disk, or deleted from the "
+               "spool directory by hand before they could be forwarded")
     if not damaged:
         return f"are not in the spool; they were {evicted}"
     lines = "line" if damaged == 1 else "lines"

@@ -27,7 +27,7 @@ import socket
 import ssl
 import stat
 
-from bessai_edge import setting_names
+from bessai_edge import access, setting_names
 from bessai_edge import settings as run_settings
 from bessai_edge.envfile import (
     EnvReader,
@@ -274,6 +274,12 @@ def read_private_file(reader, name, path):
         with open(path, encoding="utf-8") as stream:
             mode = os.fstat(stream.fileno()).st_mode
             text = stream.read()
+    except PermissionError as error:
+        reader.invalid(name, path, _(
+            "cannot read it ({error}): the forwarder runs as user {user}, which must own "
+            "the file: run `chown {user}: {path} && chmod 600 {path}`").format(
+                error=os_error_text(error), user=access.SERVICE_USER, path=path))
+        return None
     except OSError as error:
         reader.invalid(name, path, _(
             "cannot read it ({error}): the file must exist and be readable by the "

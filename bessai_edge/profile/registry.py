@@ -12,7 +12,7 @@ import errno
 import os
 import pathlib
 
-from bessai_edge.access import user_name
+from bessai_edge.access import SERVICE_USER, user_name
 from bessai_edge.errors import ProfileError
 from bessai_edge.i18n import _, os_error_text
 
@@ -49,9 +49,19 @@ def unreadable_profile_text(path, error):
         path=path, error=os_error_text(error))
     if error.errno != errno.EACCES:
         return text
-    return text + _("; user {user} needs read access to the file and to the directories "
-                    "above it, as does the bessai user of the services: keep profiles in "
-                    "/etc/bessai/profiles, mode 0644").format(user=user_name())
+    if user_name() == SERVICE_USER:
+        return text + _("; user {user}, which the services run as, needs read access to the "
+                        "file (mode 0644) and to every directory above it (mode 0755), as in "
+                        "/etc/bessai/profiles").format(user=SERVICE_USER)
+    return text + _("; user {user} needs read access to the file (mode 0644) and to every "
+                    "directory above it (mode 0755), and so does user {service}, which the "
+                    "services run as").format(user=user_name(), service=SERVICE_USER)
+
+
+def _in_private_tmp(path):
+    """Return True for a path under /tmp or /var/tmp, which PrivateTmp=yes replaces."""
+    absolute = os.path.abspath(path)
+    return any(os.path.commonpath([absolute, top]) == top for top in ("/tmp", "/var/tmp"))
 
 
 def resolve_profile_path(name_or_path):
@@ -83,6 +93,9 @@ def resolve_profile_path(name_or_path):
     bundled = bundled_profiles()
     close = closest_profile(given.stem, bundled)
     hint = _("; did you mean {name}?").format(name=close) if close else ""
+    if os.environ.get("INVOCATION_ID") and _in_private_tmp(given):
+        hint += _("; the service has a private /tmp (PrivateTmp=yes), where the file is not "
+                  "found: keep profiles in /etc/bessai/profiles")
     raise ProfileError(_("profile {name!r}: file not found (looked in {paths}); bundled "
                          "profiles in {registry}: {names}").format(
                              name=text, paths=", ".join(str(path) for path in [given] + candidates),

@@ -39,7 +39,12 @@ def switch_to_spool_owner(spool_dir):
     os.setgroups(groups)
     os.setgid(gid)
     os.setuid(status.st_uid)
-    logger.info("running as root: switched to user %s (uid %d), the owner of spool "
-                "directory %s, so that the files this command creates stay readable by the "
-                "services", name, status.st_uid, spool_dir)
     return name
+
+
+def log_switch(name, spool_dir):
+    """Log the switch that ``switch_to_spool_owner`` made, if any, once logging is set up."""
+    if name is not None:
+        logger.info("running as root: switched to user %s (uid %d), the owner of spool "
+                    "directory %s, so that the files this command creates stay readable by "
+                    "the services", name, os.getuid(), spool_dir)

@@ -48,7 +48,7 @@ def service_spool_problems(directory):
     if os.geteuid() == 0 and not writable_by_user(directory, SERVICE_USER):
         problems.append(_(
             "spool directory {directory} is not writable by the {user} user, which the "
-            "services run as: chown {user}: {directory}").format(
+            "services run as: chown -R {user}: {directory}").format(
                 directory=directory, user=SERVICE_USER))
     return problems
 

@@ -18,7 +18,7 @@ import os
 from bessai_edge.errors import SpoolError
 from bessai_edge.i18n import _
 from bessai_edge.spool.segments import (
-    BadLine, describe_damage, directory_error, iter_lines, list_segments)
+    BadLine, describe_damage, directory_error, iter_lines, list_segments, segment_error)
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,8 @@ def _open_segment(segment):
         log.info("segment %s was deleted before it could be read, so reading goes on "
                  "with the next one", segment.path.name)
         return None
+    except PermissionError as error:
+        raise segment_error(str(segment.path), error) from error
 
 
 def _align_to_line(stream, segment, start):

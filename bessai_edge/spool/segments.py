@@ -13,7 +13,7 @@ import orjson
 
 from bessai_edge import access
 from bessai_edge.errors import SpoolError
-from bessai_edge.i18n import _, ngettext
+from bessai_edge.i18n import _, ngettext, os_error_text
 
 SUFFIX = ".jsonl"
 CORRUPT_SUFFIX = ".corrupt"
@@ -97,6 +97,31 @@ def directory_error(directory, error):
                  "SPOOL_DIR")
     return SpoolError(text.format(directory=directory, uid=os.geteuid(), error=error,
                                   user=access.user_name()))
+
+
+def segment_error(path, error):
+    """Return the ``SpoolError`` for a segment file that the process may not read.
+
+    Its ``errno`` is EACCES. A segment that a root shell created is root's: the user
+    that owns the spool directory gets it back with chown.
+    """
+    directory = os.path.dirname(path)
+    if _is_service_user(directory):
+        try:
+            owner = access.owner_name(os.stat(directory).st_uid)
+        except OSError:
+            owner = access.SERVICE_USER
+        text = _("cannot read spool segment {path}: {error}: give the spool's files to the "
+                 "user that owns the spool directory: chown -R {owner}: {directory}").format(
+                     path=path, error=os_error_text(error), owner=owner, directory=directory)
+    else:
+        text = _("cannot read spool segment {path}: {error}: run the command as the bessai "
+                 "user (sudo -u bessai bessai ...), or add {user} to group bessai for read "
+                 "access (sudo adduser {user} bessai, then log in again)").format(
+                     path=path, error=os_error_text(error), user=access.user_name())
+    spool_error = SpoolError(text)
+    spool_error.errno = error.errno
+    return spool_error
 
 
 def _is_service_user(directory):

@@ -537,7 +537,14 @@ def _lock_directory(directory):
         fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(dir_fd)
-        raise SpoolError(_("spool directory {directory} is in use by another bessai process: "
-                           "stop it first (systemctl stop bessai)").format(
-                               directory=directory)) from None
+        if os.environ.get("INVOCATION_ID"):
+            # The service lost to a process started by hand, which must end first.
+            text = _("spool directory {directory} is in use by another bessai process, "
+                     "probably one started by hand: end it (pgrep -af 'bessai(_edge)? run'), "
+                     "then start the service again (systemctl start bessai)")
+        else:
+            text = _("spool directory {directory} is in use by another bessai process: stop "
+                     "the service first (systemctl stop bessai), or end the other process "
+                     "(pgrep -af 'bessai(_edge)? run')")
+        raise SpoolError(text.format(directory=directory)) from None
     return dir_fd

@@ -129,7 +129,8 @@ def test_forward_broker_outage_delivers_everything(mosquitto, subscriber, spool_
 @pytest.mark.parametrize("last_seq, gap_text", [
     (3, "records 2 to 2 (1) were not forwarded: the damaged line skipped there (logged above)"),
     (5, "records 2 to 4 (3) were not forwarded: 1 damaged line skipped there (logged above); "
-        "the others were evicted by the spool's size cap or dropped on a full disk"),
+        "the others were evicted by the spool's size cap, dropped on a full disk, or deleted "
+        "from the spool directory by hand"),
 ])
 def test_forward_skips_unreadable_line(mosquitto, subscriber, spool_dir, state_dir,
                                        start_forwarder, last_seq, gap_text):

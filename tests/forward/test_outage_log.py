@@ -157,7 +157,7 @@ def test_outage_log_first_connection_not_called_reconnect(clock, caplog):
         assert outage.caught_up()
     assert lines(caplog, logging.INFO) == [
         "MQTT outage over: connected to broker 10.0.0.5:1883 after 4.0 s (1 failed "
-        "attempts); delivered the backlog of 0 records in 0.0 s"]
+        "attempt); delivered the backlog of 0 records in 0.0 s"]
 
 
 def test_outage_log_rejected_credentials_after_loss(clock, caplog):
@@ -175,3 +175,25 @@ def test_outage_log_rejected_credentials_after_loss(clock, caplog):
     assert warnings[1] == ("MQTT outage goes on, for another reason: broker 10.0.0.5:1883 "
                            "rejected the credentials; next attempt in 2.0 s")
     assert len(lines(caplog, logging.DEBUG)) == 1
+
+
+def test_outage_log_backlog_timed_from_held_record_accepted(clock, caplog):
+    # A record held back for two minutes made the line read "delivered the backlog of
+    # 142 records in 140.9 s", although they went within seconds of its acceptance.
+    outage = OutageLog("b:1883", clock)
+    with caplog.at_level(logging.INFO, logger="bessai_edge.forward.outage"):
+        outage.failed(DROPPED, 1.0)   # the broker's close after its first rejection
+        for _ in range(4):
+            clock.now += 30
+            outage.connected()
+            outage.held_back()        # rejected again: the connection is dropped
+        clock.now += 30
+        outage.connected()
+        clock.now += 2
+        outage.delivered(142)
+        assert not outage.caught_up(settled=False)
+        clock.now += 10
+        assert outage.caught_up(settled=True)
+    over, = lines(caplog, logging.INFO)
+    assert over == ("MQTT outage over: reconnected to broker b:1883 after 150.0 s (1 failed "
+                    "attempt); delivered the backlog of 142 records in 2.0 s")

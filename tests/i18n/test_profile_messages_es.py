@@ -158,7 +158,9 @@ def test_spool_in_use_spanish(tmp_path):
         result = _bessai(["spool", "check", "--repair", "--dir", str(tmp_path)], "es_CL.UTF-8")
     assert result.returncode == EX_CONFIG
     assert result.stderr == (f"bessai: el directorio de spool {tmp_path} está en uso por otro "
-                             "proceso bessai: deténgalo primero (systemctl stop bessai)\n")
+                             "proceso bessai: detenga primero el servicio (systemctl stop "
+                             "bessai), o termine el otro proceso (pgrep -af "
+                             "'bessai(_edge)? run')\n")
 
 
 def test_check_ok_label_spanish():

@@ -75,3 +75,16 @@ def test_sunspec_definitions_shipped_with_notice():
     assert (sunspec_dir / "NOTICE.txt").is_file()
     assert (sunspec_dir / "LICENSE-Apache-2.0.txt").is_file()
     assert len(list(sunspec_dir.glob("model_*.json"))) > 100
+
+
+def test_service_profile_in_tmp_hint(monkeypatch):
+    # The service was told "file not found" for a file the shell saw in /tmp.
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")   # set by systemd
+    with pytest.raises(ProfileError) as raised:
+        resolve_profile_path("/tmp/bessai-no-such-profile.json")
+    assert "the service has a private /tmp (PrivateTmp=yes)" in str(raised.value)
+
+    monkeypatch.delenv("INVOCATION_ID")
+    with pytest.raises(ProfileError) as raised:
+        resolve_profile_path("/tmp/bessai-no-such-profile.json")
+    assert "private /tmp" not in str(raised.value)

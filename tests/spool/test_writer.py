@@ -227,9 +227,21 @@ def test_fsync_interval_zero_syncs_every_record(tmp_path):
 
 def test_second_writer_gets_spool_error(tmp_path):
     with Spool(tmp_path):
-        with pytest.raises(SpoolError, match="in use by another bessai process"):
+        with pytest.raises(SpoolError, match="in use by another bessai process: stop the "
+                                             "service first"):
             Spool(tmp_path).open()
     Spool(tmp_path).open().close()      # the lock goes with close()
+
+
+def test_service_losing_the_lock_told_to_end_the_other(tmp_path, monkeypatch):
+    # The service was told to stop itself ("systemctl stop bessai") when a run started
+    # by hand held the spool. systemd sets INVOCATION_ID for the service.
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+    with Spool(tmp_path):
+        with pytest.raises(SpoolError) as raised:
+            Spool(tmp_path).open()
+    assert "probably one started by hand: end it (pgrep -af 'bessai(_edge)? run'), then " \
+           "start the service again (systemctl start bessai)" in str(raised.value)
 
 
 def test_missing_directory_gets_spool_error(tmp_path):

@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import REPO, free_tcp_port
+from tests.forward.broker import Mosquitto
 from tests.system.conftest import SETTINGS, set_settings
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
@@ -130,6 +131,13 @@ def forwarder_state(container, *properties):
     log = container.run(f"journalctl --no-pager -o cat "
                         f"_SYSTEMD_INVOCATION_ID={values['InvocationID']}").stdout
     return values, log
+
+
+def restart_forwarder_until_failed(container):
+    """Restart the forwarder unit and wait until it failed; return its exit status and journal."""
+    container.run(f"systemctl restart {FORWARD_UNIT}", check=False)
+    container.wait_for(f"systemctl is-failed --quiet {FORWARD_UNIT}", timeout=60)
+    return forwarder_state(container, "ExecMainStatus")
 
 
 def start_fresh(container):
@@ -309,8 +317,12 @@ class TestServiceUnderSystemd:
                                          "/var/spool/bessai"),
         # ProtectHome=yes denies /root: this was a traceback, exit 1 and a restart loop.
         ("DRIVER_PROFILE_PATH", "/root/site.json", "/root/site.json: cannot read the profile: "
-                                                   "permission denied; user bessai needs read "
-                                                   "access"),
+                                                   "permission denied; user bessai, which the "
+                                                   "services run as, needs read access"),
+        # A file in the shell's /tmp was "not found" for the service, with no reason.
+        ("DRIVER_PROFILE_PATH", "/tmp/site.json", "the service has a private /tmp "
+                                                  "(PrivateTmp=yes), where the file is not "
+                                                  "found"),
     ])
     def test_config_error_exits_78_without_restart(self, service, name, value, message):
         container, _port = service
@@ -422,9 +434,7 @@ class TestServiceUnderSystemd:
                      MQTT_PORT=str(free_tcp_port()))
         container.run(f"echo '{{}}' > {checkpoint} && chmod 600 {checkpoint}")
         try:
-            container.run(f"systemctl restart {FORWARD_UNIT}", check=False)
-            container.wait_for(f"systemctl is-failed --quiet {FORWARD_UNIT}", timeout=60)
-            properties, log = forwarder_state(container, "ExecMainStatus")
+            properties, log = restart_forwarder_until_failed(container)
         finally:
             container.run(f"rm -f {checkpoint}")
             container.path(SETTINGS).write_text(saved)
@@ -454,6 +464,53 @@ class TestServiceUnderSystemd:
                 "/etc/bessai/private/site.json is not readable by the bessai user") in \
             private.stderr
 
+    def test_check_warns_unreadable_settings_and_password(self, service):
+        # Both passed `bessai check` in a root shell, then stopped the services.
+        container, _port = service
+        saved = container.path(SETTINGS).read_text()
+        password = "/etc/bessai/mqtt-password"
+        container.run(f"install -m 600 /dev/null {password} && echo secret > {password}")
+        set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
+                     MQTT_USERNAME="gateway", MQTT_PASSWORD_FILE=password)
+        container.run(f"chmod 600 {SETTINGS}")
+        try:
+            result = container.run(f"bessai check --env-file {SETTINGS}", check=False,
+                                   env={"LANG": "C.UTF-8"})
+        finally:
+            container.run(f"chmod 640 {SETTINGS} && rm -f {password}")
+            container.path(SETTINGS).write_text(saved)
+
+        assert (f"the installed services will not start: settings file {SETTINGS} is not "
+                f"readable by the bessai user: chown root:bessai {SETTINGS} and chmod 640 "
+                f"{SETTINGS}") in result.stderr, result.stderr
+        assert (f"`bessai forward` will not start: MQTT_PASSWORD_FILE {password} is not "
+                f"readable by the bessai user: chown bessai: {password} and chmod 600 "
+                f"{password}") in result.stderr, result.stderr
+
+    def test_forwarder_unreadable_segment_exits_78(self, service, tmp_path):
+        # A segment that a root shell left behind stopped delivery for good, while the
+        # forwarder logged a warning a minute and looked active.
+        container, _port = service
+        broker = Mosquitto(tmp_path / "broker").start()   # on the host's loopback
+        saved = container.path(SETTINGS).read_text()
+        set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
+                     MQTT_PORT=str(broker.port))
+        segment = "/var/spool/bessai/" + sorted(
+            container.path("/var/spool/bessai").glob("*.jsonl"))[0].name
+        container.run(f"chown root:root {segment} && chmod 600 {segment}")
+        try:
+            properties, log = restart_forwarder_until_failed(container)
+        finally:
+            container.run(f"chown bessai:bessai {segment} && chmod 640 {segment}")
+            container.path(SETTINGS).write_text(saved)
+            container.run(f"systemctl reset-failed {FORWARD_UNIT}", check=False)
+            broker.stop()
+
+        assert properties["ExecMainStatus"] == "78", log
+        assert (f"cannot read spool segment {segment}: permission denied: give the spool's "
+                f"files to the user that owns the spool directory: chown -R bessai: "
+                f"/var/spool/bessai") in log, log
+
     def test_check_sees_spool_as_the_services_do(self, service):
         # A root shell passed a spool that the units' sandbox and user then rejected.
         container, _port = service
@@ -476,7 +533,7 @@ class TestServiceUnderSystemd:
         assert ("spool directory /tmp is under /tmp, which the units' PrivateTmp=yes hides "
                 "from the services") in in_tmp.stderr, in_tmp.stderr
         assert ("spool directory /srv/bessai-spool is not writable by the bessai user, which "
-                "the services run as: chown bessai: /srv/bessai-spool") in result.stderr
+                "the services run as: chown -R bessai: /srv/bessai-spool") in result.stderr
 
     def test_check_without_env_file_names_installed_file(self, service):
         container, _port = service
