@@ -473,7 +473,7 @@ def spool_directory_problems(environ):
     service fails on it. The writability is that of the user running the check, which
     may not be the service's user.
     """
-    from bessai_edge.spool.segments import directory_error
+    from bessai_edge.spool.segments import directory_error, not_writable_text
 
     directory = environ.get("SPOOL_DIR") or DEFAULT_SPOOL_DIR
     if not is_explicit_path(directory):
@@ -487,9 +487,7 @@ def spool_directory_problems(environ):
         return [read_only_spool_problem(directory, "bessai")]
     # The test that Spool.open() makes, with the same message.
     if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
-        return [_("spool directory {directory} is not writable by uid {uid} (or its "
-                  "file system is read-only): make it writable by the bessai user or set "
-                  "SPOOL_DIR").format(directory=directory, uid=os.geteuid())]
+        return [not_writable_text(directory)]
     return []
 
 

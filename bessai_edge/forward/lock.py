@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 
+from bessai_edge import access
 from bessai_edge.errors import SpoolError
 from bessai_edge.i18n import _
 from bessai_edge.settings import read_only_spool_problem
@@ -49,10 +50,11 @@ class SpoolLock:
             if error.errno == errno.EROFS:
                 raise SpoolError(read_only_spool_problem(self.spool_dir, UNIT)) from None
             raise SpoolError(_(
-                "cannot open the lock file {path} ({error}): uid {uid} needs read access "
-                "to this file and write access to the spool directory, where the forwarder "
-                "also deletes delivered segments").format(
-                    path=self.path, error=error, uid=os.geteuid())) from None
+                "cannot open the lock file {path} ({error}): {user} (uid {uid}) needs read "
+                "access to this file and write access to the spool directory, where the "
+                "forwarder also deletes delivered segments").format(
+                    path=self.path, error=error, user=access.user_name(),
+                    uid=os.geteuid())) from None
         if fd is None and os.environ.get("INVOCATION_ID"):
             # The service lost to a forwarder started by hand, which must end first.
             raise SpoolError(_(

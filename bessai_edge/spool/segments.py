@@ -83,8 +83,8 @@ def directory_error(directory, error):
     elif isinstance(error, NotADirectoryError):
         text = _("spool directory {directory} is not a directory: set SPOOL_DIR to a directory")
     elif isinstance(error, PermissionError) and _is_service_user(directory):
-        text = _("spool directory {directory} cannot be opened by uid {uid}: give the bessai "
-                 "user access to it")
+        text = _("spool directory {directory} cannot be opened by {user} (uid {uid}): give "
+                 "the bessai user access to it")
     elif isinstance(error, PermissionError):
         # Another user, such as an administrator running bessai spool stats, needs the
         # access that the service has.
@@ -97,6 +97,14 @@ def directory_error(directory, error):
                  "SPOOL_DIR")
     return SpoolError(text.format(directory=directory, uid=os.geteuid(), error=error,
                                   user=access.user_name()))
+
+
+def not_writable_text(directory):
+    """Return the message for a spool directory this process may not write to."""
+    return _("spool directory {directory} is not writable by {user} (uid {uid}) (or its "
+             "file system is read-only): make it writable by the bessai user or set "
+             "SPOOL_DIR").format(directory=directory, user=access.user_name(),
+                                 uid=os.geteuid())
 
 
 def segment_error(path, error):

@@ -31,7 +31,8 @@ import orjson
 from bessai_edge.errors import SpoolError
 from bessai_edge.i18n import _
 from bessai_edge.spool import recovery, stats
-from bessai_edge.spool.segments import directory_error, list_segments, segment_name
+from bessai_edge.spool.segments import (directory_error, list_segments, not_writable_text,
+                                        segment_name)
 
 log = logging.getLogger(__name__)
 
@@ -530,9 +531,7 @@ def _lock_directory(directory):
         raise directory_error(directory, error) from None
     if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
         os.close(dir_fd)
-        raise SpoolError(_("spool directory {directory} is not writable by uid {uid} (or its "
-                           "file system is read-only): make it writable by the bessai user "
-                           "or set SPOOL_DIR").format(directory=directory, uid=os.geteuid()))
+        raise SpoolError(not_writable_text(directory))
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

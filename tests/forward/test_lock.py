@@ -86,7 +86,7 @@ def test_forward_lock_file_unusable_exits_78(tmp_path, spool_dir, state_dir):
     assert result.returncode == EX_CONFIG
     assert (f"bessai: cannot open the lock file {spool_dir / FILE_NAME} ([Errno 21] Is a "
             f"directory") in result.stderr
-    assert f"uid {os.geteuid()} needs read access to this file" in result.stderr
+    assert f" (uid {os.geteuid()}) needs read access to this file" in result.stderr
 
 
 def test_forward_lock_released_at_stop(tmp_path, mosquitto, spool_dir, state_dir,

@@ -2,6 +2,7 @@
 
 import math
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -829,7 +830,8 @@ def test_spool_dir_not_writable_reported(tmp_path):
         problems = settings.spool_directory_problems({"SPOOL_DIR": str(spool_dir)})
         uid = os.geteuid()
     assert problems == [
-        f"spool directory {spool_dir} is not writable by uid {uid} (or its file system is "
+        f"spool directory {spool_dir} is not writable by {pwd.getpwuid(uid).pw_name} (uid "
+        f"{uid}) (or its file system is "
         "read-only): make it writable by the bessai user or set SPOOL_DIR"]
 
 

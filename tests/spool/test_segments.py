@@ -95,7 +95,8 @@ def list_spool_error(directory):
                "(sudo -u bessai bessai ...), or add nobody to group bessai for read access "
                "(sudo adduser nobody bessai, then log in again)"),
     # The owner itself, as the service would be, lacks access.
-    (NOBODY, 0o000, "cannot be opened by uid 65534: give the bessai user access to it"),
+    (NOBODY, 0o000, "cannot be opened by nobody (uid 65534): give the bessai user access "
+                    "to it"),
 ])
 def test_directory_permission_names_fix(needs_root, owner, mode, advice):
     # The directory goes to /tmp, which the user nobody can reach, unlike pytest's tmp_path.
