@@ -5,7 +5,8 @@ hand from a root shell created spool segments, spool state and checkpoints owned
 root, which the services could not read afterwards: the forwarder stopped at such a
 segment until someone changed its owner. So, as root, these commands switch to the
 user and groups that own the spool directory before they open any file, and then meet
-the same permissions as the services.
+the same permissions as the services. They also take the units' umask, so the files
+they create get the services' modes.
 """
 
 import logging
@@ -13,6 +14,9 @@ import os
 import pwd
 
 logger = logging.getLogger(__name__)
+
+# The units' UMask=: the bessai group may read the spool, others nothing.
+SERVICE_UMASK = 0o027
 
 
 def switch_to_spool_owner(spool_dir):
@@ -39,6 +43,7 @@ def switch_to_spool_owner(spool_dir):
     os.setgroups(groups)
     os.setgid(gid)
     os.setuid(status.st_uid)
+    os.umask(SERVICE_UMASK)
     return name
 
 

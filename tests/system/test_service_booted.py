@@ -417,6 +417,7 @@ class TestServiceUnderSystemd:
             manual = container.run(f"bessai run --env-file {SETTINGS} --cycles 2",
                                    check=False, env={"LANG": "C.UTF-8"})
             owners = container.run("stat -c '%U %n' /var/spool/bessai/*").stdout.splitlines()
+            state_mode = container.run("stat -c %a /var/spool/bessai/spool-state.json").stdout
         finally:
             start_fresh(container)
 
@@ -424,6 +425,7 @@ class TestServiceUnderSystemd:
         assert ("running as root: switched to user bessai (uid "
                 in manual.stderr), manual.stderr
         assert owners and all(line.startswith("bessai ") for line in owners), owners
+        assert state_mode.strip() == "640"   # the units' UMask=0027, not the shell's 022
 
     def test_forwarder_unreadable_checkpoint_exits_78(self, service):
         # A checkpoint that a root run left behind gave a traceback and a restart loop.
