@@ -111,7 +111,7 @@ def read_limit_settings(reader, scan_interval_s):
         if not 0.1 <= rated <= MAX_POWER_KW:
             reader.invalid("BATTERY_RATED_POWER_KW", written, _(
                 "expected a number from 0.1 to 100000 (kW), or off")
-                + envfile.decimal_comma_hint(written))
+                + envfile.number_hint("BATTERY_RATED_POWER_KW", written))
             rated = None
     nominal = _read_nominal_frequency(reader)
     limits = tuple(_read_levels(reader, default, nominal)
@@ -141,7 +141,7 @@ def _read_nominal_frequency(reader):
     number = envfile.parse_decimal(value)
     if number not in NOMINAL_FREQUENCIES_HZ:
         reader.invalid(name, value, _("expected one of {choices}").format(choices="50, 60")
-                       + envfile.decimal_comma_hint(value))
+                       + envfile.number_hint(name, value))
         return NOMINAL_FREQUENCIES_HZ[0]
     return number
 
@@ -255,7 +255,7 @@ def _read_level(reader, name, default, check=None, accepted=None):
     number = envfile.parse_decimal(value)
     if not math.isfinite(number):
         reader.invalid(name, value, (accepted or _("expected a number, or off"))
-                       + envfile.decimal_comma_hint(value))
+                       + envfile.number_hint(name, value))
         # Left out of the order check, which would otherwise compare the default with
         # the other levels as if the user had written it.
         return _OFF

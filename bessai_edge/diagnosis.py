@@ -11,6 +11,7 @@ import dataclasses
 import math
 
 from bessai_edge.i18n import _, ngettext
+from bessai_edge.profile.fields import MAIN_ROLE
 
 ERROR = "error"
 WARNING = "warning"
@@ -65,6 +66,8 @@ class Observation:
     request_outcomes: list = dataclasses.field(default_factory=list)  # first pass only
     all_words_ffff: bool = False
     no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
+    exception_11_units: tuple = ()  # unit ids of a multi-unit plan that got only exception 11
+    unit_roles: dict = dataclasses.field(default_factory=dict)  # unit id -> its role names
     late_replies: int = 0         # first pass only, like request_outcomes
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
     soc_pct: float | None = None
@@ -290,8 +293,12 @@ def _request_findings(observation):
             "DRIVER_PROFILE_PATH."
         ).format(count=observation.points_rejected, profile=observation.profile)))
 
-    # Exception 2 is handled by probing, and no_data has its own finding above.
-    failed = [kind for kind in failed if kind not in ("exception_2", "no_data")]
+    if observation.exception_11_units:
+        findings.append(_unit_exception_11_finding(observation))
+    # Exception 2 is handled by probing; no_data and those units have their own finding.
+    skip = ("exception_2", "no_data") + (
+        ("exception_11",) if observation.exception_11_units else ())
+    failed = [kind for kind in failed if kind not in skip]
     if failed:
         findings.append(Finding(WARNING, "some_requests_failed", _(
             "{failed} of {total} requests failed ({summary}); the points they carry have "
@@ -307,6 +314,24 @@ def _request_findings(observation):
             "recur, raise REQUEST_TIMEOUT_S.", late_replies
         ).format(count=late_replies, timeout=timeout_s)))
     return findings
+
+
+def _unit_exception_11_finding(observation):
+    """Return the finding for role unit ids whose every reply was exception 11."""
+    units = observation.exception_11_units
+    roles = [role for unit in units for role in observation.unit_roles.get(unit, ())]
+    labels = ", ".join(
+        _("{unit} (role {roles})").format(unit=unit, roles=", ".join(observation.unit_roles[unit]))
+        if observation.unit_roles.get(unit) else str(unit) for unit in units)
+    variables = ", ".join("MODBUS_SLAVE_ID" if role == MAIN_ROLE else f"MODBUS_UNIT_{role.upper()}"
+                          for role in roles) or "MODBUS_UNIT_<ROLE>"
+    return Finding(ERROR, "unit_exception_11", _(
+        "Unit id {units} answered every request with exception 11 (gateway target device "
+        "failed to respond): no device answers to it at {endpoint}, while the other unit "
+        "ids give data, so its points have quality comm_error; set {variables} to the unit "
+        "id the device lists. Typical unit ids: {hint}."
+    ).format(units=labels, endpoint=observation.endpoint, variables=variables,
+             hint=unit_id_hint()))
 
 
 def _count_kinds(kinds):

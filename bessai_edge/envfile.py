@@ -25,6 +25,9 @@ _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+", re.ASCII)
 _THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+", re.ASCII)
+# A number followed by a unit, as a technician may write it: 5s, 500 ms, 45°C, 10%.
+_NUMBER_WITH_UNIT = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?\s*(ms|s|secs?|seg|min|h|%|[°º]?c|"
+                               r"degc|k?wh?|mw|hz)", re.IGNORECASE)
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 _INLINE_COMMENT = re.compile(r"#|\s;")  # systemd keeps such text in the value
@@ -321,7 +324,8 @@ class EnvReader:
         # int() alone would also take "1_0", "0x10" and non-ASCII digits, which a typo
         # can produce and which would silently select another value.
         if not _DECIMAL_INTEGER.fullmatch(value):
-            self.invalid(name, value, _range_text(_("an integer"), minimum, maximum))
+            self.invalid(name, value, _range_text(_("an integer"), minimum, maximum)
+                         + number_hint(name, value))
             return default
         number = int(value)
         if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
@@ -337,7 +341,7 @@ class EnvReader:
         if not math.isfinite(number) or (minimum is not None and number < minimum) or (
                 maximum is not None and number > maximum):
             self.invalid(name, value, _range_text(_("a number"), minimum, maximum)
-                         + decimal_comma_hint(value))
+                         + number_hint(name, value))
             return default
         return number
 
@@ -399,6 +403,28 @@ def parse_decimal(text):
     ``float()`` alone would also take ``1_0``, ``inf`` and non-ASCII digits.
     """
     return float(text) if _DECIMAL_NUMBER.fullmatch(text) else math.nan
+
+
+def number_hint(name, value):
+    """Return a hint for a number written with a decimal comma or with a unit, else ``""``."""
+    return decimal_comma_hint(value) or unit_hint(name, value)
+
+
+def unit_hint(name, value):
+    """Return a hint for a number written with its unit (``5s``), else ``""``.
+
+    The unit of a setting is the suffix of its name (_S, _KW, _HZ), so the hint names it
+    rather than converting: ``500ms`` in a setting in seconds is 0.5, not 500.
+    """
+    match = _NUMBER_WITH_UNIT.fullmatch(value.strip())
+    if match is None:
+        return ""
+    units = {"_S": _("seconds"), "_KW": "kW", "_HZ": "Hz"}
+    unit = next((text for suffix, text in units.items() if name.endswith(suffix)), None)
+    if unit is None:
+        return _("; write the number alone, without {unit}").format(unit=match.group(1))
+    return _("; write the number alone, without {unit}: {name} is in {setting_unit}").format(
+        unit=match.group(1), name=name, setting_unit=unit)
 
 
 def decimal_comma_hint(value):

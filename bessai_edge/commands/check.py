@@ -339,7 +339,8 @@ def check_device(settings, device, profile, host, port):
                               request_timeout_s=link.request_timeout_s,
                               scan_interval_s=settings.scan_interval_s,
                               battery_power_warn_levels_kw=battery_power_warn_levels_kw(
-                                  settings.limits))
+                                  settings.limits),
+                              unit_roles=_roles_by_unit(profile, device))
     try:
         link.connect()
     except LinkError as error:
@@ -366,6 +367,15 @@ def check_device(settings, device, profile, host, port):
         link.close()
     check.findings = diagnose(observation)
     return check
+
+
+def _roles_by_unit(profile, device):
+    """Return unit id -> the names of the profile's roles read from it (main included)."""
+    roles = {}
+    for role, unit in profile.resolve_units(device.unit_id, device.unit_ids).items():
+        if unit is not None:
+            roles.setdefault(unit, []).append(role)
+    return {unit: tuple(names) for unit, names in roles.items()}
 
 
 def _plan(profile, device, link):
@@ -401,6 +411,7 @@ def _read(link, check, observation):
             observation.late_replies = late_replies
             observation.unknown_id_frames = unknown_ids
             observation.no_data_units = no_data_units
+            observation.exception_11_units = _units_with_only_exception_11(plan, outcomes)
         # decode() regroups the plan after exception 2, so everything that depends on
         # this pass's layout is taken first.
         strings = plan.table.decode_strings(buffer, statuses)
@@ -476,6 +487,18 @@ def _read_requests(link, plan, buffer, statuses):
         answered.extend(words)
     return (outcomes, bool(answered) and all(word == 0xFFFF for word in answered),
             late_replies, link.unknown_id_frames - unknown_ids_before)
+
+
+def _units_with_only_exception_11(plan, outcomes):
+    """Return the unit ids whose every request got exception 11 while another one answered."""
+    by_unit = {}
+    for request in plan.requests:
+        if request.block < len(outcomes):
+            by_unit.setdefault(request.unit_id, []).append(outcomes[request.block])
+    if not any("ok" in kinds for kinds in by_unit.values()):
+        return ()   # the whole-device rules name the cause
+    return tuple(sorted(unit for unit, kinds in by_unit.items()
+                        if all(kind == "exception_11" for kind in kinds)))
 
 
 def _reject_no_data_units(plan, buffer, statuses, outcomes):

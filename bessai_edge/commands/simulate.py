@@ -34,7 +34,7 @@ def add_arguments(parser):
                         help=_("serve a recorded register image (a capture JSON file)"))
     parser.add_argument("--host", default="127.0.0.1",
                         help=_("address to listen on (default: %(default)s)"))
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar=_("PORT"),
                         help=_("TCP port; 0 picks a free one and prints it (default: %(default)s)"))
     parser.add_argument("--unit-id", type=_unit_id, metavar="N",
                         help=_("serve the profile's default unit id, or the capture's, as N "
@@ -47,14 +47,14 @@ def add_arguments(parser):
                         default="exception11",
                         help=_("reply to a unit id the device does not serve: exception 11, "
                                "every word 0xFFFF, or no reply (default: %(default)s)"))
+    parser.add_argument("--sunspec-float", action="store_true",
+                        help=_("offer the float variants of the SunSpec inverter and meter "
+                               "models (111-113, 211-214) instead of int + scale factor"))
     model = parser.add_argument_group(_("battery model (with --profile)"))
-    model.add_argument("--sunspec-float", action="store_true",
-                       help=_("offer the float variants of the SunSpec inverter and meter "
-                              "models (111-113, 211-214) instead of int + scale factor"))
     model.add_argument("--day-seconds", type=_positive, default=600.0, metavar="S",
                        help=_("real seconds per simulated day of PV production "
                               "(default: %(default)s)"))
-    model.add_argument("--seed", type=int, default=1,
+    model.add_argument("--seed", type=int, default=1, metavar=_("SEED"),
                        help=_("seed of the model's random variation (default: %(default)s)"))
     model.add_argument("--set", action="append", default=[], metavar=_("POINT=VALUE"),
                        dest="pinned",
@@ -74,7 +74,7 @@ def add_arguments(parser):
                         help=_("ignore requests during S seconds after a connection is "
                                "accepted, as Huawei inverters do"))
     faults.add_argument("--exception", type=_argument(parse_exception_spec), action="append",
-                        default=[], metavar="ADDR[-LAST]=CODE",
+                        default=[], metavar=_("ADDR[-LAST]=CODE"),
                         dest="exceptions",
                         help=_("respond with Modbus exception CODE to reads touching "
                                "these addresses; repeatable"))

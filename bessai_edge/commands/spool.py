@@ -19,7 +19,7 @@ def add_arguments(parser):
     common.add_argument(
         "--dir", metavar="DIR",
         help=_("spool directory (default: $SPOOL_DIR, else /var/spool/bessai)"))
-    actions = parser.add_subparsers(dest="spool_action", metavar="ACTION")
+    actions = parser.add_subparsers(dest="spool_action", metavar=_("ACTION"))
     actions.required = True
 
     stats = actions.add_parser(

@@ -101,10 +101,16 @@ def directory_error(directory, error):
 
 def not_writable_text(directory):
     """Return the message for a spool directory this process may not write to."""
-    return _("spool directory {directory} is not writable by {user} (uid {uid}) (or its "
-             "file system is read-only): make it writable by the bessai user or set "
-             "SPOOL_DIR").format(directory=directory, user=access.user_name(),
-                                 uid=os.geteuid())
+    if _is_service_user(directory):
+        text = _("spool directory {directory} is not writable by {user} (uid {uid}) (or its "
+                 "file system is read-only): make it writable by the bessai user or set "
+                 "SPOOL_DIR")
+    else:
+        # Another user, such as a technician trying `bessai run` by hand.
+        text = _("spool directory {directory} is not writable by {user} (uid {uid}): run "
+                 "the command as the bessai user (sudo -u bessai bessai ...), or set "
+                 "SPOOL_DIR to a directory that {user} may write to")
+    return text.format(directory=directory, user=access.user_name(), uid=os.geteuid())
 
 
 def segment_error(path, error):

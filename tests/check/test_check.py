@@ -116,6 +116,19 @@ def test_check_one_role_unit_id_all_ffff(simulator):
     assert result.returncode == 1
 
 
+def test_check_one_role_unit_id_exception_11(simulator):
+    # A wrong VE.Bus unit id (exception 11 on its requests, data from the others) gave
+    # only "2 of 8 requests failed", naming neither the role nor its variable.
+    device = simulator("--profile", "victron_multiplus")   # VE.Bus served at 227
+    result = run_check(port=device.port, MODBUS_UNIT_VEBUS=246)
+    assert codes(result)[0] == "unit_exception_11", result.stdout
+    assert ("Unit id 246 (role vebus) answered every request with exception 11 (gateway "
+            "target device failed to respond)") in result.stdout
+    assert "set MODBUS_UNIT_VEBUS to the unit id the device lists" in result.stdout
+    assert "some_requests_failed" not in codes(result), result.stdout
+    assert result.returncode == 1
+
+
 def test_check_busy_device_every_request(simulator):
     device = simulator("--profile", "huawei_sun2000", "--busy-every", "1")
     result = run_check(port=device.port, profile="huawei_sun2000")

@@ -81,6 +81,15 @@ def test_help_placeholders_spanish():
     assert english.stdout.startswith("usage: bessai run [-h] [--env-file FILE] [--cycles N]")
 
 
+def test_simulate_and_spool_placeholders_spanish():
+    simulate = _bessai(["simulate", "--help"], {**SPANISH, "COLUMNS": "200"})
+    spool = _bessai(["spool", "--help"], SPANISH)
+    assert "[--port PUERTO]" in simulate.stdout
+    assert "[--seed SEMILLA]" in simulate.stdout
+    assert "[--exception DIR[-ÚLTIMA]=CÓDIGO]" in simulate.stdout
+    assert spool.stdout.startswith("uso: bessai spool [-h] ACCIÓN ...")
+
+
 def test_help_english_without_spanish_lang():
     result = _bessai(["--help"], ENGLISH)
     assert result.returncode == 0, result.stderr

@@ -225,7 +225,21 @@ BAD_SETTINGS = [
     ({"DEVICES": "a", "DEVICE_A_UNIT_ID": "5"},
      "DEVICE_A_UNIT_ID='5' is invalid: DEVICE_A_UNIT_<ROLE> sets the unit id of a profile's "
      "role, and no role is called ID; set the device's own unit id with DEVICE_A_SLAVE_ID"),
+    # A unit after the number got only the accepted range.
+    ({"SCAN_INTERVAL_S": "500 ms"},
+     "SCAN_INTERVAL_S='500 ms' is invalid: expected a number from 0.05 to 3600; write the "
+     "number alone, without ms: SCAN_INTERVAL_S is in seconds"),
+    ({"BATTERY_RATED_POWER_KW": "5kW"}, "; write the number alone, without kW: "
+                                        "BATTERY_RATED_POWER_KW is in kW"),
+    ({"LIMIT_SOC_LOW_WARN": "10%"}, "expected a number, or off; write the number alone, "
+                                    "without %"),
 ]
+
+
+def test_settings_no_unit_hint_for_other_letters():
+    # "a" is no unit: the hint would tell the technician to drop a typo's letter.
+    assert problems_of(MODBUS_SLAVE_ID="1a") == [
+        "MODBUS_SLAVE_ID='1a' is invalid: expected an integer from 0 to 247"]
 
 
 @pytest.mark.parametrize("overrides, message", BAD_SETTINGS,
@@ -823,16 +837,22 @@ def test_spool_dir_not_writable_reported(tmp_path):
                                       {"SPOOL_DIR": spool_dir})
         finally:
             shutil.rmtree(spool_dir)
+        # Not the directory's owner: the advice was to give the bessai user access.
+        advice = ("run the command as the bessai user (sudo -u bessai bessai ...), or set "
+                  "SPOOL_DIR to a directory that nobody may write to")
         uid = NOBODY
     else:
         spool_dir = tmp_path / "spool"
         spool_dir.mkdir(mode=0o555)
         problems = settings.spool_directory_problems({"SPOOL_DIR": str(spool_dir)})
+        advice = ("(or its file system is read-only): make it writable by the bessai user "
+                  "or set SPOOL_DIR")
         uid = os.geteuid()
-    assert problems == [
-        f"spool directory {spool_dir} is not writable by {pwd.getpwuid(uid).pw_name} (uid "
-        f"{uid}) (or its file system is "
-        "read-only): make it writable by the bessai user or set SPOOL_DIR"]
+    user = pwd.getpwuid(uid).pw_name
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        f"spool directory {spool_dir} is not writable by {user} (uid {uid})"), problems
+    assert problems[0].endswith(advice), problems
 
 
 def test_spool_dir_writable_no_problem(tmp_path):
