@@ -278,13 +278,12 @@ def _request_findings(observation):
 
     findings = []
     if observation.no_data_units:
+        labels, variables = _role_units_text(observation, observation.no_data_units)
         findings.append(Finding(ERROR, "unit_no_data", _(
             "Unit id {units} read 0xFFFF in every register: no device answers to it at "
-            "{endpoint}, so its points have quality comm_error. Check the unit id of that "
-            "role (MODBUS_UNIT_<ROLE>, such as MODBUS_UNIT_BATTERY) against the unit ids "
-            "the device lists."
-        ).format(units=", ".join(map(str, observation.no_data_units)),
-                 endpoint=observation.endpoint)))
+            "{endpoint}, so its points have quality comm_error. Set {variables} to the unit "
+            "id the device lists."
+        ).format(units=labels, endpoint=observation.endpoint, variables=variables)))
     if observation.points_rejected:
         findings.append(Finding(WARNING, "rejected_addresses", _(
             "The device rejects the addresses of {count} points of profile {profile} "
@@ -316,15 +315,24 @@ def _request_findings(observation):
     return findings
 
 
+def _role_units_text(observation, units):
+    """Return the unit ids with their roles, and the variables that set them, as text."""
+    labels = []
+    variables = []
+    for unit in units:
+        roles = observation.unit_roles.get(unit, ())
+        if not roles:
+            labels.append(str(unit))
+            continue
+        labels.append(_("{unit} (role {roles})").format(unit=unit, roles=", ".join(roles)))
+        variables += ["MODBUS_SLAVE_ID" if role == MAIN_ROLE else f"MODBUS_UNIT_{role.upper()}"
+                      for role in roles]
+    return ", ".join(labels), ", ".join(variables) or "MODBUS_UNIT_<ROLE>"
+
+
 def _unit_exception_11_finding(observation):
     """Return the finding for role unit ids whose every reply was exception 11."""
-    units = observation.exception_11_units
-    roles = [role for unit in units for role in observation.unit_roles.get(unit, ())]
-    labels = ", ".join(
-        _("{unit} (role {roles})").format(unit=unit, roles=", ".join(observation.unit_roles[unit]))
-        if observation.unit_roles.get(unit) else str(unit) for unit in units)
-    variables = ", ".join("MODBUS_SLAVE_ID" if role == MAIN_ROLE else f"MODBUS_UNIT_{role.upper()}"
-                          for role in roles) or "MODBUS_UNIT_<ROLE>"
+    labels, variables = _role_units_text(observation, observation.exception_11_units)
     return Finding(ERROR, "unit_exception_11", _(
         "Unit id {units} answered every request with exception 11 (gateway target device "
         "failed to respond): no device answers to it at {endpoint}, while the other unit "

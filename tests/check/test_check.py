@@ -111,8 +111,8 @@ def test_check_one_role_unit_id_all_ffff(simulator):
     device = simulator("--profile", "victron_multiplus", "--unknown-unit", "ffff")
     result = run_check(port=device.port, MODBUS_UNIT_BATTERY=226)
     assert "unit_no_data" in codes(result), result.stdout
-    assert "Unit id 226 read 0xFFFF in every register" in result.stdout
-    assert "MODBUS_UNIT_BATTERY" in result.stdout
+    assert "Unit id 226 (role battery) read 0xFFFF in every register" in result.stdout
+    assert "Set MODBUS_UNIT_BATTERY to the unit id the device lists" in result.stdout
     assert result.returncode == 1
 
 
