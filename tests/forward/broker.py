@@ -99,6 +99,12 @@ class Mosquitto:
         self.process.stderr.close()
         self.process = None
 
+    def restart_with(self, line, replacement):
+        """Replace ``line`` in the configuration, then stop and start the broker."""
+        self.stop()
+        self.config_path.write_text(self.config_path.read_text().replace(line, replacement))
+        self.start()
+
     def reload(self):
         """Send SIGHUP to this broker's PID: it reads its configuration and ACL file again."""
         os.kill(self.process.pid, signal.SIGHUP)

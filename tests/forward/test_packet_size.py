@@ -10,13 +10,12 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from bessai_edge.forward.checkpoint import CheckpointFile
 from bessai_edge.forward.session import publish_packet_size
 from tests.forward.broker import Mosquitto, Subscriber
 from tests.forward.conftest import RecordWriter, wait_until
 from tests.forward.test_publish_rejected import (DELIVERY_TIMEOUT_S, MAX_ATTEMPTS, OBSERVE_S,
-                                                 assert_held_at, assert_in_order, error_lines,
-                                                 forward_one_large_record,
+                                                 assert_all_delivered, assert_held_at,
+                                                 error_lines, forward_one_large_record,
                                                  forwarder_connections, start_forwarder)
 
 LIMIT = 1400
@@ -60,7 +59,7 @@ def test_publish_packet_size_counts_the_remaining_length_bytes():
     assert publish_packet_size("é", b"") == 1 + 1 + 2 + 2 + 2 + 1
 
 
-def test_forward_record_over_max_packet_size_held_until_raised(tmp_path, spool_dir, state_dir):
+def test_forward_oversized_record_held(tmp_path, spool_dir, state_dir):
     broker = Mosquitto(tmp_path / "broker", max_packet_size=LIMIT).start()
     subscriber, writer, large_seq, forwarder = forward_one_large_record(
         tmp_path, broker, spool_dir, state_dir)
@@ -79,27 +78,19 @@ def test_forward_record_over_max_packet_size_held_until_raised(tmp_path, spool_d
         assert "raise the broker's max_packet_size well above" in errors[0]
         assert "MQTT_CLIENT_ID" not in forwarder.log_text()
 
-        config = broker.config_path.read_text()
-        broker.config_path.write_text(config.replace(f"max_packet_size {LIMIT}",
-                                                     "max_packet_size 100000"))
         # Mosquitto 2.0.11 keeps the old limit after SIGHUP, although its manual says
         # the option is reloaded: only a restart applies it.
-        broker.stop()
-        broker.start()
+        broker.restart_with(f"max_packet_size {LIMIT}", "max_packet_size 100000")
         assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
         assert forwarder.wait_for_log(f"accepted record {large_seq} on topic {TOPIC}")
     finally:
         subscriber.stop()
         exit_status = forwarder.stop()
         broker.stop()
-    assert exit_status == 0
-    assert_in_order(subscriber, writer)
-    assert CheckpointFile(state_dir).load().seq == writer.seqs[-1]
-    writer.close()
+    assert_all_delivered(exit_status, subscriber, writer, state_dir)
 
 
-def test_forward_skips_retained_alarm_state_over_a_lowered_limit(tmp_path, spool_dir,
-                                                                 state_dir):
+def test_forward_oversized_alarm_state_skipped(tmp_path, spool_dir, state_dir):
     # After a reconnect the forwarder publishes each device's alarm state again. One that
     # the broker took before but that exceeds a lowered max_packet_size made the broker
     # close every new connection, so no record was delivered any more.

@@ -69,6 +69,14 @@ def assert_in_order(subscriber, writer):
         assert first_arrivals(received[device]) == seqs, f"order of {device}"
 
 
+def assert_all_delivered(exit_status, subscriber, writer, state_dir):
+    """Check a clean stop, every record in order, and the checkpoint at the last one."""
+    assert exit_status == 0
+    assert_in_order(subscriber, writer)
+    assert CheckpointFile(state_dir).load().seq == writer.seqs[-1]
+    writer.close()
+
+
 @pytest.fixture
 def acl_file(tmp_path):
     path = tmp_path / "acl"
@@ -117,10 +125,7 @@ def test_forward_acl_denied_record_kept_until_allowed(tmp_path, acl_broker, acl_
     finally:
         subscriber.stop()
         exit_status = forwarder.stop()
-    assert exit_status == 0
-    assert_in_order(subscriber, writer)
-    assert CheckpointFile(state_dir).load().seq == writer.seqs[-1]
-    writer.close()
+    assert_all_delivered(exit_status, subscriber, writer, state_dir)
 
 
 def test_forward_denied_alarms_topic_does_not_repeat_telemetry(tmp_path, acl_file, spool_dir,
@@ -234,20 +239,13 @@ def test_forward_too_large_record_kept_until_limit_raised(tmp_path, spool_dir, s
         assert "PUBACK reason code 149 Packet too large" in errors[0]
         assert "raise the broker's message_size_limit well above" in errors[0]
 
-        broker.stop()
-        config = broker.config_path.read_text()
-        broker.config_path.write_text(config.replace("message_size_limit 1000",
-                                                     "message_size_limit 100000"))
-        broker.start()
+        broker.restart_with("message_size_limit 1000", "message_size_limit 100000")
         assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
     finally:
         subscriber.stop()
         exit_status = forwarder.stop()
         broker.stop()
-    assert exit_status == 0
-    assert_in_order(subscriber, writer)
-    assert CheckpointFile(state_dir).load().seq == writer.seqs[-1]
-    writer.close()
+    assert_all_delivered(exit_status, subscriber, writer, state_dir)
 
 
 def test_forward_no_matching_subscribers_counts_as_delivered(tmp_path, mosquitto, spool_dir,
