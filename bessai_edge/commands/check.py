@@ -490,7 +490,7 @@ def _read_requests(link, plan, buffer, statuses):
 
 
 def _units_with_only_exception_11(plan, outcomes):
-    """Return the unit ids whose every request got exception 11 while another one answered."""
+    """Return the unit ids whose every request got exception 11 while another unit id replied."""
     by_unit = {}
     for request in plan.requests:
         if request.block < len(outcomes):

@@ -328,13 +328,13 @@ class Forwarder:
         limit = self.session.max_packet_size
         if limit is None:
             return False
-        for message in messages:
-            size = publish_packet_size(message.topic, message.payload)
-            if size > limit:
-                break
-        else:
+        oversized = [(publish_packet_size(message.topic, message.payload), message.topic)
+                     for message in messages]
+        oversized = [(size, topic) for size, topic in oversized if size > limit]
+        if not oversized:
             return False
-        rejection = Rejection(seq=seq, position=position, topic=message.topic, size=size,
+        size, topic = oversized[0]
+        rejection = Rejection(seq=seq, position=position, topic=topic, size=size,
                               code=PACKET_TOO_LARGE, reason="Packet too large", limit=limit)
         self.hold_back.note_unsent(rejection, [message.topic for message in messages])
         self._drop_if_rejected()

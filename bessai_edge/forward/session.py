@@ -70,8 +70,9 @@ def publish_packet_size(topic, payload):
     2-byte length, the 2-byte packet id, the property length and the payload.
     """
     remaining = 2 + len(topic.encode()) + 2 + 1 + len(payload)
-    length_bytes = 1 if remaining < 128 else 2 if remaining < 16_384 else (
-        3 if remaining < 2_097_152 else 4)
+    length_bytes = 1
+    while remaining >= 128 ** length_bytes:   # 7 bits of the length per byte
+        length_bytes += 1
     return 1 + length_bytes + remaining
 
 

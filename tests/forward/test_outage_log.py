@@ -177,7 +177,7 @@ def test_outage_log_rejected_credentials_after_loss(clock, caplog):
     assert len(lines(caplog, logging.DEBUG)) == 1
 
 
-def test_outage_log_backlog_timed_from_held_record_accepted(clock, caplog):
+def test_outage_log_held_record_drain_time(clock, caplog):
     # A record held back for two minutes made the line read "delivered the backlog of
     # 142 records in 140.9 s", although they went within seconds of its acceptance.
     outage = OutageLog("b:1883", clock)

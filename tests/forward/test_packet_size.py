@@ -52,7 +52,7 @@ def test_packet_at_limit_accepted_by_mosquitto(tmp_path):
         broker.stop()
 
 
-def test_publish_packet_size_counts_the_remaining_length_bytes():
+def test_packet_size_length_bytes():
     # One length byte up to 127 bytes after the fixed header, two up to 16,383.
     assert publish_packet_size("t", b"x" * 121) == 1 + 1 + 127
     assert publish_packet_size("t", b"x" * 122) == 1 + 2 + 128
@@ -101,12 +101,14 @@ def test_forward_oversized_alarm_state_skipped(tmp_path, spool_dir, state_dir):
     writer.append(4)
     writer.spool.flush()
     forwarder = start_forwarder(tmp_path, broker, spool_dir, state_dir)
+
     try:
         assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
         alarm_topic = "bessai/SITE-TEST-001/battery/alarms"
         alarm_size = max(len(payload) for topic, payload, retain in subscriber.messages
                          if topic == alarm_topic)
         assert alarm_size > LIMIT
+
         broker.stop()
         broker = Mosquitto(tmp_path / "broker", port=broker.port,
                            max_packet_size=LIMIT).start()
@@ -115,6 +117,7 @@ def test_forward_oversized_alarm_state_skipped(tmp_path, spool_dir, state_dir):
                             if factory.device == "inverter"]
         inverter_seqs = writer.append(5)
         writer.spool.flush()
+
         assert subscriber.wait_for_seqs(inverter_seqs, DELIVERY_TIMEOUT_S) == set()
         assert wait_until(lambda: "did not publish the retained alarm message on topic "
                           f"{alarm_topic} again" in forwarder.log_text())

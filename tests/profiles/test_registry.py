@@ -78,7 +78,7 @@ def test_sunspec_definitions_shipped_with_notice():
 
 
 def test_service_profile_in_tmp_hint(monkeypatch):
-    # The service was told "file not found" for a file the shell saw in /tmp.
+    # The service reported "file not found" for a file the shell saw in /tmp.
     monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")   # set by systemd
     with pytest.raises(ProfileError) as raised:
         resolve_profile_path("/tmp/bessai-no-such-profile.json")

@@ -233,8 +233,8 @@ def test_second_writer_gets_spool_error(tmp_path):
     Spool(tmp_path).open().close()      # the lock goes with close()
 
 
-def test_service_losing_the_lock_told_to_end_the_other(tmp_path, monkeypatch):
-    # The service was told to stop itself ("systemctl stop bessai") when a run started
+def test_service_lock_conflict_names_hand_run(tmp_path, monkeypatch):
+    # The service's message advised it to stop itself ("systemctl stop bessai") when a run started
     # by hand held the spool. systemd sets INVOCATION_ID for the service.
     monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
     with Spool(tmp_path):

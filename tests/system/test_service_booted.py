@@ -6,6 +6,7 @@ drop-in with a short watchdog and restart delay, and puts both back when it ends
 The tests are steps in file order on one running service.
 """
 
+import contextlib
 import json
 import re
 import socket
@@ -131,6 +132,20 @@ def forwarder_state(container, *properties):
     log = container.run(f"journalctl --no-pager -o cat "
                         f"_SYSTEMD_INVOCATION_ID={values['InvocationID']}").stdout
     return values, log
+
+
+@contextlib.contextmanager
+def forwarding_to(container, port):
+    """Switch forwarding on, to 127.0.0.1:``port``; afterwards stop the unit and restore."""
+    saved = container.path(SETTINGS).read_text()
+    set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
+                 MQTT_PORT=str(port))
+    try:
+        yield
+    finally:
+        container.run(f"systemctl stop {FORWARD_UNIT}", check=False)
+        container.run(f"systemctl reset-failed {FORWARD_UNIT}", check=False)
+        container.path(SETTINGS).write_text(saved)
 
 
 def restart_forwarder_until_failed(container):
@@ -372,26 +387,20 @@ class TestServiceUnderSystemd:
         # The lock message named a pgrep pattern that missed the installed service,
         # whose command line is "python3 -I -m bessai_edge forward".
         container, _port = service
-        saved = container.path(SETTINGS).read_text()
-        set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
-                     MQTT_PORT=str(free_tcp_port()))  # no broker: it keeps retrying
-        try:
+        with forwarding_to(container, free_tcp_port()):  # no broker: it keeps retrying
             container.run(f"systemctl restart {FORWARD_UNIT}")
             container.wait_for(f"systemctl is-active --quiet {FORWARD_UNIT}", timeout=60)
             main_pid = container.run(f"systemctl show -p MainPID --value {FORWARD_UNIT}"
                                      ).stdout.strip()
             manual = container.run(f"runuser -u bessai -- bessai forward --env-file {SETTINGS}",
                                    check=False, env={"LANG": "C.UTF-8"})
-        finally:
-            container.run(f"systemctl stop {FORWARD_UNIT}", check=False)
-            container.path(SETTINGS).write_text(saved)
 
         assert manual.returncode == 78, manual.stderr
         assert f"another bessai forward process, PID {main_pid} " in manual.stderr
         assert f"(kill {main_pid})" in manual.stderr
 
     def test_settings_file_unreadable_by_service_names_fix(self, service):
-        # The service was told to "run the command with sudo".
+        # The service's message advised "run the command with sudo".
         container, _port = service
         container.run(f"chmod 600 {SETTINGS}")
         try:
@@ -430,17 +439,13 @@ class TestServiceUnderSystemd:
     def test_forwarder_unreadable_checkpoint_exits_78(self, service):
         # A checkpoint that a root run left behind gave a traceback and a restart loop.
         container, _port = service
-        saved = container.path(SETTINGS).read_text()
         checkpoint = "/var/lib/bessai/forward-checkpoint.json"
-        set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
-                     MQTT_PORT=str(free_tcp_port()))
         container.run(f"echo '{{}}' > {checkpoint} && chmod 600 {checkpoint}")
         try:
-            properties, log = restart_forwarder_until_failed(container)
+            with forwarding_to(container, free_tcp_port()):
+                properties, log = restart_forwarder_until_failed(container)
         finally:
             container.run(f"rm -f {checkpoint}")
-            container.path(SETTINGS).write_text(saved)
-            container.run(f"systemctl reset-failed {FORWARD_UNIT}", check=False)
 
         assert properties["ExecMainStatus"] == "78", log
         assert (f"cannot read the checkpoint {checkpoint}: permission denied: give it to the "
@@ -494,18 +499,14 @@ class TestServiceUnderSystemd:
         # forwarder logged a warning a minute and looked active.
         container, _port = service
         broker = Mosquitto(tmp_path / "broker").start()   # on the host's loopback
-        saved = container.path(SETTINGS).read_text()
-        set_settings(container, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
-                     MQTT_PORT=str(broker.port))
         segment = "/var/spool/bessai/" + sorted(
             container.path("/var/spool/bessai").glob("*.jsonl"))[0].name
         container.run(f"chown root:root {segment} && chmod 600 {segment}")
         try:
-            properties, log = restart_forwarder_until_failed(container)
+            with forwarding_to(container, broker.port):
+                properties, log = restart_forwarder_until_failed(container)
         finally:
             container.run(f"chown bessai:bessai {segment} && chmod 640 {segment}")
-            container.path(SETTINGS).write_text(saved)
-            container.run(f"systemctl reset-failed {FORWARD_UNIT}", check=False)
             broker.stop()
 
         assert properties["ExecMainStatus"] == "78", log
