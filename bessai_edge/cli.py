@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from bessai_edge import __version__
+from bessai_edge import package_version
 from bessai_edge.errors import EX_CONFIG, ConfigError, ProfileError, SpoolError
 from bessai_edge import i18n
 from bessai_edge.i18n import _
@@ -33,7 +33,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="bessai",
         description=_("Modbus TCP edge gateway for battery energy storage systems."))
-    parser.add_argument("--version", action="version", version=f"bessai-edge {__version__}",
+    parser.add_argument("--version", action="version", version=f"bessai-edge {package_version}",
                         help=_("show the version and exit"))
     subparsers = parser.add_subparsers(dest="command", metavar=_("COMMAND"))
     subparsers.required = True

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from bessai_edge import __version__
+from bessai_edge import package_version
 from bessai_edge.alarm_restore import previous_alarms
 from bessai_edge.link import DeviceLink, format_endpoint
 from bessai_edge.poller import DevicePoller
@@ -44,7 +44,7 @@ class Gateway:
         self.endpoints = endpoints    # device name -> (host, port), read by open()
         self.simulators = simulators if simulators is not None else {}  # name -> SimulatorProcess
         self.notifier = notifier if notifier is not None else Notifier.from_environment()
-        self.state = GatewayState(site=settings.site_id, version=__version__)
+        self.state = GatewayState(site=settings.site_id, version=package_version)
         self.spool = None
         self.health = None
         self.pollers = []
@@ -97,7 +97,7 @@ class Gateway:
             devices.append(f"{device.name}: profile {profile.name} at "
                            f"{format_endpoint(*self.endpoints[device.name])} unit id {unit_id}")
         logger.info("bessai-edge %s starting: site %s, mode %s, period %g s, spool %s; %s",
-                    __version__, settings.site_id, settings.mode, settings.scan_interval_s,
+                    package_version, settings.site_id, settings.mode, settings.scan_interval_s,
                     settings.spool.directory, "; ".join(devices),
                     extra={"BESSAI_EVENT": "startup"})
 

@@ -7,7 +7,8 @@
 # Environment:
 #   BESSAI_DEB_VERSION  package version (default: __version__ of bessai_edge); a version
 #                       other than the one in packaging/debian/changelog gets a new
-#                       changelog entry in the build copy only
+#                       changelog entry, and one other than __version__ is written to
+#                       package_version, both in the build copy only
 #   BESSAI_DIST_DIR     where the .deb goes (default: dist/ in the repository)
 #
 # The build runs in a copy of the tree under build/deb/, so it never writes to the
@@ -64,6 +65,15 @@ for po in "$stage"/bessai_edge/locale/*/LC_MESSAGES/*.po; do
 	[ -e "$po" ] || continue
 	msgfmt --check -o "${po%.po}.mo" "$po"
 done
+
+# The version users see (bessai --version, the start line, /health) is the package's.
+if [ "$version" != "$upstream" ]; then
+	sed -i "s/^package_version = .*/package_version = \"$version\"/" "$stage/bessai_edge/__init__.py"
+	if ! grep -qxF "package_version = \"$version\"" "$stage/bessai_edge/__init__.py"; then
+		echo "build-deb.sh: package_version not found in bessai_edge/__init__.py" >&2
+		exit 1
+	fi
+fi
 
 changelog_version=$(dpkg-parsechangelog -l "$stage/debian/changelog" -S Version)
 if [ "$version" != "$changelog_version" ]; then

@@ -208,6 +208,8 @@ class TestPackageLifecycle:
         assert "failed to start" not in upgrade.stdout + upgrade.stderr
         new_version = upgrade_deb.name.split("_")[1]
         assert container.run("dpkg-query -W -f='${Version}' bessai-edge").stdout == new_version
+        # The build's own version, not the source tree's, so a report names the right one.
+        assert container.run("bessai --version").stdout.split() == ["bessai-edge", new_version]
         assert read_settings(container) == settings_before
         assert container.run(f"stat -c '%a %U %G' {SETTINGS}").stdout.split() == [
             "640", "root", "bessai"]
@@ -215,8 +217,11 @@ class TestPackageLifecycle:
         assert set(segments_before) <= segments_after
 
         container.wait_for("systemctl is-active --quiet bessai", timeout=60)
-        assert invocation_id(container) != invocation_before, "the upgrade did not restart bessai"
+        invocation = invocation_id(container)
+        assert invocation != invocation_before, "the upgrade did not restart bessai"
         wait_for_records(container, lambda record: record["seq"] > last_seq_before)
+        container.wait_for(f"journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID={invocation} "
+                           f"| grep -F 'bessai-edge {new_version} starting'")
         sequence = [record["seq"] for record in spool_records(container)]
         assert sequence == sorted(sequence)
 
