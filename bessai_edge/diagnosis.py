@@ -10,6 +10,7 @@ blocked, an inverter in standby, and a profile that does not fit the device.
 import dataclasses
 import math
 
+from bessai_edge.alarms import MAX_POWER_KW
 from bessai_edge.i18n import _, ngettext
 from bessai_edge.profile.fields import MAIN_ROLE
 
@@ -73,6 +74,9 @@ class Observation:
     soc_pct: float | None = None
     soc_not_available: tuple = ()  # names of the read points of soc_pct that are "not available"
     battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power
+    battery_power_kw: float | None = None
+    battery_power_points: tuple = ()  # names of the read points that feed battery_power_kw
+    battery_dc_power_kw: float | None = None  # battery_voltage_v times battery_current_a
     battery_power_warn_levels_kw: tuple = ()  # (variable, size in kW) per warning level on
     points: int = 0
     points_ok: int = 0
@@ -281,7 +285,7 @@ def _request_findings(observation):
         labels, variables = _role_units_text(observation, observation.no_data_units)
         findings.append(Finding(ERROR, "unit_no_data", _(
             "Unit id {units} read 0xFFFF in every register: no device answers to it at "
-            "{endpoint}, so its points have quality comm_error. Set {variables} to the unit "
+            "{endpoint}, so its points show a communication error. Set {variables} to the unit "
             "id the device lists."
         ).format(units=labels, endpoint=observation.endpoint, variables=variables)))
     if observation.points_rejected:
@@ -300,8 +304,8 @@ def _request_findings(observation):
     failed = [kind for kind in failed if kind not in skip]
     if failed:
         findings.append(Finding(WARNING, "some_requests_failed", _(
-            "{failed} of {total} requests failed ({summary}); the points they carry have "
-            "quality comm_error."
+            "{failed} of {total} requests failed ({summary}); the points they carry show "
+            "a communication error."
         ).format(failed=len(failed), total=len(outcomes), summary=_count_kinds(failed))))
     if late_replies:
         findings.append(Finding(WARNING, "late_replies", ngettext(
@@ -336,7 +340,7 @@ def _unit_exception_11_finding(observation):
     return Finding(ERROR, "unit_exception_11", _(
         "Unit id {units} answered every request with exception 11 (gateway target device "
         "failed to respond): no device answers to it at {endpoint}, while the other unit "
-        "ids give data, so its points have quality comm_error; set {variables} to the unit "
+        "ids give data, so its points show a communication error; set {variables} to the unit "
         "id the device lists. Typical unit ids: {hint}."
     ).format(units=labels, endpoint=observation.endpoint, variables=variables,
              hint=unit_id_hint()))
@@ -413,6 +417,9 @@ def _cycle_time_findings(observation):
 # How far the battery power warning level may lie from the maximum power the device
 # reports before the level is taken for a slip of unit (W for kW, MW for kW).
 RATED_POWER_RATIO = 10.0
+# The smallest reference for a battery power reading, so that a battery at rest
+# (voltage times a current near 0) does not make a reading of a few kW look wrong.
+PLAUSIBLE_POWER_FLOOR_KW = 1.0
 
 
 def _rated_power_findings(observation):
@@ -441,6 +448,50 @@ def _rated_power_findings(observation):
             for group, message in problems if group]
 
 
+def _battery_power_findings(observation):
+    """Return a finding when battery_power_kw is far larger than any power it should match.
+
+    The references are the battery's voltage times its current, the maximum charge or
+    discharge power the device reports and the battery power warning levels. Without
+    any of them, the limit is the largest rated power the settings accept. A 32-bit
+    value read with its words swapped comes out about 65,536 times too large.
+    """
+    power = observation.battery_power_kw
+    if power is None:
+        return []
+    references = []
+    if observation.battery_dc_power_kw is not None:
+        references.append((abs(observation.battery_dc_power_kw),
+                           _("the battery's voltage times its current")))
+    if observation.battery_max_power_kw is not None:
+        references.append((observation.battery_max_power_kw,
+                           _("the maximum charge or discharge power the device reports")))
+    levels = observation.battery_power_warn_levels_kw
+    if levels:
+        references.append((max(size for _name, size in levels),
+                           _("the battery power warning level ({names})").format(
+                               names=_names(levels))))
+    if references:
+        reference, source = max(references, key=lambda item: item[0])
+        if abs(power) <= max(reference, PLAUSIBLE_POWER_FLOOR_KW) * RATED_POWER_RATIO:
+            return []
+        cause = _("Battery power reads {power:g} kW, more than ten times {source} "
+                  "({reference:g} kW).").format(power=power, source=source,
+                                                 reference=round(reference, 2))
+    elif abs(power) > MAX_POWER_KW:
+        cause = _("Battery power reads {power:g} kW, more than {limit:g} kW, the largest "
+                  "battery rated power the settings accept.").format(power=power,
+                                                                     limit=MAX_POWER_KW)
+    else:
+        return []
+    return [Finding(WARNING, "battery_power_implausible", cause + " " + _(
+        "The word order, type or scale of point {points} in profile {profile} is probably "
+        "wrong: a 32-bit value whose device sends the low word first reads about 65,536 "
+        "times too large. Compare the point with the manufacturer's register list; for such "
+        "a device, set \"order\": \"CDAB\" on the point in a copy of the profile."
+    ).format(points=", ".join(observation.battery_power_points), profile=observation.profile))]
+
+
 def _sizes(levels):
     return "/".join(sorted({f"{size:g}" for _name, size in levels}))
 
@@ -465,6 +516,7 @@ def _value_findings(observation, errors):
             "manufacturer's register list, and check DRIVER_PROFILE_PATH."
         ).format(soc=observation.soc_pct, profile=observation.profile)))
     findings += _rated_power_findings(observation)
+    findings += _battery_power_findings(observation)
     measured = observation.points - observation.points_rejected
     if measured and observation.points_not_available - observation.points_rejected == measured:
         findings.append(Finding(WARNING, "all_not_available", _(

@@ -130,6 +130,8 @@ def test_capture_decodes_to_expected_values(path, profile_name, tmp_path, simula
         profile_name = changed_profile(profile_name, PROFILE_CHANGES[path.stem], tmp_path)
     result = run_check(device.port, profile_name, units)
     assert result.returncode in (0, 1), result.stderr
+    # Every capture holds plausible values, as read with the right profile.
+    assert "battery_power_implausible" not in result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     rows = {(row["unit_id"], row["function"], row["address"]): row
             for row in lines if "name" in row and row["address"] is not None}
@@ -171,6 +173,8 @@ def assert_misread(result, capture, changes):
     for name in changes:
         assert rows[name]["quality"] == "ok"
         assert not close_enough(rows[name]["value"], capture["expected"][name]["value"])
+    # The check tells the technician what the misread value points to.
+    assert "warning [battery_power_implausible]" in result.stderr, result.stderr
 
 
 def check_walk(capture, maps):

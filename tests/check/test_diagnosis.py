@@ -93,6 +93,29 @@ CASES = [
     ("rated_power_one_level_low", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
                                    "battery_power_warn_levels_kw": warn_levels(0.3, 5.0),
                                    "battery_max_power_kw": 5.0}, ["rated_power_mismatch"]),
+    # A 32-bit battery power read with its words swapped (1297 W read as 85,000 kW).
+    ("battery_power_words_swapped", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
+                                     "battery_power_kw": 85000.192,
+                                     "battery_dc_power_kw": 1.42},
+     ["battery_power_implausible"]),
+    ("battery_power_discharging", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
+                                   "battery_power_kw": -4.8, "battery_dc_power_kw": -4.9,
+                                   "battery_max_power_kw": 5.0}, ["ok"]),
+    # A battery at rest: voltage times a current near 0 beside a few kW of conversion.
+    ("battery_power_at_rest", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
+                               "battery_power_kw": 3.0, "battery_dc_power_kw": 0.01}, ["ok"]),
+    ("battery_power_over_rated", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
+                                  "battery_power_kw": -120.0,
+                                  "battery_power_warn_levels_kw": warn_levels(10.0, 10.0)},
+     ["battery_power_implausible"]),
+    ("battery_power_at_ten_times_rated", {"request_outcomes": ["ok"], "points": 3,
+                                          "points_ok": 3, "battery_power_kw": 100.0,
+                                          "battery_max_power_kw": 10.0}, ["ok"]),
+    ("battery_power_no_reference", {"request_outcomes": ["ok"], "points": 3, "points_ok": 3,
+                                    "battery_power_kw": 85000.192}, ["ok"]),
+    ("battery_power_beyond_any_rating", {"request_outcomes": ["ok"], "points": 3,
+                                         "points_ok": 3, "battery_power_kw": -2.1e6},
+     ["battery_power_implausible"]),
     ("exception_1_everywhere", {"request_outcomes": ["exception_1"] * 3, "points": 6},
      ["all_requests_rejected"]),
     ("exception_1_and_2", {"request_outcomes": ["exception_1", "exception_2"], "points": 6,
@@ -204,6 +227,17 @@ def test_diagnose_soc_out_of_range_message():
     assert "4659.5 %, outside 0 to 100 %" in findings[0].message
     assert "scale, type or byte order" in findings[0].message
     assert "DRIVER_PROFILE_PATH" in findings[0].message
+
+
+def test_diagnose_battery_power_names_point_reference_and_fix():
+    findings = diagnose(observe(request_outcomes=["ok"], points=1, points_ok=1,
+                                battery_power_kw=85000.192, battery_dc_power_kw=1.42073,
+                                battery_power_points=("storage_charge_discharge_power",)))
+    message = findings[0].message
+    assert "85000.2 kW, more than ten times the battery's voltage times its current (1.42 kW)" \
+        in message
+    assert "point storage_charge_discharge_power in profile huawei_sun2000" in message
+    assert '"order": "CDAB"' in message
 
 
 def finding(severity, code):
