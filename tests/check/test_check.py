@@ -129,6 +129,20 @@ def test_check_one_role_unit_id_exception_11(simulator):
     assert result.returncode == 1
 
 
+def test_check_role_exception_11_after_probing(simulator):
+    # The main unit's first reads end in exception 2 (two registers this GX lacks), so
+    # no unit id gives data until the second pass. The wrong battery and VE.Bus unit ids
+    # must still be named with their variables.
+    device = simulator("--profile", "victron_multiplus", "--exception", "808=2",
+                       "--exception", "851=2")
+    result = run_check(port=device.port, MODBUS_UNIT_VEBUS=246, MODBUS_UNIT_BATTERY=224)
+    assert "unit_exception_11" in codes(result), result.stdout
+    assert "224 (role battery), 246 (role vebus)" in result.stdout
+    assert "MODBUS_UNIT_BATTERY, MODBUS_UNIT_VEBUS" in result.stdout
+    assert "some_requests_failed" not in codes(result), result.stdout
+    assert result.returncode == 1
+
+
 def test_check_busy_device_every_request(simulator):
     device = simulator("--profile", "huawei_sun2000", "--busy-every", "1")
     result = run_check(port=device.port, profile="huawei_sun2000")
