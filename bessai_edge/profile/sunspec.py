@@ -4,9 +4,11 @@ A SunSpec map starts with the words 0x5375 0x6E53 ("SunS") at 40000 (some device
 or 50000). Each model follows as ID, L (body length in registers) and the body; the
 chain ends with ID 0xFFFF. Some devices (SMA among them) have no end marker and answer
 the next header's address with exception 2 (Illegal Data Address), which ends the walk
-too. The resulting ``ModelMap`` tells ``Profile.plan`` where each model sits, so one
-profile fits a device in "int + SF" mode (models 101-103, 201-204) and in "float" mode
-(111-113, 211-214) wherever the models are.
+too. ID 0 ends it as well, because no SunSpec model has that ID, and a device that reads
+zeros past its last model would otherwise fill the map with models of ID 0 and length 0.
+The resulting ``ModelMap`` tells ``Profile.plan`` where each model sits, so one profile
+fits a device in "int + SF" mode (models 101-103, 201-204) and in "float" mode (111-113,
+211-214) wherever the models are.
 """
 
 import dataclasses
@@ -49,7 +51,7 @@ class ModelMap:
     base: int                 # address of the "SunS" marker
     models: tuple             # ModelEntry, in chain order
     end_address: int          # address after the last model
-    end: str                  # "end marker", "exception 2" or "address space"
+    end: str                  # "end marker", "exception 2", "model id 0" or "address space"
 
     def find(self, model_ids):
         """Return the first entry whose id comes first in ``model_ids``, or None."""
@@ -105,6 +107,9 @@ def discover(read, unit_id):
             break
         if model_id == END_MODEL_ID:
             end = "end marker"
+            break
+        if model_id == 0:
+            end = "model id 0"
             break
         entry = ModelEntry(model_id, address, length)
         if sunspec_models.load_definition(model_id) is not None and _has_counted_groups(model_id):

@@ -97,6 +97,19 @@ def test_discover_stops_at_exception_2():
     assert model_map.end_address == 40136
 
 
+def test_discover_stops_at_model_id_0():
+    # A device without an end marker that reads zeros after its last model must not
+    # yield a chain of "model 0" entries up to MAX_MODELS.
+    capture = load_capture("sunspec_pysunspec2_suns_walk_m1_m126.json")
+    image = capture_image(capture)
+    for address in range(40136, 40600):
+        image[(1, HOLDING, address)] = 0
+    model_map = sunspec.discover(FakeDevice(image).read, 1)
+    assert model_map.model_ids() == [1, 126]
+    assert model_map.end == "model id 0"
+    assert model_map.end_address == 40136
+
+
 @pytest.mark.parametrize("base", [0, 50000])
 def test_discover_other_base_addresses(base):
     image = _sunspec_image(1, [(1, {}, 1), (103, {"W": 10}, 1)], base=base)
