@@ -68,6 +68,7 @@ class Observation:
     all_words_ffff: bool = False
     no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
     exception_11_units: tuple = ()  # unit ids of a multi-unit plan that got only exception 11
+    units_without_sunspec: tuple = ()  # role unit ids where SunSpec discovery found no map
     unit_roles: dict = dataclasses.field(default_factory=dict)  # unit id -> its role names
     late_replies: int = 0         # first pass only, like request_outcomes
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
@@ -283,17 +284,36 @@ def _request_findings(observation):
     findings = []
     if observation.no_data_units:
         labels, variables = _role_units_text(observation, observation.no_data_units)
-        findings.append(Finding(ERROR, "unit_no_data", _(
+        findings.append(Finding(ERROR, "unit_no_data", ngettext(
             "Unit id {units} read 0xFFFF in every register: no device answers to it at "
-            "{endpoint}, so its points show a communication error. Set {variables} to the unit "
-            "id the device lists."
+            "{endpoint}, so its points show a communication error. Set {variables} to the "
+            "unit id the device lists.",
+            "Unit ids {units} read 0xFFFF in every register: no device answers to them at "
+            "{endpoint}, so their points show a communication error. Set {variables} to the "
+            "unit ids the devices list.", len(observation.no_data_units)
         ).format(units=labels, endpoint=observation.endpoint, variables=variables)))
+    if observation.units_without_sunspec:
+        labels, variables = _role_units_text(observation, observation.units_without_sunspec)
+        findings.append(Finding(WARNING, "unit_no_sunspec", ngettext(
+            "Unit id {units} has no SunSpec register map at {endpoint}, so its points are "
+            "not read. Set {variables} to the unit id the device lists; a site without "
+            "that device gets this warning at every check. Typical unit ids: {hint}.",
+            "Unit ids {units} have no SunSpec register map at {endpoint}, so their points "
+            "are not read. Set {variables} to the unit ids the devices list; a site without "
+            "those devices gets this warning at every check. Typical unit ids: {hint}.",
+            len(observation.units_without_sunspec)
+        ).format(units=labels, endpoint=observation.endpoint, variables=variables,
+                 hint=unit_id_hint())))
     if observation.points_rejected:
-        findings.append(Finding(WARNING, "rejected_addresses", _(
+        findings.append(Finding(WARNING, "rejected_addresses", ngettext(
+            "The device rejects the address of {count} point of profile {profile} "
+            "(exception 2): it is not read. This is normal for registers a model does "
+            "not have; if it is one of the profile's main values, check "
+            "DRIVER_PROFILE_PATH.",
             "The device rejects the addresses of {count} points of profile {profile} "
             "(exception 2): they are not read. This is normal for registers a model does "
             "not have; if the profile's main values are among them, check "
-            "DRIVER_PROFILE_PATH."
+            "DRIVER_PROFILE_PATH.", observation.points_rejected
         ).format(count=observation.points_rejected, profile=observation.profile)))
 
     if observation.exception_11_units:
@@ -303,9 +323,11 @@ def _request_findings(observation):
         ("exception_11",) if observation.exception_11_units else ())
     failed = [kind for kind in failed if kind not in skip]
     if failed:
-        findings.append(Finding(WARNING, "some_requests_failed", _(
+        findings.append(Finding(WARNING, "some_requests_failed", ngettext(
+            "{failed} of {total} requests failed ({summary}); the points it carries show "
+            "a communication error.",
             "{failed} of {total} requests failed ({summary}); the points they carry show "
-            "a communication error."
+            "a communication error.", len(failed)
         ).format(failed=len(failed), total=len(outcomes), summary=_count_kinds(failed))))
     if late_replies:
         findings.append(Finding(WARNING, "late_replies", ngettext(
@@ -337,11 +359,16 @@ def _role_units_text(observation, units):
 def _unit_exception_11_finding(observation):
     """Return the finding for role unit ids whose every reply was exception 11."""
     labels, variables = _role_units_text(observation, observation.exception_11_units)
-    return Finding(ERROR, "unit_exception_11", _(
+    return Finding(ERROR, "unit_exception_11", ngettext(
         "Unit id {units} answered every request with exception 11 (gateway target device "
         "failed to respond): no device answers to it at {endpoint}, while the other unit "
-        "ids give data, so its points show a communication error; set {variables} to the unit "
-        "id the device lists. Typical unit ids: {hint}."
+        "ids give data, so its points show a communication error; set {variables} to the "
+        "unit id the device lists. Typical unit ids: {hint}.",
+        "Unit ids {units} answered every request with exception 11 (gateway target device "
+        "failed to respond): no device answers to them at {endpoint}, while the other unit "
+        "ids give data, so their points show a communication error; set {variables} to the "
+        "unit ids the devices list. Typical unit ids: {hint}.",
+        len(observation.exception_11_units)
     ).format(units=labels, endpoint=observation.endpoint, variables=variables,
              hint=unit_id_hint()))
 

@@ -354,6 +354,10 @@ def check_device(settings, device, profile, host, port):
         return check
     try:
         check.plan, check.maps = _plan(profile, device, link)
+        if profile.sunspec:
+            observation.units_without_sunspec = tuple(
+                unit for unit in profile.sunspec_units(device.unit_id, device.unit_ids)
+                if unit not in check.maps)
         _read(link, check, observation)
         if not any(kind in SLOW_OUTCOMES for kind in observation.request_outcomes):
             check.read_s = observation.read_s  # a timeout's wait is not the device's pace

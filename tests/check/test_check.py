@@ -129,6 +129,21 @@ def test_check_one_role_unit_id_exception_11(simulator):
     assert result.returncode == 1
 
 
+def test_check_sunspec_meter_wrong_unit_id(simulator):
+    # A wrong meter unit id behind a Fronius: discovery finds no SunSpec map there, the
+    # meter's points were left out of the count, and check said "ok" with exit 0.
+    device = simulator("--profile", "fronius_gen24")   # the meter is served at 200
+    result = run_check(port=device.port, profile="fronius_gen24", MODBUS_UNIT_METER=201)
+    assert codes(result) == ["unit_no_sunspec"], result.stdout
+    assert "Unit id 201 (role meter) has no SunSpec register map" in result.stdout
+    assert "Set MODBUS_UNIT_METER to the unit id the device lists" in result.stdout
+    assert result.returncode == 1
+
+    result = run_check(port=device.port, profile="fronius_gen24")
+    assert codes(result) == ["ok"], result.stdout
+    assert result.returncode == 0
+
+
 def test_check_role_exception_11_after_probing(simulator):
     # The main unit's first reads end in exception 2 (two registers this GX lacks), so
     # no unit id gives data until the second pass. The wrong battery and VE.Bus unit ids
@@ -137,7 +152,8 @@ def test_check_role_exception_11_after_probing(simulator):
                        "--exception", "851=2")
     result = run_check(port=device.port, MODBUS_UNIT_VEBUS=246, MODBUS_UNIT_BATTERY=224)
     assert "unit_exception_11" in codes(result), result.stdout
-    assert "224 (role battery), 246 (role vebus)" in result.stdout
+    assert "Unit ids 224 (role battery), 246 (role vebus) answered" in result.stdout
+    assert "no device answers to them" in result.stdout
     assert "MODBUS_UNIT_BATTERY, MODBUS_UNIT_VEBUS" in result.stdout
     assert "some_requests_failed" not in codes(result), result.stdout
     assert result.returncode == 1

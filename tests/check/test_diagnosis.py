@@ -116,6 +116,10 @@ CASES = [
     ("battery_power_beyond_any_rating", {"request_outcomes": ["ok"], "points": 3,
                                          "points_ok": 3, "battery_power_kw": -2.1e6},
      ["battery_power_implausible"]),
+    ("meter_without_sunspec_map", {"request_outcomes": ["ok"], "points": 6, "points_ok": 6,
+                                   "units_without_sunspec": (201,),
+                                   "unit_roles": {1: ("main",), 201: ("meter",)}},
+     ["unit_no_sunspec"]),
     ("exception_1_everywhere", {"request_outcomes": ["exception_1"] * 3, "points": 6},
      ["all_requests_rejected"]),
     ("exception_1_and_2", {"request_outcomes": ["exception_1", "exception_2"], "points": 6,
@@ -238,6 +242,15 @@ def test_diagnose_battery_power_names_point_reference_and_fix():
         in message
     assert "point storage_charge_discharge_power in profile huawei_sun2000" in message
     assert '"order": "CDAB"' in message
+
+
+def test_diagnose_counts_in_singular():
+    findings = diagnose(observe(request_outcomes=["exception_2", "timeout", "ok"], points=6,
+                                points_ok=4, points_not_available=1, points_rejected=1))
+    messages = {finding.code: finding.message for finding in findings}
+    assert "rejects the address of 1 point of profile" in messages["rejected_addresses"]
+    assert "it is not read" in messages["rejected_addresses"]
+    assert messages["some_requests_failed"].startswith("1 of 3 requests failed (timeout x1)")
 
 
 def finding(severity, code):
