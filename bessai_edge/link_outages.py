@@ -95,9 +95,11 @@ class LinkOutageLog:
         """
         if self._logged:
             attempts = self.attempts
-            log.info("connection to %s (unit id %d) restored after %.1f s and %d failed %s",
-                     self.endpoint, self.unit_id, now - self.since, attempts,
-                     "attempt" if attempts == 1 else "attempts")
+            # A connection that dropped and came back at the first attempt failed none.
+            counted = (f" and {attempts} failed {'attempt' if attempts == 1 else 'attempts'}"
+                       if attempts else "")
+            log.info("connection to %s (unit id %d) restored after %.1f s%s",
+                     self.endpoint, self.unit_id, now - self.since, counted)
             self._report_since = now
         else:
             self._brief += 1
@@ -123,5 +125,10 @@ class LinkOutageLog:
     def _log_down(self, now, error, retry_delay_s):
         self.report_brief_outages(now)
         self._logged = True
-        log.warning("%s (unit id %d) is down: %s; failing for %.1f s, next attempt in %.1f s",
-                    self.endpoint, self.unit_id, error, now - self.since, retry_delay_s)
+        failing_s = now - self.since
+        # The first failure of an outage has no duration yet, and a reconnect may be due now.
+        failing = f"failing for {failing_s:.1f} s, " if failing_s >= 0.05 else ""
+        retry = (f"next attempt in {retry_delay_s:.1f} s" if retry_delay_s >= 0.05
+                 else "next attempt at once")
+        log.warning("%s (unit id %d) is down: %s; %s%s", self.endpoint, self.unit_id, error,
+                    failing, retry)

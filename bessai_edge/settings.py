@@ -29,7 +29,7 @@ from bessai_edge.envfile import (
     read_env_file,
 )
 from bessai_edge.errors import ProfileError
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, ngettext
 from bessai_edge.profile.fields import MAX_UNIT_ID
 from bessai_edge.profile.registry import resolve_profile_path
 
@@ -209,10 +209,20 @@ def _read_devices(reader, mode):
     # Names are not lower-cased: DEVICES=Inverter is rejected with the rule, so that a
     # device's name in the records is always the one the settings file spells.
     names = [name.strip() for name in names_text.split(",")]
-    if not all(_DEVICE_NAME.match(name) for name in names) or len(set(names)) != len(names):
-        reader.invalid("DEVICES", names_text, _(
-            "expected distinct names separated by commas, each a lower-case letter "
-            "followed by up to 31 lower-case letters, digits or '_'"))
+    invalid = [name for name in names if not _DEVICE_NAME.match(name)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if invalid or repeated:
+        text = _("expected distinct names separated by commas, each a lower-case letter "
+                 "followed by up to 31 lower-case letters, digits or '_'")
+        if invalid:
+            text += "; " + ngettext("invalid name: {names}", "invalid names: {names}",
+                                    len(invalid)).format(
+                names=", ".join(repr(name) for name in invalid))
+        if repeated:
+            text += "; " + ngettext("name listed more than once: {names}",
+                                    "names listed more than once: {names}",
+                                    len(repeated)).format(names=", ".join(repeated))
+        reader.invalid("DEVICES", names_text, text)
         return ()
     reader.problems.extend(setting_names.device_name_problems(reader.environ, names))
     devices = tuple(

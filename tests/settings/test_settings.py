@@ -217,6 +217,9 @@ BAD_SETTINGS = [
     ({"DEVICES": "inverter,inverter"}, "DEVICES='inverter,inverter' is invalid: expected distinct names"),
     ({"DEVICES": "Main Inverter"}, "DEVICES='Main Inverter' is invalid"),
     ({"DEVICES": "Inverter"}, "DEVICES='Inverter' is invalid: expected distinct names"),
+    # The message named no name, so a long list had to be searched by hand.
+    ({"DEVICES": "inverter,Battery,bat-2,,inverter"},
+     "or '_'; invalid names: 'Battery', 'bat-2', ''; name listed more than once: inverter"),
     ({"DEVICES": "a,b"}, "devices a and b are the same device"),
     ({"DEVICES": "a", "DEVICE_A_PORT": "0"}, "DEVICE_A_PORT='0' is invalid"),
     ({"DEVICES": "a", "DEVICE_A_SLAVE_ID": "248"},
