@@ -68,6 +68,7 @@ class Observation:
     all_words_ffff: bool = False
     no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
     exception_11_units: tuple = ()  # unit ids of a multi-unit plan that got only exception 11
+    silent_units: tuple = ()      # unit ids of a multi-unit plan that got only timeouts
     units_without_sunspec: tuple = ()  # role unit ids where SunSpec discovery found no map
     unit_roles: dict = dataclasses.field(default_factory=dict)  # unit id -> its role names
     late_replies: int = 0         # first pass only, like request_outcomes
@@ -318,9 +319,12 @@ def _request_findings(observation):
 
     if observation.exception_11_units:
         findings.append(_unit_exception_11_finding(observation))
+    if observation.silent_units:
+        findings.append(_silent_unit_finding(observation))
     # Exception 2 is handled by probing; no_data and those units have their own finding.
     skip = ("exception_2", "no_data") + (
-        ("exception_11",) if observation.exception_11_units else ())
+        ("exception_11",) if observation.exception_11_units else ()) + (
+        ("timeout", SKIPPED) if observation.silent_units else ())
     failed = [kind for kind in failed if kind not in skip]
     if failed:
         findings.append(Finding(WARNING, "some_requests_failed", ngettext(
@@ -370,6 +374,23 @@ def _unit_exception_11_finding(observation):
         "unit ids the devices list. Typical unit ids: {hint}.",
         len(observation.exception_11_units)
     ).format(units=labels, endpoint=observation.endpoint, variables=variables,
+             hint=unit_id_hint()))
+
+
+def _silent_unit_finding(observation):
+    """Return the finding for role unit ids that never answered while the others did."""
+    labels, variables = _role_units_text(observation, observation.silent_units)
+    return Finding(ERROR, "unit_timeout", ngettext(
+        "Unit id {units} answered no request within {timeout:g} s, while the other unit ids "
+        "give data: a Modbus TCP gateway may stay silent for a unit id that nothing serves, "
+        "and every cycle then waits out the timeout. Set {variables} to the unit id the "
+        "device lists. Typical unit ids: {hint}.",
+        "Unit ids {units} answered no request within {timeout:g} s, while the other unit "
+        "ids give data: a Modbus TCP gateway may stay silent for a unit id that nothing "
+        "serves, and every cycle then waits out the timeouts. Set {variables} to the unit "
+        "ids the devices list. Typical unit ids: {hint}.",
+        len(observation.silent_units)
+    ).format(units=labels, timeout=observation.request_timeout_s or 0, variables=variables,
              hint=unit_id_hint()))
 
 

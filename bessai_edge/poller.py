@@ -327,7 +327,9 @@ class DevicePoller:
                 answered = True
                 continue
             except LinkError as error:
-                return statuses, self._count_error(error), answered
+                # Naming the request tells which unit id went silent on a multi-unit device.
+                return statuses, (f"{self._count_error(error)} (unit id {unit_id}, function "
+                                  f"{function} address {address} count {count})"), answered
             buffer[offset:end] = words  # both array('H'): one copy
             statuses[block] = 0
             answered = True

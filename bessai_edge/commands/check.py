@@ -415,7 +415,11 @@ def _read(link, check, observation):
             observation.late_replies = late_replies
             observation.unknown_id_frames = unknown_ids
             observation.no_data_units = no_data_units
-            observation.exception_11_units = _units_with_only_exception_11(plan, outcomes)
+            observation.exception_11_units = _units_failing_only_with(plan, outcomes,
+                                                                      "exception_11")
+            # A late reply means a slow device, which the late_replies finding names.
+            if not late_replies:
+                observation.silent_units = _units_failing_only_with(plan, outcomes, "timeout")
         # decode() regroups the plan after exception 2, so everything that depends on
         # this pass's layout is taken first.
         strings = plan.table.decode_strings(buffer, statuses)
@@ -493,8 +497,11 @@ def _read_requests(link, plan, buffer, statuses):
             late_replies, link.unknown_id_frames - unknown_ids_before)
 
 
-def _units_with_only_exception_11(plan, outcomes):
-    """Return the unit ids whose every request got exception 11 while another unit id replied."""
+def _units_failing_only_with(plan, outcomes, kind):
+    """Return the unit ids whose every request failed with ``kind`` while another replied.
+
+    A request not sent because the link was down (SKIPPED) does not count against it.
+    """
     by_unit = {}
     for request in plan.requests:
         if request.block < len(outcomes):
@@ -504,7 +511,7 @@ def _units_with_only_exception_11(plan, outcomes):
     if not any("ok" in kinds or "exception_2" in kinds for kinds in by_unit.values()):
         return ()   # the whole-device rules name the cause
     return tuple(sorted(unit for unit, kinds in by_unit.items()
-                        if all(kind == "exception_11" for kind in kinds)))
+                        if kind in kinds and all(each in (kind, SKIPPED) for each in kinds)))
 
 
 def _reject_no_data_units(plan, buffer, statuses, outcomes):

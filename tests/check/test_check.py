@@ -144,6 +144,18 @@ def test_check_sunspec_meter_wrong_unit_id(simulator):
     assert result.returncode == 0
 
 
+def test_check_one_role_unit_id_silent(simulator):
+    # A gateway that stays silent for a unit id nothing serves: the wrong VE.Bus unit id
+    # got only "2 of 8 requests failed (timeout x2)", naming neither role nor variable.
+    device = simulator("--profile", "victron_multiplus", "--unknown-unit", "none")
+    result = run_check(port=device.port, MODBUS_UNIT_VEBUS=246, REQUEST_TIMEOUT_S=0.5)
+    assert codes(result) == ["unit_timeout"], result.stdout
+    assert ("Unit id 246 (role vebus) answered no request within 0.5 s, while the other "
+            "unit ids give data") in result.stdout
+    assert "Set MODBUS_UNIT_VEBUS to the unit id the device lists" in result.stdout
+    assert result.returncode == 1
+
+
 def test_check_role_exception_11_after_probing(simulator):
     # The main unit's first reads end in exception 2 (two registers this GX lacks), so
     # no unit id gives data until the second pass. The wrong battery and VE.Bus unit ids

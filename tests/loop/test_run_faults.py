@@ -382,6 +382,22 @@ def test_run_unit_id_answered_with_ffff_is_down(tmp_path):
     assert "MODBUS_SLAVE_ID" in run.stderr
 
 
+def test_run_silent_role_unit_named(tmp_path):
+    # A gateway silent for a wrong VE.Bus unit id: the state line said only "degraded
+    # (timeout: no reply before the request timeout)", naming no unit id.
+    with simulator("--profile", "victron_multiplus", "--unknown-unit", "none") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH="victron_multiplus", MODBUS_UNIT_VEBUS="246",
+                              REQUEST_TIMEOUT_S="0.2")
+        run = run_gateway(environ, 2)
+    assert run.returncode == 0, run.stderr
+    record = run.records[0]
+    assert record["state"] == "degraded", record
+    assert record["error"].startswith("timeout: "), record["error"]
+    assert "(unit id 246, function " in record["error"], record["error"]
+    assert "device state starting -> degraded (timeout: " in run.stderr
+
+
 def test_run_ffff_role_unit_degrades_device(tmp_path):
     profile = load_profile("victron_multiplus")
     battery_fields = {point.field for point in profile.points
