@@ -117,9 +117,18 @@ def main(args):
 def _build_source(args):
     """Return the register source and a line that describes it."""
     if args.capture:
-        from bessai_edge.simulator.capture import load_capture
+        from bessai_edge.simulator.capture import (image_from_capture, missing_sunspec_marker,
+                                                   read_capture)
 
-        image = load_capture(args.capture, args.unknown_unit, unit_id=args.unit_id)
+        document = read_capture(args.capture)
+        image = image_from_capture(document, args.capture, args.unknown_unit,
+                                   unit_id=args.unit_id)
+        if missing_sunspec_marker(document):
+            print(_("bessai simulate: warning: capture {path} holds no SunSpec marker 'SunS' "
+                    "at 40000, 0 or 50000, so SunSpec profiles find no models in it "
+                    "(sunspec_not_found): add the marker and the model headers in front "
+                    "of the model's words").format(path=args.capture),
+                  file=sys.stderr, flush=True)
         return image, _("capture {path}, unit id {units}").format(
             path=args.capture, units=", ".join(map(str, image.unit_ids)))
     from bessai_edge.simulator.profile_image import ProfileImage, parse_pinned

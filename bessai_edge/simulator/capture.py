@@ -16,11 +16,8 @@ from bessai_edge.simulator.image import RegisterImage
 _FUNCTION_CODES = {"holding": 3, "input": 4}
 
 
-def load_capture(path, unknown_unit="exception11", unit_id=None):
-    """Return the RegisterImage of a capture file, or raise ConfigError naming the problem.
-
-    ``unit_id`` serves the image under another unit id than the one recorded.
-    """
+def read_capture(path):
+    """Return the parsed document of a capture file, or raise ConfigError naming the problem."""
     try:
         with open(path, encoding="utf-8") as stream:
             document = json.load(stream)
@@ -32,7 +29,7 @@ def load_capture(path, unknown_unit="exception11", unit_id=None):
             path=path, error=error)) from error
     if not isinstance(document, dict):
         raise ConfigError(_("capture {path}: expected a JSON object").format(path=path))
-    return image_from_capture(document, path, unknown_unit, unit_id)
+    return document
 
 
 def image_from_capture(document, path="<capture>", unknown_unit="exception11", unit_id=None):
@@ -73,3 +70,21 @@ def image_from_capture(document, path="<capture>", unknown_unit="exception11", u
     for code in codes:
         image.table(unit_id, code).update(words)
     return image
+
+
+# Capture families whose devices are read through SunSpec discovery.
+SUNSPEC_FAMILIES = ("fronius", "sunspec")
+
+
+def missing_sunspec_marker(document):
+    """Return True for a SunSpec capture without a "SunS" marker where discovery looks.
+
+    Such a capture contains one model's words alone, so SunSpec profiles find nothing.
+    """
+    from bessai_edge.profile.sunspec import BASE_ADDRESSES, MARKER
+
+    if document.get("family") not in SUNSPEC_FAMILIES:
+        return False
+    registers = document.get("registers") or {}
+    return not any((registers.get(str(base)), registers.get(str(base + 1))) == MARKER
+                   for base in BASE_ADDRESSES)

@@ -160,3 +160,20 @@ def test_simulate_profile_serves_roles_on_their_unit_ids(simulator):
         with pytest.raises(DeviceException) as error:
             link.read(100, "holding", 843, 1)
         assert error.value.code == 11
+
+
+@pytest.mark.parametrize("name,warned", [
+    ("fronius_symo_m103_intsf_night_evcc16924.json", True),
+    ("sunspec_pysunspec2_suns_walk_m1_m126.json", False),
+    ("sma_sunnyboy_30775_power_input_evcc17768.json", False)])
+def test_simulate_warns_of_sunspec_capture_without_marker(name, warned):
+    # A capture of one SunSpec model's words alone gave only sunspec_not_found in check.
+    child = subprocess.Popen(bessai_command() + ["simulate", "--capture", str(CAPTURES / name),
+                                                 "--port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().startswith("listening on ")
+    finally:
+        child.terminate()
+        _, stderr = child.communicate(timeout=30)
+    assert ("holds no SunSpec marker 'SunS' at 40000, 0 or 50000" in stderr) == warned, stderr
