@@ -86,6 +86,7 @@ class Observation:
     points_rejected: int = 0      # not read because the device rejected their addresses
     main_fields: tuple = ()       # MAIN_FIELDS the profile maps
     main_fields_missing: tuple = ()  # of those, the ones the device does not have
+    main_fields_failed: tuple = ()  # of those, the ones whose read failed (comm_error)
     read_s: float | None = None   # time the last read pass took: one cycle's requests
     scan_interval_s: float | None = None  # SCAN_INTERVAL_S, to compare read_s with
 
@@ -327,12 +328,23 @@ def _request_findings(observation):
         ("timeout", SKIPPED) if observation.silent_units else ())
     failed = [kind for kind in failed if kind not in skip]
     if failed:
-        findings.append(Finding(WARNING, "some_requests_failed", ngettext(
+        message = ngettext(
             "{failed} of {total} requests failed ({summary}); the points it carries show "
             "a communication error.",
             "{failed} of {total} requests failed ({summary}); the points they carry show "
             "a communication error.", len(failed)
-        ).format(failed=len(failed), total=len(outcomes), summary=_count_kinds(failed))))
+        ).format(failed=len(failed), total=len(outcomes), summary=_count_kinds(failed))
+        lost = observation.main_fields_failed
+        if lost:
+            message += " " + ngettext(
+                "The main value {fields} is among them. Check again; if the same request "
+                "fails every time, compare its addresses with the manufacturer's register "
+                "list and look for an alarm on the device's display.",
+                "The main values {fields} are among them. Check again; if the same requests "
+                "fail every time, compare their addresses with the manufacturer's register "
+                "list and look for an alarm on the device's display.", len(lost)
+            ).format(fields=", ".join(lost))
+        findings.append(Finding(WARNING, "some_requests_failed", message))
     if late_replies:
         findings.append(Finding(WARNING, "late_replies", ngettext(
             "{count} reply came after the request timeout of {timeout:g} s and was "

@@ -618,6 +618,8 @@ def _observe_values(check, observation):
     present = {row["field"] for row in main if row.get("status") not in ("absent", "illegal")}
     observation.main_fields_missing = tuple(field for field in observation.main_fields
                                             if field not in present)
+    observation.main_fields_failed = tuple(dict.fromkeys(
+        row["field"] for row in main if row["quality"] == "comm_error"))
 
 
 def _print_json(check):

@@ -156,6 +156,18 @@ def test_check_one_role_unit_id_silent(simulator):
     assert result.returncode == 1
 
 
+def test_check_failed_request_names_main_values(simulator):
+    # Exception 4 on the battery's request lost SOC and battery power, and the warning
+    # said only "1 of 8 requests failed (exception 4 x1)".
+    device = simulator("--profile", "victron_multiplus", "--exception", "843=4")
+    result = run_check(port=device.port)
+    assert codes(result) == ["some_requests_failed"], result.stdout
+    line = next(line for line in result.stdout.splitlines() if "some_requests_failed" in line)
+    assert "1 of 8 requests failed (exception 4 x1)" in line
+    assert re.search(r"The main values [a-z_, ]*soc_pct[a-z_, ]* are among them", line), line
+    assert result.returncode == 1
+
+
 def test_check_role_exception_11_after_probing(simulator):
     # The main unit's first reads end in exception 2 (two registers this GX lacks), so
     # no unit id gives data until the second pass. The wrong battery and VE.Bus unit ids

@@ -247,6 +247,13 @@ def test_diagnose_battery_power_names_point_reference_and_fix():
     assert '"order": "CDAB"' in message
 
 
+def test_diagnose_failed_request_names_lost_main_value():
+    findings = diagnose(observe(request_outcomes=["ok", "exception_4"], points=6, points_ok=3,
+                                main_fields=("soc_pct",), main_fields_failed=("soc_pct",)))
+    assert [finding.code for finding in findings] == ["some_requests_failed"]
+    assert "The main value soc_pct is among them." in findings[0].message
+
+
 def test_diagnose_counts_in_singular():
     findings = diagnose(observe(request_outcomes=["exception_2", "timeout", "ok"], points=6,
                                 points_ok=4, points_not_available=1, points_rejected=1))
