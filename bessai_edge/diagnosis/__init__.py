@@ -7,97 +7,20 @@ failures field technicians meet most: a wrong unit id, Modbus TCP switched off o
 blocked, an inverter in standby, and a profile that does not fit the device.
 """
 
-import dataclasses
-import math
-
-from bessai_edge.alarms import MAX_POWER_KW
+from bessai_edge.diagnosis.model import (  # noqa: F401 (the package's interface)
+    ERROR, MAIN_FIELDS, OK, PARTIAL_REPLY, SKIPPED, SLOW_OUTCOMES, WARNING, Finding,
+    Observation, outcome_text, unit_id_hint)
+from bessai_edge.diagnosis.values import (  # noqa: F401 (the package's interface)
+    cycle_too_long, cycle_time_findings, main_field_findings, suggested_interval_s,
+    value_findings)
 from bessai_edge.i18n import _, ngettext
 from bessai_edge.profile.fields import MAIN_ROLE
 
-ERROR = "error"
-WARNING = "warning"
-OK = "ok"
-
-# Canonical fields that tell whether a profile fits the device: a device that has none
-# of those its profile maps is almost certainly read with the wrong profile.
-MAIN_FIELDS = ("soc_pct", "battery_power_kw", "ac_power_kw", "pv_power_kw",
-               "grid_frequency_hz")
-
-# A read of every request may take this share of SCAN_INTERVAL_S; more gets slow_cycle.
-CYCLE_SHARE = 0.8
-
-SKIPPED = "skipped"  # a request not sent: the link was down after an earlier failure
-PARTIAL_REPLY = "partial_reply"  # a request timeout after part of the reply had arrived
-# A request that failed with one of these waited out a timeout or a reconnect.
-SLOW_OUTCOMES = ("timeout", PARTIAL_REPLY, "disconnected", SKIPPED, "mismatched_reply")
 # Replies that arrived whole but are not valid replies to their request.
 _MALFORMED = ("short_reply", "mismatched_reply")
 
 # Requests failing with these kinds reached a device that rejected the request itself.
 _DEVICE_REJECTIONS = ("exception_1", "exception_2", "exception_3", "exception_4")
-
-
-def unit_id_hint():
-    """Return the unit ids the bundled profiles' devices use by default, translated."""
-    return _("Huawei SUN2000 1 (0 through the inverter's own access point, 100 on some "
-             "dongles), SMA 3, Victron GX 100 (VE.Bus 227, 246 or 228), Fronius 1 "
-             "(meter 200)")
-
-
-@dataclasses.dataclass
-class Observation:
-    """Outcome of checking one device: its connection and every request.
-
-    ``request_outcomes`` has one entry per request: ``ok`` or the LinkError kind
-    (``timeout``, ``exception_11``...). ``all_words_ffff`` is True when at least one
-    request got a reply and every word of every reply was 0xFFFF. ``late_replies``
-    counts replies that came after their request had timed out. ``request_timeout_s``
-    is the timeout in use (REQUEST_TIMEOUT_S or the profile's). When it is None, the
-    findings leave out the late replies and the hint to raise the timeout.
-    """
-
-    endpoint: str
-    port: int
-    unit_id: int
-    profile: str
-    request_timeout_s: float | None = None
-    connect_error_kind: str | None = None
-    connect_error: str = ""
-    discovery_error: str = ""
-    request_outcomes: list = dataclasses.field(default_factory=list)  # first pass only
-    all_words_ffff: bool = False
-    no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
-    exception_11_units: tuple = ()  # unit ids of a multi-unit plan that got only exception 11
-    silent_units: tuple = ()      # unit ids of a multi-unit plan that got only timeouts
-    units_without_sunspec: tuple = ()  # role unit ids where SunSpec discovery found no map
-    unit_roles: dict = dataclasses.field(default_factory=dict)  # unit id -> its role names
-    late_replies: int = 0         # first pass only, like request_outcomes
-    unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
-    soc_pct: float | None = None
-    soc_not_available: tuple = ()  # names of the read points of soc_pct that are "not available"
-    battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power
-    battery_power_kw: float | None = None
-    battery_power_points: tuple = ()  # names of the read points that feed battery_power_kw
-    battery_dc_power_kw: float | None = None  # battery_voltage_v times battery_current_a
-    battery_power_warn_levels_kw: tuple = ()  # (variable, size in kW) per warning level on
-    points: int = 0
-    points_ok: int = 0
-    points_not_available: int = 0
-    points_rejected: int = 0      # not read because the device rejected their addresses
-    main_fields: tuple = ()       # MAIN_FIELDS the profile maps
-    main_fields_missing: tuple = ()  # of those, the ones the device does not have
-    main_fields_failed: tuple = ()  # of those, the ones whose read failed (comm_error)
-    read_s: float | None = None   # time the last read pass took: one cycle's requests
-    scan_interval_s: float | None = None  # SCAN_INTERVAL_S, to compare read_s with
-
-
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    """One diagnosis line: ``code`` is stable, ``message`` is for the technician."""
-
-    severity: str
-    code: str
-    message: str
 
 
 def diagnose(observation):
@@ -116,9 +39,9 @@ def diagnose(observation):
     # After an error finding, which already names the cause, missing fields add nothing.
     errors = any(finding.severity == ERROR for finding in findings)
     if not errors:
-        findings += _main_field_findings(observation)
-        findings += _cycle_time_findings(observation)
-    findings += _value_findings(observation, errors)
+        findings += main_field_findings(observation)
+        findings += cycle_time_findings(observation)
+    findings += value_findings(observation, errors)
     if not findings:
         findings.append(Finding(OK, "ok", _(
             "All {count} points read; the device answers as profile {profile} expects."
@@ -411,185 +334,3 @@ def _count_kinds(kinds):
     for kind in kinds:
         counts[kind] = counts.get(kind, 0) + 1
     return ", ".join(f"{outcome_text(kind)} x{count}" for kind, count in sorted(counts.items()))
-
-
-def outcome_text(kind):
-    """Return the words for a request outcome such as ``refused`` or ``exception_2``.
-
-    Findings' codes and ``bessai check --json`` keep the kind itself, which scripts and
-    the documentation use; the words are for people, in their language.
-    """
-    if kind.startswith("exception_"):
-        return _("exception {code}").format(code=kind[len("exception_"):])
-    texts = {"refused": _("connection refused"), "unreachable": _("host unreachable"),
-             "timeout": _("timeout"), "disconnected": _("connection lost"),
-             "short_reply": _("short reply"), "mismatched_reply": _("mismatched reply"),
-             PARTIAL_REPLY: _("partial reply"), SKIPPED: _("not sent, link down"),
-             "no_data": _("every register 0xFFFF")}
-    return texts.get(kind, kind)
-
-
-def _main_field_findings(observation):
-    main = observation.main_fields
-    if not main or set(main) != set(observation.main_fields_missing):
-        return []
-    return [Finding(WARNING, "main_fields_missing", _(
-        "The device has none of the main values profile {profile} maps ({fields}): "
-        "the profile probably does not fit this device. Check DRIVER_PROFILE_PATH "
-        "(list the profiles with `bessai profiles`)."
-    ).format(profile=observation.profile, fields=", ".join(main)))]
-
-
-def suggested_interval_s(read_s):
-    """Return a SCAN_INTERVAL_S for reads of ``read_s``: half again, up to a tenth of a second."""
-    return math.ceil(read_s * 15) / 10
-
-
-def cycle_too_long(read_s, interval_s):
-    """Return True when reads of ``read_s`` leave less than a fifth of the period spare.
-
-    The replies' times vary from cycle to cycle, so a read that takes most of the
-    period makes some cycles overrun.
-    """
-    return read_s > interval_s * CYCLE_SHARE
-
-
-def _cycle_time_findings(observation):
-    read_s, interval_s = observation.read_s, observation.scan_interval_s
-    if read_s is None or interval_s is None or not cycle_too_long(read_s, interval_s):
-        return []
-    if any(kind in SLOW_OUTCOMES for kind in observation.request_outcomes):
-        return []  # the request timeout took the time, and its own finding names it
-    values = {"profile": observation.profile, "read": read_s, "interval": interval_s,
-              "suggested": suggested_interval_s(read_s)}
-    if read_s > interval_s:
-        return [Finding(WARNING, "slow_cycle", _(
-            "Reading every request of profile {profile} once took {read:.2f} s, longer "
-            "than SCAN_INTERVAL_S={interval:g}: every cycle of `bessai run` would overrun "
-            "its period. Set SCAN_INTERVAL_S to {suggested:g} or more.").format(**values))]
-    return [Finding(WARNING, "slow_cycle", _(
-        "Reading every request of profile {profile} once took {read:.2f} s, most of "
-        "SCAN_INTERVAL_S={interval:g}: cycles of `bessai run` would overrun their period "
-        "whenever the device replies a little slower. Set SCAN_INTERVAL_S to "
-        "{suggested:g} or more.").format(**values))]
-
-
-# How far the battery power warning level may lie from the maximum power the device
-# reports before the level is taken for a slip of unit (W for kW, MW for kW).
-RATED_POWER_RATIO = 10.0
-# The smallest reference for a battery power reading, so that a battery at rest
-# (voltage times a current near 0) does not make a reading of a few kW look wrong.
-PLAUSIBLE_POWER_FLOOR_KW = 1.0
-
-
-def _rated_power_findings(observation):
-    """Return a finding for the warning levels far above, and one for those far below.
-
-    Each names its levels' variables, since the charge and discharge levels may be set
-    apart, and both come from BATTERY_RATED_POWER_KW when they are not.
-    """
-    levels, device_kw = observation.battery_power_warn_levels_kw, observation.battery_max_power_kw
-    if not levels or not device_kw:
-        return []
-    high = [(name, size) for name, size in levels if size > device_kw * RATED_POWER_RATIO]
-    low = [(name, size) for name, size in levels if size * RATED_POWER_RATIO < device_kw]
-    problems = (
-        (high, _("The battery power alarm warns at {warn} kW ({names}), more than ten times "
-                 "the maximum charge or discharge power the device reports ({device:g} kW), "
-                 "so it would never go off. Set BATTERY_RATED_POWER_KW to the battery's rated "
-                 "power in kW, not W, or those levels in kW.")),
-        (low, _("The battery power alarm warns at {warn} kW ({names}), less than a tenth of "
-                "the maximum charge or discharge power the device reports ({device:g} kW), so "
-                "it would go off in normal operation. Set BATTERY_RATED_POWER_KW to the "
-                "battery's rated power in kW, not MW, or those levels in kW.")),
-    )
-    return [Finding(WARNING, "rated_power_mismatch",
-                    message.format(warn=_sizes(group), names=_names(group), device=device_kw))
-            for group, message in problems if group]
-
-
-def _battery_power_findings(observation):
-    """Return a finding when battery_power_kw is far larger than any power it should match.
-
-    The references are the battery's voltage times its current, the maximum charge or
-    discharge power the device reports and the battery power warning levels. Without
-    any of them, the limit is the largest rated power the settings accept. A 32-bit
-    value read with its words swapped comes out about 65,536 times too large.
-    """
-    power = observation.battery_power_kw
-    if power is None:
-        return []
-    references = []
-    if observation.battery_dc_power_kw is not None:
-        references.append((abs(observation.battery_dc_power_kw),
-                           _("the battery's voltage times its current")))
-    if observation.battery_max_power_kw is not None:
-        references.append((observation.battery_max_power_kw,
-                           _("the maximum charge or discharge power the device reports")))
-    levels = observation.battery_power_warn_levels_kw
-    if levels:
-        references.append((max(size for _name, size in levels),
-                           _("the battery power warning level ({names})").format(
-                               names=_names(levels))))
-    if references:
-        reference, source = max(references, key=lambda item: item[0])
-        if abs(power) <= max(reference, PLAUSIBLE_POWER_FLOOR_KW) * RATED_POWER_RATIO:
-            return []
-        cause = _("Battery power reads {power:g} kW, more than ten times {source} "
-                  "({reference:g} kW).").format(power=power, source=source,
-                                                 reference=round(reference, 2))
-    elif abs(power) > MAX_POWER_KW:
-        cause = _("Battery power reads {power:g} kW, more than {limit:g} kW, the largest "
-                  "battery rated power the settings accept.").format(power=power,
-                                                                     limit=MAX_POWER_KW)
-    else:
-        return []
-    return [Finding(WARNING, "battery_power_implausible", cause + " " + _(
-        "The word order, type or scale of point {points} in profile {profile} is probably "
-        "wrong: a 32-bit value whose device sends the low word first reads about 65,536 "
-        "times too large. Compare the point with the manufacturer's register list; for such "
-        "a device, set \"order\": \"CDAB\" on the point in a copy of the profile."
-    ).format(points=", ".join(observation.battery_power_points), profile=observation.profile))]
-
-
-def _sizes(levels):
-    return "/".join(sorted({f"{size:g}" for _name, size in levels}))
-
-
-def _names(levels):
-    return ", ".join(name for name, _size in levels)
-
-
-def _value_findings(observation, errors):
-    findings = []
-    if observation.soc_pct is not None and observation.soc_pct == 0:
-        findings.append(Finding(WARNING, "soc_zero", _(
-            "State of charge reads 0 %: a real battery almost never reports exactly 0, so "
-            "profile {profile} probably does not match this device. Check "
-            "DRIVER_PROFILE_PATH (list the profiles with `bessai profiles`)."
-        ).format(profile=observation.profile)))
-    elif observation.soc_pct is not None and not 0 <= observation.soc_pct <= 100:
-        findings.append(Finding(WARNING, "soc_out_of_range", _(
-            "State of charge reads {soc:g} %, outside 0 to 100 %. The scale, type or byte "
-            "order of the point that feeds soc_pct in profile {profile} is probably wrong, "
-            "or the profile does not match this device. Compare that point with the "
-            "manufacturer's register list, and check DRIVER_PROFILE_PATH."
-        ).format(soc=observation.soc_pct, profile=observation.profile)))
-    findings += _rated_power_findings(observation)
-    findings += _battery_power_findings(observation)
-    measured = observation.points - observation.points_rejected
-    if measured and observation.points_not_available - observation.points_rejected == measured:
-        findings.append(Finding(WARNING, "all_not_available", _(
-            "Every point reads 'not available': the device answers but reports no "
-            "measurements, as inverters do at night or in standby."
-        )))
-    elif observation.soc_not_available and not errors:
-        findings.append(Finding(WARNING, "soc_not_available", _(
-            "State of charge reads 'not available' (point {points}), so `bessai run` would "
-            "raise the soc_pct:stale alarm. The battery is off or not connected, its BMS "
-            "does not talk to the inverter, or the inverter reports no battery values in "
-            "standby. If the battery runs, check that profile {profile} fits this device "
-            "(DRIVER_PROFILE_PATH)."
-        ).format(points=", ".join(observation.soc_not_available),
-                 profile=observation.profile)))
-    return findings
