@@ -348,6 +348,8 @@ class Forwarder:
         if seq is None and self.acknowledged is not None:
             seq = self.acknowledged.seq   # the run ended on a skipped line
         self.acknowledged = Checkpoint(segment, offset, seq, self._spool_id)
+        if seq is not None:
+            self.sequence.acknowledged(seq)
         self.retained.acknowledged((segment, offset))
         self.delivered += count
         self.outage.delivered(count)

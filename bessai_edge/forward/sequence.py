@@ -21,7 +21,9 @@ class SequenceCheck:
         self._last_seq = last_seq     # seq of the last record read
         self._damaged = 0             # lines skipped as not a record after that one
         self._reader_skips_seen = 0   # reader.skipped_lines at the last record read
-        self._highest_checked = last_seq or 0
+        # (first, last) of each gap logged past the last rewind, so that reading the
+        # same records again logs no gap twice but does log records lost since.
+        self._logged_gaps = []
 
     def damaged_line(self):
         """Count a line after the last record read that was not a record."""
@@ -31,11 +33,18 @@ class SequenceCheck:
         """Read again after the record ``seq`` (None for the oldest), as after a reconnect."""
         self._last_seq = seq
         self._damaged = 0
+        if seq is not None:
+            self.acknowledged(seq)
+
+    def acknowledged(self, seq):
+        """Forget the logged gaps up to record ``seq``: no rewind reads them again."""
+        if self._logged_gaps and self._logged_gaps[0][1] <= seq:
+            self._logged_gaps = [gap for gap in self._logged_gaps if gap[1] > seq]
 
     def start_again(self):
         """Forget everything read: the spool is read again from its oldest record."""
         self.rewind(None)
-        self._highest_checked = 0
+        self._logged_gaps = []
 
     def check(self, seq, position):
         """Take the record ``seq`` read at ``position``; log a jump once."""
@@ -47,23 +56,43 @@ class SequenceCheck:
         self._last_seq = seq
         self._damaged = 0
         if previous is None or seq == previous + 1:
-            self._highest_checked = max(self._highest_checked, seq)
             return
         if seq <= previous:
-            self._highest_checked = seq
+            self._logged_gaps = []   # the logged gaps belong to the old numbering
             logger.warning("sequence number went back from %d to %d at spool segment %d: "
                            "was the spool directory replaced?", previous, seq, position[0],
                            extra={"BESSAI_EVENT": "sequence_reset", "BESSAI_SPOOL_SEQ": seq})
             return
-        if seq <= self._highest_checked:
-            return  # read again after a reconnect: logged the first time
-        self._highest_checked = seq
-        missing = seq - previous - 1
+        # After a reconnect the same records are read again. The jump may then cover a
+        # gap logged the first time, records read then and evicted since, or both.
+        for first, last in _subtract(previous + 1, seq - 1, self._logged_gaps):
+            self._log_gap(first, last, seq, damaged)
+
+    def _log_gap(self, first, last, seq, damaged):
+        missing = last - first + 1
         self.gaps += 1
         self.missing_records += missing
-        logger.warning("sequence gap: records %d to %d (%d) %s", previous + 1, seq - 1, missing,
+        self._logged_gaps.append((first, last))
+        logger.warning("sequence gap: records %d to %d (%d) %s", first, last, missing,
                        _gap_cause(missing, damaged),
                        extra={"BESSAI_EVENT": "sequence_gap", "BESSAI_SPOOL_SEQ": seq})
+
+
+def _subtract(first, last, ranges):
+    """Return the parts of ``first..last`` (inclusive) that no range in ``ranges`` covers."""
+    parts = [(first, last)]
+    for covered_first, covered_last in ranges:
+        remaining = []
+        for part_first, part_last in parts:
+            if covered_last < part_first or covered_first > part_last:
+                remaining.append((part_first, part_last))
+                continue
+            if part_first < covered_first:
+                remaining.append((part_first, covered_first - 1))
+            if covered_last < part_last:
+                remaining.append((covered_last + 1, part_last))
+        parts = remaining
+    return parts
 
 
 def _gap_cause(missing, damaged):

@@ -1,0 +1,74 @@
+"""SequenceCheck logs each sequence gap once, also when a reconnect reads records again."""
+
+import logging
+
+from bessai_edge.forward.sequence import SequenceCheck
+
+LOGGER = "bessai_edge.forward.forwarder"
+
+
+class _Reader:
+    skipped_lines = 0
+
+
+def _gap_lines(caplog):
+    messages = [record.getMessage() for record in caplog.records]
+    return [message for message in messages if "sequence gap" in message]
+
+
+def _read(check, seqs):
+    for seq in seqs:
+        check.check(seq, (1, 0))
+
+
+def test_gap_logged_once_after_rewind(caplog):
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    check = SequenceCheck(_Reader())
+    _read(check, [1, 2, 5, 6])
+    check.rewind(1)
+    _read(check, [2, 5, 6])
+
+    lines = _gap_lines(caplog)
+    assert len(lines) == 1
+    assert "records 3 to 4 (2)" in lines[0]
+    assert check.gaps == 1
+    assert check.missing_records == 2
+
+
+def test_gap_of_reread_records_logged(caplog):
+    # Records 6 to 8 were read and published, the connection was lost before their
+    # PUBACKs, and the spool evicted them before the reconnect read them again.
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    check = SequenceCheck(_Reader())
+    _read(check, range(1, 11))
+    check.rewind(5)
+    _read(check, [9, 10, 11])
+
+    lines = _gap_lines(caplog)
+    assert len(lines) == 1
+    assert "records 6 to 8 (3)" in lines[0]
+    assert check.gaps == 1
+    assert check.missing_records == 3
+
+
+def test_gap_partly_logged_before(caplog):
+    # Records 3 and 4 were a logged gap. After the rewind the spool also lost 5 to 7,
+    # which had been read before, so only those make a new gap line.
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    check = SequenceCheck(_Reader())
+    _read(check, [1, 2, 5, 6, 7, 8])
+    check.rewind(2)
+    _read(check, [8, 9])
+
+    lines = _gap_lines(caplog)
+    assert len(lines) == 2
+    assert "records 3 to 4 (2)" in lines[0]
+    assert "records 5 to 7 (3)" in lines[1]
+    assert check.missing_records == 5
+
+
+def test_acknowledged_gaps_forgotten():
+    check = SequenceCheck(_Reader())
+    _read(check, [1, 2, 5, 6, 9])
+    check.acknowledged(6)
+    assert check._logged_gaps == [(7, 8)]
