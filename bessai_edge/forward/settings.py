@@ -334,7 +334,9 @@ def _read_tls(reader):
         if read_private_file(reader, "MQTT_TLS_KEY", key) is None:
             return None
         try:
-            context.load_cert_chain(certfile=cert, keyfile=key)
+            # Without a password callback, OpenSSL prompts for the passphrase of an
+            # encrypted key on the terminal, and a run from a shell waits there.
+            context.load_cert_chain(certfile=cert, keyfile=key, password=_no_key_passphrase)
         except (OSError, ssl.SSLError) as error:
             reader.invalid("MQTT_TLS_CERT", cert, _(
                 "cannot load it with MQTT_TLS_KEY={key} ({error}): expected a readable "
@@ -342,6 +344,11 @@ def _read_tls(reader):
                     key=key, error=_error_text(error)))
             return None
     return context
+
+
+def _no_key_passphrase():
+    """Return an empty passphrase, so that loading an encrypted key fails at once."""
+    return b""
 
 
 def _error_text(error):

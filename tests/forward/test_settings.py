@@ -2,7 +2,13 @@
 
 import os
 import pathlib
+import pty
+import select
+import signal
 import ssl
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -188,6 +194,62 @@ def test_forward_settings_tls_key_not_matching(tls_files):
                            MQTT_TLS_KEY=tls_files["server_key"])
     assert problem.startswith(f"MQTT_TLS_CERT={tls_files['client_cert']!r} is invalid")
     assert "the unencrypted PEM key that belongs to it" in problem
+
+
+def _output_on_terminal(code, timeout_s):
+    """Run ``code`` in a Python child whose controlling terminal is a pseudo-terminal.
+
+    Return what the child wrote there, and whether it ended within ``timeout_s``.
+    """
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    output = b""
+    deadline = time.monotonic() + timeout_s
+    ended = False
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([terminal], [], [], 0.1)
+        if not readable:
+            continue
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:   # EIO: the child closed the terminal
+            chunk = b""
+        if not chunk:
+            ended = True
+            break
+        output += chunk
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(terminal)
+    return output.decode(errors="replace"), ended
+
+
+def test_forward_settings_tls_key_encrypted(tls_files, tmp_path):
+    # OpenSSL prompts for the passphrase of an encrypted key on the controlling terminal,
+    # so a forwarder started by hand from a shell would wait there for input.
+    encrypted_key = tmp_path / "client-encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", tls_files["client_key"], "-aes256",
+                    "-passout", "pass:secret", "-out", str(encrypted_key)], check=True)
+    encrypted_key.chmod(0o600)
+    variables = {**MINIMAL, "MQTT_TLS_CA": tls_files["ca"],
+                 "MQTT_TLS_CERT": tls_files["client_cert"], "MQTT_TLS_KEY": str(encrypted_key)}
+    code = (
+        "from bessai_edge.errors import ConfigError\n"
+        "from bessai_edge.forward.settings import load_settings\n"
+        "try:\n"
+        f"    load_settings({variables!r})\n"
+        "except ConfigError as error:\n"
+        "    print('problems:', error.problems)\n"
+    )
+
+    output, ended = _output_on_terminal(code, timeout_s=30)
+
+    assert "pass phrase" not in output
+    assert ended
+    assert f"MQTT_TLS_CERT={tls_files['client_cert']!r} is invalid" in output
+    assert "the unencrypted PEM key that belongs to it" in output
 
 
 def test_forward_settings_tls_ca_not_pem(tmp_path):
