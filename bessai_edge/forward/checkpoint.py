@@ -7,6 +7,15 @@ in its own small JSON file in the state directory, never in the spool, and is
 replaced atomically: a temporary file is written and fsynced, renamed over the old
 one, and the directory is fsynced, so a crash or power cut leaves either the old or
 the new checkpoint, never a torn one.
+
+A full disk must not stop the saves, because only a saved checkpoint lets the
+forwarder delete delivered segments, which frees the disk. Every checkpoint is padded
+to CHECKPOINT_SIZE bytes, and after each save the temporary file for the next one is
+created at that size, so that space is taken while the disk has it. When the disk is
+full all the same (no temporary file could be reserved), the save overwrites the
+checkpoint file in place, which needs no new block. A power cut during that one write
+may tear the checkpoint; the forwarder then sets it aside and sends the spool again
+from its oldest record, which duplicates records but loses none.
 """
 
 import dataclasses
@@ -24,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 FILE_NAME = "forward-checkpoint.json"
 FORMAT_VERSION = 1
+# Every checkpoint file has this size: the JSON (at most about 160 bytes) padded with spaces.
+CHECKPOINT_SIZE = 256
+# Errors of a file system without free space, on which a save overwrites in place.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,24 +92,61 @@ class CheckpointFile:
             return None
 
     def save(self, checkpoint):
-        """Replace the checkpoint file atomically; OSError (a full disk) leaves the old one."""
-        data = orjson.dumps({
-            "version": FORMAT_VERSION,
-            "segment": checkpoint.segment,
-            "offset": checkpoint.offset,
-            "seq": checkpoint.seq,
-            "spool_id": checkpoint.spool_id,
-        }) + b"\n"
-        fd = os.open(self._temporary_path,
-                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        """Replace the checkpoint file; return True when a full disk made it save in place.
+
+        Any other OSError leaves the old checkpoint as it was.
+        """
+        data = _encode(checkpoint)
+        try:
+            self._replace(data)
+        except OSError as error:
+            if error.errno not in _NO_SPACE:
+                raise
+            self._overwrite(data, error)
+            self.saves += 1
+            return True
+        self.saves += 1
+        self.reserve()
+        return False
+
+    def reserve(self):
+        """Create the temporary file of the next save at its full size, if there is space."""
+        try:
+            fd = os.open(self._temporary_path,
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        except OSError:
+            return  # it exists already, or the directory is full: saving reports problems
+        try:
+            os.write(fd, b" " * CHECKPOINT_SIZE)
+        except OSError:
+            pass  # the disk is full: the next save overwrites the checkpoint in place
+        finally:
+            os.close(fd)
+
+    def _replace(self, data):
+        # Written over the reserved bytes without truncating first, so that a save on a
+        # full disk finds its space taken already.
+        fd = os.open(self._temporary_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             _write_all(fd, data, self._temporary_path)
+            os.ftruncate(fd, len(data))
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(self._temporary_path, self.path)
         os.fsync(self._directory_fd)
-        self.saves += 1
+
+    def _overwrite(self, data, no_space):
+        """Write ``data`` over the checkpoint file in place; raise ``no_space`` without one."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise no_space from None
+        try:
+            _write_all(fd, data, self.path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self):
         if self._directory_fd >= 0:
@@ -104,15 +154,28 @@ class CheckpointFile:
             self._directory_fd = -1
 
 
-def _write_all(fd, data, path):
-    """Write ``data`` whole, continuing a short write, or raise OSError with its errno.
+def _encode(checkpoint):
+    """Return the checkpoint's JSON padded with spaces to CHECKPOINT_SIZE bytes."""
+    data = orjson.dumps({
+        "version": FORMAT_VERSION,
+        "segment": checkpoint.segment,
+        "offset": checkpoint.offset,
+        "seq": checkpoint.seq,
+        "spool_id": checkpoint.spool_id,
+    })
+    return data.ljust(CHECKPOINT_SIZE - 1) + b"\n"
 
-    Only the write after a short one returns the cause (ENOSPC, EDQUOT, EFBIG).
+
+def _write_all(fd, data, path):
+    """Write ``data`` whole from the file's start, or raise OSError with its errno.
+
+    A short write is continued; only the write after it returns the cause (ENOSPC,
+    EDQUOT, EFBIG).
     """
     written = 0
     while written < len(data):
         try:
-            count = os.write(fd, data[written:])
+            count = os.pwrite(fd, data[written:], written)
         except OSError as error:
             raise OSError(error.errno, f"{error.strerror} (short write to {path}: {written} "
                                        f"of {len(data)} bytes)") from error

@@ -96,6 +96,7 @@ class Forwarder:
         self.clock = clock
         self.sleep = sleep
         self.saved = checkpoint_file.load()   # the checkpoint on disk, None for none yet
+        checkpoint_file.reserve()   # the space of the next save, taken while there is some
         self._spool_id, self._spool_id_first_seq = stats.load_identity(settings.spool_dir)
         self.replaced_checkpoint = None       # a loaded checkpoint of a replaced spool
         if self._belongs_to_replaced_spool(self.saved):
@@ -442,13 +443,19 @@ class Forwarder:
         if not due:
             return
         try:
-            self.checkpoint_file.save(self.acknowledged)
+            in_place = self.checkpoint_file.save(self.acknowledged)
         except OSError as error:
             self.rate_limited.log("checkpoint", logging.WARNING,
                                   "cannot save the checkpoint %s: %s; publishing pauses "
                                   "while the window is full", self.checkpoint_file.path, error)
             return
         self.rate_limited.forget("checkpoint")
+        if in_place:
+            self.rate_limited.log("checkpoint_in_place", logging.WARNING,
+                                  "the file system of %s is full: saved the checkpoint over "
+                                  "the old one in place, so that delivered segments can be "
+                                  "deleted; free space there (df -h %s)",
+                                  self.checkpoint_file.path, self.checkpoint_file.directory)
         self.saved = self.acknowledged
         window.mark_saved()
         self._last_save = now

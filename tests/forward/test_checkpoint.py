@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bessai_edge.forward.checkpoint import FILE_NAME, Checkpoint, CheckpointFile
+from bessai_edge.forward.checkpoint import CHECKPOINT_SIZE, FILE_NAME, Checkpoint, CheckpointFile
 from tests.conftest import REPO
 
 
@@ -22,7 +22,10 @@ def test_checkpoint_save_load_round_trip(tmp_path):
     store.save(Checkpoint(segment=4857, offset=63000, seq=5002))
     assert CheckpointFile(tmp_path).load() == Checkpoint(4857, 63000, 5002)
     assert store.saves == 2
-    assert sorted(os.listdir(tmp_path)) == [FILE_NAME]  # no temporary file left behind
+    # The temporary file stays, reserved at full size for the next save.
+    assert sorted(os.listdir(tmp_path)) == [FILE_NAME, FILE_NAME + ".tmp"]
+    assert (tmp_path / (FILE_NAME + ".tmp")).read_bytes() == b" " * CHECKPOINT_SIZE
+    assert (tmp_path / FILE_NAME).stat().st_size == CHECKPOINT_SIZE
 
 
 def test_checkpoint_seq_may_be_null(tmp_path):
@@ -61,7 +64,8 @@ def test_checkpoint_unreadable_set_aside(tmp_path, caplog, content):
 def test_checkpoint_save_failure_keeps_old(tmp_path):
     store = CheckpointFile(tmp_path)
     store.save(Checkpoint(1, 100, 1))
-    # A directory where the temporary file goes makes the write fail like a full disk.
+    # A directory where the temporary file goes makes the write fail.
+    (tmp_path / (FILE_NAME + ".tmp")).unlink()
     (tmp_path / (FILE_NAME + ".tmp")).mkdir()
     with pytest.raises(OSError):
         store.save(Checkpoint(1, 200, 2))

@@ -27,7 +27,10 @@ def small_disk(tmp_path, needs_root):
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
+            # A file a failed test left open keeps it busy: detach it, then fail.
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+            raise AssertionError(f"{mount_point} was still in use at the end of the test")
 
 
 def fill_disk(mount_point):
