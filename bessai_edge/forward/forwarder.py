@@ -148,8 +148,10 @@ class Forwarder:
         if settings.protocol != "5":
             logger.warning("MQTT 3.1.1 cannot report a rejected publish: a record that broker "
                            "%s rejects (ACL, message_size_limit) counts as delivered and is "
-                           "deleted; set MQTT_PROTOCOL=5 if the broker supports it",
-                           settings.broker, extra={"BESSAI_EVENT": "startup"})
+                           "deleted if the broker acknowledges it, and stops delivery there "
+                           "if the broker closes the connection instead, as Mosquitto does "
+                           "for a publish its ACL denies; set MQTT_PROTOCOL=5 if the broker "
+                           "supports it", settings.broker, extra={"BESSAI_EVENT": "startup"})
         if self.replaced_checkpoint is not None:
             self._log_replaced_spool(self.replaced_checkpoint)
         segments = self._list_segments()

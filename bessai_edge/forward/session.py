@@ -178,6 +178,14 @@ class MqttSession:
                 f"connecting to broker {settings.broker} timed out after "
                 f"{CONNECT_TIMEOUT_S:.0f} s: check the network path and the firewall")))
             return
+        except ConnectionResetError as error:
+            # The TLS handshake (inside connect) met a listener that expects plain MQTT.
+            hint = (f": check that MQTT_PORT={settings.port} is the broker's TLS listener, "
+                    f"not its plain MQTT port" if settings.tls_context is not None else "")
+            self._fail(Failure("network", (
+                f"cannot connect to broker {settings.broker}: {error.strerror or error}"
+                f"{hint}")))
+            return
         except OSError as error:
             self._fail(Failure("network", (
                 f"cannot connect to broker {settings.broker}: {error.strerror or error}")))
@@ -352,16 +360,23 @@ class MqttSession:
             else:
                 failure = Failure("lost", (
                     f"broker {self.settings.broker} closed the connection before accepting "
-                    f"it ({detail}); check the broker's log"))
+                    f"it ({detail}); check the broker's log, and that MQTT_PORT="
+                    f"{self.settings.port} is its plain MQTT port, not a listener that "
+                    f"expects TLS (for TLS, set MQTT_TLS_CA)"))
             self._fail(failure)
         elif self.state is State.CONNECTED:
             lasted = self.clock() - self._connected_at
             if lasted < STABLE_CONNECTION_S:
+                # Over MQTT 3.1.1 a broker cannot reject one publish, so some close the
+                # connection on a publish their ACL denies.
+                acl = (f", or the broker's ACL may deny publishing under "
+                       f"MQTT_TOPIC_PREFIX={self.settings.topic_prefix}: its log tells which"
+                       if self.settings.protocol == "3.1.1" else "")
                 self._fail(Failure("dropped", (
                     f"connection to broker {self.settings.broker} lost {lasted:.1f} s after "
                     f"it was accepted: {detail}; if this repeats, another client may use "
                     f"MQTT_CLIENT_ID={self.settings.client_id}, which the broker then "
-                    f"disconnects")))
+                    f"disconnects{acl}")))
                 return
             self._drop_client()
             self.failures = 0

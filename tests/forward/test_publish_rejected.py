@@ -1,8 +1,8 @@
 """Publishes that a real Mosquitto rejects: the records stay in the spool until it takes them.
 
-Over MQTT 3.1.1, Mosquitto 2.0.11 acknowledges a publish that its ACL denies or that
-exceeds ``message_size_limit`` with a plain PUBACK. Over MQTT 5 the PUBACK carries
-reason code 135 or 149, and the forwarder must not count such a record as delivered.
+Over MQTT 5 the PUBACK carries reason code 135 or 149, and the forwarder must not count
+such a record as delivered. Over MQTT 3.1.1 a PUBACK cannot carry a reason, and
+Mosquitto 2.0.11 closes the connection on a publish its ACL denies.
 """
 
 import time
@@ -126,6 +126,29 @@ def test_forward_acl_denied_record_kept_until_allowed(tmp_path, acl_broker, acl_
         subscriber.stop()
         exit_status = forwarder.stop()
     assert_all_delivered(exit_status, subscriber, writer, state_dir)
+
+
+def test_forward_acl_denied_over_mqtt_311_held(tmp_path, acl_broker, spool_dir, state_dir):
+    # Mosquitto 2.0.11 closes a 3.1.1 connection on a publish its ACL denies. The record
+    # must stay in the spool, and the log named only a duplicate client id as the cause.
+    writer = RecordWriter(spool_dir, devices=("battery", "inverter", "inverter"),
+                          segment_max_bytes=2048)
+    writer.append(30)
+    writer.spool.flush()
+    rejected_seq = next(seq for seq in writer.seqs if writer.devices[seq] == "battery")
+    forwarder = start_forwarder(tmp_path, acl_broker, spool_dir, state_dir,
+                                MQTT_PROTOCOL="3.1.1")
+    try:
+        assert forwarder.wait_for_log("MQTT outage started"), forwarder.log_text()
+        time.sleep(OBSERVE_S)
+        assert forwarder.process.poll() is None, "the forwarder stopped instead of retrying"
+        assert_held_at(spool_dir, state_dir, writer, rejected_seq)
+    finally:
+        assert forwarder.stop() == 0
+    log = forwarder.log_text()
+    assert ("or the broker's ACL may deny publishing under MQTT_TOPIC_PREFIX=bessai: its log "
+            "tells which") in log, log
+    writer.close()
 
 
 def test_forward_denied_alarms_topic_does_not_repeat_telemetry(tmp_path, acl_file, spool_dir,

@@ -225,3 +225,28 @@ def test_forward_same_client_id_backs_off(tmp_path, mosquitto, spool_dir, state_
     assert first.stop() == 0
     assert attempts <= 2 * MAX_ATTEMPTS, attempts
     assert "another client may use MQTT_CLIENT_ID=bessai-forward-test" in first.log_text()
+
+
+def test_forward_tls_to_plain_port_named(tmp_path, mosquitto, spool_dir, state_dir,
+                                         spool_with_records, tls_files):
+    # Said only "cannot connect to broker ...: Connection reset by peer".
+    forwarder = start(tmp_path, mosquitto, spool_dir, state_dir, "tls-to-plain",
+                      MQTT_TLS_CA=tls_files["ca"])
+    observe_attempts(mosquitto, forwarder, "MQTT outage started")
+    assert forwarder.stop() == 0
+    assert (f"check that MQTT_PORT={mosquitto.port} is the broker's TLS listener, not its "
+            f"plain MQTT port") in forwarder.log_text()
+
+
+def test_forward_plain_to_tls_port_named(tmp_path, tls_files, spool_dir, state_dir,
+                                         spool_with_records):
+    # Said only "closed the connection before accepting it (...); check the broker's log".
+    broker = tls_broker(tmp_path, tls_files, require_client=False)
+    try:
+        forwarder = start(tmp_path, broker, spool_dir, state_dir, "plain-to-tls")
+        observe_attempts(broker, forwarder, "MQTT outage started")
+        assert forwarder.stop() == 0
+    finally:
+        broker.stop()
+    assert (f"MQTT_PORT={broker.port} is its plain MQTT port, not a listener that expects "
+            f"TLS (for TLS, set MQTT_TLS_CA)") in forwarder.log_text()
