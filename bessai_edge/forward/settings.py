@@ -56,6 +56,8 @@ DEFAULT_PROTOCOL = "5"
 
 # Topic levels without MQTT wildcards, separated by single slashes.
 _TOPIC_PREFIX = r"[^/+#\s]+(/[^/+#\s]+)*"
+# MQTT's topic limit minus "/SITE_ID/DEVICE/telemetry" at their longest (64 and 32 bytes).
+MAX_TOPIC_PREFIX_BYTES = 65535 - len("/" + "s" * 64 + "/" + "d" * 32 + "/telemetry")
 # Printable ASCII without spaces: every broker accepts it, and it shows up readably in logs.
 _CLIENT_ID = r"[!-~]{1,128}"
 
@@ -169,10 +171,7 @@ def load_settings(environ):
         password=password,
         password_source=password_source,
         tls_context=tls_context,
-        topic_prefix=reader.string(
-            "MQTT_TOPIC_PREFIX", "bessai", pattern=_TOPIC_PREFIX,
-            accepted=_("expected topic levels separated by '/', without '+', '#', "
-                       "spaces or empty levels, e.g. bessai or acme/bessai")),
+        topic_prefix=_read_topic_prefix(reader),
         keepalive_s=reader.integer("MQTT_KEEPALIVE", 60, minimum=5, maximum=65535),
         inflight=reader.integer("MQTT_INFLIGHT", 100, minimum=1, maximum=MAX_INFLIGHT),
         reconnect_min_s=reconnect_min_s,
@@ -240,6 +239,19 @@ def _read_directory(reader, name, default):
     return directory
 
 
+def _read_topic_prefix(reader):
+    prefix = reader.string(
+        "MQTT_TOPIC_PREFIX", "bessai", pattern=_TOPIC_PREFIX,
+        accepted=_("expected topic levels separated by '/', without '+', '#', "
+                   "spaces or empty levels, e.g. bessai or acme/bessai"))
+    if prefix is not None and len(prefix.encode()) > MAX_TOPIC_PREFIX_BYTES:
+        # paho raises on a longer topic at the first publish, a crash at every restart.
+        reader.invalid("MQTT_TOPIC_PREFIX", prefix[:40] + "...", _(
+            "expected at most {limit} bytes, so that a topic with the site and device "
+            "names fits the 65535 bytes MQTT allows").format(limit=MAX_TOPIC_PREFIX_BYTES))
+    return prefix
+
+
 def _read_credentials(reader):
     """Return (username, password, name of the variable the password came from)."""
     username = reader.string("MQTT_USERNAME")
@@ -271,7 +283,9 @@ def read_private_file(reader, name, path):
     a file is rejected with the commands that fix it.
     """
     try:
-        with open(path, encoding="utf-8") as stream:
+        # utf-8-sig drops the byte order mark some Windows editors write, which would
+        # otherwise become part of the password.
+        with open(path, encoding="utf-8-sig") as stream:
             mode = os.fstat(stream.fileno()).st_mode
             text = stream.read()
     except PermissionError as error:

@@ -142,6 +142,25 @@ def test_forward_settings_password_file(tmp_path):
     assert "s3cret" not in repr(settings)
 
 
+def test_forward_settings_password_file_with_bom(tmp_path):
+    # A byte order mark from a Windows editor became part of the password.
+    secret = tmp_path / "mqtt-password"
+    secret.write_bytes("\ufeffs3cret\r\n".encode())
+    secret.chmod(0o600)
+    settings = load_settings({**MINIMAL, "MQTT_USERNAME": "gateway",
+                              "MQTT_PASSWORD_FILE": str(secret)})
+    assert settings.password == "s3cret"
+
+
+def test_forward_settings_topic_prefix_too_long():
+    # paho raised "Publish topic is too long" at the first publish: a crash per restart.
+    problem, = problems_of(MQTT_TOPIC_PREFIX="a" * 70000)
+    assert problem.startswith("MQTT_TOPIC_PREFIX='aaaa")
+    assert "expected at most 65427 bytes" in problem
+    assert len(problem) < 300
+    assert load_settings({**MINIMAL, "MQTT_TOPIC_PREFIX": "a" * 65427}).topic_prefix
+
+
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
 def test_forward_settings_password_file_readable_by_others(tmp_path, mode):
     secret = tmp_path / "mqtt-password"
