@@ -606,7 +606,8 @@ def _observe_values(check, observation):
     observation.battery_max_power_kw = max(reported) if reported else None
     observation.battery_power_kw = check.fields.get("battery_power_kw")
     observation.battery_power_points = tuple(
-        row["name"] for row in rows if row["field"] == "battery_power_kw" and row["quality"] == "ok")
+        row["name"] for row in rows
+        if row["field"] == "battery_power_kw" and row["quality"] == "ok")
     voltage, current = check.fields.get("battery_voltage_v"), check.fields.get("battery_current_a")
     if voltage is not None and current is not None:
         observation.battery_dc_power_kw = voltage * current / 1000.0

@@ -59,7 +59,8 @@ def exit_status(findings_per_device):
                "connection_dropped", "wrong_unit_id",
                "device_busy", "sunspec_not_found", "all_illegal_address",
                "all_requests_rejected", "nothing_read"}
-    if all(any(finding.code in no_data for finding in findings) for findings in findings_per_device):
+    if all(any(finding.code in no_data for finding in findings)
+           for findings in findings_per_device):
         return 2
     return 1
 
