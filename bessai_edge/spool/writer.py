@@ -467,6 +467,16 @@ class Spool:
 
     def _count_drop(self, seq, error, now):
         self._counters["records_dropped"] += 1
+        if (error.errno in (errno.ENOSPC, errno.EDQUOT) and self._open is not None
+                and self._open.size > 0):
+            # The forwarder deletes only sealed segments, those with a newer one beside
+            # them. Sealed now, this one frees the disk once delivered; open, it would
+            # hold the disk until it ages. An empty file needs no data block.
+            self._seal_open_segment()
+            try:
+                self._create_segment(self._next_seq, now)
+            except OSError:
+                pass  # the next append tries again
         if self._drop_first_seq is None:
             self._drop_first_seq = seq
             self._drop_started = now

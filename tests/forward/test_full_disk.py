@@ -13,7 +13,7 @@ import pytest
 
 from bessai_edge.forward.checkpoint import CHECKPOINT_SIZE, FILE_NAME, Checkpoint, CheckpointFile
 from bessai_edge.spool.segments import list_segments
-from tests.forward.conftest import RecordWriter
+from tests.forward.conftest import RecordWriter, wait_until
 from tests.spool.test_full_disk import fill_disk, small_disk  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.root
@@ -107,4 +107,29 @@ def test_full_disk_forward_frees_space(small_disk, subscriber, spool_dir,  # noq
     assert os.statvfs(small_disk).f_bavail > 0
     assert "saved the checkpoint over the old one in place" in forwarder.log_text()
     writer.append(1)
+    writer.close()
+
+
+def test_full_disk_open_segment_freed(small_disk, subscriber, spool_dir,  # noqa: F811
+                                      state_dir, start_forwarder):
+    # Segments larger than the disk: every record sat in the open segment, which the
+    # forwarder may not delete, so the disk stayed full after delivery.
+    writer = RecordWriter(spool_dir, segment_max_bytes=1 << 20, max_total_bytes=4 << 20)
+    writer.append(20)
+    writer.spool.flush()
+    forwarder = start_forwarder()
+    assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
+    assert forwarder.stop() == 0
+
+    writer.append(60)
+    fill_disk(small_disk)
+    # The segment's last page may still take a few small records before one is dropped.
+    extra = [writer.spool.append({"note": "extra"}) for _ in range(100)]
+    assert None in extra
+    writer.seqs += [seq for seq in extra if seq is not None]
+    forwarder = start_forwarder()
+    assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
+    assert wait_until(lambda: os.statvfs(small_disk).f_bavail > 0), "no space came back"
+    assert forwarder.stop() == 0
+    assert writer.spool.append({"note": "written"}) is not None
     writer.close()

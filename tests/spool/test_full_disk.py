@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from bessai_edge.spool import Spool, stats
+from bessai_edge.spool.segments import list_segments
 from tests.conftest import require_commands
 from tests.spool.helpers import assert_spool_valid, read_seqs, sample_record
 
@@ -228,3 +229,30 @@ def test_full_disk_shown_in_loop_state(small_disk):
         loop._append(record)
         loop._update_state(3, 0, 2.0, [])
         assert state.spool_dropping is False
+
+
+def test_full_disk_seals_open_segment(small_disk):
+    # The forwarder deletes only sealed segments. The open segment held every record
+    # and stayed open on the full disk, so delivering it freed nothing until it aged.
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir()
+    spool = Spool(spool_dir, segment_max_bytes=1 << 20, max_total_bytes=4 << 20,
+                  fsync_interval_s=0).open()
+    try:
+        kept = [spool.append(sample_record(number)) for number in range(20)]
+        fill_disk(small_disk)
+        dropped = next(number for number in range(20, 300)
+                       if spool.append(sample_record(number)) is None)
+        full, newest = list_segments(spool_dir)
+        assert full.sealed
+        assert newest.size == 0
+        # What the forwarder does once the sealed segment is delivered.
+        full.path.unlink()
+        seq = spool.append(sample_record(300))
+    finally:
+        spool.close()
+    assert seq is not None, "the spool still drops with the delivered segment deleted"
+    assert len(kept) == 20
+    assert read_seqs(spool_dir) == [seq]
+    assert seq > dropped + 1
+    assert_spool_valid(spool_dir)
