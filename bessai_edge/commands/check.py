@@ -337,6 +337,7 @@ def check_device(settings, device, profile, host, port):
                       link.quiet_after_connect_s)
     observation = Observation(endpoint=endpoint, port=port, unit_id=unit_id, profile=profile.name,
                               request_timeout_s=link.request_timeout_s,
+                              quiet_after_connect_s=link.quiet_after_connect_s,
                               scan_interval_s=settings.scan_interval_s,
                               battery_power_warn_levels_kw=battery_power_warn_levels_kw(
                                   settings.limits),

@@ -32,8 +32,9 @@ def diagnose(observation):
         return [Finding(ERROR, "sunspec_not_found", _(
             "No SunSpec register map found on unit id {unit}: {error}. Enable Modbus TCP "
             "with the SunSpec register map on the device (Fronius: web interface > "
-            "Communication > Modbus, SunSpec model type 'int + SF' or 'float'), or check "
-            "MODBUS_SLAVE_ID."
+            "Communication > Modbus, SunSpec model type 'int + SF' or 'float'), check "
+            "MODBUS_SLAVE_ID, or, for a device that is not SunSpec, set "
+            "DRIVER_PROFILE_PATH to its make's profile (list them with `bessai profiles`)."
         ).format(unit=observation.unit_id, error=observation.discovery_error))]
     findings = _request_findings(observation)
     # After an error finding, which already names the cause, missing fields add nothing.
@@ -241,15 +242,23 @@ def _request_findings(observation):
             "not have; if the profile's main values are among them, check "
             "DRIVER_PROFILE_PATH.", observation.points_rejected
         ).format(count=observation.points_rejected, profile=observation.profile)))
+        lost = observation.main_fields_missing
+        if lost and len(lost) < len(observation.main_fields):
+            findings.append(_main_values_rejected_finding(observation, lost))
 
     if observation.exception_11_units:
         findings.append(_unit_exception_11_finding(observation))
     if observation.silent_units:
         findings.append(_silent_unit_finding(observation))
+    # Only the first request after connecting went unanswered: the device's quiet time.
+    quiet = (not observation.silent_units and outcomes[:1] == ["timeout"] and not late_replies
+             and all(kind in ("ok", "exception_2") for kind in outcomes[1:]) and answered)
+    if quiet:
+        findings.append(_quiet_after_connect_finding(observation))
     # Exception 2 is handled by probing; no_data and those units have their own finding.
     skip = ("exception_2", "no_data") + (
         ("exception_11",) if observation.exception_11_units else ()) + (
-        ("timeout", SKIPPED) if observation.silent_units else ())
+        ("timeout", SKIPPED) if observation.silent_units or quiet else ())
     failed = [kind for kind in failed if kind not in skip]
     if failed:
         message = ngettext(
@@ -311,6 +320,43 @@ def _unit_exception_11_finding(observation):
         len(observation.exception_11_units)
     ).format(units=labels, endpoint=observation.endpoint, variables=variables,
              hint=unit_id_hint()))
+
+
+def _main_values_rejected_finding(observation, lost):
+    """Return the finding for main values the device rejects while it gives others.
+
+    A unit id of another part of the device (a Victron VE.Bus id given as the main
+    one) serves some points and rejects the main values. So does a device without
+    a battery, hence a warning.
+    """
+    return Finding(WARNING, "main_values_rejected", ngettext(
+        "The device gives no value for the main value {fields}, while it answers for other "
+        "points. Unless the site lacks that part, MODBUS_SLAVE_ID (now {unit}) is the unit "
+        "id of another part of the device: set it to the one the profile's main values "
+        "come from, or check DRIVER_PROFILE_PATH. Typical unit ids: {hint}.",
+        "The device gives no value for the main values {fields}, while it answers for "
+        "other points. Unless the site lacks that part, MODBUS_SLAVE_ID (now {unit}) is "
+        "the unit id of another part of the device: set it to the one the profile's main "
+        "values come from, or check DRIVER_PROFILE_PATH. Typical unit ids: {hint}.",
+        len(lost)
+    ).format(fields=", ".join(lost), unit=observation.unit_id, hint=unit_id_hint()))
+
+
+def _quiet_after_connect_finding(observation):
+    """Return the finding for a device that ignores requests for a while after a connect.
+
+    ``bessai run`` gives a connection up at its first timeout before any reply, so it
+    reconnects and meets the same quiet time at every attempt.
+    """
+    return Finding(ERROR, "quiet_after_connect", _(
+        "The device did not answer the first request after connecting within {timeout:g} "
+        "s, then answered the others: it ignores requests for longer after a connect than "
+        "profile {profile} waits (quiet_after_connect_s, now {quiet:g} s). `bessai run` "
+        "would reconnect after that timeout at every attempt and read nothing. Copy the "
+        "profile to /etc/bessai/profiles/, raise its quiet_after_connect_s and point "
+        "DRIVER_PROFILE_PATH at the copy."
+    ).format(timeout=observation.request_timeout_s or 0, profile=observation.profile,
+             quiet=observation.quiet_after_connect_s or 0))
 
 
 def _silent_unit_finding(observation):

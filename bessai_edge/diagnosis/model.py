@@ -43,6 +43,7 @@ class Observation:
     unit_id: int
     profile: str
     request_timeout_s: float | None = None
+    quiet_after_connect_s: float | None = None  # the profile's wait before the first request
     connect_error_kind: str | None = None
     connect_error: str = ""
     discovery_error: str = ""

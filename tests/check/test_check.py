@@ -572,6 +572,40 @@ def test_check_sunspec_wrong_unit_id(simulator):
     assert result.returncode == 2
 
 
+def test_check_vebus_id_as_main_unit_id(simulator):
+    # The VE.Bus unit id given as the main one: the system points (SOC, battery power)
+    # were rejected, and check said only "rejected_addresses ... normal for registers a
+    # model does not have".
+    device = simulator("--profile", "victron_multiplus")
+    result = run_check(port=device.port, MODBUS_SLAVE_ID=227)
+    assert codes(result) == ["rejected_addresses", "main_values_rejected"], result.stdout
+    line = next(line for line in result.stdout.splitlines() if "main_values_rejected" in line)
+    assert re.search(r"no value for the main values [a-z_, ]*soc_pct", line), line
+    assert "MODBUS_SLAVE_ID (now 227) is the unit id of another part of the device" in line
+    assert result.returncode == 1
+
+
+def test_check_quiet_after_connect_too_short(simulator):
+    # A device that ignores requests for 1.3 s after a connect, while the profile waits
+    # 1 s: check read it (the second request came later) and warned only of "1 of 6
+    # requests failed", while `bessai run` reconnected after each timeout and never read.
+    device = simulator("--profile", "huawei_sun2000", "--quiet-after-accept", "1.3")
+    result = run_check(port=device.port, profile="huawei_sun2000", REQUEST_TIMEOUT_S=0.6)
+    assert codes(result) == ["quiet_after_connect"], result.stdout
+    assert "(quiet_after_connect_s, now 1 s)" in result.stdout
+    assert "raise its quiet_after_connect_s" in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_sunspec_profile_on_huawei_names_profile(simulator):
+    # A SunSpec profile on a Huawei got only "enable SunSpec ... or check MODBUS_SLAVE_ID".
+    device = simulator("--profile", "huawei_sun2000")
+    result = run_check(port=device.port, profile="fronius_gen24")
+    assert codes(result) == ["sunspec_not_found"]
+    assert "set DRIVER_PROFILE_PATH to its make's profile" in result.stdout
+    assert result.returncode == 2
+
+
 def test_check_device_without_main_fields_is_not_ok(simulator):
     # A SunSpec device with only models 1 and 129 has none of the fields profile sunspec
     # maps: every point of them is "not on the device", which must not read as "ok".
