@@ -449,7 +449,8 @@ class Forwarder:
         except OSError as error:
             self.rate_limited.log("checkpoint", logging.WARNING,
                                   "cannot save the checkpoint %s: %s; publishing pauses "
-                                  "while the window is full", self.checkpoint_file.path, error)
+                                  "while the window is full", self.checkpoint_file.path, error,
+                                  extra={"BESSAI_EVENT": "checkpoint"})
             return
         self.rate_limited.forget("checkpoint")
         if in_place:
@@ -457,7 +458,8 @@ class Forwarder:
                                   "the file system of %s is full: saved the checkpoint over "
                                   "the old one in place, so that delivered segments can be "
                                   "deleted; free space there (df -h %s)",
-                                  self.checkpoint_file.path, self.checkpoint_file.directory)
+                                  self.checkpoint_file.path, self.checkpoint_file.directory,
+                                  extra={"BESSAI_EVENT": "checkpoint"})
         self.saved = self.acknowledged
         window.mark_saved()
         self._last_save = now

@@ -23,6 +23,8 @@ import logging
 import time
 
 logger = logging.getLogger(__name__)
+# The journal field of the outage lines: `journalctl -u bessai-forward BESSAI_EVENT=mqtt_outage`.
+_EVENT = {"BESSAI_EVENT": "mqtt_outage"}
 
 _LOSSES = ("lost", "dropped")  # failures that end a connection and give no reason of their own
 _TRANSIENT = ("refused", "timeout", "network")  # what a restarting or rebooting broker gives
@@ -57,12 +59,12 @@ class OutageLog:
             self._kind = failure.kind
             self._never_connected = not self._had_connection and failure.kind not in _LOSSES
             logger.log(failure.level, "MQTT outage started: %s; the spool keeps the records, "
-                       "next attempt in %.1f s", failure.message, retry_in_s)
+                       "next attempt in %.1f s", failure.message, retry_in_s, extra=_EVENT)
         elif failure.kind != self._kind and (
                 self._kind not in _LOSSES or failure.kind not in _TRANSIENT):
             self._kind = failure.kind
             logger.log(failure.level, "MQTT outage goes on, for another reason: %s; next "
-                       "attempt in %.1f s", failure.message, retry_in_s)
+                       "attempt in %.1f s", failure.message, retry_in_s, extra=_EVENT)
         else:
             # The same reason, or a broker still restarting after a lost connection.
             self._kind = failure.kind
@@ -114,6 +116,6 @@ class OutageLog:
                     "connected" if self._never_connected else "reconnected",
                     self.broker, self._reconnected - self._started, self._failures,
                     "attempt" if self._failures == 1 else "attempts",
-                    self._delivered, self._caught_up_at - self._reconnected)
+                    self._delivered, self._caught_up_at - self._reconnected, extra=_EVENT)
         self.active = False
         return True

@@ -105,7 +105,10 @@ def test_full_disk_forward_frees_space(small_disk, subscriber, spool_dir,  # noq
     # The delivered segments were deleted, so the spool can write again.
     assert len(list_segments(spool_dir)) <= 2
     assert os.statvfs(small_disk).f_bavail > 0
-    assert "saved the checkpoint over the old one in place" in forwarder.log_text()
+    in_place = [line for line in forwarder.log_text().splitlines()
+                if "saved the checkpoint over the old one in place" in line]
+    assert in_place
+    assert in_place[0].endswith("BESSAI_EVENT=checkpoint"), in_place[0]
     writer.append(1)
     writer.close()
 

@@ -50,6 +50,10 @@ def test_outage_log_start_and_end_lines(clock, caplog):
                      "(5 failed attempts); delivered the backlog of 750 records in 1.5 s"]
     assert len(lines(caplog, logging.DEBUG)) == 5  # the refusals after the loss
     assert not outage.active
+    # The journal field to find them: the outage lines had none.
+    events = [getattr(record, "BESSAI_EVENT", None) for record in caplog.records
+              if record.levelno >= logging.INFO]
+    assert events == ["mqtt_outage", "mqtt_outage"]
 
 
 def test_outage_log_not_over_before_reconnect(clock):
