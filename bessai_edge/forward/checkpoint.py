@@ -14,7 +14,7 @@ to CHECKPOINT_SIZE bytes, and after each save the temporary file for the next on
 created at that size, so that space is taken while the disk has it. When the disk is
 full all the same (no temporary file could be reserved), the save overwrites the
 checkpoint file in place, which needs no new block. A power cut during that one write
-may tear the checkpoint; the forwarder then sets it aside and sends the spool again
+may tear the checkpoint. The forwarder then sets it aside and sends the spool again
 from its oldest record, which duplicates records but loses none.
 """
 
@@ -92,7 +92,7 @@ class CheckpointFile:
             return None
 
     def save(self, checkpoint):
-        """Replace the checkpoint file; return True when a full disk made it save in place.
+        """Replace the checkpoint file and return True when a full disk made it save in place.
 
         Any other OSError leaves the old checkpoint as it was.
         """
@@ -110,16 +110,19 @@ class CheckpointFile:
         return False
 
     def reserve(self):
-        """Create the temporary file of the next save at its full size, if there is space."""
+        """Give the temporary file of the next save its full size, if there is space.
+
+        A save that failed on a full disk may have left the file shorter, even empty.
+        """
         try:
-            fd = os.open(self._temporary_path,
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            fd = os.open(self._temporary_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
         except OSError:
-            return  # it exists already, or the directory is full: saving reports problems
+            return  # not a file, or the directory is full: the save reports the problem
         try:
-            os.write(fd, b" " * CHECKPOINT_SIZE)
+            if os.fstat(fd).st_size < CHECKPOINT_SIZE:
+                os.pwrite(fd, b" " * CHECKPOINT_SIZE, 0)
         except OSError:
-            pass  # the disk is full: the next save overwrites the checkpoint in place
+            pass  # the disk is full, so the next save overwrites the checkpoint in place
         finally:
             os.close(fd)
 
@@ -137,7 +140,7 @@ class CheckpointFile:
         os.fsync(self._directory_fd)
 
     def _overwrite(self, data, no_space):
-        """Write ``data`` over the checkpoint file in place; raise ``no_space`` without one."""
+        """Write ``data`` over the checkpoint file in place, or raise ``no_space`` without it."""
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:

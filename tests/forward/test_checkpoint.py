@@ -28,6 +28,16 @@ def test_checkpoint_save_load_round_trip(tmp_path):
     assert (tmp_path / FILE_NAME).stat().st_size == CHECKPOINT_SIZE
 
 
+def test_checkpoint_reserve_fills_short_file(tmp_path):
+    # A save that failed on a full disk leaves an empty temporary file, which the
+    # reservation took for a reserved one, so the next full-disk save found no space.
+    (tmp_path / (FILE_NAME + ".tmp")).write_bytes(b"")
+    store = CheckpointFile(tmp_path)
+    store.reserve()
+    store.close()
+    assert (tmp_path / (FILE_NAME + ".tmp")).read_bytes() == b" " * CHECKPOINT_SIZE
+
+
 def test_checkpoint_seq_may_be_null(tmp_path):
     CheckpointFile(tmp_path).save(Checkpoint(1, 0, None))
     assert CheckpointFile(tmp_path).load() == Checkpoint(1, 0, None)
