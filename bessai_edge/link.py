@@ -69,11 +69,14 @@ class DeviceLink:
     ``timeouts_before_reconnect`` timeouts in a row, and after
     ``silent_timeouts_before_reconnect`` timeouts (default 1) on a connection that has
     not replied yet. ``bessai check`` allows 2 there, so that a reply which comes after
-    the first timeout is read and counted as ``mismatched_reply``. A connection that
-    ends before its first reply counts as a failed attempt, so a device that accepts
-    TCP and then stays silent or hangs up is retried on the backoff schedule, not every
-    cycle. An outage ends at the first reply after it. ``link_outages.LinkOutageLog``
-    writes its log lines, and counts outages that repeat within
+    the first timeout is read and counted as ``mismatched_reply``. NOTE: with the
+    default 1, a device that ignores requests after a connect for longer than the
+    profile's ``quiet_after_connect_s`` is never read, because every attempt meets its
+    quiet time again. ``bessai check`` reports it as ``quiet_after_connect``. A
+    connection that ends before its first reply counts as a failed attempt, so a device
+    that accepts TCP and then stays silent or hangs up is retried on the backoff
+    schedule, not every cycle. An outage ends at the first reply after it.
+    ``link_outages.LinkOutageLog`` writes its log lines, and counts outages that repeat within
     ``outage_log_interval_s`` instead of logging each one.
 
     ``wait_until(deadline)`` is called for the quiet time after connect and the spacing

@@ -327,7 +327,7 @@ class DevicePoller:
                 answered = True
                 continue
             except LinkError as error:
-                # Naming the request tells which unit id went silent on a multi-unit device.
+                # The request's unit id shows which part of a multi-unit device went silent.
                 return statuses, (f"{self._count_error(error)} (unit id {unit_id}, function "
                                   f"{function} address {address} count {count})"), answered
             buffer[offset:end] = words  # both array('H'): one copy

@@ -360,7 +360,7 @@ def _quiet_after_connect_finding(observation):
 
 
 def _silent_unit_finding(observation):
-    """Return the finding for role unit ids that never answered while the others did."""
+    """Return the finding for role unit ids that got no reply while the others gave data."""
     labels, variables = _role_units_text(observation, observation.silent_units)
     return Finding(ERROR, "unit_timeout", ngettext(
         "Unit id {units} answered no request within {timeout:g} s, while the other unit ids "

@@ -6,7 +6,8 @@ from bessai_edge.alarms import MAX_POWER_KW
 from bessai_edge.diagnosis.model import SLOW_OUTCOMES, WARNING, Finding
 from bessai_edge.i18n import _
 
-# A read of every request may take this share of SCAN_INTERVAL_S; more gets slow_cycle.
+# A read of every request may take this share of SCAN_INTERVAL_S, and a longer one gets
+# slow_cycle.
 CYCLE_SHARE = 0.8
 
 

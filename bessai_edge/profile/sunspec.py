@@ -6,7 +6,7 @@ chain ends with ID 0xFFFF. Some devices (SMA among them) have no end marker and 
 the next header's address with exception 2 (Illegal Data Address), which ends the walk
 too. ID 0 ends it as well, because no SunSpec model has that ID, and a device that reads
 zeros past its last model would otherwise fill the map with models of ID 0 and length 0.
-The resulting ``ModelMap`` tells ``Profile.plan`` where each model sits, so one profile
+The resulting ``ModelMap`` gives ``Profile.plan`` the address of each model, so one profile
 fits a device in "int + SF" mode (models 101-103, 201-204) and in "float" mode (111-113,
 211-214) wherever the models are.
 """

@@ -130,7 +130,7 @@ def test_capture_decodes_to_expected_values(path, profile_name, tmp_path, simula
         profile_name = changed_profile(profile_name, PROFILE_CHANGES[path.stem], tmp_path)
     result = run_check(device.port, profile_name, units)
     assert result.returncode in (0, 1), result.stderr
-    # Every capture holds plausible values, as read with the right profile.
+    # Read with the right profile, every capture gives plausible values.
     assert "battery_power_implausible" not in result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     rows = {(row["unit_id"], row["function"], row["address"]): row
@@ -173,7 +173,7 @@ def assert_misread(result, capture, changes):
     for name in changes:
         assert rows[name]["quality"] == "ok"
         assert not close_enough(rows[name]["value"], capture["expected"][name]["value"])
-    # The check tells the technician what the misread value points to.
+    # The check names the likely cause of the misread value.
     assert "warning [battery_power_implausible]" in result.stderr, result.stderr
 
 

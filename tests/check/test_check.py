@@ -131,7 +131,7 @@ def test_check_one_role_unit_id_exception_11(simulator):
 
 def test_check_sunspec_meter_wrong_unit_id(simulator):
     # A wrong meter unit id behind a Fronius: discovery finds no SunSpec map there, the
-    # meter's points were left out of the count, and check said "ok" with exit 0.
+    # meter's points were left out of the count, and check reported "ok" with exit 0.
     device = simulator("--profile", "fronius_gen24")   # the meter is served at 200
     result = run_check(port=device.port, profile="fronius_gen24", MODBUS_UNIT_METER=201)
     assert codes(result) == ["unit_no_sunspec"], result.stdout
@@ -158,7 +158,7 @@ def test_check_one_role_unit_id_silent(simulator):
 
 def test_check_failed_request_names_main_values(simulator):
     # Exception 4 on the battery's request lost SOC and battery power, and the warning
-    # said only "1 of 8 requests failed (exception 4 x1)".
+    # was only "1 of 8 requests failed (exception 4 x1)".
     device = simulator("--profile", "victron_multiplus", "--exception", "843=4")
     result = run_check(port=device.port)
     assert codes(result) == ["some_requests_failed"], result.stdout
@@ -574,7 +574,7 @@ def test_check_sunspec_wrong_unit_id(simulator):
 
 def test_check_vebus_id_as_main_unit_id(simulator):
     # The VE.Bus unit id given as the main one: the system points (SOC, battery power)
-    # were rejected, and check said only "rejected_addresses ... normal for registers a
+    # were rejected, and check reported only "rejected_addresses ... normal for registers a
     # model does not have".
     device = simulator("--profile", "victron_multiplus")
     result = run_check(port=device.port, MODBUS_SLAVE_ID=227)

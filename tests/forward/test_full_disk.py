@@ -31,6 +31,15 @@ def load(directory):
         store.close()
 
 
+def deliver_first(writer, count, subscriber, start_forwarder):
+    """Append ``count`` records and run the forwarder until they are delivered and saved."""
+    writer.append(count)
+    writer.spool.flush()
+    forwarder = start_forwarder()
+    assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
+    assert forwarder.stop() == 0
+
+
 @pytest.fixture
 def store(small_disk):  # noqa: F811
     checkpoint_file = CheckpointFile(small_disk)
@@ -85,11 +94,7 @@ def test_full_disk_first_save_fails(small_disk, store):  # noqa: F811
 def test_full_disk_forward_frees_space(small_disk, subscriber, spool_dir,  # noqa: F811
                                        state_dir, start_forwarder):
     writer = RecordWriter(spool_dir, segment_max_bytes=16 * 1024, max_total_bytes=1 << 20)
-    writer.append(40)
-    writer.spool.flush()
-    forwarder = start_forwarder()
-    assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
-    assert forwarder.stop() == 0
+    deliver_first(writer, 40, subscriber, start_forwarder)
 
     # The broker was unreachable for a while: the backlog and another file fill the disk.
     writer.append(120)
@@ -118,11 +123,7 @@ def test_full_disk_open_segment_freed(small_disk, subscriber, spool_dir,  # noqa
     # Segments larger than the disk: every record sat in the open segment, which the
     # forwarder may not delete, so the disk stayed full after delivery.
     writer = RecordWriter(spool_dir, segment_max_bytes=1 << 20, max_total_bytes=4 << 20)
-    writer.append(20)
-    writer.spool.flush()
-    forwarder = start_forwarder()
-    assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
-    assert forwarder.stop() == 0
+    deliver_first(writer, 20, subscriber, start_forwarder)
 
     writer.append(60)
     fill_disk(small_disk)

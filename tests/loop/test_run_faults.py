@@ -383,7 +383,7 @@ def test_run_unit_id_answered_with_ffff_is_down(tmp_path):
 
 
 def test_run_silent_role_unit_named(tmp_path):
-    # A gateway silent for a wrong VE.Bus unit id: the state line said only "degraded
+    # A gateway silent for a wrong VE.Bus unit id: the state line was only "degraded
     # (timeout: no reply before the request timeout)", naming no unit id.
     with simulator("--profile", "victron_multiplus", "--unknown-unit", "none") as (host, port):
         environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
