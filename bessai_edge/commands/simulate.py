@@ -93,18 +93,17 @@ def add_arguments(parser):
 
 def main(args):
     from bessai_edge.simulator import lifetime
-    from bessai_edge.simulator.faults import Faults
     from bessai_edge.simulator.server import ModbusServer
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="bessai simulate: %(levelname)s %(name)s: %(message)s")
     if args.parent_pid is not None and not lifetime.die_with_parent(args.parent_pid):
         return 0
-    faults = Faults(latency_s=args.latency, latency_requests=args.latency_requests,
-                    quiet_after_accept_s=args.quiet_after_accept, exceptions=tuple(args.exceptions),
-                    busy_every=args.busy_every, disconnect_every=args.disconnect_every,
-                    silent=args.silent)
+    faults = faults_from_args(args)
     source, description = _build_source(args)
+    if faults.options():
+        description = _("{description}, with faults {options}").format(
+            description=description, options=" ".join(faults.options()))
     server = ModbusServer(source, faults)
     try:
         asyncio.run(_serve(server, args.host, args.port, args.parent_pid, description))
@@ -112,6 +111,16 @@ def main(args):
         print(f"bessai simulate: {error}", file=sys.stderr, flush=True)
         return EX_CONFIG
     return 0
+
+
+def faults_from_args(args):
+    """Return the Faults that the fault options of ``args`` set."""
+    from bessai_edge.simulator.faults import Faults
+
+    return Faults(latency_s=args.latency, latency_requests=args.latency_requests,
+                  quiet_after_accept_s=args.quiet_after_accept, exceptions=tuple(args.exceptions),
+                  busy_every=args.busy_every, disconnect_every=args.disconnect_every,
+                  silent=args.silent)
 
 
 def _build_source(args):
@@ -131,15 +140,33 @@ def _build_source(args):
                   file=sys.stderr, flush=True)
         return image, _("capture {path}, unit id {units}").format(
             path=args.capture, units=", ".join(map(str, image.unit_ids)))
+    from bessai_edge.profile import load_profile
+    from bessai_edge.simulator.model import BatteryModel
     from bessai_edge.simulator.profile_image import ProfileImage, parse_pinned
 
     pinned = parse_pinned(args.pinned)
-    image = ProfileImage.from_profile_name(
-        args.profile, unit_id=args.unit_id, unit_ids=dict(args.unit_roles) or None,
-        unknown_unit=args.unknown_unit, day_seconds=args.day_seconds, seed=args.seed,
-        pinned=pinned, sentinels=tuple(args.sentinel), prefer_float=args.sunspec_float)
+    profile = load_profile(args.profile)
+    _check_unit_roles(profile, args.unit_roles)
+    model = BatteryModel(day_seconds=args.day_seconds, seed=args.seed)
+    image = ProfileImage(
+        profile, unit_id=args.unit_id, unit_ids=dict(args.unit_roles) or None,
+        unknown_unit=args.unknown_unit, model=model, pinned=pinned,
+        sentinels=tuple(args.sentinel), prefer_float=args.sunspec_float)
     return image, _("profile {name}, unit id {units}").format(
         name=image.profile.name, units=", ".join(map(str, image.unit_ids)))
+
+
+def _check_unit_roles(profile, unit_roles):
+    """Raise ConfigError, naming the option, for a --unit role the profile lacks."""
+    from bessai_edge.errors import ConfigError
+
+    known = profile.role_names()
+    for role, unit_id in unit_roles:
+        if role not in known:
+            raise ConfigError(_("--unit {role}={unit_id}: profile {profile} has no unit role "
+                                "{role!r}; its roles are {known}").format(
+                                    role=role, unit_id=unit_id, profile=profile.name,
+                                    known=", ".join(known)))
 
 
 async def _serve(server, host, port, parent_pid, description):

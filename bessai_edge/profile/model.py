@@ -141,6 +141,10 @@ class Profile:
         """True when points are resolved by SunSpec model and offset after discovery."""
         return self.all_sunspec_models or any(point.is_sunspec for point in self.points)
 
+    def role_names(self):
+        """Return the unit roles ``resolve_units`` accepts, in sorted order."""
+        return sorted({MAIN_ROLE, *(role.name for role in self.unit_roles.values())})
+
     def resolve_units(self, unit_id=None, unit_ids=None):
         """Return role name -> unit id, applying the overrides of the settings.
 
@@ -154,7 +158,7 @@ class Profile:
         for role, value in (unit_ids or {}).items():
             role = role.lower()
             if role not in units:
-                known = ", ".join(sorted(units))
+                known = ", ".join(self.role_names())
                 raise ProfileError(_(
                     "profile {profile} has no unit role {role!r} (MODBUS_UNIT_{variable}): "
                     "its roles are {known}; remove the setting or choose another profile"

@@ -77,6 +77,28 @@ class Faults:
     disconnect_every: int = 0       # every Nth request closes the connection without a reply
     silent: bool = False            # accept connections, never reply
 
+    def options(self):
+        """Return the command-line options that set these faults, such as ``--busy-every 10``."""
+        options = []
+        if self.latency_s:
+            options.append(f"--latency {self.latency_s:g}")
+        if self.latency_requests:
+            first, last = self.latency_requests
+            options.append(f"--latency-requests {first}-{last}")
+        if self.quiet_after_accept_s:
+            options.append(f"--quiet-after-accept {self.quiet_after_accept_s:g}")
+        for entry in self.exceptions:
+            addresses = f"{entry.first}" if entry.first == entry.last else (
+                f"{entry.first}-{entry.last}")
+            options.append(f"--exception {addresses}={entry.code}")
+        if self.busy_every:
+            options.append(f"--busy-every {self.busy_every}")
+        if self.disconnect_every:
+            options.append(f"--disconnect-every {self.disconnect_every}")
+        if self.silent:
+            options.append("--silent")
+        return options
+
     def latency_for(self, request_number):
         """Return the delay before the reply to request ``request_number``."""
         if self.latency_requests:

@@ -88,15 +88,6 @@ class ProfileImage:
         self._encode_failures = set()
         self.refresh()
 
-    @classmethod
-    def from_profile_name(cls, name, unit_id=None, unit_ids=None, day_seconds=600.0, seed=1,
-                          **options):
-        """Load a bundled or file profile by name and build its image."""
-        from bessai_edge.profile import load_profile
-
-        model = BatteryModel(day_seconds=day_seconds, seed=seed)
-        return cls(load_profile(name), unit_id=unit_id, unit_ids=unit_ids, model=model, **options)
-
     @property
     def unit_ids(self):
         return self.image.unit_ids

@@ -1,7 +1,11 @@
 """Fault settings and capture images as plain data: parsing and lookups."""
 
+import argparse
+import shlex
+
 import pytest
 
+from bessai_edge.commands import simulate
 from bessai_edge.errors import ConfigError
 from bessai_edge.simulator.capture import image_from_capture
 from bessai_edge.simulator.faults import (
@@ -112,3 +116,20 @@ def test_capture_image_rejects_invalid_document(document, named):
     with pytest.raises(ConfigError) as error:
         image_from_capture(document, "bad.json")
     assert any(named in problem and "bad.json" in problem for problem in error.value.problems)
+
+
+@pytest.mark.parametrize("faults", [
+    Faults(),
+    Faults(latency_s=0.25, latency_requests=(2, 5), quiet_after_accept_s=1.5),
+    Faults(exceptions=(AddressException(32064, 32064, 2), AddressException(100, 110, 4)),
+           busy_every=10, disconnect_every=7, silent=True),
+])
+def test_faults_options_parse_back_to_the_same_faults(faults):
+    # The banner lists the options; given to `bessai simulate` they set the same faults.
+    parser = argparse.ArgumentParser()
+    simulate.add_arguments(parser)
+    args = parser.parse_args(["--profile", "huawei_sun2000",
+                              *shlex.split(" ".join(faults.options()))])
+    parsed = simulate.faults_from_args(args)
+    assert parsed == faults
+    assert bool(faults.options()) == (faults != Faults())

@@ -151,6 +151,16 @@ def test_simulate_profile_errors_exit_78(arguments, named):
     assert "listening" not in result.stdout
 
 
+def test_simulate_unknown_role_names_option():
+    result = subprocess.run([*bessai_command(), "simulate", "--profile", "victron_multiplus",
+                             "--unit", "Bateria=1", "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78
+    assert "--unit bateria=1" in result.stderr
+    assert "battery, main, vebus" in result.stderr
+    assert "MODBUS_UNIT" not in result.stderr
+
+
 def test_simulate_profile_serves_roles_on_their_unit_ids(simulator):
     device = simulator("--profile", "victron_multiplus", "--unit-id", "90", "--unit", "vebus=246")
     with DeviceLink(device.host, device.port, unit_id=90) as link:

@@ -70,3 +70,17 @@ def test_simulate_banner_only_without_parent_pid():
         with_parent.terminate()
         _, stderr = with_parent.communicate(timeout=30)
     assert BANNER not in stderr
+
+
+def test_simulate_banner_lists_the_faults():
+    interactive = subprocess.Popen(
+        [*bessai_command(), "simulate", "--profile", "huawei_sun2000", "--port", "0",
+         "--busy-every", "10", "--exception", "32064=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert interactive.stdout.readline().startswith("listening on ")
+        banner = interactive.stderr.readline()
+    finally:
+        interactive.terminate()
+        interactive.communicate(timeout=30)
+    assert "with faults --exception 32064=2 --busy-every 10" in banner
