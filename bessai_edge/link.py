@@ -67,15 +67,15 @@ class DeviceLink:
 
     A connection is dropped when a frame is cut off, when the device closes it, after
     ``timeouts_before_reconnect`` timeouts in a row, and after
-    ``silent_timeouts_before_reconnect`` timeouts (default 1) on a connection that has
-    not replied yet. ``bessai check`` allows 2 there, so that a reply which comes after
-    the first timeout is read and counted as ``mismatched_reply``. NOTE: with the
-    default 1, a device that ignores requests after a connect for longer than the
-    profile's ``quiet_after_connect_s`` is never read, because every attempt meets its
-    quiet time again. ``bessai check`` reports it as ``quiet_after_connect``. A
-    connection that ends before its first reply counts as a failed attempt, so a device
-    that accepts TCP and then stays silent or hangs up is retried on the backoff
-    schedule, not every cycle. An outage ends at the first reply after it.
+    ``silent_timeouts_before_reconnect`` timeouts (default 2) on a connection that has
+    not replied yet. The poller ends a device's cycle at its first timeout, so the
+    second falls in the next cycle. A device that ignores requests after a connect for
+    longer than the profile's ``quiet_after_connect_s`` is then read from the second
+    cycle of each connection. A reply that comes after the first timeout is read and
+    counted as ``mismatched_reply``. A connection that ends before its first reply
+    counts as a failed attempt, so a device that accepts TCP and then stays silent or
+    hangs up is retried on the backoff schedule, not every cycle. An outage ends at the
+    first reply after it.
     ``link_outages.LinkOutageLog`` writes its log lines, and counts outages that repeat within
     ``outage_log_interval_s`` instead of logging each one.
 
@@ -87,7 +87,7 @@ class DeviceLink:
     def __init__(self, host, port, *, unit_id, connect_timeout_s=3.0, request_timeout_s=1.0,
                  quiet_after_connect_s=0.0, min_request_interval_s=0.0,
                  backoff=BackoffPolicy(), timeouts_before_reconnect=3,
-                 silent_timeouts_before_reconnect=1, outage_log_interval_s=DEFAULT_INTERVAL_S,
+                 silent_timeouts_before_reconnect=2, outage_log_interval_s=DEFAULT_INTERVAL_S,
                  wait_until=_sleep_until, rng=random.random):
         self.host = host
         self.port = port

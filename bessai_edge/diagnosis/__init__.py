@@ -345,15 +345,16 @@ def _main_values_rejected_finding(observation, lost):
 def _quiet_after_connect_finding(observation):
     """Return the finding for a device that ignores requests for a while after a connect.
 
-    ``bessai run`` gives a connection up at its first timeout before any reply, so it
-    reconnects and meets the same quiet time at every attempt.
+    ``bessai run`` keeps a connection that has not replied yet for a second request,
+    sent in the next cycle, so it loses only the first cycle after each connect.
     """
-    return Finding(ERROR, "quiet_after_connect", _(
+    return Finding(WARNING, "quiet_after_connect", _(
         "The device did not answer the first request after connecting within {timeout:g} "
         "s, then answered the others: it ignores requests for longer after a connect than "
         "profile {profile} waits (quiet_after_connect_s, now {quiet:g} s). `bessai run` "
-        "would reconnect after that timeout at every attempt and read nothing. Copy the "
-        "profile to /etc/bessai/profiles/, raise its quiet_after_connect_s and point "
+        "keeps the connection and reads it from the next cycle, so the first cycle after "
+        "each connect has no values. To read that cycle too, copy the profile to "
+        "/etc/bessai/profiles/, raise its quiet_after_connect_s and point "
         "DRIVER_PROFILE_PATH at the copy."
     ).format(timeout=observation.request_timeout_s or 0, profile=observation.profile,
              quiet=observation.quiet_after_connect_s or 0))

@@ -587,12 +587,14 @@ def test_check_vebus_id_as_main_unit_id(simulator):
 
 def test_check_quiet_after_connect_too_short(simulator):
     # A device that ignores requests for 1.3 s after a connect, while the profile waits
-    # 1 s: check read it (the second request came later) and warned only of "1 of 6
-    # requests failed", while `bessai run` reconnected after each timeout and never read.
+    # 1 s: check read it (the second request came later), and `bessai run` loses the
+    # first cycle after each connect.
     device = simulator("--profile", "huawei_sun2000", "--quiet-after-accept", "1.3")
     result = run_check(port=device.port, profile="huawei_sun2000", REQUEST_TIMEOUT_S=0.6)
     assert codes(result) == ["quiet_after_connect"], result.stdout
+    assert "[warning: quiet_after_connect]" in result.stdout
     assert "(quiet_after_connect_s, now 1 s)" in result.stdout
+    assert "reads it from the next cycle" in result.stdout
     assert "raise its quiet_after_connect_s" in result.stdout
     assert result.returncode == 1
 

@@ -189,24 +189,41 @@ def test_link_silent_device_costs_one_timeout_per_request(simulator):
     with make_link(device.port, request_timeout_s=timeout_s) as link:
         with pytest.raises(LinkTimeout):
             link.read(UNIT, "holding", 37760, 2)
-        # The connection never replied: it is dropped and the device backs off.
+        # A connection that never replied stays open for one more request.
+        assert link.connected
+        with pytest.raises(LinkTimeout):
+            link.read(UNIT, "holding", 37760, 2)
+        # After the second timeout it is dropped and the device backs off.
         assert not link.connected
         assert link.retry_delay_s == pytest.approx(0.05)
         kinds = []
         durations = []
-        for _ in range(6):
+        for _ in range(3):
             wait_for_next_attempt(link)
-            started = time.monotonic()
-            with pytest.raises(LinkTimeout) as error:
-                link.read(UNIT, "holding", 37760, 2)
-            durations.append(time.monotonic() - started)
-            kinds.append(error.value.kind)
+            for _request in range(2):
+                started = time.monotonic()
+                with pytest.raises(LinkTimeout) as error:
+                    link.read(UNIT, "holding", 37760, 2)
+                durations.append(time.monotonic() - started)
+                kinds.append(error.value.kind)
+            assert not link.connected
         assert kinds == ["timeout"] * 6
-        assert link.counters == {"timeout": 7}
-        assert link.requests == 7
-        assert link.connects == 7
+        assert link.counters == {"timeout": 8}
+        assert link.requests == 8
+        assert link.connects == 4
         # Hang guard only: each request ends near its timeout, far below 10 timeouts.
         assert max(durations) < 10 * timeout_s
+
+
+def test_link_reads_after_long_quiet_time(simulator):
+    # The device ignores requests for 0.5 s after a connect; the link waits only 0.1 s.
+    device = simulator("--capture", LUNA, "--quiet-after-accept", "0.5")
+    with make_link(device.port, request_timeout_s=0.5, quiet_after_connect_s=0.1) as link:
+        with pytest.raises(LinkTimeout):
+            link.read(UNIT, "holding", 37760, 2)
+        assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+        assert link.connects == 1
+        assert link.counters == {"timeout": 1}
 
 
 def test_link_answered_connection_survives_timeouts_until_limit(simulator):

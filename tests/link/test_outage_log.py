@@ -45,7 +45,8 @@ def test_link_silent_listener_never_logs_restored(caplog):
     caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
     with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:  # never accept()ed
         port = listener.getsockname()[1]
-        link = make_link(port, request_timeout_s=TIMEOUT_S)
+        # One timeout per attempt, so that each read below is a new connection.
+        link = make_link(port, request_timeout_s=TIMEOUT_S, silent_timeouts_before_reconnect=1)
         for _ in range(4):
             wait_for_next_attempt(link)
             with pytest.raises(LinkTimeout):
@@ -61,7 +62,8 @@ def test_link_silent_listener_never_logs_restored(caplog):
 def test_link_stopped_simulator_restored_only_after_reply(simulator, caplog):
     device = simulator("--capture", LUNA)
     caplog.set_level(logging.DEBUG, logger="bessai_edge.link")
-    link = make_link(device.port, request_timeout_s=TIMEOUT_S, timeouts_before_reconnect=2)
+    link = make_link(device.port, request_timeout_s=TIMEOUT_S, timeouts_before_reconnect=2,
+                     silent_timeouts_before_reconnect=1)
     assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
     with _stopped(device):
         # Two timeouts drop the answered connection (the outage starts, no failed

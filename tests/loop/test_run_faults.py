@@ -487,3 +487,19 @@ def test_run_quiet_time_spent_before_first_cycle(tmp_path):
     assert run.returncode == 0, run.stderr
     assert [record["state"] for record in run.records] == ["ok", "ok"]
     assert "cycle 1 overran" not in run.stderr, run.stderr
+
+
+def test_run_reads_after_long_quiet_time(tmp_path):
+    # The profile waits 1 s after connecting and the device ignores requests for 1.5 s.
+    # The first request times out; the connection stays open, so cycle 2 reads values.
+    with simulator("--profile", PROFILE, "--quiet-after-accept", "1.5") as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH=PROFILE, SCAN_INTERVAL_S="1",
+                              REQUEST_TIMEOUT_S="1")
+        run = run_gateway(environ, 3)
+    assert run.returncode == 0, run.stderr
+    states = [record["state"] for record in run.records]
+    assert states == ["down", "ok", "ok"], run.stderr
+    assert run.records[1]["values"]["soc_pct"] is not None
+    assert "connected to" in run.stderr
+    assert "reconnected" not in run.stderr
