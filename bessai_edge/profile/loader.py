@@ -49,6 +49,11 @@ def parse_profile(text, path="<profile>"):
                                 "syntax at that line and column").format(
                                     path=path, line=error.lineno, column=error.colno,
                                     reason=error.msg)]) from None
+    except RecursionError:
+        # The C scanner gives up at the interpreter's recursion limit (about 1000 levels).
+        raise _profile_error([_("{path}: invalid JSON: objects and lists are nested more "
+                                "deeply than a profile can hold; a profile nests them only "
+                                "a few levels deep").format(path=path)]) from None
     except ValueError:
         # The one other ValueError of json.loads: an integer of more than 4300 digits,
         # the interpreter's limit (sys.get_int_max_str_digits()).

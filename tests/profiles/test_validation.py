@@ -287,6 +287,15 @@ def test_number_of_5000_digits_is_a_profile_error():
                        "hold; write a shorter number")
 
 
+def test_deeply_nested_json_is_a_profile_error():
+    # json.loads raised RecursionError: a traceback and exit status 1, not 78.
+    with pytest.raises(ProfileError) as raised:
+        parse_profile("[" * 100000 + "]" * 100000, PATH)
+    problem, = raised.value.problems
+    assert problem.startswith(f"{PATH}: invalid JSON: objects and lists are nested more "
+                              "deeply than a profile can hold"), problem
+
+
 def test_settings_file_as_profile_named_as_not_profile():
     # The JSON parser's "invalid JSON at 1:1" asked the user to fix the settings file.
     with pytest.raises(ProfileError) as raised:
