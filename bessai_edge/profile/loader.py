@@ -60,9 +60,10 @@ def parse_profile(text, path="<profile>"):
         raise _profile_error([_("{path}: invalid JSON: a number has more digits than a "
                                 "profile can hold; write a shorter number").format(
                                     path=path)]) from None
+    places = _object_places(data) if duplicates else {}
     problems = [_("{path}: {where}: key {key!r} appears twice in one object: keep one").format(
-                    path=path, where=where, key=key)
-                for where, key in duplicates]
+                    path=path, where=places.get(id(owner), _("object")), key=key)
+                for owner, key in duplicates]
     problems += validation.validate(data, path)
     if problems:
         raise _profile_error(problems)
@@ -76,17 +77,40 @@ def _profile_error(problems):
 
 
 def _pairs_hook(duplicates):
+    """Return an object_pairs_hook that appends (object, key) for each repeated key."""
     def hook(pairs):
         result = {}
         for key, value in pairs:
             if key in result:
-                name = dict(pairs).get("name")
-                where = (_("point {name!r}").format(name=name) if isinstance(name, str)
-                         else _("object"))
-                duplicates.append((where, key))
+                duplicates.append((result, key))
             result[key] = value
         return result
     return hook
+
+
+def _object_places(data):
+    """Map the id() of each JSON object in ``data`` to its place, named as validation does.
+
+    The places are ``profile``, ``device``, ``documents[0]``, ``device.holes[1]``, a point's
+    ``point 'name'`` (``points[3]`` without a name) and ``derived[0].sum[1]``. The walk uses
+    a stack, not recursion, because json.loads accepts nesting close to the recursion limit.
+    """
+    places = {}
+    pending = [(data, validation.TOP)]
+    while pending:
+        value, place = pending.pop()
+        if isinstance(value, dict):
+            places[id(value)] = validation._place(place)
+            for key, child in value.items():
+                pending.append((child, key if place == validation.TOP else f"{place}.{key}"))
+        elif isinstance(value, list):
+            for number, child in enumerate(value):
+                child_place = f"{place}[{number}]"
+                if place == "points" and isinstance(child, dict) \
+                        and isinstance(child.get("name"), str):
+                    child_place = validation._point_place(child["name"])
+                pending.append((child, child_place))
+    return places
 
 
 def build_profile(data, path):

@@ -332,6 +332,25 @@ def test_duplicate_json_key_rejected():
     assert "point 'soc'" in lines[0]
 
 
+@pytest.mark.parametrize(("old", "new", "place"), [
+    ('"name": "custom",', '"name": "custom", "name": "other",', "profile"),
+    ('"port": 502,', '"port": 502, "port": 503,', "device"),
+    ('"version": "1.2"', '"version": "1.2", "version": "1.3"', "documents[0]"),
+    ('"first": 500,', '"first": 500, "first": 501,', "device.holes[0]"),
+    ('"factor": 0.001', '"factor": 0.001, "factor": 1', "derived[0].sum[0]"),
+])
+def test_duplicate_json_key_names_its_object(old, new, place):
+    # Every object with a "name" key was called a point, the top level too, and any other
+    # object was only "object", so the message did not say where to look.
+    text = json.dumps(BASE)
+    assert old in text
+    with pytest.raises(ProfileError) as raised:
+        parse_profile(text.replace(old, new, 1), PATH)
+    key = new.split('"')[1]
+    assert f"{PATH}: {place}: key '{key}' appears twice in one object: keep one" in \
+        raised.value.problems
+
+
 def test_every_problem_listed_at_once():
     data = copy.deepcopy(BASE)
     data["device"]["max_registers"] = 0
