@@ -45,10 +45,7 @@ def parse_profile(text, path="<profile>"):
                 "with {start!r}; set DRIVER_PROFILE_PATH (or DEVICE_<NAME>_PROFILE) to a "
                 "profile file or to a bundled profile name (list them with `bessai "
                 "profiles`)").format(path=path, start=text.lstrip()[:20])]) from None
-        raise _profile_error([_("{path}:{line}:{column}: invalid JSON: {reason}; fix the "
-                                "syntax at that line and column").format(
-                                    path=path, line=error.lineno, column=error.colno,
-                                    reason=error.msg)]) from None
+        raise _profile_error([_json_syntax_problem(text, error, path)]) from None
     except RecursionError:
         # The C scanner gives up at the interpreter's recursion limit (about 1000 levels).
         raise _profile_error([_("{path}: invalid JSON: objects and lists are nested more "
@@ -68,6 +65,30 @@ def parse_profile(text, path="<profile>"):
     if problems:
         raise _profile_error(problems)
     return build_profile(data, path)
+
+
+def _json_syntax_problem(text, error, path):
+    """Return the problem line of a JSONDecodeError, naming the usual hand-editing slips.
+
+    The parser reports a trailing comma at the bracket after it ("Expecting value") and a
+    comment as a missing property name or delimiter, which do not point at the cause.
+    """
+    before = text[:error.pos].rstrip()
+    closer = text[error.pos:error.pos + 1]
+    if before.endswith(",") and closer in ("]", "}"):
+        comma = len(before) - 1
+        line = text.count("\n", 0, comma) + 1
+        column = comma - text.rfind("\n", 0, comma)
+        return _("{path}:{line}:{column}: invalid JSON: a comma before '{closer}', which JSON "
+                 "does not allow after the last item; remove that comma").format(
+                     path=path, line=line, column=column, closer=closer)
+    if text.startswith(("//", "/*"), error.pos):
+        return _("{path}:{line}:{column}: invalid JSON: a comment, which JSON does not allow; "
+                 "remove it, or move its text to the profile's notes or a point's "
+                 "description").format(path=path, line=error.lineno, column=error.colno)
+    return _("{path}:{line}:{column}: invalid JSON: {reason}; fix the syntax at that line and "
+             "column").format(path=path, line=error.lineno, column=error.colno,
+                              reason=error.msg)
 
 
 def _profile_error(problems):

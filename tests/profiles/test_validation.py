@@ -278,6 +278,27 @@ def test_invalid_json_names_line_and_column():
     assert raised.value.problems[0].startswith(f"{PATH}:4:3: invalid JSON")
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{\n  "name": "custom",\n  "notes": ["a", "b",\n  ]\n}\n',
+     f"{PATH}:3:21: invalid JSON: a comma before ']', which JSON does not allow after the "
+     "last item; remove that comma"),
+    ('{\n  "name": "custom",\n}\n',
+     f"{PATH}:2:19: invalid JSON: a comma before '}}', which JSON does not allow after the "
+     "last item; remove that comma"),
+    ('{\n  // ACME BX-10\n  "name": "custom"\n}\n',
+     f"{PATH}:2:3: invalid JSON: a comment, which JSON does not allow; remove it, or move "
+     "its text to the profile's notes or a point's description"),
+    ('{\n  "name": "custom" /* v1.3 */\n}\n',
+     f"{PATH}:2:20: invalid JSON: a comment, which JSON does not allow; remove it, or move "
+     "its text to the profile's notes or a point's description"),
+])
+def test_trailing_comma_and_comment_named(text, expected):
+    # The parser's "Expecting value" pointed at the bracket after a trailing comma.
+    with pytest.raises(ProfileError) as raised:
+        parse_profile(text, PATH)
+    assert raised.value.problems == [expected]
+
+
 def test_number_of_5000_digits_is_a_profile_error():
     # json.loads raised a plain ValueError past the interpreter's digit limit: a traceback.
     with pytest.raises(ProfileError) as raised:
