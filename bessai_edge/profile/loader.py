@@ -121,7 +121,7 @@ def _object_places(data):
     while pending:
         value, place = pending.pop()
         if isinstance(value, dict):
-            places[id(value)] = validation._place(place)
+            places[id(value)] = validation.place_name(place)
             for key, child in value.items():
                 pending.append((child, key if place == validation.TOP else f"{place}.{key}"))
         elif isinstance(value, list):
@@ -129,7 +129,7 @@ def _object_places(data):
                 child_place = f"{place}[{number}]"
                 if place == "points" and isinstance(child, dict) \
                         and isinstance(child.get("name"), str):
-                    child_place = validation._point_place(child["name"])
+                    child_place = validation.point_place(child["name"])
                 pending.append((child, child_place))
     return places
 

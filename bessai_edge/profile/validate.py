@@ -59,18 +59,19 @@ class Problems:
 
     def invalid(self, where, key, value, accepted):
         self.lines.append(_("{path}: {where}: {key}: {value} is invalid: {accepted}").format(
-            path=self.path, where=_place(where), key=key, value=_json_text(value),
+            path=self.path, where=place_name(where), key=key, value=_json_text(value),
             accepted=accepted))
 
     def missing(self, where, key, accepted):
         self.lines.append(_("{path}: {where}: {key} is missing: {accepted}").format(
-            path=self.path, where=_place(where), key=key, accepted=accepted))
+            path=self.path, where=place_name(where), key=key, accepted=accepted))
 
     def add(self, where, text):
-        self.lines.append(f"{self.path}: {_place(where)}: {text}")
+        self.lines.append(f"{self.path}: {place_name(where)}: {text}")
 
 
-def _place(where):
+def place_name(where):
+    """Return the name of a problem's place as messages show it."""
     return _("profile") if where == TOP else where
 
 
@@ -212,7 +213,7 @@ def _check_points(problems, data, roles):
             problems.invalid(f"points[{number}]", "point", point, _("expected an object"))
             continue
         name = point.get("name")
-        where = _point_place(name) if isinstance(name, str) else f"points[{number}]"
+        where = point_place(name) if isinstance(name, str) else f"points[{number}]"
         if isinstance(name, str) and name in by_name:
             where = f"points[{number}]"
             problems.invalid(where, "name", name,
@@ -232,7 +233,7 @@ def _check_points(problems, data, roles):
                                        owner=fields[field], field=field))
             fields[field] = where
     for name, point in by_name.items():
-        _check_scale_factor(problems, _point_place(name), point, by_name)
+        _check_scale_factor(problems, point_place(name), point, by_name)
     _check_holes_against_points(problems, data.get("device"), by_name)
     _check_overlapping_points(problems, by_name)
     return by_name
@@ -466,7 +467,7 @@ def _check_holes_against_points(problems, device, by_name):
                 continue
             registers = point.get("length") or TYPE_REGISTERS[point["type"]] or 1
             if point["address"] <= hole["last"] and hole["first"] < point["address"] + registers:
-                problems.invalid(_point_place(name), "address", point["address"],
+                problems.invalid(point_place(name), "address", point["address"],
                                  _("the point overlaps device.holes[{number}] "
                                    "({first}..{last}), which the device rejects; fix the "
                                    "address or the hole").format(
@@ -492,7 +493,7 @@ def _check_overlapping_points(problems, by_name):
         first, last = point["address"], point["address"] + registers - 1
         for other_first, other_last, other in spans.get(key, []):
             if first <= other_last and other_first <= last:
-                problems.invalid(_point_place(name), "address", point["address"], _(
+                problems.invalid(point_place(name), "address", point["address"], _(
                     "the point's registers {first}..{last} overlap those of point "
                     "'{other}' ({other_first}..{other_last}); fix the address or the type "
                     "of one of them").format(first=first, last=last, other=other,
@@ -603,7 +604,7 @@ def _check_terms(problems, where, terms, points, present, field):
 def _point_mapping(points, field):
     for name, point in points.items():
         if point.get("field") == field:
-            return _point_place(name)
+            return point_place(name)
     return None
 
 
@@ -665,7 +666,8 @@ def _json_text(value):
     return json.dumps(value, ensure_ascii=False)
 
 
-def _point_place(name):
+def point_place(name):
+    """Return the place of a point's problems, such as ``point 'soc'``."""
     return _("point {name!r}").format(name=name)
 
 
