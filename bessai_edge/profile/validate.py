@@ -19,6 +19,7 @@ from bessai_edge.profile.fields import (
     UNIT_CONVERSIONS, integer_range, is_canonical_field)
 
 CODE_TYPES = ("enum16", "bitfield16", "bitfield32")  # values are codes or bits, not amounts
+FAHRENHEIT_UNITS = ("degf", "°f", "deg f", "fahrenheit")  # compared in lower case
 TOP_KEYS = ("$schema", "name", "title", "documents", "device", "notes", "points", "derived",
             "all_sunspec_models")
 TOP_REQUIRED = ("name", "title", "documents", "device", "points")
@@ -290,8 +291,11 @@ def _check_conversion(problems, where, key, factor, unit, field):
     1, or ``factor`` of a derived term. Units and fields without a known unit pass.
     """
     field_unit = CANONICAL_FIELDS.get(field, ("",))[0]
-    conversion = UNIT_CONVERSIONS.get(unit) if isinstance(unit, str) else None
-    if not field_unit or conversion is None:
+    if not field_unit or not isinstance(unit, str):
+        return
+    conversion = UNIT_CONVERSIONS.get(unit)
+    if conversion is None:
+        _unknown_unit(problems, where, unit, field, field_unit)
         return
     target_unit, expected = conversion
     if target_unit != field_unit:
@@ -318,6 +322,23 @@ def _check_conversion(problems, where, key, factor, unit, field):
                            "feeds {field}, which is in {field_unit}").format(
                                factor=expected, negative=-expected, unit=unit, field=field,
                                field_unit=field_unit))
+
+
+def _unknown_unit(problems, where, unit, field, field_unit):
+    """Reject a unit the conversion check does not know that is a known one miswritten.
+
+    Such a unit would skip the check of ``field_scale``. Other unknown units pass.
+    """
+    same_letters = [name for name in UNIT_CONVERSIONS if name.lower() == unit.lower()]
+    if same_letters:
+        problems.invalid(where, "unit", unit, _(
+            "unit symbols are case-sensitive: write {known} if that is the unit, because "
+            "field_scale is checked against it").format(known=same_letters[0]))
+    elif field_unit == "degC" and unit.lower() in FAHRENHEIT_UNITS:
+        problems.invalid(where, "unit", unit, _(
+            "{field} is in degC, which a factor cannot convert from Fahrenheit: set "
+            "scale to 0.5556 times the point's scale, offset to -17.78 and unit to degC"
+            ).format(field=field))
 
 
 def _check_unit(problems, where, point, roles):
