@@ -45,6 +45,8 @@ class LimitSettings:
     limits: tuple          # LimitLevels
     debounce_cycles: int
     stale_cycles: int      # scan periods without a good value before "stale"; 0: never
+    # (LimitLevels.setting, its LIMIT_<setting>_* variables that set a level or hysteresis)
+    written: tuple = ()
 
 
 _OFF = math.nan
@@ -122,7 +124,29 @@ def read_limit_settings(reader, scan_interval_s):
     stale_cycles = 0
     if not math.isnan(stale_after_s):
         stale_cycles = max(1, math.ceil(stale_after_s / scan_interval_s - 1e-9))
-    return LimitSettings(limits=limits, debounce_cycles=debounce, stale_cycles=stale_cycles)
+    return LimitSettings(limits=limits, debounce_cycles=debounce, stale_cycles=stale_cycles,
+                         written=_written_levels(reader))
+
+
+def _written_levels(reader):
+    """Return ``(setting, variables)`` for the LIMIT_<setting>_* variables set to a value."""
+    written = []
+    for setting in _LIMIT_SETTINGS:
+        names = [f"LIMIT_{setting}_{suffix}" for suffix in (*LEVELS, "HYSTERESIS")]
+        names = tuple(name for name in names if reader.raw(name).lower() not in ("", *OFF_WORDS))
+        if names:
+            written.append((setting, names))
+    return tuple(written)
+
+
+def unmapped_limits(limit_settings, fields):
+    """Return ``(field, variables)`` of the limits set by hand whose field is not in ``fields``.
+
+    Such a limit is never checked, so ``bessai run`` and ``bessai check`` warn of it.
+    """
+    written = dict(limit_settings.written)
+    return [(limit.field, written[limit.setting]) for limit in limit_settings.limits
+            if limit.setting in written and limit.field not in fields]
 
 
 def _stale_problem(seconds):

@@ -13,10 +13,10 @@ import logging
 import os
 import time
 
-from bessai_edge import package_version
+from bessai_edge import alarms, package_version
 from bessai_edge.alarm_restore import previous_alarms
 from bessai_edge.link import DeviceLink, format_endpoint
-from bessai_edge.poller import DevicePoller
+from bessai_edge.poller import DevicePoller, profile_field_names
 from bessai_edge.records import RecordFactory, read_boot_id
 from bessai_edge.scanloop import ScanLoop
 from bessai_edge.service.health import HealthServer
@@ -68,6 +68,7 @@ class Gateway:
         """Open the spool and the health server, build the pollers and log the start line."""
         settings = self.settings
         self._log_start()
+        _warn_of_unmapped_limits(settings.limits, self.profiles.values())
         self.open_spool()
         self.health = HealthServer(settings.health_listen, self.state)
         boot_id = read_boot_id()
@@ -214,6 +215,16 @@ class Gateway:
                         extra={"BESSAI_EVENT": "shutdown"})
         if self.health is not None:
             self.health.close()
+
+
+def _warn_of_unmapped_limits(limit_settings, profiles):
+    """Warn of each limit set in the settings whose field no device's profile maps."""
+    fields = {field for profile in profiles for field in profile_field_names(profile)}
+    for field, variables in alarms.unmapped_limits(limit_settings, fields):
+        logger.warning("%s set, but no device's profile maps %s, so that limit is never "
+                       "checked: add a point with \"field\": \"%s\" to the profile, or "
+                       "remove the setting", ", ".join(variables), field, field,
+                       extra={"BESSAI_EVENT": "startup"})
 
 
 def _warn_if_cap_exceeds_disk(spool_settings, spool_bytes):

@@ -132,6 +132,7 @@ def main(args):
         print(_("bessai check: warning: `bessai forward` will not start: {problem}").format(
             problem=problem), file=sys.stderr)
     _warn_of_watchdog_fit(checks)
+    _warn_of_unmapped_limits(settings.limits, profiles.values())
     _warn_of_privileged_health_port(settings.health_listen)
     _warn_of_unsynchronized_clock()
     _warn_of_relative_profile_paths(devices)
@@ -171,6 +172,19 @@ def _warn_of_watchdog_fit(checks):
                     connect=fitted.connect_s, request=fitted.request_s,
                     device=check.device.name, tried_connect=connect_s,
                     tried_request=request_s, watchdog=watchdog), file=sys.stderr)
+
+
+def _warn_of_unmapped_limits(limit_settings, profiles):
+    """Warn of each limit set in the settings whose field no device's profile maps."""
+    from bessai_edge.alarms import unmapped_limits
+    from bessai_edge.poller import profile_field_names
+
+    fields = {field for profile in profiles for field in profile_field_names(profile)}
+    for field, variables in unmapped_limits(limit_settings, fields):
+        print(_("bessai check: warning: {variables} set, but no device's profile maps "
+                "{field}, so that limit is never checked: add a point with \"field\": "
+                "\"{field}\" to the profile, or remove the setting").format(
+                    variables=", ".join(variables), field=field), file=sys.stderr)
 
 
 def _warn_of_privileged_health_port(listen):

@@ -663,3 +663,16 @@ def test_check_warns_profile_relative_to_directory(simulator, tmp_path):
             f"its absolute path, {profile}") in relative.stderr
     assert "current directory" not in absolute.stderr
     assert "current directory" not in bundled.stderr
+
+
+def test_check_warns_of_limit_without_field(tmp_path):
+    profile = json.loads((bundled_profiles_dir() / "sma_sunny_tripower.json").read_text())
+    for point in profile["points"]:
+        if point.get("field") == "soc_pct":
+            del point["field"]
+    profile_path = tmp_path / "sma_no_soc.json"
+    profile_path.write_text(json.dumps(profile))
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile=str(profile_path),
+                       LIMIT_SOC_LOW_WARN="20")
+    assert ("bessai check: warning: LIMIT_SOC_LOW_WARN set, but no device's profile maps "
+            "soc_pct, so that limit is never checked") in result.stderr

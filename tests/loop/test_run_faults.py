@@ -4,6 +4,7 @@ Every device is ``bessai simulate`` over real Modbus TCP on loopback, or a free 
 where nothing listens.
 """
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import urllib.request
 import pytest
 
 from bessai_edge.profile import load_profile
+from bessai_edge.profile.registry import resolve_profile_path
 from bessai_edge.simulator_process import SimulatorProcess
 from tests.conftest import free_tcp_port
 from tests.loop.conftest import (
@@ -503,3 +505,21 @@ def test_run_reads_after_long_quiet_time(tmp_path):
     assert run.records[1]["values"]["soc_pct"] is not None
     assert "connected to" in run.stderr
     assert "reconnected" not in run.stderr
+
+
+def test_run_warns_of_limit_without_field(tmp_path):
+    # A copy of the SMA profile whose SOC point feeds no field: LIMIT_SOC_LOW_WARN is
+    # never checked, so the start logs a warning.
+    profile = json.loads(resolve_profile_path("sma_sunny_tripower").read_text())
+    for point in profile["points"]:
+        if point.get("field") == "soc_pct":
+            del point["field"]
+    profile_path = tmp_path / "sma_no_soc.json"
+    profile_path.write_text(json.dumps(profile))
+    environ = gateway_env(tmp_path / "spool", BESSAI_MODE="simulator",
+                          DRIVER_PROFILE_PATH=str(profile_path), LIMIT_SOC_LOW_WARN="20")
+    run = run_gateway(environ, 1)
+    assert run.returncode == 0, run.stderr
+    assert ("LIMIT_SOC_LOW_WARN set, but no device's profile maps soc_pct, so that limit is "
+            "never checked") in run.stderr
+    assert "soc_pct" not in run.records[0]["values"]

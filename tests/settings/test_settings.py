@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from bessai_edge import settings
+from bessai_edge import alarms, settings
 from bessai_edge.errors import EX_CONFIG, ConfigError
 from bessai_edge.spool import segments  # noqa: F401 (imported before a child drops root)
 from tests.conftest import REPO, bessai_command
@@ -474,6 +474,19 @@ def test_settings_limits_defaults_and_off():
     assert by_field["battery_power_kw"].low_trip == pytest.approx(-11.0)
     assert by_field["grid_frequency_hz"].low_warn == 49.5
     assert loaded.limits.stale_cycles == 20  # STALE_AFTER_S=10 at a 0.5 s period
+
+
+def test_settings_unmapped_limits_named():
+    loaded = settings.load_settings({**MINIMAL, "LIMIT_SOC_LOW_WARN": "20",
+                                     "LIMIT_SOC_HYSTERESIS": "2", "LIMIT_SOC_HIGH_TRIP": "off",
+                                     "LIMIT_BATTERY_TEMP_HIGH_WARN": "45",
+                                     "LIMIT_GRID_FREQUENCY_LOW_WARN": "off"})
+    fields = {"battery_temp_c", "grid_frequency_hz"}
+    assert alarms.unmapped_limits(loaded.limits, fields) == [
+        ("soc_pct", ("LIMIT_SOC_LOW_WARN", "LIMIT_SOC_HYSTERESIS"))]
+    assert alarms.unmapped_limits(loaded.limits, fields | {"soc_pct"}) == []
+    # Defaults and levels switched off are not settings to warn of.
+    assert alarms.unmapped_limits(settings.load_settings(MINIMAL).limits, set()) == []
 
 
 @pytest.mark.parametrize("written", [None, "", "off", "None"])
