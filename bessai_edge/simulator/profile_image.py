@@ -197,11 +197,12 @@ def _split_derived(derived, value):
 
 
 def _not_available(core, point):
+    """Return the words of the point's "not available" marker: the profile's own first."""
+    if point.sentinels:
+        return core.encode(point.type, point.order, point.sentinels[0])
     if point.default_sentinel:
         return core.not_available_words(point.type, point.length if point.type == "str" else None,
                                         point.order)
-    if point.sentinels:
-        return core.encode(point.type, point.order, point.sentinels[0])
     return None
 
 

@@ -206,3 +206,13 @@ def test_sunspec_model_160_count_matches_modules():
     names = {point.name: index for index, point in enumerate(image.plan.points)}
     assert values[names["m160.N"]] == 4
     assert "m160.module[4].DCW" in names
+
+
+def test_profile_image_sentinel_is_profile_marker():
+    # Huawei marks a missing battery temperature with 0x7FFF, not the s16 default 0x8000.
+    image = make_image("huawei_sun2000", sentinels={"battery_temp_c"})
+    point = next(point for point in image.plan.points if point.field == "battery_temp_c")
+    request = next(request for request in image.plan.requests
+                   if request.address <= point.address < request.address + request.count)
+    words = image.read(request.unit_id, request.function, request.address, request.count)
+    assert words[point.address - request.address] == 0x7FFF
