@@ -64,6 +64,21 @@ def _in_private_tmp(path):
     return any(os.path.commonpath([absolute, top]) == top for top in ("/tmp", "/var/tmp"))
 
 
+def _directory_text(name, directory):
+    """Return the problem of a profile path that names a directory, with its JSON files."""
+    try:
+        files = sorted(entry.name for entry in directory.glob("*.json") if entry.is_file())
+    except OSError:
+        files = []
+    if not files:
+        return _("profile {name!r}: {path} is a directory without JSON files: give the path "
+                 "of a profile JSON file or a bundled profile name").format(
+                     name=name, path=directory)
+    return _("profile {name!r}: {path} is a directory: give the path of a profile JSON "
+             "file in it ({files}) or a bundled profile name").format(
+                 name=name, path=directory, files=", ".join(files[:5]))
+
+
 def resolve_profile_path(name_or_path):
     """Return the file of a profile given by bare name, ``registry/NAME.json`` or path.
 
@@ -83,9 +98,7 @@ def resolve_profile_path(name_or_path):
     if is_file:
         return given
     if is_dir:
-        raise ProfileError(_("profile {name!r}: {path} is a directory: give the path of a "
-                             "profile JSON file (such as {path}/huawei_sun2000.json) or a "
-                             "bundled profile name").format(name=text, path=given))
+        raise ProfileError(_directory_text(text, given))
     candidate = _bundled_candidate(given)
     candidates = [] if candidate is None else [candidate]
     if candidate is not None and candidate.is_file():

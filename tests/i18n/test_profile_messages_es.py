@@ -22,14 +22,17 @@ def test_run_profile_directory_spanish(tmp_path):
     assert result.returncode == EX_CONFIG
     assert result.stderr == (
         f"bessai: DRIVER_PROFILE_PATH='{tmp_path}' es inválido: perfil '{tmp_path}': "
-        f"{tmp_path} es un directorio: indique la ruta de un archivo JSON de perfil (como "
-        f"{tmp_path}/huawei_sun2000.json) o el nombre de un perfil incluido\n")
+        f"{tmp_path} es un directorio sin archivos JSON: indique la ruta de un archivo JSON "
+        f"de perfil o el nombre de un perfil incluido\n")
 
 
 def test_profiles_show_directory_english(tmp_path):
+    (tmp_path / "acme.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("")
     result = _bessai(["profiles", "show", str(tmp_path)], "C.UTF-8")
     assert result.returncode == EX_CONFIG
-    assert f"{tmp_path} is a directory: give the path of a profile JSON file" in result.stderr
+    assert (f"{tmp_path} is a directory: give the path of a profile JSON file in it "
+            "(acme.json) or a bundled profile name") in result.stderr
     assert "file not found" not in result.stderr
 
 
