@@ -49,6 +49,10 @@ CANONICAL_FIELDS = {
     "inverter_temp_c": ("degC", "inverter internal temperature"),
     "fault_code": ("", "the vendor's current fault or error code"),
 }
+# Fields whose sign is a direction (charge or discharge, import or export): only a point
+# that feeds one of these may flip its sign with a negative field_scale.
+SIGNED_FIELDS = frozenset({"battery_power_kw", "battery_current_a", "ac_power_kw",
+                           "grid_power_kw"})
 # Point units that validation converts: unit -> (canonical field unit, factor to it). A point
 # in one of these units that feeds a field must have that factor, up to its sign, as its
 # field_scale (or as its derived factor). A unit not listed here is not checked.

@@ -15,8 +15,8 @@ from bessai_edge.i18n import _, ngettext
 from bessai_edge.profile import sunspec_models
 from bessai_edge.profile.fields import (
     ACCESS, CANONICAL_FIELDS, FLOAT_TYPES, FUNCTIONS, MAIN_ROLE, MAX_ADDRESS,
-    MAX_REQUEST_REGISTERS, MAX_UNIT_ID, NAME, ORDERS, ROLE, STRING_ORDERS, TYPE_REGISTERS, TYPES,
-    UNIT_CONVERSIONS, integer_range, is_canonical_field)
+    MAX_REQUEST_REGISTERS, MAX_UNIT_ID, NAME, ORDERS, ROLE, SIGNED_FIELDS, STRING_ORDERS,
+    TYPE_REGISTERS, TYPES, UNIT_CONVERSIONS, integer_range, is_canonical_field)
 
 CODE_TYPES = ("enum16", "bitfield16", "bitfield32")  # values are codes or bits, not amounts
 FAHRENHEIT_UNITS = ("degf", "°f", "deg f", "fahrenheit")  # compared in lower case
@@ -258,6 +258,7 @@ def _check_point(problems, where, point, roles):
     if isinstance(point.get("field"), str):
         _check_conversion(problems, where, "field_scale", point.get("field_scale"),
                           point.get("unit"), point["field"])
+        _check_sign_flip(problems, where, point)
     if "offset" in point and not _finite_number(point["offset"]):
         problems.invalid(where, "offset", point["offset"], _("expected a finite number"))
     if "unit" in point and not isinstance(point["unit"], str):
@@ -322,6 +323,18 @@ def _check_conversion(problems, where, key, factor, unit, field):
                            "feeds {field}, which is in {field_unit}").format(
                                factor=expected, negative=-expected, unit=unit, field=field,
                                field_unit=field_unit))
+
+
+def _check_sign_flip(problems, where, point):
+    """Reject a negative field_scale on a field whose sign is not a direction, such as SOC."""
+    factor = point.get("field_scale")
+    field = point["field"]
+    if (_nonzero_number(factor) and factor < 0 and field in CANONICAL_FIELDS
+            and field not in SIGNED_FIELDS):
+        problems.invalid(where, "field_scale", factor, _(
+            "{field} has no direction, so a negative field_scale only turns its values "
+            "negative: write {positive:g}; only {signed} take a sign flip").format(
+                field=field, positive=-factor, signed=", ".join(sorted(SIGNED_FIELDS))))
 
 
 def _unknown_unit(problems, where, unit, field, field_unit):
