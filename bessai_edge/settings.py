@@ -235,8 +235,12 @@ def _read_devices(reader, mode):
 
 def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=False):
     def variable(key):
+        # The device's own variable when it is set, or when the single-device variable
+        # it falls back to is unset too, so that "missing" names the device's variable.
         specific = f"{prefix}{_DEVICE_SUFFIXES[key]}" if prefix else None
-        return specific if specific and reader.raw(specific) else _DEVICE_KEYS[key]
+        if specific and (reader.raw(specific) or not reader.raw(_DEVICE_KEYS[key])):
+            return specific
+        return _DEVICE_KEYS[key]
 
     profile = reader.string(variable("profile"), required=True, accepted=_(
         "a bundled profile name such as huawei_sun2000 (list them with `bessai profiles`) "
@@ -355,21 +359,51 @@ def _read_unit_ids(reader, prefix):
 
 
 def _check_distinct_endpoints(reader, mode, devices):
+    """Report devices that poll the same address, port and unit id with the same profile.
+
+    Ports and unit ids left to the profile are compared as the profile sets them, so
+    a device with DEVICE_<NAME>_PORT=502 matches one that takes 502 from the profile.
+    Addresses are compared as written: localhost and 127.0.0.1 count as different.
+    """
     if mode != "modbus":
         return
     seen = {}
     for device in devices:
         if not device.host:
             continue  # its missing address is reported already
-        key = (device.host, device.port, device.unit_id, device.profile)
+        port, unit_id = _resolved_port_and_unit(device)
+        key = (device.host, port, unit_id, device.profile)
         if key in seen:
+            endpoint = device.host if port is None else _host_port(device.host, port)
             reader.problems.append(_(
                 "devices {first} and {second} are the same device ({host}, unit id {unit}): "
                 "give each its own DEVICE_<NAME>_IP, DEVICE_<NAME>_PORT or "
                 "DEVICE_<NAME>_SLAVE_ID").format(
-                    first=seen[key], second=device.name, host=device.host,
-                    unit=device.unit_id if device.unit_id is not None else _("from profile")))
+                    first=seen[key], second=device.name, host=endpoint,
+                    unit=unit_id if unit_id is not None else _("from profile")))
         seen[key] = device.name
+
+
+def _resolved_port_and_unit(device):
+    """Return the device's (port, unit id), taking unset ones from its profile.
+
+    A value stays None when the profile cannot be loaded: that is reported already.
+    """
+    from bessai_edge.profile import load_profile
+
+    port, unit_id = device.port, device.unit_id
+    if port is not None and unit_id is not None:
+        return port, unit_id
+    try:
+        profile = load_profile(device.profile)
+    except ProfileError:
+        return port, unit_id
+    return (profile.port if port is None else port,
+            profile.unit_id if unit_id is None else unit_id)
+
+
+def _host_port(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _read_size(reader, name, default, minimum, maximum):

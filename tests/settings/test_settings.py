@@ -293,6 +293,38 @@ def test_settings_shared_unit_role_points_to_device_variable():
                             "role, as DEVICE_<NAME>_UNIT_VEBUS"), problem
 
 
+def test_settings_device_missing_names_its_variable():
+    # It named INVERTER_IP and DRIVER_PROFILE_PATH, which a DEVICES file does not use.
+    problems = problems_of(INVERTER_IP=None, DRIVER_PROFILE_PATH=None, DEVICES="inv,vic",
+                           DEVICE_INV_IP="192.168.1.100",
+                           DEVICE_INV_PROFILE="sma_sunny_tripower")
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("DEVICE_VIC_PROFILE is missing: "), problems
+    assert problems[1].startswith("DEVICE_VIC_IP is missing: "), problems
+
+
+def test_settings_device_missing_falls_back_to_single_variable():
+    # A set single-device variable still serves every device that lacks its own.
+    environ = {**MINIMAL, "DEVICES": "inv,vic", "DEVICE_VIC_IP": "192.168.1.101",
+               "DEVICE_VIC_PROFILE": "victron_multiplus"}
+    inv, vic = settings.load_settings(environ).devices
+    assert (inv.host, inv.profile) == ("192.168.1.100", "huawei_sun2000")
+    assert (vic.host, vic.profile) == ("192.168.1.101", "victron_multiplus")
+
+
+def test_settings_same_device_with_profile_defaults_written_out():
+    # Port 502 and unit id 1 are the Huawei profile's own, so b polls what a polls.
+    problem, = problems_of(DEVICES="a,b", DEVICE_B_PORT="502", DEVICE_B_SLAVE_ID="1")
+    assert problem.startswith("devices a and b are the same device (192.168.1.100:502, "
+                              "unit id 1): "), problem
+
+
+def test_settings_same_host_other_port_accepted():
+    environ = {**MINIMAL, "DEVICES": "a,b", "DEVICE_B_PORT": "503"}
+    a, b = settings.load_settings(environ).devices
+    assert (a.port, b.port) == (None, 503)
+
+
 def test_settings_spool_sizes_as_written_and_default_marked():
     problem, = problems_of(SPOOL_MAX_TOTAL_BYTES="20M")
     assert problem.startswith("SPOOL_MAX_TOTAL_BYTES=20M (20971520 bytes) is less than twice "
@@ -395,7 +427,9 @@ def test_settings_utf16_file_named_once(tmp_path):
 def test_settings_same_device_check_skips_missing_address():
     # A device without an address used to be compared as "(None, ...)".
     problems = problems_of(INVERTER_IP=None, DEVICES="a,b", DEVICE_A_PROFILE="huawei_sun2000")
-    assert problems == ["INVERTER_IP is missing: the IP address or host name of the device, "
+    assert problems == ["DEVICE_A_IP is missing: the IP address or host name of the device, "
+                        "e.g. 192.168.1.100",
+                        "DEVICE_B_IP is missing: the IP address or host name of the device, "
                         "e.g. 192.168.1.100"], problems
 
 
