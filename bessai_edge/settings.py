@@ -365,7 +365,7 @@ def _check_distinct_endpoints(reader, mode, devices):
     a device with DEVICE_<NAME>_PORT=502 matches one that takes 502 from the profile.
     Addresses are compared as written: localhost and 127.0.0.1 count as different.
     """
-    if mode != "modbus":
+    if mode != "modbus" or len(devices) < 2:
         return
     seen = {}
     for device in devices:
