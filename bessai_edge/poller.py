@@ -3,8 +3,8 @@
 ``DevicePoller.poll(cycle_start)`` never raises for a device problem: a refused
 connection, a timeout or an exception reply become the device's state and the quality
 of its values, so the scan loop writes a record every cycle whatever the device does.
-A device that is down costs at most one connect or request timeout per attempt, and
-the link's backoff spaces the attempts.
+A device that is down costs at most one connect timeout per attempt, or its quiet time
+after connect and one request timeout, and the link's backoff spaces the attempts.
 """
 
 import array

@@ -141,6 +141,7 @@ def main(args):
     from bessai_edge.diagnosis import exit_status
 
     status = exit_status([check.findings for check in checks])
+    _warn_of_silent_device_cost(checks, settings.scan_interval_s)
     if _warn_of_total_read_time(checks, settings.scan_interval_s):
         status = max(status, 1)
     return status
@@ -300,6 +301,33 @@ def _warn_of_total_read_time(checks, interval_s):
                                             for check in timed),
                             suggested=suggested_interval_s(total_s)), file=sys.stderr)
     return True
+
+
+def _warn_of_silent_device_cost(checks, interval_s):
+    """Warn of the devices whose outage would delay the others by more than a period.
+
+    While a device accepts TCP and does not reply, each attempt costs its quiet time
+    after connect plus one request timeout (or a connect timeout), and the devices
+    after it in the list wait.
+    """
+    if len(checks) < 2:
+        return
+    slow = []
+    for check in checks:
+        if not check.timeouts:
+            continue
+        connect_s, request_s, quiet_s = check.timeouts
+        # The quiet time is spent after every connect, so only the timeouts are judged.
+        if max(connect_s, request_s) > interval_s:
+            slow.append(f"{check.device.name} {max(connect_s, quiet_s + request_s):g} s")
+    if slow:
+        print(_("bessai check: warning: while a device does not answer, each cycle waits "
+                "for it up to its quiet time after connect plus its request timeout, or its "
+                "connect timeout ({devices}), more than SCAN_INTERVAL_S={interval:g}: "
+                "during its outages the devices after it are read late and cycles overrun. "
+                "If the devices reply quickly, set REQUEST_TIMEOUT_S and CONNECT_TIMEOUT_S "
+                "shorter, such as 0.5 on a local network").format(
+                    devices=", ".join(slow), interval=interval_s), file=sys.stderr)
 
 
 def _forwarder_problems(env_file):

@@ -676,3 +676,16 @@ def test_check_warns_of_limit_without_field(tmp_path):
                        LIMIT_SOC_LOW_WARN="20")
     assert ("bessai check: warning: LIMIT_SOC_LOW_WARN set, but no device's profile maps "
             "soc_pct, so that limit is never checked") in result.stderr
+
+
+def test_check_warns_of_outage_cost_with_several_devices(tmp_path):
+    # Each cycle waits out a silent device's timeouts before the devices after it.
+    variables = {"BESSAI_MODE": "simulator", "INVERTER_IP": "", "DEVICES": "huawei,sma",
+                 "DEVICE_HUAWEI_PROFILE": "huawei_sun2000",
+                 "DEVICE_SMA_PROFILE": "sma_sunny_tripower"}
+    result = run_check(**variables)
+    assert ("each cycle waits for it up to its quiet time after connect plus its request "
+            "timeout, or its connect timeout (huawei 6 s, sma 3 s), more than "
+            "SCAN_INTERVAL_S=1") in result.stderr
+    short = run_check(**variables, REQUEST_TIMEOUT_S="0.5", CONNECT_TIMEOUT_S="0.5")
+    assert "each cycle waits" not in short.stderr
