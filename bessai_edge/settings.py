@@ -78,6 +78,9 @@ class DeviceSettings:
     profile: str         # a bundled profile name or a path to a profile JSON file
     unit_id: int | None  # None: the profile's unit id
     unit_ids: dict       # role name (lower case) -> unit id, for multi-unit profiles
+    # Single-device variable -> the one that sets it for this device, when they differ
+    # (with DEVICES: INVERTER_IP -> DEVICE_SMA_IP, MODBUS_UNIT_ -> DEVICE_SMA_UNIT_).
+    variables: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +274,7 @@ def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=Fa
         profile=profile or "",
         unit_id=reader.integer(variable("unit_id"), None, minimum=0, maximum=MAX_UNIT_ID),
         unit_ids={**common_unit_ids, **(_read_unit_ids(reader, f"{prefix}UNIT_") if prefix else {})},
+        variables=_device_variables(variable, prefix),
     )
     loaded = _load_profile(reader, device.profile) if profile_found else None
     if loaded is not None and device.unit_ids:
@@ -324,6 +328,15 @@ def _unknown_role_text(device, profile, role, roles, name, shared):
         return text + _("; with several devices, set it only for the device that has the "
                         "role, as DEVICE_<NAME>_UNIT_{role}").format(role=role.upper())
     return text + _("; remove the setting or choose another profile")
+
+
+def _device_variables(variable, prefix):
+    """Return single-device variable -> the variable ``variable(key)`` uses for a device."""
+    if not prefix:
+        return {}
+    names = {_DEVICE_KEYS[key]: variable(key) for key in _DEVICE_KEYS}
+    names["MODBUS_UNIT_"] = f"{prefix}UNIT_"
+    return {single: own for single, own in names.items() if single != own}
 
 
 def _read_unit_ids(reader, prefix):

@@ -383,7 +383,8 @@ def check_device(settings, device, profile, host, port):
                               scan_interval_s=settings.scan_interval_s,
                               battery_power_warn_levels_kw=battery_power_warn_levels_kw(
                                   settings.limits),
-                              unit_roles=_roles_by_unit(profile, device))
+                              unit_roles=_roles_by_unit(profile, device),
+                              variables=device.variables)
     try:
         link.connect()
     except LinkError as error:

@@ -7,6 +7,9 @@ failures field technicians meet most: a wrong unit id, Modbus TCP switched off o
 blocked, an inverter in standby, and a profile that does not fit the device.
 """
 
+import dataclasses
+import re
+
 from bessai_edge.diagnosis.model import (  # noqa: F401 (the package's interface)
     ERROR, MAIN_FIELDS, OK, PARTIAL_REPLY, SKIPPED, SLOW_OUTCOMES, WARNING, Finding,
     Observation, outcome_text, unit_id_hint)
@@ -24,7 +27,21 @@ _DEVICE_REJECTIONS = ("exception_1", "exception_2", "exception_3", "exception_4"
 
 
 def diagnose(observation):
-    """Return the findings for one device, most important first (never empty)."""
+    """Return the findings for one device, most important first (never empty).
+
+    The messages name the single-device variables (MODBUS_SLAVE_ID, INVERTER_PORT...);
+    for a device of DEVICES they name its own instead, from ``observation.variables``.
+    """
+    findings = _findings(observation)
+    if not observation.variables:
+        return findings
+    pattern = re.compile(r"\b(?:%s)" % "|".join(map(re.escape, observation.variables)))
+    return [dataclasses.replace(finding, message=pattern.sub(
+        lambda match: observation.variables[match.group()], finding.message))
+        for finding in findings]
+
+
+def _findings(observation):
     connect = _connection_findings(observation)
     if connect:
         return connect

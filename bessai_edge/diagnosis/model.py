@@ -72,6 +72,8 @@ class Observation:
     main_fields_failed: tuple = ()  # of those, the ones whose read failed (comm_error)
     read_s: float | None = None   # time the last read pass took: one cycle's requests
     scan_interval_s: float | None = None  # SCAN_INTERVAL_S, to compare read_s with
+    # Single-device variable -> this device's (DeviceSettings.variables), for the messages
+    variables: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,6 +185,19 @@ def test_diagnose_wrong_unit_id_names_unit_and_setting():
     assert "or the profile is for another make" in message
 
 
+def test_diagnose_names_device_variables():
+    # With DEVICES the fix is the device's own variable, not the single-device one.
+    variables = {"MODBUS_SLAVE_ID": "DEVICE_SMA_SLAVE_ID", "INVERTER_PORT": "DEVICE_SMA_PORT",
+                 "MODBUS_UNIT_": "DEVICE_SMA_UNIT_"}
+    wrong_unit = diagnose(observe(request_outcomes=["exception_11"], unit_id=7,
+                                  variables=variables))[0].message
+    assert "DEVICE_SMA_SLAVE_ID is probably wrong" in wrong_unit
+    assert "MODBUS_SLAVE_ID" not in wrong_unit.replace("DEVICE_SMA_SLAVE_ID", "")
+    refused = diagnose(observe(connect_error_kind="refused", variables=variables))[0].message
+    assert "check DEVICE_SMA_PORT" in refused
+    assert "INVERTER_PORT" not in refused
+
+
 def test_diagnose_all_timeouts_names_timeout_setting():
     message = diagnose(observe(request_outcomes=["timeout"], request_timeout_s=2.5))[0].message
     assert "standby" in message

@@ -498,6 +498,21 @@ def test_settings_devices_fall_back_to_single_device_variables():
     assert battery.unit_ids == {"vebus": 246}
 
 
+def test_settings_device_variables_named():
+    loaded = settings.load_settings({
+        "SITE_ID": "site", "DEVICES": "inverter,sma", "INVERTER_IP": "192.168.1.100",
+        "DRIVER_PROFILE_PATH": "huawei_sun2000", "DEVICE_SMA_IP": "192.168.1.101",
+        "DEVICE_SMA_PROFILE": "sma_sunny_tripower"})
+    inverter, sma = loaded.devices
+    # The inverter falls back to INVERTER_IP and DRIVER_PROFILE_PATH, which are set.
+    assert inverter.variables == {"INVERTER_PORT": "DEVICE_INVERTER_PORT",
+                                  "MODBUS_SLAVE_ID": "DEVICE_INVERTER_SLAVE_ID",
+                                  "MODBUS_UNIT_": "DEVICE_INVERTER_UNIT_"}
+    assert sma.variables["INVERTER_IP"] == "DEVICE_SMA_IP"
+    assert sma.variables["DRIVER_PROFILE_PATH"] == "DEVICE_SMA_PROFILE"
+    assert settings.load_settings(MINIMAL).devices[0].variables == {}
+
+
 def test_settings_limits_defaults_and_off():
     loaded = settings.load_settings({**MINIMAL, "LIMIT_SOC_LOW_TRIP": "off",
                                      "BATTERY_RATED_POWER_KW": "10", "SCAN_INTERVAL_S": "0.5"})
