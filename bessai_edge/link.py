@@ -31,6 +31,7 @@ from bessai_edge.errors import (
 from bessai_edge.modbus_client import FramedTcpClient, format_endpoint
 from bessai_edge.link_outages import LinkOutageLog
 from bessai_edge.ratelimit import DEFAULT_INTERVAL_S
+from bessai_edge.service.journal import EVENT_LINK, FIELD_EVENT
 
 __all__ = ["DeviceLink", "format_endpoint", "FUNCTION_CODES", "MAX_READ_REGISTERS"]
 
@@ -189,10 +190,18 @@ class DeviceLink:
         self._timeouts_in_row = 0
         self._log_requests = log.isEnabledFor(logging.DEBUG)  # read once per connection
         if not self._outage.down:
-            log.info("connected to %s (unit id %d)", self.endpoint, self.unit_id)
+            log.info("connected to %s (unit id %d)", self.endpoint, self.unit_id,
+                     extra=self._outage.extra)
         else:  # still down until the device replies: a listener may accept and stay silent
             log.debug("reconnected to %s (unit id %d); waiting for its first reply",
-                      self.endpoint, self.unit_id)
+                      self.endpoint, self.unit_id, extra=self._outage.extra)
+
+    def set_log_fields(self, fields):
+        """Add journal ``fields`` (the device's name...) to the link's log lines.
+
+        The lines also get ``BESSAI_EVENT=link``.
+        """
+        self._outage.extra = {**fields, FIELD_EVENT: EVENT_LINK}
 
     def close(self):
         """Close the connection; the next read reconnects when ``next_attempt_monotonic`` is due.
@@ -385,5 +394,6 @@ def _check_request(unit_id, function, address, count):
     if not 1 <= count <= MAX_READ_REGISTERS:
         raise ValueError(f"count {count}: expected 1 to {MAX_READ_REGISTERS}")
     if not 0 <= address <= 65536 - count:
-        raise ValueError(f"address {address} with count {count}: expected the range to end by 65535")
+        raise ValueError(f"address {address} with count {count}: expected the range to end "
+                         f"by 65535")
     return function_code

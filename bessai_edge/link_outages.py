@@ -34,6 +34,7 @@ class LinkOutageLog:
         self.endpoint = endpoint
         self.unit_id = unit_id
         self.interval_s = interval_s
+        self.extra = {}              # journal fields of every line (``DeviceLink.set_log_fields``)
         self.since = None            # start of the current outage (its first failed request)
         self.attempts = 0            # failed connection attempts in the current outage
         self._kind = None            # LinkError kind of the current outage's last failure
@@ -70,7 +71,7 @@ class LinkOutageLog:
             repeat = self._ended_at is not None and now - self._ended_at < self.interval_s
             if repeat and not failed_attempt:
                 log.debug("%s (unit id %d) is down again: %s", self.endpoint, self.unit_id,
-                          error)
+                          error, extra=self.extra)
             else:
                 self._log_down(now, error, retry_delay_s)
         elif not self._logged and failed_attempt:
@@ -79,11 +80,11 @@ class LinkOutageLog:
         elif self._logged and error.kind != self._kind:
             self._kind = error.kind
             log.warning("%s (unit id %d) is still down, now: %s; next attempt in %.1f s",
-                        self.endpoint, self.unit_id, error, retry_delay_s)
+                        self.endpoint, self.unit_id, error, retry_delay_s, extra=self.extra)
         else:
             self._kind = error.kind
             log.debug("%s (unit id %d) is still down: %s; next attempt in %.1f s",
-                      self.endpoint, self.unit_id, error, retry_delay_s)
+                      self.endpoint, self.unit_id, error, retry_delay_s, extra=self.extra)
         if failed_attempt:
             self.attempts += 1
 
@@ -99,13 +100,13 @@ class LinkOutageLog:
             counted = (f" and {attempts} failed {'attempt' if attempts == 1 else 'attempts'}"
                        if attempts else "")
             log.info("connection to %s (unit id %d) restored after %.1f s%s",
-                     self.endpoint, self.unit_id, now - self.since, counted)
+                     self.endpoint, self.unit_id, now - self.since, counted, extra=self.extra)
             self._report_since = now
         else:
             self._brief += 1
             self._brief_cause = self._cause
             log.debug("%s (unit id %d) is up again after %.1f s", self.endpoint, self.unit_id,
-                      now - self.since)
+                      now - self.since, extra=self.extra)
             if now - self._report_since >= self.interval_s:
                 self.report_brief_outages(now)
         self._ended_at = now
@@ -118,7 +119,7 @@ class LinkOutageLog:
         log.warning("connection to %s (unit id %d) lost and restored %d %s in the last %.0f s; "
                     "last cause: %s", self.endpoint, self.unit_id, self._brief,
                     "time" if self._brief == 1 else "times", now - self._report_since,
-                    self._brief_cause)
+                    self._brief_cause, extra=self.extra)
         self._brief = 0
         self._report_since = now
 
@@ -131,4 +132,4 @@ class LinkOutageLog:
         retry = (f"next attempt in {retry_delay_s:.1f} s" if retry_delay_s >= 0.05
                  else "next attempt at once")
         log.warning("%s (unit id %d) is down: %s; %s%s", self.endpoint, self.unit_id, error,
-                    failing, retry)
+                    failing, retry, extra=self.extra)

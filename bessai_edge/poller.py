@@ -61,6 +61,7 @@ class DevicePoller:
             name=device.name, profile=profile.name, endpoint=endpoint, unit_id=self.unit_id)
         self.log_extra = {"BESSAI_DEVICE": device.name, "BESSAI_ENDPOINT": endpoint,
                           "BESSAI_PROFILE": profile.name}
+        link.set_log_fields(self.log_extra)
         self.state.request_errors = link.counters  # one Counter: the link counts, metrics read
         self.errors = RateLimitedLog(logger)
         self.state_log = DeviceStateLog(logger, device.name, self.log_extra)

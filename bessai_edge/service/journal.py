@@ -40,6 +40,7 @@ EVENT_OVERRUN = "overrun"
 EVENT_DEVICE_STATE = "device_state"
 EVENT_ALARM = "alarm"
 EVENT_SPOOL = "spool"
+EVENT_LINK = "link"
 
 # journald accepts upper-case ASCII letters, digits and underscores, not starting with
 # an underscore (those are trusted fields set by journald itself) or a digit.

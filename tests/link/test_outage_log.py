@@ -251,3 +251,25 @@ def test_outage_log_reports_brief_outages_once_per_interval(caplog):
     # The first reconnect worked: no "and 0 failed attempts".
     assert _messages(caplog, logging.INFO)[-1] == (
         "connection to 192.0.2.10:502 (unit id 1) restored after 1.0 s")
+
+
+def test_link_lines_carry_device_fields(simulator, caplog):
+    # journalctl BESSAI_DEVICE=... must find the outage lines of that device too.
+    device = simulator("--capture", LUNA)
+    caplog.set_level(logging.INFO, logger="bessai_edge.link")
+    link = make_link(device.port, request_timeout_s=TIMEOUT_S, timeouts_before_reconnect=1)
+    link.set_log_fields({"BESSAI_DEVICE": "battery", "BESSAI_PROFILE": "huawei_sun2000"})
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+    with _stopped(device):
+        with pytest.raises(LinkTimeout):
+            link.read(UNIT, "holding", 37760, 2)
+    wait_for_next_attempt(link)
+    assert link.read(UNIT, "holding", 37760, 2) == SOC_WORDS
+    link.close()
+    records = [record for record in caplog.records if record.name == "bessai_edge.link"]
+    messages = [record.getMessage() for record in records]
+    assert any("is down" in message for message in messages), messages
+    assert any("restored after" in message for message in messages), messages
+    for record in records:
+        assert record.BESSAI_DEVICE == "battery"
+        assert record.BESSAI_EVENT == "link"
