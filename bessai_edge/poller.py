@@ -23,6 +23,9 @@ from bessai_edge.state_changes import DeviceStateLog
 logger = logging.getLogger(__name__)
 
 ILLEGAL_DATA_ADDRESS = 2
+# Modbus exceptions 10 (gateway path unavailable) and 11 (gateway target device failed to
+# respond): a gateway has no device behind the unit id, whatever the address.
+GATEWAY_EXCEPTIONS = (10, 11)
 NO_DATA_WORD = 0xFFFF  # the word some devices and RS-485 gateways return for an absent unit id
 # A unit id whose requests read fewer registers than this is not judged by its 0xFFFF
 # words: one or two "not available" registers are normal.
@@ -379,11 +382,29 @@ class DevicePoller:
             # from the next cycle on its requests read around them.
             self.plan.mark_illegal_address(request, read=self.link.read)
             self._relearn_at = self.clock() + RELEARN_AFTER_S
+        elif error.code in GATEWAY_EXCEPTIONS:
+            # Every request to that unit id fails alike: one line per unit id, with the fix.
+            self.errors.log(("exception", error.code, request.unit_id), logging.WARNING,
+                            "%s: %s; no device answers unit id %d behind this gateway: check "
+                            "%s (`bessai check` tells which unit ids answer)",
+                            self.device.name, text, request.unit_id,
+                            self._unit_id_variable(request.unit_id),
+                            extra={**self.log_extra, "BESSAI_ERROR_KIND": error.kind})
         else:
             self.errors.log(("exception", error.code, request.address), logging.WARNING,
                             "%s: %s", self.device.name, text,
                             extra={**self.log_extra, "BESSAI_ERROR_KIND": error.kind})
         return text
+
+    def _unit_id_variable(self, unit_id):
+        """Return the setting that gives ``unit_id``: the device's own, or a role's."""
+        variables = self.device.variables
+        if unit_id == self.unit_id:
+            return variables.get("MODBUS_SLAVE_ID", "MODBUS_SLAVE_ID")
+        roles = [role for role, role_unit in self.profile.resolve_units(
+            self.device.unit_id, self.device.unit_ids).items() if role_unit == unit_id]
+        prefix = variables.get("MODBUS_UNIT_", "MODBUS_UNIT_")
+        return " or ".join(f"{prefix}{role.upper()}" for role in roles) or "the unit ids"
 
     # -- result ----------------------------------------------------------------------
 

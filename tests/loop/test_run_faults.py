@@ -364,6 +364,24 @@ def test_run_exception_to_every_request_is_down(tmp_path):
     assert [record["state"] for record in run.records] == ["down", "down"]
     assert run.records[0]["error"].startswith("exception_11"), run.records[0]["error"]
     assert "device state starting -> down (exception_11" in run.stderr
+    # One line for the unit id, not one per request, and it names the setting to fix.
+    exception_lines = [line for line in run.stderr.splitlines()
+                       if "returned Modbus exception code 11" in line and "WARNING" in line
+                       and "device state" not in line]
+    assert len(exception_lines) == 1, exception_lines
+    assert ("no device answers unit id 2 behind this gateway: check MODBUS_SLAVE_ID"
+            in exception_lines[0])
+
+
+def test_run_exception_11_names_device_variable(tmp_path):
+    with simulator("--profile", "sma_sunny_tripower") as (host, port):
+        environ = gateway_env(tmp_path / "spool", DEVICES="sma", DEVICE_SMA_IP=host,
+                              DEVICE_SMA_PORT=port, DEVICE_SMA_PROFILE="sma_sunny_tripower",
+                              DEVICE_SMA_SLAVE_ID="7")
+        run = run_gateway(environ, 1)
+    assert run.returncode == 0, run.stderr
+    assert "no device answers unit id 7 behind this gateway: check DEVICE_SMA_SLAVE_ID" in (
+        run.stderr)
 
 
 def test_run_unit_id_answered_with_ffff_is_down(tmp_path):
