@@ -60,6 +60,7 @@ class ScanLoop:
         self.limited = RateLimitedLog(logger)
         self._summary = CycleSummary(len(pollers) > 1)
         self.cycle_started = None  # monotonic start of the last cycle (the one in progress)
+        self._poll_ends_s = []  # seconds from the cycle start to the end of each device's poll
         # With the watchdog on, a wait longer than this is cut into slices, each followed
         # by WATCHDOG=1 when due, so a long SCAN_INTERVAL_S does not get the loop killed.
         self._watchdog_slice_s = notifier.watchdog_interval_s / 4 if notifier else 0.0
@@ -139,14 +140,24 @@ class ScanLoop:
         if skipped:
             self.state.overruns += 1
             self.limited.log("overrun", logging.WARNING,
-                             "cycle %d overran the %.3f s period by %.3f s: skipped %d start "
-                             "%s (%d %s since start)",
+                             "cycle %d overran the %.3f s period by %.3f s%s: skipped %d start "
+                             "%s, %d %s since start",
                              self.state.cycles, self.period_s,
-                             now - (start + index * self.period_s), skipped,
-                             "time" if skipped == 1 else "times", self.state.overruns,
+                             now - (start + index * self.period_s), self._slowest_device(),
+                             skipped, "time" if skipped == 1 else "times",
+                             self.state.overruns,
                              "overrun" if self.state.overruns == 1 else "overruns",
                              extra={"BESSAI_EVENT": "overrun", "BESSAI_CYCLE": self.state.cycles})
         return next_index
+
+    def _slowest_device(self):
+        """Return ", longest poll: NAME S s" for the last cycle of several devices, or ""."""
+        ends = self._poll_ends_s
+        if len(ends) < 2:
+            return ""
+        durations = [end - begin for begin, end in zip([0.0, *ends], ends)]
+        slowest = max(range(len(durations)), key=durations.__getitem__)
+        return f", longest poll: {self.pollers[slowest].device.name} {durations[slowest]:.3f} s"
 
     def _wait_until(self, deadline):
         while not self.stop_requested:
@@ -178,11 +189,15 @@ class ScanLoop:
         clock_synced = self.clock_watch.observe(number, wall_ms, cycle_start)
         grid_index = self._grid_index if self._grid_start is not None else None
         results = []
+        poll_ends_s = self._poll_ends_s
+        poll_ends_s.clear()
         for poller, factory in zip(self.pollers, self.factories):
             result = poller.poll(cycle_start, periods, grid_index=grid_index)
+            poll_end_s = self.clock() - cycle_start
+            poll_ends_s.append(poll_end_s)
             record = factory.build(
                 cycle=number, wall_ms=wall_ms, monotonic_s=cycle_start,
-                clock_synced=clock_synced, cycle_ms=(self.clock() - cycle_start) * 1000.0,
+                clock_synced=clock_synced, cycle_ms=poll_end_s * 1000.0,
                 state=result.state, error=result.error, values=result.values, quality=result.quality,
                 alarms=result.alarms, alarm_changes=result.alarm_changes)
             self._append(record)

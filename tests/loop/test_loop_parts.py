@@ -2,6 +2,7 @@
 
 import array
 import logging
+import types
 
 import orjson
 import pytest
@@ -216,4 +217,19 @@ def test_overrun_log_singular_for_one_skip(caplog):
         site="s", version="0"), notifier=None, clock=lambda: 1.5)
     caplog.set_level(logging.WARNING, logger="bessai_edge.scanloop")
     assert loop._next_index(0.0, 1) == 2
-    assert "skipped 1 start time (1 overrun since start)" in caplog.text
+    assert "skipped 1 start time, 1 overrun since start" in caplog.text
+
+
+def test_overrun_log_names_slowest_device(caplog):
+    """With several devices the overrun line names the one whose poll took longest."""
+    # Only the device names are read; the pollers need no link for that.
+    pollers = [types.SimpleNamespace(device=types.SimpleNamespace(name=name), state=None)
+               for name in ("huawei", "sma", "victron")]
+    loop = ScanLoop(period_s=1.0, pollers=pollers, factories=[], spool=None,
+                    state=GatewayState(site="s", version="0"), notifier=None,
+                    clock=lambda: 2.5)
+    loop._poll_ends_s[:] = [0.1, 1.9, 2.0]  # sma took 1.8 s of the cycle
+    caplog.set_level(logging.WARNING, logger="bessai_edge.scanloop")
+    assert loop._next_index(0.0, 1) == 3
+    assert ("overran the 1.000 s period by 1.500 s, longest poll: sma 1.800 s: skipped 2 start "
+            "times, 1 overrun since start") in caplog.text
