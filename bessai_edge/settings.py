@@ -330,6 +330,27 @@ def _unknown_role_text(device, profile, role, roles, name, shared):
     return text + _("; remove the setting or choose another profile")
 
 
+def unused_device_variables(environ, devices):
+    """Return a warning for each single-device variable set while no device of DEVICES uses it.
+
+    With DEVICES, INVERTER_IP, INVERTER_PORT, DRIVER_PROFILE_PATH and MODBUS_SLAVE_ID only
+    stand in for a device that lacks its own DEVICE_<NAME>_ variable. Set next to a full
+    list, as after a move from one device to several, they do nothing.
+    """
+    if not environ.get("DEVICES", "").strip():
+        return []
+    warnings = []
+    for single in _DEVICE_KEYS.values():
+        if not environ.get(single, "").strip():
+            continue
+        if devices and all(single in device.variables for device in devices):
+            warnings.append(_("{name} is set, but every device in DEVICES has its own "
+                              "variable for it ({own}), so it is not used: remove it").format(
+                                  name=single, own=", ".join(
+                                      device.variables[single] for device in devices)))
+    return warnings
+
+
 def _device_variables(variable, prefix):
     """Return single-device variable -> the variable ``variable(key)`` uses for a device."""
     if not prefix:

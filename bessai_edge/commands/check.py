@@ -81,6 +81,8 @@ def main(args):
     for warning in environ.warnings:
         print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
     settings = settings_module.load_settings(environ)
+    for warning in settings_module.unused_device_variables(environ, settings.devices):
+        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
     devices = [device for device in settings.devices
                if args.device is None or device.name == args.device]
     if not devices:

@@ -55,6 +55,8 @@ def main(args):
         raise ConfigError(error.problems + spool_problems) from error
     if spool_problems:
         raise ConfigError(spool_problems)
+    for warning in settings_module.unused_device_variables(environ, settings.devices):
+        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
     journal.setup_logging(settings.log_level, site=settings.site_id)
     log_switch(switch_to_spool_owner(settings.spool.directory), settings.spool.directory)
     with contextlib.ExitStack() as cleanup:

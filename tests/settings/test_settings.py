@@ -922,3 +922,18 @@ def test_spool_dir_not_writable_reported(tmp_path):
 
 def test_spool_dir_writable_no_problem(tmp_path):
     assert settings.spool_directory_problems({"SPOOL_DIR": str(tmp_path)}) == []
+
+
+def test_settings_unused_single_device_variables_named():
+    environ = {"SITE_ID": "site", "DEVICES": "a,b", "INVERTER_IP": "10.0.0.9",
+               "MODBUS_SLAVE_ID": "1", "DRIVER_PROFILE_PATH": "huawei_sun2000",
+               "DEVICE_A_IP": "10.0.0.1", "DEVICE_B_IP": "10.0.0.2",
+               "DEVICE_A_SLAVE_ID": "2"}
+    loaded = settings.load_settings(environ)
+    warnings = settings.unused_device_variables(environ, loaded.devices)
+    # INVERTER_IP serves no device; MODBUS_SLAVE_ID is b's unit id, DRIVER_PROFILE_PATH
+    # the profile of both.
+    assert warnings == ["INVERTER_IP is set, but every device in DEVICES has its own variable "
+                        "for it (DEVICE_A_IP, DEVICE_B_IP), so it is not used: remove it"]
+    single = settings.load_settings(MINIMAL).devices
+    assert settings.unused_device_variables(MINIMAL, single) == []
