@@ -15,7 +15,6 @@ does not restart on it, although it restarts after any other exit (``Restart=alw
 
 import logging
 import signal
-import sys
 
 from bessai_edge.i18n import _
 
@@ -45,8 +44,7 @@ def main(args):
     from bessai_edge.spool.reader import SpoolReader
 
     environ = read_environment(args.env_file)
-    for warning in environ.warnings:
-        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
+    journal.print_warnings(environ.warnings)
     # Before the settings, whose password file must be readable by the service's user.
     spool_dir = environ.get("SPOOL_DIR") or DEFAULT_SPOOL_DIR
     switched_to = switch_to_spool_owner(spool_dir)

@@ -44,8 +44,7 @@ def main(args):
     from bessai_edge.service.privileges import log_switch, switch_to_spool_owner
 
     environ = settings_module.read_environment(args.env_file)
-    for warning in environ.warnings:
-        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
+    journal.print_warnings(environ.warnings)
     # Checked before the spool is opened, so that one run lists a missing spool
     # directory together with the invalid settings.
     spool_problems = settings_module.spool_directory_problems(environ)
@@ -55,8 +54,7 @@ def main(args):
         raise ConfigError(error.problems + spool_problems) from error
     if spool_problems:
         raise ConfigError(spool_problems)
-    for warning in settings_module.unused_device_variables(environ, settings.devices):
-        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
+    journal.print_warnings(settings_module.unused_device_variables(environ, settings.devices))
     journal.setup_logging(settings.log_level, site=settings.site_id)
     log_switch(switch_to_spool_owner(settings.spool.directory), settings.spool.directory)
     with contextlib.ExitStack() as cleanup:

@@ -65,6 +65,19 @@ def stderr_is_journal(stream=None, environ=None):
         return False
 
 
+def print_warnings(warnings, stream=None):
+    """Print each warning on stderr as ``bessai: warning: ...``.
+
+    journald stores plain stderr lines at info priority, so when stderr is the journal
+    each line gets the ``<4>`` prefix (syslog "warning"), which ``journalctl -p warning``
+    finds.
+    """
+    stream = sys.stderr if stream is None else stream
+    prefix = "<4>" if stderr_is_journal(stream) else ""
+    for warning in warnings:
+        print(prefix + _("bessai: warning: {warning}").format(warning=warning), file=stream)
+
+
 def parse_level(level):
     """Return the logging level for ``level``: a logging constant or a name like ``info``."""
     if isinstance(level, int):

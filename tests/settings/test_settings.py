@@ -4,6 +4,7 @@ import math
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 
@@ -824,6 +825,64 @@ def test_run_bad_settings_marked_err_in_journal(tmp_path):
     assert result.returncode == EX_CONFIG
     assert lines, "no error line"
     assert all(line.startswith("<3>bessai: ") for line in lines), lines
+
+
+def run_with_journal_stderr(tmp_path, command, text):
+    """Run ``bessai COMMAND --env-file`` on ``text`` with stderr standing in for the journal.
+
+    Returns the exit status and the stderr lines.
+    """
+    env_file = tmp_path / "warn.env"
+    env_file.write_text(text)
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        status = os.fstat(stderr.fileno())
+        result = subprocess.run([*bessai_command(), *command, "--env-file", str(env_file)],
+                                stderr=stderr, stdout=subprocess.DEVNULL, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+                                     "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"})
+    return result.returncode, stderr_path.read_text().splitlines()
+
+
+def test_run_repeated_variable_marked_warning_in_journal(tmp_path):
+    # journald stores an unmarked stderr line at info priority, where
+    # `journalctl -p warning` does not find it.
+    status, lines = run_with_journal_stderr(tmp_path, ["run"], (
+        "SITE_ID=site\nSITE_ID=other\nINVERTER_PORT=0\nDRIVER_PROFILE_PATH=huawei_sun2000\n"))
+    warnings = [line for line in lines if "bessai: warning:" in line]
+    assert status == EX_CONFIG
+    assert len(warnings) == 1, lines
+    assert warnings[0].startswith("<4>bessai: warning: "), warnings
+
+
+def test_run_unused_device_variable_marked_warning_in_journal(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    closed_port = free_loopback_port()
+    status, lines = run_with_journal_stderr(tmp_path, ["run", "--cycles", "1"], (
+        f"SITE_ID=site\nINVERTER_IP=127.0.0.1\nDEVICES=a\nDEVICE_A_IP=127.0.0.1\n"
+        f"DEVICE_A_PORT={closed_port}\nDEVICE_A_PROFILE=sma_sunny_tripower\n"
+        f"SPOOL_DIR={spool}\nHEALTH_LISTEN=off\nCONNECT_TIMEOUT_S=0.5\n"))
+    warnings = [line for line in lines if "INVERTER_IP is set" in line]
+    assert status == 0, lines
+    assert len(warnings) == 1, lines
+    assert warnings[0].startswith("<4>bessai: warning: "), warnings
+
+
+def test_forward_repeated_variable_marked_warning_in_journal(tmp_path):
+    status, lines = run_with_journal_stderr(tmp_path, ["forward"], (
+        f"SITE_ID=site\nSITE_ID=other\nMQTT_ENABLED=false\nSPOOL_DIR={tmp_path}\n"
+        f"FORWARD_STATE_DIR={tmp_path}\n"))
+    warnings = [line for line in lines if "bessai: warning:" in line]
+    assert len(warnings) == 1, (status, lines)
+    assert warnings[0].startswith("<4>bessai: warning: "), warnings
+
+
+def free_loopback_port():
+    """Return a TCP port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_with_env_file(env_file, text):
