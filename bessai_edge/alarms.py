@@ -45,8 +45,8 @@ class LimitSettings:
     limits: tuple          # LimitLevels
     debounce_cycles: int
     stale_cycles: int      # scan periods without a good value before "stale"; 0: never
-    # (LimitLevels.setting, its LIMIT_<setting>_* variables that set a level or hysteresis)
-    written: tuple = ()
+    # (LimitLevels.setting, its LIMIT_<setting>_* variables set to other than the default)
+    changed: tuple = ()
 
 
 _OFF = math.nan
@@ -116,8 +116,8 @@ def read_limit_settings(reader, scan_interval_s):
                 + envfile.number_hint("BATTERY_RATED_POWER_KW", written))
             rated = None
     nominal = _read_nominal_frequency(reader)
-    limits = tuple(_read_levels(reader, default, nominal)
-                   for default in default_limits(rated, nominal))
+    defaults = default_limits(rated, nominal)
+    limits = tuple(_read_levels(reader, default, nominal) for default in defaults)
     debounce = reader.integer("LIMIT_DEBOUNCE_CYCLES", 3, minimum=1, maximum=1000)
     stale_after_s = _read_level(reader, "STALE_AFTER_S", 10.0, _stale_problem,
                                 accepted=_stale_problem(0.0))
@@ -125,28 +125,36 @@ def read_limit_settings(reader, scan_interval_s):
     if not math.isnan(stale_after_s):
         stale_cycles = max(1, math.ceil(stale_after_s / scan_interval_s - 1e-9))
     return LimitSettings(limits=limits, debounce_cycles=debounce, stale_cycles=stale_cycles,
-                         written=_written_levels(reader))
+                         changed=_changed_levels(defaults, limits))
 
 
-def _written_levels(reader):
-    """Return ``(setting, variables)`` for the LIMIT_<setting>_* variables set to a value."""
-    written = []
-    for setting in _LIMIT_SETTINGS:
-        names = [f"LIMIT_{setting}_{suffix}" for suffix in (*LEVELS, "HYSTERESIS")]
-        names = tuple(name for name in names if reader.raw(name).lower() not in ("", *OFF_WORDS))
+def _changed_levels(defaults, limits):
+    """Return ``(setting, variables)`` for the LIMIT_<setting>_* levels moved from their default.
+
+    The installed settings file writes the defaults out, so a level equal to its
+    default tells nothing about the site. A level switched off counts as unchanged.
+    """
+    changed = []
+    for default, limit in zip(defaults, limits):
+        names = [f"LIMIT_{default.setting}_{level}"
+                 for level, before, after in zip(LEVELS, default.levels(), limit.levels())
+                 if not math.isnan(after) and after != before]
+        if limit.hysteresis is not None and limit.hysteresis != default.hysteresis and (
+                limit.enabled()):
+            names.append(f"LIMIT_{default.setting}_HYSTERESIS")
         if names:
-            written.append((setting, names))
-    return tuple(written)
+            changed.append((default.setting, tuple(names)))
+    return tuple(changed)
 
 
 def unmapped_limits(limit_settings, fields):
-    """Return ``(field, variables)`` of the limits set by hand whose field is not in ``fields``.
+    """Return ``(field, variables)`` of the limits changed by hand whose field is not in ``fields``.
 
     Such a limit is never checked, so ``bessai run`` and ``bessai check`` warn of it.
     """
-    written = dict(limit_settings.written)
-    return [(limit.field, written[limit.setting]) for limit in limit_settings.limits
-            if limit.setting in written and limit.field not in fields]
+    changed = dict(limit_settings.changed)
+    return [(limit.field, changed[limit.setting]) for limit in limit_settings.limits
+            if limit.setting in changed and limit.field not in fields]
 
 
 def _stale_problem(seconds):

@@ -218,12 +218,13 @@ class Gateway:
 
 
 def _warn_of_unmapped_limits(limit_settings, profiles):
-    """Warn of each limit set in the settings whose field no device's profile maps."""
+    """Warn of each limit changed in the settings whose field no device's profile maps."""
     fields = {field for profile in profiles for field in profile_field_names(profile)}
     for field, variables in alarms.unmapped_limits(limit_settings, fields):
-        logger.warning("%s set, but no device's profile maps %s, so that limit is never "
+        logger.warning("%s set, but no device's profile maps %s, so the limit is never "
                        "checked: add a point with \"field\": \"%s\" to the profile, or "
-                       "remove the setting", ", ".join(variables), field, field,
+                       "remove the %s", ", ".join(variables), field, field,
+                       "setting" if len(variables) == 1 else "settings",
                        extra={"BESSAI_EVENT": "startup"})
 
 

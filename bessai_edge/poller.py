@@ -386,7 +386,7 @@ class DevicePoller:
             # Every request to that unit id fails alike: one line per unit id, with the fix.
             self.errors.log(("exception", error.code, request.unit_id), logging.WARNING,
                             "%s: %s; no device answers unit id %d behind this gateway: check "
-                            "%s (`bessai check` tells which unit ids answer)",
+                            "%s (`bessai check` lists the usual unit ids)",
                             self.device.name, text, request.unit_id,
                             self._unit_id_variable(request.unit_id),
                             extra={**self.log_extra, "BESSAI_ERROR_KIND": error.kind})

@@ -18,7 +18,7 @@ import sys
 import time
 
 from bessai_edge.diagnosis import SKIPPED, outcome_text
-from bessai_edge.i18n import _
+from bessai_edge.i18n import _, ngettext
 from bessai_edge.poller import judged_unit_parts, units_reading_no_data
 
 HELP = "check the connection to each device and decode every point once"
@@ -178,16 +178,20 @@ def _warn_of_watchdog_fit(checks):
 
 
 def _warn_of_unmapped_limits(limit_settings, profiles):
-    """Warn of each limit set in the settings whose field no device's profile maps."""
+    """Warn of each limit changed in the settings whose field no device's profile maps."""
     from bessai_edge.alarms import unmapped_limits
     from bessai_edge.poller import profile_field_names
 
     fields = {field for profile in profiles for field in profile_field_names(profile)}
     for field, variables in unmapped_limits(limit_settings, fields):
-        print(_("bessai check: warning: {variables} set, but no device's profile maps "
-                "{field}, so that limit is never checked: add a point with \"field\": "
-                "\"{field}\" to the profile, or remove the setting").format(
-                    variables=", ".join(variables), field=field), file=sys.stderr)
+        print(ngettext(
+            "bessai check: warning: {variables} is set, but no device's profile maps "
+            "{field}, so that limit is never checked: add a point with \"field\": "
+            "\"{field}\" to the profile, or remove the setting",
+            "bessai check: warning: {variables} are set, but no device's profile maps "
+            "{field}, so those limits are never checked: add a point with \"field\": "
+            "\"{field}\" to the profile, or remove the settings", len(variables)).format(
+                variables=", ".join(variables), field=field), file=sys.stderr)
 
 
 def _warn_of_privileged_health_port(listen):
@@ -386,7 +390,8 @@ def check_device(settings, device, profile, host, port):
                               battery_power_warn_levels_kw=battery_power_warn_levels_kw(
                                   settings.limits),
                               unit_roles=_roles_by_unit(profile, device),
-                              variables=device.variables)
+                              variables=device.variables,
+                              unit_id_set=device.unit_id is not None)
     try:
         link.connect()
     except LinkError as error:

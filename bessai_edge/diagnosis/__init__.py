@@ -118,10 +118,15 @@ def _request_findings(observation):
     outcomes = [kind for kind in observation.request_outcomes if kind != SKIPPED]
     answered = [kind for kind in outcomes if kind == "ok"]
     failed = [kind for kind in outcomes if kind != "ok"]
-    wrong_unit = _("The device does not serve unit id {unit}: MODBUS_SLAVE_ID is probably "
-                   "wrong, or the profile is for another make, since without MODBUS_SLAVE_ID "
-                   "the unit id comes from the profile. Typical unit ids: {hint}.").format(
-                       unit=observation.unit_id, hint=unit_id_hint())
+    if observation.unit_id_set:
+        wrong_unit = _("The device does not serve unit id {unit}: MODBUS_SLAVE_ID={unit} is "
+                       "probably wrong. Typical unit ids: {hint}.").format(
+                           unit=observation.unit_id, hint=unit_id_hint())
+    else:
+        wrong_unit = _("The device does not serve unit id {unit}, the profile's: set "
+                       "MODBUS_SLAVE_ID to the unit id the device uses, or the profile is for "
+                       "another make. Typical unit ids: {hint}.").format(
+                           unit=observation.unit_id, hint=unit_id_hint())
 
     if outcomes and all(kind == "exception_11" for kind in outcomes):
         return [Finding(ERROR, "wrong_unit_id", wrong_unit + " " + _(

@@ -42,6 +42,7 @@ class Observation:
     port: int
     unit_id: int
     profile: str
+    unit_id_set: bool = False     # the unit id comes from the settings, not the profile
     request_timeout_s: float | None = None
     quiet_after_connect_s: float | None = None  # the profile's wait before the first request
     connect_error_kind: str | None = None

@@ -674,7 +674,7 @@ def test_check_warns_of_limit_without_field(tmp_path):
     profile_path.write_text(json.dumps(profile))
     result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile=str(profile_path),
                        LIMIT_SOC_LOW_WARN="20")
-    assert ("bessai check: warning: LIMIT_SOC_LOW_WARN set, but no device's profile maps "
+    assert ("bessai check: warning: LIMIT_SOC_LOW_WARN is set, but no device's profile maps "
             "soc_pct, so that limit is never checked") in result.stderr
 
 

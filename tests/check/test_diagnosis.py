@@ -190,12 +190,20 @@ def test_diagnose_names_device_variables():
     variables = {"MODBUS_SLAVE_ID": "DEVICE_SMA_SLAVE_ID", "INVERTER_PORT": "DEVICE_SMA_PORT",
                  "MODBUS_UNIT_": "DEVICE_SMA_UNIT_"}
     wrong_unit = diagnose(observe(request_outcomes=["exception_11"], unit_id=7,
-                                  variables=variables))[0].message
-    assert "DEVICE_SMA_SLAVE_ID is probably wrong" in wrong_unit
+                                  unit_id_set=True, variables=variables))[0].message
+    assert "DEVICE_SMA_SLAVE_ID=7 is probably wrong" in wrong_unit
     assert "MODBUS_SLAVE_ID" not in wrong_unit.replace("DEVICE_SMA_SLAVE_ID", "")
     refused = diagnose(observe(connect_error_kind="refused", variables=variables))[0].message
     assert "check DEVICE_SMA_PORT" in refused
     assert "INVERTER_PORT" not in refused
+
+
+def test_diagnose_set_unit_id_named():
+    # A unit id from the settings is the likely mistake; the profile's does not apply.
+    message = diagnose(observe(request_outcomes=["exception_11"], unit_id=7,
+                               unit_id_set=True))[0].message
+    assert "MODBUS_SLAVE_ID=7 is probably wrong" in message
+    assert "another make" not in message
 
 
 def test_diagnose_all_timeouts_names_timeout_setting():

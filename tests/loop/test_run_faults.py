@@ -538,6 +538,6 @@ def test_run_warns_of_limit_without_field(tmp_path):
                           DRIVER_PROFILE_PATH=str(profile_path), LIMIT_SOC_LOW_WARN="20")
     run = run_gateway(environ, 1)
     assert run.returncode == 0, run.stderr
-    assert ("LIMIT_SOC_LOW_WARN set, but no device's profile maps soc_pct, so that limit is "
+    assert ("LIMIT_SOC_LOW_WARN set, but no device's profile maps soc_pct, so the limit is "
             "never checked") in run.stderr
     assert "soc_pct" not in run.records[0]["values"]

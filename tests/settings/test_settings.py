@@ -535,8 +535,13 @@ def test_settings_unmapped_limits_named():
     assert alarms.unmapped_limits(loaded.limits, fields) == [
         ("soc_pct", ("LIMIT_SOC_LOW_WARN", "LIMIT_SOC_HYSTERESIS"))]
     assert alarms.unmapped_limits(loaded.limits, fields | {"soc_pct"}) == []
-    # Defaults and levels switched off are not settings to warn of.
+    # Defaults, also written out as the installed settings file does, and levels switched
+    # off are not settings to warn of.
     assert alarms.unmapped_limits(settings.load_settings(MINIMAL).limits, set()) == []
+    written_out = settings.load_settings({**MINIMAL, "LIMIT_SOC_LOW_TRIP": "5",
+                                          "LIMIT_SOC_HYSTERESIS": "1",
+                                          "LIMIT_BATTERY_TEMP_HIGH_WARN": "45"})
+    assert alarms.unmapped_limits(written_out.limits, set()) == []
 
 
 @pytest.mark.parametrize("written", [None, "", "off", "None"])
