@@ -18,6 +18,7 @@ supplies the two facts such a correction needs:
 import ctypes
 import logging
 import math
+import os
 
 from bessai_edge.ratelimit import RateLimitedLog
 
@@ -47,11 +48,14 @@ def kernel_clock_synchronized():
             return None
     state = _adjtimex(ctypes.create_string_buffer(_TIMEX_BUFFER_SIZE))
     if state < 0:
+        global last_error
+        last_error = os.strerror(ctypes.get_errno())
         return None
     return state != _TIME_ERROR
 
 
 _adjtimex = None  # libc's adjtimex, looked up at the first call
+last_error = "adjtimex not found in libc"  # why the last read failed, for the log line
 
 
 class WallClockWatch:
@@ -103,8 +107,8 @@ class WallClockWatch:
         was_checked, self._checked = self._checked, True
         self.synced = synced
         if synced is None:
-            logger.warning("cannot read the kernel's clock status (adjtimex): records carry "
-                           "clock_synced=null", extra={"BESSAI_EVENT": "clock"})
+            logger.warning("cannot read the kernel's clock status (adjtimex: %s): records "
+                           "carry clock_synced=null", last_error, extra={"BESSAI_EVENT": "clock"})
         elif not synced:
             logger.warning("system clock not synchronized by NTP: the records' time_ms may "
                            "be wrong and they carry clock_synced=false until it is; enable "

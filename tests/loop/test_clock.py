@@ -6,6 +6,8 @@ machine, so those cases inject the status and the clock readings into ``WallCloc
 instead.
 """
 
+import ctypes
+import errno
 import logging
 import subprocess
 
@@ -114,3 +116,18 @@ def test_records_carry_the_kernel_status(tmp_path):
     assert ("system clock not synchronized by NTP" in run.stderr) is (expected is False)
 
 
+
+
+def test_failed_adjtimex_gives_reason(monkeypatch, caplog):
+    # A mock of libc's adjtimex: making the real call fail needs a seccomp filter, such
+    # as a container's, which the test cannot install around one call.
+    def failing_adjtimex(_buffer):
+        ctypes.set_errno(errno.EPERM)
+        return -1
+
+    monkeypatch.setattr(clock, "_adjtimex", failing_adjtimex)
+    assert clock.kernel_clock_synchronized() is None
+    caplog.set_level(logging.INFO, logger="bessai_edge.clock")
+    WallClockWatch(clock.kernel_clock_synchronized).observe(1, 5_000, 5.0)
+    assert ("cannot read the kernel's clock status (adjtimex: Operation not permitted)"
+            in caplog.text)
