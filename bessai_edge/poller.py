@@ -307,11 +307,14 @@ class DevicePoller:
 
     # -- reading ---------------------------------------------------------------------
 
-    def _read_plan(self):
+    def _read_plan(self, again=True):
         """Read every request of the plan.
 
         Returns (block statuses, last error text, whether the device replied at all).
-        An exception response counts as a reply.
+        An exception response counts as a reply. When a request was rejected with
+        exception 2, the plan has learned the rejected addresses by probing, so the
+        regrouped plan is read once more (``again``) and the cycle gets its values. The
+        other failures of the pass were exception replies, which come back at once.
         """
         plan = self.plan
         requests = plan.requests  # replaced, never changed in place, when the plan regroups
@@ -323,12 +326,14 @@ class DevicePoller:
         error_text = None
         answered = False
         first_word_ffff = False
+        rejected = 0
         for request, unit_id, function, address, count, offset, end, block in self._steps:
             try:
                 words = read(unit_id, function, address, count)
             except DeviceException as error:
                 error_text = self._device_exception(request, error)
                 answered = True
+                rejected += error.code == ILLEGAL_DATA_ADDRESS
                 continue
             except LinkError as error:
                 # The request's unit id shows which part of a multi-unit device went silent.
@@ -341,6 +346,8 @@ class DevicePoller:
                 first_word_ffff = True
         if first_word_ffff:
             error_text = self._reject_no_data_units(statuses) or error_text
+        if rejected and again and plan.apply_learned():
+            return self._read_plan(again=False)
         return statuses, error_text, answered
 
     def _reject_no_data_units(self, statuses):
@@ -378,8 +385,8 @@ class DevicePoller:
         self._error_kind = error.kind
         text = f"{error.kind}: {error}"
         if error.code == ILLEGAL_DATA_ADDRESS:
-            # The plan probes the request's parts now and logs the rejected addresses;
-            # from the next cycle on its requests read around them.
+            # The plan probes the request's parts now and logs the rejected addresses.
+            # Its regrouped requests read around them, from this cycle's second pass on.
             self.plan.mark_illegal_address(request, read=self.link.read)
             self._relearn_at = self.clock() + RELEARN_AFTER_S
         elif error.code in GATEWAY_EXCEPTIONS:

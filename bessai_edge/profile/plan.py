@@ -9,8 +9,9 @@ points. ``ReadPlan.fields`` maps each canonical field to its entry, so
 ``values[plan.fields["soc_pct"]]`` is the state of charge in percent.
 
 When the device rejects a request with exception 2, ``mark_illegal_address`` finds the
-rejected addresses. The plan regroups its requests around them once the current cycle
-has been decoded, so later cycles never read them again.
+rejected addresses. The plan regroups its requests around them at ``apply_learned()``
+(the poller calls it to read the cycle again, ``table.decode`` at the latest), so later
+reads never ask for them again.
 """
 
 import logging
@@ -170,10 +171,11 @@ class ReadPlan:
 
         ``read(unit_id, function, address, count) -> words`` raises DeviceException like
         the link's. With it, the rejected request is split in halves and read again until
-        every rejected atom or gap is found, so the next cycle reads around them with no
-        failing request. Without it, the request's atoms are read one by one in the next
-        cycle, and an atom that is rejected alone is remembered at once. The new
-        requests take effect after this cycle's ``table.decode``. Returns the
+        every rejected atom or gap is found, so the next read of the plan goes around them
+        with no failing request. Without it, the request's atoms are read one by one in
+        the next cycle, and an atom that is rejected alone is remembered at once. The new
+        requests take effect at ``apply_learned()``, which this cycle's ``table.decode``
+        calls if the poller has not. Returns the
         ``(unit_id, function, first, last)`` address ranges remembered by this call.
         """
         if not 0 <= request.block < len(self.requests) or self.requests[request.block] != request:
@@ -195,7 +197,7 @@ class ReadPlan:
                   for start, end in planner.merge_ranges(learned)]
         if ranges:
             logger.warning("%s: the device rejects registers %s with exception 2 (illegal "
-                           "data address); the plan reads around them from the next cycle",
+                           "data address); the plan reads around them from now on",
                            _describe(request), ", ".join(
                                f"{first}..{last}" for _unit, _function, first, last in ranges))
         return ranges
@@ -276,12 +278,23 @@ class ReadPlan:
         if self._isolations:
             self._confirm_isolations(block_status)
         self._decodes += 1
-        if self._pending:
-            self._pending = False
-            self._layout()
-            logger.info("read plan regrouped: %d requests, %d registers, %d points not read",
-                        len(self.requests), sum(request.count for request in self.requests),
-                        sum(1 for point in self.points if not point.readable))
+        self.apply_learned()
+
+    def apply_learned(self):
+        """Regroup the requests around the rejected addresses learned so far.
+
+        Returns True when the requests changed. ``PlanTable.decode`` calls it after each
+        cycle. The poller calls it earlier, after a pass in which a request got exception
+        2, and reads the plan again, because the probes found the rejected addresses.
+        """
+        if not self._pending:
+            return False
+        self._pending = False
+        self._layout()
+        logger.info("read plan regrouped: %d requests, %d registers, %d points not read",
+                    len(self.requests), sum(request.count for request in self.requests),
+                    sum(1 for point in self.points if not point.readable))
+        return True
 
     def forget_hole(self, unit_id, function, first, last):
         """Forget the learned ranges within ``first..last``, a ``learned_holes()`` item.

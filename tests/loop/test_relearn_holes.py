@@ -50,7 +50,9 @@ def test_poller_reads_rejected_address_again(tmp_path, caplog):
     try:
         with simulator("--profile", PROFILE, "--exception", f"{address}=2", port=port):
             poller.prepare()
-            assert poller.poll(time.monotonic()).state == "degraded"  # the rejection is learned
+            first = poller.poll(time.monotonic())  # learns the rejection, reads the rest again
+            assert first.state == "ok"
+            assert first.quality[field] == "not_available"
             assert poller.poll(time.monotonic()).quality[field] == "not_available"
         with simulator("--profile", PROFILE, port=port):
             assert poll_until_ok(poller).quality[field] == "not_available"

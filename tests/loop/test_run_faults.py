@@ -485,10 +485,8 @@ def test_run_hole_split_then_no_failing_request(tmp_path):
                               DRIVER_PROFILE_PATH=PROFILE)
         run = run_gateway(environ, 3)
     assert run.returncode == 0, run.stderr
-    first, *later = run.records
-    assert first["state"] == "degraded"
-    assert first["error"].startswith("exception_2"), first["error"]
-    for record in later:
+    # Cycle 1 probes the rejected request, then reads the regrouped plan again.
+    for record in run.records:
         assert record["state"] == "ok", record["error"]
         assert record["error"] is None
         assert record["quality"][field] == "not_available"
