@@ -320,6 +320,8 @@ class DevicePoller:
         requests = plan.requests  # replaced, never changed in place, when the plan regroups
         if requests is not self._requests:
             self._set_requests(plan)
+        if not self._steps:
+            return bytearray(), self._empty_plan_error(), False
         statuses = bytearray(self._all_failed)
         buffer = self._buffer
         read = self.link.read_checked
@@ -349,6 +351,25 @@ class DevicePoller:
         if rejected and again and plan.apply_learned():
             return self._read_plan(again=False)
         return statuses, error_text, answered
+
+    def _empty_plan_error(self):
+        """Return the error text of a cycle whose plan has no request left to send.
+
+        The plan is empty when the device rejected every address of the profile with
+        exception 2, or when its SunSpec map has none of the profile's models. The device
+        replied, so the record must not read as "no answer".
+        """
+        self._error_kind = "no_registers"
+        name = self.profile.name
+        if self.plan.learned_holes():
+            cause = f"the device rejects every address of profile {name} with exception 2"
+        elif self._sunspec:
+            cause = f"the device's SunSpec map has none of the models profile {name} reads"
+        else:
+            cause = f"profile {name} has no register to read on this device"
+        variable = self.device.variables.get("DRIVER_PROFILE_PATH", "DRIVER_PROFILE_PATH")
+        return (f"no_registers: {cause}; check {variable}, and list the profiles with "
+                f"`bessai profiles`")
 
     def _reject_no_data_units(self, statuses):
         """Mark as failed the requests of each unit id that read 0xFFFF in every register.
