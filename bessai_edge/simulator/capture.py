@@ -37,7 +37,10 @@ def image_from_capture(document, path="<capture>", unknown_unit="exception11", u
     problems = []
     if unit_id is None:
         unit_id = document.get("unit_id")
-    if not isinstance(unit_id, int) or not 0 <= unit_id <= 255:
+    if unit_id is None:
+        problems.append(_("capture {path}: unit_id is missing: add the unit id the device was "
+                          "read on, such as \"unit_id\": 1, or pass --unit-id").format(path=path))
+    elif not isinstance(unit_id, int) or not 0 <= unit_id <= 255:
         problems.append(_("capture {path}: unit_id={value!r} is invalid: expected 0 to 255").format(
             path=path, value=unit_id))
     functions = document.get("functions") or [document.get("function")]

@@ -105,6 +105,8 @@ def test_capture_image_serves_other_unit_id():
 @pytest.mark.parametrize("document,named", [
     ({**CAPTURE, "unit_id": 300}, "unit_id=300"),
     ({**CAPTURE, "unit_id": "3"}, "unit_id='3'"),
+    ({key: value for key, value in CAPTURE.items() if key != "unit_id"},
+     "unit_id is missing: add the unit id the device was read on"),
     ({**CAPTURE, "functions": ["coils"]}, "'coils'"),
     ({**CAPTURE, "registers": {}}, "registers is missing"),
     ({**CAPTURE, "registers": {"x": 1}}, "'x'"),
