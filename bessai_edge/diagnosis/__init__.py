@@ -282,6 +282,20 @@ def _request_findings(observation):
         ("exception_11",) if observation.exception_11_units else ()) + (
         ("timeout", SKIPPED) if observation.silent_units or quiet else ())
     failed = [kind for kind in failed if kind not in skip]
+    illegal_function = failed.count("exception_1")
+    if illegal_function:
+        # Exception 1 answers the function code, not the address: no register helps.
+        findings.append(Finding(WARNING, "illegal_function", ngettext(
+            "{count} of {total} requests got exception 1 (illegal function): the device "
+            "does not serve that kind of read (holding or input registers) on this unit id. "
+            "DRIVER_PROFILE_PATH probably names a profile for another make or model, or "
+            "the profile's function for those points is wrong.",
+            "{count} of {total} requests got exception 1 (illegal function): the device "
+            "does not serve that kind of read (holding or input registers) on this unit id. "
+            "DRIVER_PROFILE_PATH probably names a profile for another make or model, or "
+            "the profile's function for those points is wrong.", illegal_function
+        ).format(count=illegal_function, total=len(outcomes))))
+        failed = [kind for kind in failed if kind != "exception_1"]
     if failed:
         message = ngettext(
             "{failed} of {total} requests failed ({summary}); the points it carries show "

@@ -34,6 +34,12 @@ CASES = [
                              "points": 4, "points_ok": 2}, ["some_requests_failed"]),
     ("timeouts_everywhere", {"request_outcomes": ["timeout", "skipped", "skipped"]},
      ["all_timeouts"]),
+    # Exception 1 rejects the function, so a wrong profile is the likely cause.
+    ("illegal_function_on_most", {"request_outcomes": ["ok"] + ["exception_1"] * 8,
+                                  "points": 20, "points_ok": 2}, ["illegal_function"]),
+    ("illegal_function_and_timeout", {"request_outcomes": ["ok", "exception_1", "timeout"],
+                                      "points": 6, "points_ok": 2},
+     ["illegal_function", "some_requests_failed"]),
     ("timeouts_and_drops", {"request_outcomes": ["timeout", "disconnected", "timeout"]},
      ["all_timeouts"]),
     ("timeouts_with_late_replies", {"request_outcomes": ["timeout", "timeout", "skipped"],
