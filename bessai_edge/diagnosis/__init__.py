@@ -284,7 +284,7 @@ def _request_findings(observation):
     failed = [kind for kind in failed if kind not in skip]
     illegal_function = failed.count("exception_1")
     if illegal_function:
-        # Exception 1 answers the function code, not the address: no register helps.
+        # Exception 1 rejects the function code, not the address: no register list helps.
         findings.append(Finding(WARNING, "illegal_function", ngettext(
             "{count} of {total} requests got exception 1 (illegal function): the device "
             "does not serve that kind of read (holding or input registers) on this unit id. "
