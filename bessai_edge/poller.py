@@ -335,7 +335,8 @@ class DevicePoller:
             except DeviceException as error:
                 error_text = self._device_exception(request, error)
                 answered = True
-                rejected += error.code == ILLEGAL_DATA_ADDRESS
+                if error.code == ILLEGAL_DATA_ADDRESS:
+                    rejected += 1
                 continue
             except LinkError as error:
                 # The request's unit id shows which part of a multi-unit device went silent.
