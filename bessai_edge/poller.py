@@ -247,6 +247,7 @@ class DevicePoller:
     # -- plan ------------------------------------------------------------------------
 
     def _set_plan(self, plan):
+        plan.log_name, plan.log_extra = self.device.name, self.log_extra
         # Rounding and field names are resolved once per plan; each cycle is one C call.
         self._field_map = core.FieldMap(plan.fields, *records.field_rounding(plan))
         if self.plan is not None and plan.fields == self.plan.fields:

@@ -318,22 +318,28 @@ def _warn_of_silent_device_cost(checks, interval_s):
     """
     if len(checks) < 2:
         return
+    from bessai_edge.diagnosis import suggested_interval_s
+
     slow = []
+    worst_s = 0.0
     for check in checks:
         if not check.timeouts:
             continue
         connect_s, request_s, quiet_s = check.timeouts
-        # The quiet time is spent after every connect, so only the timeouts are judged.
-        if max(connect_s, request_s) > interval_s:
-            slow.append(f"{check.device.name} {max(connect_s, quiet_s + request_s):g} s")
+        device_s = max(connect_s, quiet_s + request_s)
+        if device_s > interval_s:
+            slow.append(f"{check.device.name} {device_s:g} s")
+            worst_s = max(worst_s, device_s)
     if slow:
         print(_("bessai check: warning: while a device does not answer, each cycle waits "
                 "for it up to its quiet time after connect plus its request timeout, or its "
                 "connect timeout ({devices}), more than SCAN_INTERVAL_S={interval:g}: "
                 "during its outages the devices after it are read late and cycles overrun. "
                 "If the devices reply quickly, set REQUEST_TIMEOUT_S and CONNECT_TIMEOUT_S "
-                "shorter, such as 0.5 on a local network").format(
-                    devices=", ".join(slow), interval=interval_s), file=sys.stderr)
+                "shorter, such as 0.5 on a local network; otherwise set SCAN_INTERVAL_S to "
+                "{suggested:g} or more").format(
+                    devices=", ".join(slow), interval=interval_s,
+                    suggested=suggested_interval_s(worst_s)), file=sys.stderr)
 
 
 def _forwarder_problems(env_file):

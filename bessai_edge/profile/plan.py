@@ -74,6 +74,10 @@ class ReadPlan:
         self.requests = []
         self.buffer_words = 0
         self.table = None
+        # Set by the poller: the device's name leads the plan's log lines, and its
+        # journal fields go with them.
+        self.log_name = ""
+        self.log_extra = {}
         self._layout()
 
     # -- layout --------------------------------------------------------------------------
@@ -164,6 +168,12 @@ class ReadPlan:
             ranges.append((hole.first, hole.last + 1))
         return ranges
 
+    def _log(self, level, message, *args):
+        """Log a line of this plan, led by the device's name when the poller gave it."""
+        if self.log_name:
+            message, args = "%s: " + message, (self.log_name, *args)
+        logger.log(level, message, *args, extra=self.log_extra)
+
     # -- exception 2 ---------------------------------------------------------------------
 
     def mark_illegal_address(self, request, read=None):
@@ -179,8 +189,8 @@ class ReadPlan:
         ``(unit_id, function, first, last)`` address ranges remembered by this call.
         """
         if not 0 <= request.block < len(self.requests) or self.requests[request.block] != request:
-            logger.warning("exception 2 reported for %s, which is not a request of the "
-                           "current plan; ignored", _describe(request))
+            self._log(logging.WARNING, "exception 2 reported for %s, which is not a request "
+                      "of the current plan; ignored", _describe(request))
             return []
         atom_ranges = self._request_atoms[request.block]
         key = (request.unit_id, request.function)
@@ -196,10 +206,10 @@ class ReadPlan:
         ranges = [(request.unit_id, request.function, start, end - 1)
                   for start, end in planner.merge_ranges(learned)]
         if ranges:
-            logger.warning("%s: the device rejects registers %s with exception 2 (illegal "
-                           "data address); the plan reads around them from now on",
-                           _describe(request), ", ".join(
-                               f"{first}..{last}" for _unit, _function, first, last in ranges))
+            self._log(logging.WARNING, "%s: the device rejects registers %s with exception 2 "
+                      "(illegal data address); the plan reads around them from now on",
+                      _describe(request), ", ".join(
+                          _range_text(first, last) for _unit, _function, first, last in ranges))
         return ranges
 
     def _probe(self, request, atom_ranges, read):
@@ -232,8 +242,8 @@ class ReadPlan:
         try:
             readable(atom_ranges)
         except LinkError as error:
-            logger.warning("probing the rejected request %s stopped: %s; it is probed again "
-                           "when it fails next", _describe(request), error)
+            self._log(logging.WARNING, "probing the rejected request %s stopped: %s; it is "
+                      "probed again when it fails next", _describe(request), error)
         return learned
 
     def _isolate(self, request, atom_ranges):
@@ -291,9 +301,10 @@ class ReadPlan:
             return False
         self._pending = False
         self._layout()
-        logger.info("read plan regrouped: %d requests, %d registers, %d points not read",
-                    len(self.requests), sum(request.count for request in self.requests),
-                    sum(1 for point in self.points if not point.readable))
+        self._log(logging.INFO, "read plan regrouped: %d %s, %d registers, %d points not read",
+                  len(self.requests), "request" if len(self.requests) == 1 else "requests",
+                  sum(request.count for request in self.requests),
+                  sum(1 for point in self.points if not point.readable))
         return True
 
     def forget_hole(self, unit_id, function, first, last):
@@ -457,6 +468,11 @@ def _point_spec(core, point, name, factor):
         block=point.block, scale=point.scale * factor, offset=point.offset * factor,
         sf_index=point.sf if point.readable and not point.sf_apart else -1,
         sentinels=tuple(point.sentinels), default_sentinel=point.default_sentinel)
+
+
+def _range_text(first, last):
+    """Return ``first..last``, or one address alone."""
+    return str(first) if first == last else f"{first}..{last}"
 
 
 def _describe(request):

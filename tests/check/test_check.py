@@ -687,5 +687,11 @@ def test_check_warns_of_outage_cost_with_several_devices(tmp_path):
     assert ("each cycle waits for it up to its quiet time after connect plus its request "
             "timeout, or its connect timeout (huawei 6 s, sma 3 s), more than "
             "SCAN_INTERVAL_S=1") in result.stderr
+    assert "otherwise set SCAN_INTERVAL_S to 9 or more" in result.stderr
+    # The Huawei profile's 1 s quiet time counts too: 1.5 s is still more than 1 s.
     short = run_check(**variables, REQUEST_TIMEOUT_S="0.5", CONNECT_TIMEOUT_S="0.5")
-    assert "each cycle waits" not in short.stderr
+    assert "connect timeout (huawei 1.5 s), more than SCAN_INTERVAL_S=1" in short.stderr
+    assert "otherwise set SCAN_INTERVAL_S to 2.3 or more" in short.stderr
+    fits = run_check(**variables, REQUEST_TIMEOUT_S="0.5", CONNECT_TIMEOUT_S="0.5",
+                     SCAN_INTERVAL_S="2")
+    assert "each cycle waits" not in fits.stderr

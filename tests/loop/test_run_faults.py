@@ -539,3 +539,19 @@ def test_run_warns_of_limit_without_field(tmp_path):
     assert ("LIMIT_SOC_LOW_WARN set, but no device's profile maps soc_pct, so the limit is "
             "never checked") in run.stderr
     assert "soc_pct" not in run.records[0]["values"]
+
+
+def test_run_plan_lines_name_the_device(tmp_path):
+    # With two devices on one unit id, "unit 1 holding ..." alone did not say which.
+    address, _field, _others = hole_target(PROFILE)
+    with simulator("--profile", PROFILE, "--exception", f"{address}=2") as (host, port):
+        environ = gateway_env(tmp_path / "spool", DEVICES="huawei", DEVICE_HUAWEI_IP=host,
+                              DEVICE_HUAWEI_PORT=port, DEVICE_HUAWEI_PROFILE=PROFILE)
+        run = run_gateway(environ, 1)
+    assert run.returncode == 0, run.stderr
+    rejected = [line for line in run.stderr.splitlines() if "the device rejects" in line]
+    assert rejected, run.stderr
+    assert "bessai_edge.profile.plan: huawei: unit 1 holding " in rejected[0]
+    assert f"rejects registers {address} with exception 2" in rejected[0]
+    assert "BESSAI_DEVICE=huawei" in rejected[0]
+    assert "huawei: read plan regrouped" in run.stderr
