@@ -341,8 +341,8 @@ class DevicePoller:
                 continue
             except LinkError as error:
                 # The request's unit id shows which part of a multi-unit device went silent.
-                return statuses, (f"{self._count_error(error)} (unit id {unit_id}, function "
-                                  f"{function} address {address} count {count})"), answered
+                return statuses, (f"{self._count_error(error)}; unit id {unit_id}, function "
+                                  f"{function} address {address} count {count}"), answered
             buffer[offset:end] = words  # both array('H'): one copy
             statuses[block] = 0
             answered = True

@@ -414,7 +414,7 @@ def test_run_silent_role_unit_named(tmp_path):
     record = run.records[0]
     assert record["state"] == "degraded", record
     assert record["error"].startswith("timeout: "), record["error"]
-    assert "(unit id 246, function " in record["error"], record["error"]
+    assert "; unit id 246, function " in record["error"], record["error"]
     assert "device state starting -> degraded (timeout: " in run.stderr
 
 
