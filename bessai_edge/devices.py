@@ -38,7 +38,8 @@ def simulator_for(device):
     if device.unit_id is not None:
         source += ["--unit-id", str(device.unit_id)]
     for role, unit_id in sorted(device.unit_ids.items()):
-        source += ["--unit", f"{role}={unit_id}"]
+        if unit_id is not None:  # a role switched off is served all the same
+            source += ["--unit", f"{role}={unit_id}"]
     return SimulatorProcess(source, host=SIMULATOR_HOST)
 
 

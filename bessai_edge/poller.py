@@ -17,6 +17,7 @@ from bessai_edge import alarms, core, records
 from bessai_edge import state as gateway_state
 from bessai_edge.errors import DeviceException, LinkError, ProfileError
 from bessai_edge.link import MAX_READ_REGISTERS
+from bessai_edge.profile.fields import MAIN_ROLE
 from bessai_edge.ratelimit import RateLimitedLog
 from bessai_edge.state_changes import DeviceStateLog
 
@@ -259,8 +260,10 @@ class DevicePoller:
             # A new field layout needs a new table, whose alarms start cleared: report the clears.
             self._pending_changes = [(alarms.alarm_name(name, level), False)
                                      for name, level in self.limit_table.active()]
+        off = fields_of_roles_off(self.profile, plan.units)
         self.limit_table, self.watched_fields = alarms.build_limit_table(
-            self.limit_settings, plan.fields)
+            self.limit_settings, {field: entry for field, entry in plan.fields.items()
+                                  if field not in off})
         self._active = None  # a new table: list its active alarms at the next evaluation
         if self._previous_alarms is not None:
             self._apply_previous_alarms(self._previous_alarms)
@@ -503,6 +506,26 @@ class DevicePoller:
         state.values = values
         state.quality_counts.update(quality.values())
         return PollResult(device_state, error, values, quality, active, changes)
+
+
+def fields_of_roles_off(profile, units):
+    """Return the fields that only points of switched-off roles feed (``units[role]`` None).
+
+    Such a field has no value on this site, so no limit watches it and it raises no
+    stale alarm.
+    """
+    off = {role for role, unit in units.items() if unit is None}
+    if not off:
+        return set()
+    roles = {point.name: point.unit_role or MAIN_ROLE for point in profile.points}
+    feeders = {}
+    for point in profile.points:
+        if point.field:
+            feeders.setdefault(point.field, set()).add(roles[point.name])
+    for derived in profile.derived:
+        feeders.setdefault(derived.field, set()).update(
+            roles.get(term.point, MAIN_ROLE) for term in derived.terms)
+    return {field for field, feeding in feeders.items() if feeding <= off}
 
 
 def judged_unit_parts(requests):

@@ -386,6 +386,9 @@ def _read_unit_ids(reader, prefix):
                 "the role after {prefix} must be an upper-case letter followed by up to 31 "
                 "upper-case letters, digits or '_', as in {prefix}VEBUS").format(prefix=prefix))
             continue
+        if reader.raw(name).lower() in alarms.OFF_WORDS:
+            unit_ids[role.lower()] = None  # a part the site lacks: its points are not read
+            continue
         unit_id = reader.integer(name, None, minimum=0, maximum=MAX_UNIT_ID)
         if unit_id is not None:
             unit_ids[role.lower()] = unit_id

@@ -555,3 +555,22 @@ def test_run_plan_lines_name_the_device(tmp_path):
     assert f"rejects registers {address} with exception 2" in rejected[0]
     assert "BESSAI_DEVICE=huawei" in rejected[0]
     assert "huawei: read plan regrouped" in run.stderr
+
+
+def test_run_role_switched_off_raises_no_stale_alarm(tmp_path):
+    # A Victron site without a battery monitor: the battery role's unit id gets
+    # exception 11, which made the device degraded and battery_temp_c stale for good.
+    with simulator("--profile", "victron_multiplus", "--unknown-unit", "exception11") as (
+            host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH="victron_multiplus",
+                              MODBUS_UNIT_BATTERY="off", STALE_AFTER_S="1",
+                              SCAN_INTERVAL_S="0.5")
+        run = run_gateway(environ, 6)
+    assert run.returncode == 0, run.stderr
+    assert [record["state"] for record in run.records] == ["ok"] * 6
+    last = run.records[-1]
+    assert last["quality"]["battery_temp_c"] == "not_available"
+    assert last["values"]["soc_pct"] is not None
+    assert last["alarms"] == [], last["alarms"]
+    assert "battery_temp_c:stale" not in run.stderr

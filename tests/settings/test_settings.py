@@ -1001,3 +1001,10 @@ def test_settings_unused_single_device_variables_named():
                         "for it (DEVICE_A_IP, DEVICE_B_IP), so it is not used: remove it"]
     single = settings.load_settings(MINIMAL).devices
     assert settings.unused_device_variables(MINIMAL, single) == []
+
+
+@pytest.mark.parametrize("written", ["off", "OFF", "none"])
+def test_settings_unit_role_switched_off(written):
+    loaded = settings.load_settings({**MINIMAL, "DRIVER_PROFILE_PATH": "victron_multiplus",
+                                     "MODBUS_UNIT_BATTERY": written})
+    assert loaded.devices[0].unit_ids == {"battery": None}
