@@ -2,6 +2,8 @@
 
 import logging
 
+import pytest
+
 from bessai_edge.forward.sequence import SequenceCheck
 
 LOGGER = "bessai_edge.forward.forwarder"
@@ -21,34 +23,25 @@ def _read(check, seqs):
         check.check(seq, (1, 0))
 
 
-def test_gap_logged_once_after_rewind(caplog):
-    caplog.set_level(logging.WARNING, logger=LOGGER)
-    check = SequenceCheck(_Reader())
-    _read(check, [1, 2, 5, 6])
-    check.rewind(1)
-    _read(check, [2, 5, 6])
-
-    lines = _gap_lines(caplog)
-    assert len(lines) == 1
-    assert "records 3 to 4 (2)" in lines[0]
-    assert check.gaps == 1
-    assert check.missing_records == 2
-
-
-def test_gap_of_reread_records_logged(caplog):
+@pytest.mark.parametrize("first,rewind_to,second,gap_text,missing", [
+    # A gap read again after a rewind is logged once.
+    ([1, 2, 5, 6], 1, [2, 5, 6], "records 3 to 4 (2)", 2),
     # Records 6 to 8 were read and published, the connection was lost before their
     # PUBACKs, and the spool evicted them before the reconnect read them again.
+    (list(range(1, 11)), 5, [9, 10, 11], "records 6 to 8 (3)", 3),
+])
+def test_gap_logged_once_after_rewind(caplog, first, rewind_to, second, gap_text, missing):
     caplog.set_level(logging.WARNING, logger=LOGGER)
     check = SequenceCheck(_Reader())
-    _read(check, range(1, 11))
-    check.rewind(5)
-    _read(check, [9, 10, 11])
+    _read(check, first)
+    check.rewind(rewind_to)
+    _read(check, second)
 
     lines = _gap_lines(caplog)
     assert len(lines) == 1
-    assert "records 6 to 8 (3)" in lines[0]
+    assert gap_text in lines[0]
     assert check.gaps == 1
-    assert check.missing_records == 3
+    assert check.missing_records == missing
 
 
 def test_gap_partly_logged_before(caplog):

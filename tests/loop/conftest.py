@@ -139,3 +139,20 @@ def pid_gone(pid, timeout=10.0):
             return True
         time.sleep(0.05)
     return False
+
+
+def make_poller(tmp_path, port, profile_name):
+    """Return (link, poller) for ``profile_name`` at 127.0.0.1:``port``, from real settings."""
+    from bessai_edge import settings as settings_module
+    from bessai_edge.devices import load_device_profiles
+    from bessai_edge.link import DeviceLink
+    from bessai_edge.poller import DevicePoller
+
+    loaded = settings_module.load_settings({
+        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
+        "DRIVER_PROFILE_PATH": profile_name, "SPOOL_DIR": str(tmp_path)})
+    device, = loaded.devices
+    profile = load_device_profiles(loaded.devices)[device.name]
+    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id,
+                                  connect_timeout_s=1.0)
+    return link, DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")

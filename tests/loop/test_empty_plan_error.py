@@ -8,37 +8,26 @@ not a null error that the cycle line shows as "device down (no answer)".
 
 import time
 
-from bessai_edge import settings as settings_module
-from bessai_edge.devices import load_device_profiles
-from bessai_edge.link import DeviceLink
-from bessai_edge.poller import DevicePoller
 from tests.conftest import CAPTURES, free_tcp_port
-from tests.loop.conftest import simulator
+from tests.loop.conftest import make_poller, simulator
 
 SUNSPEC_CAPTURE = CAPTURES / "sunspec_pysunspec2_suns_walk_m1_m126.json"  # models 1 and 126
 
 
-def make_poller(tmp_path, port, profile_name):
-    """Return (link, poller) for ``profile_name`` at 127.0.0.1:``port``, from real settings."""
-    loaded = settings_module.load_settings({
-        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
-        "DRIVER_PROFILE_PATH": profile_name, "SPOOL_DIR": str(tmp_path)})
-    device, = loaded.devices
-    profile = load_device_profiles(loaded.devices)[device.name]
-    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id,
-                                  connect_timeout_s=1.0)
-    return link, DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")
-
-
-def test_sunspec_map_without_profile_models(tmp_path):
+def poll_capture(tmp_path, profile_name, cycles):
+    """Serve the SunSpec capture and return ``cycles`` poll results of ``profile_name``."""
     port = free_tcp_port()
-    link, poller = make_poller(tmp_path, port, "fronius_gen24")
+    link, poller = make_poller(tmp_path, port, profile_name)
     try:
         with simulator("--capture", str(SUNSPEC_CAPTURE), port=port):
             poller.prepare()
-            result = poller.poll(time.monotonic())
+            return [poller.poll(time.monotonic()) for _cycle in range(cycles)]
     finally:
         link.close()
+
+
+def test_sunspec_map_without_profile_models(tmp_path):
+    result, = poll_capture(tmp_path, "fronius_gen24", 1)
     assert result.state == "down"
     assert result.error is not None
     assert result.error.startswith("no_registers: ")
@@ -47,17 +36,9 @@ def test_sunspec_map_without_profile_models(tmp_path):
 
 
 def test_every_address_rejected(tmp_path):
-    port = free_tcp_port()
-    link, poller = make_poller(tmp_path, port, "huawei_sun2000")
-    try:
-        with simulator("--capture", str(SUNSPEC_CAPTURE), port=port):
-            poller.prepare()
-            # Cycle 1 learns the rejected addresses and reads the regrouped plan again,
-            # which has no request left; so does every later cycle.
-            results = [poller.poll(time.monotonic()) for _cycle in range(2)]
-    finally:
-        link.close()
-    for result in results:
+    # Cycle 1 learns the rejected addresses and reads the regrouped plan again, which
+    # has no request left. So does every later cycle.
+    for result in poll_capture(tmp_path, "huawei_sun2000", 2):
         assert result.state == "down"
         assert result.error is not None
         assert result.error.startswith("no_registers: ")

@@ -9,27 +9,12 @@ once it leaves the mode in which it rejected it. The last cycle is given a start
 import time
 
 from bessai_edge import poller as poller_module
-from bessai_edge import settings as settings_module
-from bessai_edge.devices import load_device_profiles
-from bessai_edge.link import DeviceLink
-from bessai_edge.poller import DevicePoller
 from tests.conftest import free_tcp_port
+from tests.loop.conftest import make_poller
 from tests.loop.conftest import simulator
 from tests.loop.test_run_faults import hole_target
 
 PROFILE = "huawei_sun2000"
-
-
-def make_poller(tmp_path, port):
-    """Return (link, poller) for the Huawei profile at 127.0.0.1:``port``, from real settings."""
-    loaded = settings_module.load_settings({
-        "SITE_ID": "t", "INVERTER_IP": "127.0.0.1", "INVERTER_PORT": str(port),
-        "DRIVER_PROFILE_PATH": PROFILE, "SPOOL_DIR": str(tmp_path)})
-    device, = loaded.devices
-    profile = load_device_profiles(loaded.devices)[device.name]
-    link = DeviceLink.for_profile(profile, "127.0.0.1", port=port, unit_id=device.unit_id,
-                                  connect_timeout_s=1.0)
-    return link, DevicePoller(device, profile, link, loaded.limits, f"127.0.0.1:{port}")
 
 
 def poll_until_ok(poller, ahead_s=0.0, attempts=50):
@@ -46,7 +31,7 @@ def test_poller_reads_rejected_address_again(tmp_path, caplog):
     caplog.set_level("INFO", logger="bessai_edge.poller")
     address, field, _others = hole_target(PROFILE)
     port = free_tcp_port()
-    link, poller = make_poller(tmp_path, port)
+    link, poller = make_poller(tmp_path, port, PROFILE)
     try:
         with simulator("--profile", PROFILE, "--exception", f"{address}=2", port=port):
             poller.prepare()
@@ -69,7 +54,7 @@ def test_poller_permanent_hole_keeps_cycle_intact(tmp_path):
     # exception 2, so its other points were lost and the device went degraded.
     address, field, others = hole_target(PROFILE)
     port = free_tcp_port()
-    link, poller = make_poller(tmp_path, port)
+    link, poller = make_poller(tmp_path, port, PROFILE)
     try:
         with simulator("--profile", PROFILE, "--exception", f"{address}=2", port=port):
             poller.prepare()
@@ -93,7 +78,7 @@ def test_poller_takes_back_served_part_of_hole(tmp_path):
     address, field, _others = hole_target(PROFILE)
     next_address = address + 1
     port = free_tcp_port()
-    link, poller = make_poller(tmp_path, port)
+    link, poller = make_poller(tmp_path, port, PROFILE)
     try:
         with simulator("--profile", PROFILE, "--exception", f"{address}-{next_address}=2",
                        port=port):
