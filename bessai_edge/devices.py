@@ -46,3 +46,10 @@ def simulator_for(device):
 def modbus_endpoint(device, profile):
     """Return (host, port) of a real device: its port setting, else the profile's."""
     return device.host, device.port or profile.port
+
+
+def format_endpoint(host, port):
+    """Return ``host:port``, with brackets around an IPv6 address."""
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"

@@ -21,6 +21,7 @@ import time
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from bessai_edge.backoff import BackoffPolicy
+from bessai_edge.devices import format_endpoint
 from bessai_edge.errors import (
     ConnectionLost,
     DeviceException,
@@ -28,7 +29,7 @@ from bessai_edge.errors import (
     LinkTimeout,
     ShortReply,
 )
-from bessai_edge.modbus_client import FramedTcpClient, format_endpoint
+from bessai_edge.modbus_client import FramedTcpClient
 from bessai_edge.link_outages import LinkOutageLog
 from bessai_edge.ratelimit import DEFAULT_INTERVAL_S
 from bessai_edge.service.journal import EVENT_LINK, FIELD_EVENT

@@ -30,6 +30,7 @@ from pymodbus.pdu.register_message import (
     ReadInputRegistersResponse,
 )
 
+from bessai_edge.devices import format_endpoint
 from bessai_edge.errors import (
     ConnectionLost,
     ConnectionRefused,
@@ -51,13 +52,6 @@ _READ_REPLY_HEAD_SIZE = 9  # MBAP header, function code, byte count
 _REPLY_LENGTHS = tuple((3 + 2 * count).to_bytes(2, "big") for count in range(256))
 _BYTE_COUNTS = tuple(bytes([2 * count & 0xFF]) for count in range(256))
 _SWAP_WORDS = sys.byteorder == "little"  # registers are big-endian on the wire
-
-
-def format_endpoint(host, port):
-    """Return ``host:port``, with brackets around an IPv6 address."""
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
 
 
 def _registers_from(data):

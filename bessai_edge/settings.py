@@ -19,6 +19,7 @@ import os
 import re
 
 from bessai_edge import alarms, setting_names
+from bessai_edge.devices import format_endpoint
 from bessai_edge.envfile import (
     EnvReader,
     comment_hint,
@@ -228,15 +229,17 @@ def _read_devices(reader, mode):
         reader.invalid("DEVICES", names_text, text)
         return ()
     reader.problems.extend(setting_names.device_name_problems(reader.environ, names))
+    profiles = {}  # device name -> its loaded profile, None when it did not load
     devices = tuple(
         _read_device(reader, mode, name, f"DEVICE_{name.upper()}_", common_unit_ids,
-                     len(names) > 1)
+                     len(names) > 1, profiles)
         for name in names)
-    _check_distinct_endpoints(reader, mode, devices)
+    _check_distinct_endpoints(reader, mode, devices, profiles)
     return devices
 
 
-def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=False):
+def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=False,
+                 profiles=None):
     def variable(key):
         # The device's own variable when it is set, or when the single-device variable
         # it falls back to is unset too, so that "missing" names the device's variable.
@@ -279,6 +282,8 @@ def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=Fa
     loaded = _load_profile(reader, device.profile) if profile_found else None
     if loaded is not None and device.unit_ids:
         _check_unit_roles(reader, device, loaded, prefix, several_devices)
+    if profiles is not None:
+        profiles[name] = loaded
     return device
 
 
@@ -395,7 +400,7 @@ def _read_unit_ids(reader, prefix):
     return unit_ids
 
 
-def _check_distinct_endpoints(reader, mode, devices):
+def _check_distinct_endpoints(reader, mode, devices, profiles):
     """Report devices that poll the same address, port and unit id with the same profile.
 
     Ports and unit ids left to the profile are compared as the profile sets them, so
@@ -408,10 +413,10 @@ def _check_distinct_endpoints(reader, mode, devices):
     for device in devices:
         if not device.host:
             continue  # its missing address is reported already
-        port, unit_id = _resolved_port_and_unit(device)
+        port, unit_id = _resolved_port_and_unit(device, profiles.get(device.name))
         key = (device.host, port, unit_id, device.profile)
         if key in seen:
-            endpoint = device.host if port is None else _host_port(device.host, port)
+            endpoint = device.host if port is None else format_endpoint(device.host, port)
             reader.problems.append(_(
                 "devices {first} and {second} are the same device ({host}, unit id {unit}): "
                 "give each its own DEVICE_<NAME>_IP, DEVICE_<NAME>_PORT or "
@@ -421,26 +426,15 @@ def _check_distinct_endpoints(reader, mode, devices):
         seen[key] = device.name
 
 
-def _resolved_port_and_unit(device):
-    """Return the device's (port, unit id), taking unset ones from its profile.
+def _resolved_port_and_unit(device, profile):
+    """Return the device's (port, unit id), taking unset ones from its loaded ``profile``.
 
-    A value stays None when the profile cannot be loaded: that is reported already.
+    A value stays None when the profile did not load: that is reported already.
     """
-    from bessai_edge.profile import load_profile
-
-    port, unit_id = device.port, device.unit_id
-    if port is not None and unit_id is not None:
-        return port, unit_id
-    try:
-        profile = load_profile(device.profile)
-    except ProfileError:
-        return port, unit_id
-    return (profile.port if port is None else port,
-            profile.unit_id if unit_id is None else unit_id)
-
-
-def _host_port(host, port):
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if profile is None:
+        return device.port, device.unit_id
+    return (profile.port if device.port is None else device.port,
+            profile.unit_id if device.unit_id is None else device.unit_id)
 
 
 def _read_size(reader, name, default, minimum, maximum):
