@@ -132,7 +132,7 @@ def _changed_levels(defaults, limits):
     """Return ``(setting, variables)`` for the LIMIT_<setting>_* levels moved from their default.
 
     The installed settings file writes the defaults out, so a level equal to its
-    default tells nothing about the site. A level switched off counts as unchanged.
+    default is no choice made for the site. A level switched off counts as unchanged.
     """
     changed = []
     for default, limit in zip(defaults, limits):

@@ -678,7 +678,7 @@ def test_check_warns_of_limit_without_field(tmp_path):
             "soc_pct, so that limit is never checked") in result.stderr
 
 
-def test_check_warns_of_outage_cost_with_several_devices(tmp_path):
+def test_check_warns_of_outage_cost(tmp_path):
     # Each cycle waits out a silent device's timeouts before the devices after it.
     variables = {"BESSAI_MODE": "simulator", "INVERTER_IP": "", "DEVICES": "huawei,sma",
                  "DEVICE_HUAWEI_PROFILE": "huawei_sun2000",

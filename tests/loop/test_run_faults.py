@@ -557,7 +557,7 @@ def test_run_plan_lines_name_the_device(tmp_path):
     assert "huawei: read plan regrouped" in run.stderr
 
 
-def test_run_role_switched_off_raises_no_stale_alarm(tmp_path):
+def test_run_role_off_no_stale_alarm(tmp_path):
     # A Victron site without a battery monitor: the battery role's unit id gets
     # exception 11, which made the device degraded and battery_temp_c stale for good.
     with simulator("--profile", "victron_multiplus", "--unknown-unit", "exception11") as (

@@ -36,6 +36,6 @@ def test_template_decodes_sign_and_scale():
     assert math.isclose(fields["grid_frequency_hz"], 50.02, abs_tol=1e-9)
 
 
-def test_template_temperature_marker_is_not_available():
+def test_template_temperature_marker_unavailable():
     fields = decode_with(battery_temperature=3276.7)  # raw 0x7FFF
     assert math.isnan(fields["battery_temp_c"])

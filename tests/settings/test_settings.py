@@ -304,7 +304,7 @@ def test_settings_device_missing_names_its_variable():
     assert problems[1].startswith("DEVICE_VIC_IP is missing: "), problems
 
 
-def test_settings_device_missing_falls_back_to_single_variable():
+def test_settings_device_falls_back_to_single():
     # A set single-device variable still serves every device that lacks its own.
     environ = {**MINIMAL, "DEVICES": "inv,vic", "DEVICE_VIC_IP": "192.168.1.101",
                "DEVICE_VIC_PROFILE": "victron_multiplus"}
@@ -313,7 +313,7 @@ def test_settings_device_missing_falls_back_to_single_variable():
     assert (vic.host, vic.profile) == ("192.168.1.101", "victron_multiplus")
 
 
-def test_settings_same_device_with_profile_defaults_written_out():
+def test_settings_same_device_profile_defaults():
     # Port 502 and unit id 1 are the Huawei profile's own, so b polls what a polls.
     problem, = problems_of(DEVICES="a,b", DEVICE_B_PORT="502", DEVICE_B_SLAVE_ID="1")
     assert problem.startswith("devices a and b are the same device (192.168.1.100:502, "
@@ -849,7 +849,7 @@ def run_with_journal_stderr(tmp_path, command, text):
     return result.returncode, stderr_path.read_text().splitlines()
 
 
-def test_run_repeated_variable_marked_warning_in_journal(tmp_path):
+def test_run_repeat_warning_journal_priority(tmp_path):
     # journald stores an unmarked stderr line at info priority, where
     # `journalctl -p warning` does not find it.
     status, lines = run_with_journal_stderr(tmp_path, ["run"], (
@@ -860,7 +860,7 @@ def test_run_repeated_variable_marked_warning_in_journal(tmp_path):
     assert warnings[0].startswith("<4>bessai: warning: "), warnings
 
 
-def test_run_unused_device_variable_marked_warning_in_journal(tmp_path):
+def test_run_unused_variable_journal_priority(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     closed_port = free_loopback_port()
@@ -874,7 +874,7 @@ def test_run_unused_device_variable_marked_warning_in_journal(tmp_path):
     assert warnings[0].startswith("<4>bessai: warning: "), warnings
 
 
-def test_forward_repeated_variable_marked_warning_in_journal(tmp_path):
+def test_forward_repeat_warning_journal_priority(tmp_path):
     status, lines = run_with_journal_stderr(tmp_path, ["forward"], (
         f"SITE_ID=site\nSITE_ID=other\nMQTT_ENABLED=false\nSPOOL_DIR={tmp_path}\n"
         f"FORWARD_STATE_DIR={tmp_path}\n"))
@@ -988,7 +988,7 @@ def test_spool_dir_writable_no_problem(tmp_path):
     assert settings.spool_directory_problems({"SPOOL_DIR": str(tmp_path)}) == []
 
 
-def test_settings_unused_single_device_variables_named():
+def test_settings_unused_single_variables_named():
     environ = {"SITE_ID": "site", "DEVICES": "a,b", "INVERTER_IP": "10.0.0.9",
                "MODBUS_SLAVE_ID": "1", "DRIVER_PROFILE_PATH": "huawei_sun2000",
                "DEVICE_A_IP": "10.0.0.1", "DEVICE_B_IP": "10.0.0.2",
