@@ -72,17 +72,15 @@ class DeviceCheck:
 def main(args):
     from bessai_edge import settings as settings_module
     from bessai_edge.errors import ConfigError
-    from bessai_edge.service.journal import quiet_pymodbus
+    from bessai_edge.service.journal import print_warnings, quiet_pymodbus
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="bessai check: %(levelname)s %(name)s: %(message)s")
     quiet_pymodbus()
     environ = settings_module.read_environment(args.env_file)
-    for warning in environ.warnings:
-        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
+    print_warnings(environ.warnings)
     settings = settings_module.load_settings(environ)
-    for warning in settings_module.unused_device_variables(environ, settings.devices):
-        print(_("bessai: warning: {warning}").format(warning=warning), file=sys.stderr)
+    print_warnings(settings_module.unused_device_variables(environ, settings.devices))
     devices = [device for device in settings.devices
                if args.device is None or device.name == args.device]
     if not devices:
