@@ -37,9 +37,14 @@ class SpoolError(BessaiError, OSError):
 
 
 class LinkError(BessaiError, OSError):
-    """A Modbus request failed. ``kind`` is the counter name of the failure."""
+    """A Modbus request failed. ``kind`` is the counter name of the failure.
+
+    ``dropped_after_request`` is True when the device closed or reset the connection
+    while the gateway waited for the reply to a request it had sent.
+    """
 
     kind = "link"
+    dropped_after_request = False
 
 
 class ConnectionRefused(LinkError):

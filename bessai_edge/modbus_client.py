@@ -268,7 +268,7 @@ class FramedTcpClient(ModbusTcpClient):
     def _read_failed(self, error):
         """Close the connection and return the ConnectionLost for a failed recv."""
         self.close()
-        return ConnectionLost(f"reading the reply failed: {error.strerror or error}")
+        return _dropped(ConnectionLost(f"reading the reply failed: {error.strerror or error}"))
 
     def _recv_frame(self):
         """Return the reply frame, skipping frames of earlier transactions, after checking it."""
@@ -368,7 +368,7 @@ class FramedTcpClient(ModbusTcpClient):
                 raise self._read_failed(error) from error
             if chunk == b"":
                 self.close()
-                raise ConnectionLost("the device closed the connection")
+                raise _dropped(ConnectionLost("the device closed the connection"))
         if chunk is not None:
             self._received += chunk
         elif time.monotonic() >= self.deadline:
@@ -378,6 +378,12 @@ class FramedTcpClient(ModbusTcpClient):
                 error.partial = True  # check separates a partial reply from silence
                 raise error
             raise LinkTimeout("no reply before the request timeout")
+
+
+def _dropped(error):
+    """Mark ``error`` as a connection the device ended after a request was sent."""
+    error.dropped_after_request = True
+    return error
 
 
 def _send_some(sock, data):

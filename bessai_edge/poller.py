@@ -80,6 +80,9 @@ class DevicePoller:
         self._buffer = array.array("H")
         self._requests = None           # the plan.requests that _steps was built from
         self._steps = []
+        self._cycle_steps = []          # _steps in this cycle's order (see _read_last)
+        self._last_block = None         # block of the request read last, or None
+        self._drops_in_row = 0          # passes in a row that the device ended at that request
         self._all_failed = b""
         self._unit_parts = {}           # unit id -> [(block, offset, end)] of its requests
         self._error_kind = None         # kind of the last error, for the journal field
@@ -333,7 +336,7 @@ class DevicePoller:
         answered = False
         first_word_ffff = False
         rejected = 0
-        for request, unit_id, function, address, count, offset, end, block in self._steps:
+        for request, unit_id, function, address, count, offset, end, block in self._cycle_steps:
             try:
                 words = read(unit_id, function, address, count)
             except DeviceException as error:
@@ -343,6 +346,8 @@ class DevicePoller:
                     rejected += 1
                 continue
             except LinkError as error:
+                if error.dropped_after_request:
+                    self._read_last(request)
                 # The request's unit id shows which part of a multi-unit device went silent.
                 return statuses, (f"{self._count_error(error)}; unit id {unit_id}, function "
                                   f"{function} address {address} count {count}"), answered
@@ -355,7 +360,34 @@ class DevicePoller:
             error_text = self._reject_no_data_units(statuses) or error_text
         if rejected and again and plan.apply_learned():
             return self._read_plan(again=False)
+        self._drops_in_row = 0
         return statuses, error_text, answered
+
+    def _read_last(self, request):
+        """Read ``request`` last from the next cycle on: the device closed the connection.
+
+        Some devices close the connection instead of replying to a request they cannot
+        serve. Read in the plan's order, the requests after it would then never be read;
+        read last, it costs only its own values. The second pass in a row that ends at
+        the same request is logged, with the registers to check.
+        """
+        block = request.block
+        self._drops_in_row = self._drops_in_row + 1 if block == self._last_block else 1
+        if block != self._last_block:
+            steps = self._steps
+            self._cycle_steps = steps[block + 1:] + steps[:block + 1]
+            self._last_block = block
+        if self._drops_in_row == 2:
+            self.errors.log(("dropped", block), logging.WARNING,
+                            "%s: the device closed the connection instead of replying to the "
+                            "request for registers %d..%d (unit id %d, function %d) in 2 "
+                            "cycles in a row; that request is read last from now on, so the "
+                            "others are read first. Check that the device serves those "
+                            "registers (`bessai check` lists the points), or leave them out "
+                            "of the profile", self.device.name, request.address,
+                            request.address + request.count - 1, request.unit_id,
+                            request.function,
+                            extra={**self.log_extra, "BESSAI_ERROR_KIND": "disconnected"})
 
     def _empty_plan_error(self):
         """Return the error text of a cycle whose plan has no request left to send.
@@ -398,7 +430,9 @@ class DevicePoller:
     def _set_requests(self, plan):
         """Unpack the plan's requests once, so each cycle reads plain tuples."""
         self._requests = plan.requests
-        self._steps = [(request, request.unit_id, request.function, request.address,
+        self._last_block = None
+        self._drops_in_row = 0
+        self._steps = self._cycle_steps = [(request, request.unit_id, request.function, request.address,
                         request.count, request.buffer_offset,
                         request.buffer_offset + request.count, request.block)
                        for request in plan.requests]

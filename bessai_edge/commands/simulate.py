@@ -10,7 +10,8 @@ import sys
 
 from bessai_edge.errors import EX_CONFIG
 from bessai_edge.i18n import _, os_error_text
-from bessai_edge.simulator.faults import parse_exception_spec, parse_request_range
+from bessai_edge.simulator.faults import (parse_address_range, parse_exception_spec,
+                                          parse_request_range)
 
 HELP = "serve a simulated device over Modbus TCP, for tests and training"
 DEFAULT_PORT = 5020  # 502 needs root; pass --port 502 to stand in for a real device
@@ -83,6 +84,10 @@ def add_arguments(parser):
                                "busy)"))
     faults.add_argument("--disconnect-every", type=_non_negative_int, default=0, metavar="N",
                         help=_("close the connection instead of answering every Nth request"))
+    faults.add_argument("--disconnect-at", type=_argument(parse_address_range), action="append",
+                        default=[], metavar=_("ADDR[-LAST]"),
+                        help=_("close the connection instead of answering reads touching "
+                               "these addresses; repeatable"))
     faults.add_argument("--silent", action="store_true",
                         help=_("accept connections but never answer"))
     parser.add_argument("--parent-pid", type=int, metavar="PID",
@@ -120,7 +125,7 @@ def faults_from_args(args):
     return Faults(latency_s=args.latency, latency_requests=args.latency_requests,
                   quiet_after_accept_s=args.quiet_after_accept, exceptions=tuple(args.exceptions),
                   busy_every=args.busy_every, disconnect_every=args.disconnect_every,
-                  silent=args.silent)
+                  disconnect_at=tuple(args.disconnect_at), silent=args.silent)
 
 
 def _build_source(args):

@@ -3,8 +3,8 @@
 Each fault copies a behaviour seen on site: a slow device (latency), a Huawei
 inverter that ignores requests for about a second after a connect (quiet period),
 exception codes on addresses a firmware does not implement, a busy device
-(exception 6), a gateway that drops the connection, a device that accepts TCP and
-never replies.
+(exception 6), a gateway that drops the connection, now and then or at every read
+of some addresses, a device that accepts TCP and never replies.
 """
 
 import dataclasses
@@ -51,6 +51,18 @@ def parse_exception_spec(text):
     return AddressException(first, last, code)
 
 
+def parse_address_range(text):
+    """Parse ``ADDRESS`` or ``FIRST-LAST`` (register addresses) into a (first, last) tuple."""
+    match = _RANGE_SPEC.match(text.strip())
+    first = int(match.group(1)) if match else 0
+    last = int(match.group(2) or first) if match else 0
+    if not match or not first <= last <= 65535:
+        raise ValueError(_("invalid address range {text!r}: expected ADDRESS or FIRST-LAST "
+                           "from 0 to 65535, first not above last, such as 32064 or "
+                           "32064-32070").format(text=text))
+    return first, last
+
+
 def parse_request_range(text):
     """Parse ``N`` or ``N-M`` (request numbers from 1) into a (first, last) tuple."""
     match = _RANGE_SPEC.match(text.strip())
@@ -75,6 +87,7 @@ class Faults:
     exceptions: tuple = ()          # AddressException entries
     busy_every: int = 0             # every Nth request gets exception 6
     disconnect_every: int = 0       # every Nth request closes the connection without a reply
+    disconnect_at: tuple = ()       # (first, last) ranges: a read touching one closes it
     silent: bool = False            # accept connections, never reply
 
     def options(self):
@@ -95,6 +108,9 @@ class Faults:
             options.append(f"--busy-every {self.busy_every}")
         if self.disconnect_every:
             options.append(f"--disconnect-every {self.disconnect_every}")
+        for first, last in self.disconnect_at:
+            options.append(f"--disconnect-at {first}" if first == last else (
+                f"--disconnect-at {first}-{last}"))
         if self.silent:
             options.append("--silent")
         return options
@@ -106,6 +122,11 @@ class Faults:
             if not first <= request_number <= last:
                 return 0.0
         return self.latency_s
+
+    def closes_at(self, address, count):
+        """Return True when a read of ``count`` registers at ``address`` closes the connection."""
+        return any(address <= last and address + count - 1 >= first
+                   for first, last in self.disconnect_at)
 
     def exception_for(self, address, count):
         """Return the injected exception code of a read, or None."""

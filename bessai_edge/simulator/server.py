@@ -98,6 +98,9 @@ class ModbusServer:
             return None
         if faults.disconnect_every and number % faults.disconnect_every == 0:
             return _CLOSE
+        if faults.disconnect_at and len(pdu) == 5 and faults.closes_at(
+                *struct.unpack(">HH", pdu[1:5])):
+            return _CLOSE
         result = self._result(number, unit_id, pdu)
         if result is None:
             return None

@@ -11,6 +11,7 @@ from bessai_edge.simulator.capture import image_from_capture
 from bessai_edge.simulator.faults import (
     AddressException,
     Faults,
+    parse_address_range,
     parse_exception_spec,
     parse_request_range,
 )
@@ -43,6 +44,26 @@ def test_parse_request_range_valid(text, expected):
 def test_parse_request_range_invalid(text):
     with pytest.raises(ValueError, match="N-M"):
         parse_request_range(text)
+
+
+@pytest.mark.parametrize("text,expected", [("0", (0, 0)), ("30803", (30803, 30803)),
+                                           ("100-110", (100, 110)), ("65535", (65535, 65535))])
+def test_parse_address_range_valid(text, expected):
+    assert parse_address_range(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "x", "5-2", "65536", "1-", "-3"])
+def test_parse_address_range_invalid(text):
+    with pytest.raises(ValueError, match="FIRST-LAST from 0 to 65535"):
+        parse_address_range(text)
+
+
+@pytest.mark.parametrize("address,count,closes", [
+    (90, 10, False), (90, 11, True), (110, 5, True), (111, 5, False), (30803, 2, True),
+])
+def test_faults_closes_at_touching_reads(address, count, closes):
+    faults = Faults(disconnect_at=((100, 110), (30804, 30804)))
+    assert faults.closes_at(address, count) is closes
 
 
 @pytest.mark.parametrize("address,count,expected", [
@@ -125,6 +146,7 @@ def test_capture_image_rejects_invalid_document(document, named):
     Faults(latency_s=0.25, latency_requests=(2, 5), quiet_after_accept_s=1.5),
     Faults(exceptions=(AddressException(32064, 32064, 2), AddressException(100, 110, 4)),
            busy_every=10, disconnect_every=7, silent=True),
+    Faults(disconnect_at=((30803, 30803), (100, 110))),
 ])
 def test_faults_options_parse_back_to_the_same_faults(faults):
     # The banner lists the options; given to `bessai simulate` they set the same faults.
