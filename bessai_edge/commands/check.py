@@ -650,6 +650,10 @@ def _observe_values(check, observation):
     observation.points_ok = sum(1 for row in rows if row["quality"] == "ok")
     observation.points_not_available = sum(1 for row in rows if row["quality"] == "not_available")
     observation.points_rejected = sum(1 for row in rows if row.get("status") == "illegal")
+    observation.points_absent = sum(1 for row in rows if row.get("status") == "absent")
+    observation.points_role_off = sum(1 for row in rows if row.get("status") == "role_off")
+    observation.roles_off = tuple(sorted(role for role, unit in check.plan.units.items()
+                                         if unit is None))
     observation.soc_pct = check.fields.get("soc_pct")
     # Points the device lacks or rejects carry a status: they are not "not available".
     observation.soc_not_available = tuple(
@@ -668,7 +672,9 @@ def _observe_values(check, observation):
         observation.battery_dc_power_kw = voltage * current / 1000.0
     from bessai_edge.diagnosis import MAIN_FIELDS
 
-    main = [row for row in rows if row["field"] in MAIN_FIELDS]
+    # A main field that only points of switched-off roles feed is not expected on the site.
+    main = [row for row in rows
+            if row["field"] in MAIN_FIELDS and row.get("status") != "role_off"]
     observation.main_fields = tuple(dict.fromkeys(row["field"] for row in main))
     # A field is missing when no point of it exists on the device (absent, or rejected).
     present = {row["field"] for row in main if row.get("status") not in ("absent", "illegal")}
@@ -706,8 +712,9 @@ def _print_table(check):
         unit=check.unit_id))
     if check.rows:
         header = (_("Point"), _("Value"), _("Unit"), _("Quality"))
-        lines = [header] + [(row["name"], _format_value(row), row["unit"], _quality_text(row))
-                            for row in check.rows]
+        lines = [header] + [(row["name"], _format_value(row), row["unit"],
+                             _quality_text(row, check.device, point.role))
+                            for row, point in zip(check.rows, check.plan.points)]
         widths = [max(len(line[column]) for line in lines) for column in range(3)]
         for line in lines:
             print(f"  {line[0]:<{widths[0]}}  {line[1]:>{widths[1]}}  {line[2]:<{widths[2]}}  "
@@ -740,7 +747,20 @@ def _format_field(value):
     return "-" if value is None else f"{value:.15g}"
 
 
-def _quality_text(row):
+def _role_variable(device, role):
+    """Return the variable that sets the unit id of ``role`` for this device.
+
+    With DEVICES that is ``DEVICE_<NAME>_UNIT_<ROLE>``, also where the shared
+    ``MODBUS_UNIT_<ROLE>`` switched the role off, because the device's own overrides it.
+    """
+    prefix = device.variables.get("MODBUS_UNIT_", "MODBUS_UNIT_")
+    return f"{prefix}{role.upper()}"
+
+
+def _quality_text(row, device, role):
+    """Return the Quality column: the status of a point not read, else its quality."""
+    if row.get("status") == "role_off":
+        return _("switched off ({variable})").format(variable=_role_variable(device, role))
     if "status" in row:
         statuses = {"illegal": _("rejected (exception 2)"), "absent": _("not on the device"),
                     "unreachable": _("too far from its scale factor")}

@@ -61,10 +61,24 @@ def _findings(observation):
         findings += cycle_time_findings(observation)
     findings += value_findings(observation, errors)
     if not findings:
-        findings.append(Finding(OK, "ok", _(
-            "All {count} points read; the device answers as profile {profile} expects."
-        ).format(count=observation.points, profile=observation.profile)))
+        findings.append(_all_well_finding(observation))
     return findings
+
+
+def _all_well_finding(observation):
+    """Return the ok finding, which counts only the points read and names the roles off."""
+    message = _(
+        "All {count} points read; the device answers as profile {profile} expects."
+    ).format(count=observation.points - observation.points_not_read,
+             profile=observation.profile)
+    if observation.points_role_off:
+        variables = ", ".join(f"MODBUS_UNIT_{role.upper()}" for role in observation.roles_off)
+        message += " " + ngettext(
+            "{count} point was not read because its role is switched off ({variables}).",
+            "{count} points were not read because their role is switched off ({variables}).",
+            observation.points_role_off
+        ).format(count=observation.points_role_off, variables=variables)
+    return Finding(OK, "ok", message)
 
 
 def exit_status(findings_per_device):
@@ -219,9 +233,10 @@ def _request_findings(observation):
         ).format(endpoint=observation.endpoint, summary=_count_kinds(outcomes)))]
 
     # A mixture of failures (exception 2 on some units, 11 on others) that left no value.
-    # Rejected points count as not available too; only the others are read values.
+    # Points not read (rejected, absent, role off) have quality not_available too, so only
+    # the other points that are not available are values read.
     nothing_read = (not observation.points_ok
-                    and observation.points_not_available <= observation.points_rejected)
+                    and observation.points_not_available <= observation.points_not_read)
     if outcomes and nothing_read and any(kind not in ("ok", "exception_2") for kind in outcomes):
         return [Finding(ERROR, "nothing_read", _(
             "No point of profile {profile} was read ({summary}): DRIVER_PROFILE_PATH "

@@ -68,6 +68,9 @@ class Observation:
     points_ok: int = 0
     points_not_available: int = 0
     points_rejected: int = 0      # not read because the device rejected their addresses
+    points_absent: int = 0        # not read because they are not on the device (status absent)
+    points_role_off: int = 0      # not read because the settings switch their role off
+    roles_off: tuple = ()         # the roles switched off (MODBUS_UNIT_<ROLE>=off), sorted
     main_fields: tuple = ()       # MAIN_FIELDS the profile maps
     main_fields_missing: tuple = ()  # of those, the ones the device does not have
     main_fields_failed: tuple = ()  # of those, the ones whose read failed (comm_error)
@@ -75,6 +78,14 @@ class Observation:
     scan_interval_s: float | None = None  # SCAN_INTERVAL_S, to compare read_s with
     # Single-device variable -> this device's (DeviceSettings.variables), for the messages
     variables: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def points_not_read(self):
+        """Count of the points the plan does not read (rejected, absent, role switched off).
+
+        Their quality is ``not_available``, although none of them is a value read.
+        """
+        return self.points_rejected + self.points_absent + self.points_role_off
 
 
 @dataclasses.dataclass(frozen=True)

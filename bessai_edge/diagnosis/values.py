@@ -162,8 +162,8 @@ def value_findings(observation, errors):
         ).format(soc=observation.soc_pct, profile=observation.profile)))
     findings += _rated_power_findings(observation)
     findings += _battery_power_findings(observation)
-    measured = observation.points - observation.points_rejected
-    if measured and observation.points_not_available - observation.points_rejected == measured:
+    measured = observation.points - observation.points_not_read
+    if measured and observation.points_not_available - observation.points_not_read == measured:
         findings.append(Finding(WARNING, "all_not_available", _(
             "Every point reads 'not available': the device answers but reports no "
             "measurements, as inverters do at night or in standby."

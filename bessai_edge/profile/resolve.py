@@ -2,9 +2,10 @@
 
 Register points are resolved from the profile alone. SunSpec points need the model map
 of their unit: the first listed model found on the device gives the address, type,
-unit and scale-factor point of the named model point. A point that cannot be read
-(its role switched off, its model missing on the device) is kept with status
-``absent`` so that the table and the canonical fields keep one layout.
+unit and scale-factor point of the named model point. A point that cannot be read is
+kept, so that the table and the canonical fields keep one layout. Its status is
+``role_off`` when the settings switch its role off, else ``absent`` (its model or point
+missing on the device).
 """
 
 import dataclasses
@@ -20,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 HOLDING = 3
 READABLE = "ok"
-ABSENT = "absent"            # role switched off, or model/point not on the device
+ABSENT = "absent"            # model/point not on the device, or its scale factor unreadable
+ROLE_OFF = "role_off"        # role switched off in the settings (MODBUS_UNIT_<ROLE>=off)
 ILLEGAL = "illegal"          # the device rejected its addresses with exception 2
 
 
@@ -133,7 +135,7 @@ class _Resolver:
                 length=point.registers, scale=point.scale, offset=point.offset,
                 unit=point.unit, sentinels=point.not_available,
                 default_sentinel=point.default_not_available, access=point.access,
-                role=role, status=READABLE if unit is not None else ABSENT)
+                role=role, status=READABLE if unit is not None else ROLE_OFF)
             self.append(resolved, point.scale_factor)
             return
         model_map = self.maps.get(unit)
@@ -153,7 +155,7 @@ class _Resolver:
             address=None, type=model_point.type, order="ABCD", length=model_point.size,
             scale=point.scale, offset=point.offset, unit=point.unit or model_point.units,
             sentinels=(), default_sentinel=True, access=point.access, role=role,
-            model_id=None, status=ABSENT)
+            model_id=None, status=ABSENT if unit is not None else ROLE_OFF)
 
     def _add_sunspec_point(self, name, entry, model_point, unit, role, point=None):
         scale = point.scale if point else 1.0

@@ -129,6 +129,43 @@ def test_check_one_role_unit_id_exception_11(simulator):
     assert result.returncode == 1
 
 
+def test_check_role_switched_off(simulator):
+    # A Victron system without a battery monitor: the battery role's points showed "not
+    # on the device", and the ok line counted them among the points read.
+    device = simulator("--profile", "victron_multiplus")
+    listed = run_check("--json", port=device.port, MODBUS_UNIT_BATTERY="off")
+    points = [json.loads(line) for line in listed.stdout.splitlines()]
+    off = [point for point in points if point.get("status") == "role_off"]
+    read = [point for point in points if "status" not in point]
+    assert off, {point.get("status") for point in points}
+    assert {point["name"].split(":")[0] for point in off} == {"battery"}
+    assert {point["unit_id"] for point in off} == {None}
+    assert {point["quality"] for point in off} == {"not_available"}
+    assert len(read) + len(off) == len(points)
+    assert {point["quality"] for point in read} == {"ok"}
+
+    result = run_check(port=device.port, MODBUS_UNIT_BATTERY="off")
+    assert codes(result) == ["ok"], result.stdout
+    assert result.returncode == 0
+    assert (f"All {len(read)} points read; the device answers as profile victron_multiplus "
+            f"expects. {len(off)} points were not read because their role is switched off "
+            "(MODBUS_UNIT_BATTERY).") in result.stdout
+    battery = [line for line in result.stdout.splitlines() if line.startswith("  battery:")]
+    assert len(battery) == len(off)
+    for line in battery:
+        assert line.endswith("switched off (MODBUS_UNIT_BATTERY)"), line
+
+
+def test_check_device_role_switched_off(simulator):
+    # With DEVICES, the table and the ok line name the device's own variable.
+    device = simulator("--profile", "victron_multiplus")
+    result = run_check(port=device.port, DEVICES="gx", DEVICE_GX_UNIT_BATTERY="none")
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert "because their role is switched off (DEVICE_GX_UNIT_BATTERY)." in result.stdout
+    assert "switched off (DEVICE_GX_UNIT_BATTERY)\n" in result.stdout
+    assert "not on the device" not in result.stdout
+
+
 def test_check_sunspec_meter_wrong_unit_id(simulator):
     # A wrong meter unit id behind a Fronius: discovery finds no SunSpec map there, the
     # meter's points were left out of the count, and check reported "ok" with exit 0.

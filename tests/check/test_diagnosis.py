@@ -149,6 +149,12 @@ CASES = [
                                      "points": 9, "points_rejected": 4,
                                      "points_not_available": 4},
      ["nothing_read"]),
+    # Points of a switched-off role read "not available" too, but none of them was read.
+    ("mixed_failures_role_off", {"request_outcomes": ["exception_2", "exception_11", "ok"],
+                                 "points": 12, "points_rejected": 4, "points_role_off": 3,
+                                 "points_not_available": 7}, ["nothing_read"]),
+    ("night_with_role_off", {"request_outcomes": ["ok"], "points": 5, "points_role_off": 2,
+                             "points_not_available": 5}, ["all_not_available"]),
     ("mixed_failures_at_night", {"request_outcomes": ["exception_11", "ok"], "points": 6,
                                  "points_not_available": 3}, ["some_requests_failed"]),
     ("no_main_field_on_device", {"request_outcomes": ["ok"], "points": 9, "points_ok": 5,
@@ -300,6 +306,24 @@ def test_diagnose_counts_in_singular():
     assert "rejects the address of 1 point of profile" in messages["rejected_addresses"]
     assert "it is not read" in messages["rejected_addresses"]
     assert messages["some_requests_failed"].startswith("1 of 3 requests failed (timeout x1)")
+
+
+@pytest.mark.parametrize("fields,text", [
+    ({"points": 60, "points_ok": 33, "points_not_available": 27, "points_role_off": 27,
+      "roles_off": ("battery",)},
+     "All 33 points read; the device answers as profile huawei_sun2000 expects. 27 points "
+     "were not read because their role is switched off (MODBUS_UNIT_BATTERY)."),
+    ({"points": 9, "points_ok": 8, "points_not_available": 1, "points_role_off": 1,
+      "roles_off": ("battery",), "variables": {"MODBUS_UNIT_": "DEVICE_GX_UNIT_"}},
+     "All 8 points read; the device answers as profile huawei_sun2000 expects. 1 point "
+     "was not read because its role is switched off (DEVICE_GX_UNIT_BATTERY)."),
+    ({"points": 9, "points_ok": 7, "points_not_available": 2, "points_absent": 2},
+     "All 7 points read; the device answers as profile huawei_sun2000 expects."),
+])
+def test_diagnose_all_well_counts_points_read(fields, text):
+    findings = diagnose(observe(request_outcomes=["ok"], **fields))
+    assert [finding.code for finding in findings] == ["ok"]
+    assert findings[0].message == text
 
 
 def finding(severity, code):
