@@ -108,8 +108,9 @@ def _connection_findings(observation):
             "app > Settings > Communication configuration > Dongle parameter settings > "
             "Modbus TCP; SMA: web interface > Device parameters > Edit parameters > External "
             "communication > Modbus > TCP server; Victron GX: Settings > Services > Modbus "
-            "TCP; Fronius: web interface > Communication > Modbus), check INVERTER_PORT, and "
-            "check that no firewall blocks TCP port {port}."
+            "TCP, or Settings > Integrations > Modbus TCP server on newer Venus OS; Fronius: "
+            "web interface > Communication > Modbus), check INVERTER_PORT, and check that no "
+            "firewall blocks TCP port {port}."
         ).format(endpoint=observation.endpoint, port=observation.port))]
     if kind == "timeout":
         return [Finding(ERROR, "connect_timeout", _(
