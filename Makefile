@@ -49,14 +49,22 @@ run: venv dev-env
 
 # The shipped settings file with the spool under .cache and no health server, written
 # as a file of its own: variables set on the command line would override the file and
-# make bessai print a warning for each. It is written again only when
-# packaging/bessai.env changes, so edits to it last.
+# make bessai print a warning for each. An existing copy holds the user's edits, so a
+# newer ENV_TEMPLATE goes to $(DEV_ENV).new beside it, with a line saying so.
+ENV_TEMPLATE ?= packaging/bessai.env
+DEV_ENV_SED := -e 's|^SPOOL_DIR=.*|SPOOL_DIR=$(RUN_SPOOL_DIR)|' -e 's|^HEALTH_LISTEN=.*|HEALTH_LISTEN=off|'
+
 dev-env: $(DEV_ENV)
 
-$(DEV_ENV): packaging/bessai.env
+$(DEV_ENV): $(ENV_TEMPLATE)
 	@mkdir -p $(dir $(DEV_ENV))
-	@sed -e 's|^SPOOL_DIR=.*|SPOOL_DIR=$(RUN_SPOOL_DIR)|' -e 's|^HEALTH_LISTEN=.*|HEALTH_LISTEN=off|' \
-		packaging/bessai.env > $(DEV_ENV)
+	@if [ -e $(DEV_ENV) ]; then \
+		sed $(DEV_ENV_SED) $(ENV_TEMPLATE) > $(DEV_ENV).new && touch $(DEV_ENV) && \
+		echo "make: $(ENV_TEMPLATE) changed; $(DEV_ENV) keeps your settings, and the new" \
+			"ones are in $(DEV_ENV).new (compare: diff $(DEV_ENV) $(DEV_ENV).new)"; \
+	else \
+		sed $(DEV_ENV_SED) $(ENV_TEMPLATE) > $(DEV_ENV); \
+	fi
 
 # Everything the tests need (Debian packages, the virtualenv, the core) and then the tests.
 test: test-deps venv

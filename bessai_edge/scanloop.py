@@ -208,7 +208,8 @@ class ScanLoop:
         self._update_state(number, wall_ms, cycle_start, results)
         if self._summary.due(self.clock(), self.state,
                              [poller.state_log.logged_state for poller in self.pollers]):
-            logger.info("%s", self._summary.line(number, self.pollers, results),
+            logger.info("%s", self._summary.line(number, self.pollers, results,
+                                                 self.state.spool_dropping),
                         extra={"BESSAI_EVENT": "cycle", "BESSAI_CYCLE": number})
         if self.notifier.enabled:
             self.notifier.cycle_done(service_notify.status_text(self.state))
@@ -278,8 +279,9 @@ class CycleSummary:
     """Decides when the cycle summary is logged and formats it.
 
     The summary goes to INFO on the first cycle, whenever a device's logged state
-    (``DeviceStateLog.logged_state``) or the set of active alarms changes, and otherwise
-    once per SUMMARY_INTERVAL_S. A device that keeps changing state therefore gets no
+    (``DeviceStateLog.logged_state``), the set of active alarms or the spool's dropping
+    changes, and otherwise once per SUMMARY_INTERVAL_S. While the spool drops records
+    (a full or failing disk), the line ends with ``spool=dropping``. A device that keeps changing state therefore gets no
     summary per change, as it gets no state line per change.
     """
 
@@ -289,14 +291,14 @@ class CycleSummary:
         self._last_key = None
 
     def due(self, now, state, shown_states):
-        key = (tuple(shown_states), tuple(state.active_alarms))
+        key = (tuple(shown_states), tuple(state.active_alarms), state.spool_dropping)
         if self._last_time is not None and key == self._last_key and (
                 now - self._last_time < SUMMARY_INTERVAL_S):
             return False
         self._last_time, self._last_key = now, key
         return True
 
-    def line(self, number, pollers, results):
+    def line(self, number, pollers, results, spool_dropping=False):
         parts = []
         alarm_names = []
         for poller, result in zip(pollers, results):
@@ -305,7 +307,8 @@ class CycleSummary:
             prefix = f"{poller.device.name}:" if self.name_devices else ""
             alarm_names.extend(prefix + name for name in result.alarms)
         alarms_text = ",".join(alarm_names) or "none"
-        return f"cycle {number}: {'; '.join(parts)} alarms={alarms_text}"
+        spool_text = " spool=dropping" if spool_dropping else ""
+        return f"cycle {number}: {'; '.join(parts)} alarms={alarms_text}{spool_text}"
 
 
 def _device_summary(result):

@@ -124,6 +124,24 @@ def test_cycle_summary_line_two_devices_down_and_alarm():
                     "before the request timeout) alarms=inverter:soc_pct:stale")
 
 
+def test_cycle_summary_line_spool_dropping():
+    summary = CycleSummary(name_devices=False)
+    line = summary.line(3, [NamedPoller("inverter")], [result(values={"soc_pct": 50.0})],
+                        spool_dropping=True)
+    assert line == "cycle 3: soc=50.0% alarms=none spool=dropping"
+
+
+def test_cycle_summary_due_when_spool_drops():
+    summary = CycleSummary(name_devices=False)
+    state = GatewayState(site="s", version="v")
+    assert summary.due(0.0, state, ["ok"])
+    state.spool_dropping = True
+    assert summary.due(1.0, state, ["ok"])   # dropping began
+    assert not summary.due(2.0, state, ["ok"])
+    state.spool_dropping = False
+    assert summary.due(3.0, state, ["ok"])   # writing works again
+
+
 def test_cycle_summary_due_on_change_and_each_minute():
     summary = CycleSummary(name_devices=False)
     state = GatewayState(site="s", version="v")

@@ -352,6 +352,7 @@ def test_run_full_disk_says_free_space(tmp_path, needs_root):
                      rf"\(df -h {re.escape(str(spool_dir))} shows it\)", run.stderr), run.stderr
     assert "set SPOOL_MAX_TOTAL_BYTES to at most" not in run.stderr
     assert "set SPOOL_SEGMENT_MAX_BYTES to at most" not in run.stderr
+    assert re.search(r"cycle 1: .* alarms=none spool=dropping", run.stderr), run.stderr
 
 
 def test_run_exception_to_every_request_is_down(tmp_path):

@@ -1,6 +1,8 @@
 """Setting names: misspelt DEVICE_ names, devices missing from DEVICES, all problems at once."""
 
+import os
 import subprocess
+import time
 
 import pytest
 
@@ -211,6 +213,23 @@ def test_run_misspelt_device_setting_exit_78(tmp_path):
 def test_spool_dir_accepted(directory):
     loaded = settings.load_settings({**TWO_DEVICES, "SPOOL_DIR": directory})
     assert loaded.spool.directory == directory
+
+
+def test_make_run_keeps_edited_settings(tmp_path):
+    # A newer template used to overwrite the copy that the README says to edit.
+    template, env_file = tmp_path / "template.env", tmp_path / "bessai.env"
+    template.write_text("SITE_ID=one\nSPOOL_DIR=/x\n", encoding="utf-8")
+    command = ["make", "-s", "--no-print-directory", "-C", str(REPO), "dev-env",
+               f"DEV_ENV={env_file}", f"ENV_TEMPLATE={template}"]
+    assert subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+    env_file.write_text("SITE_ID=edited\n", encoding="utf-8")
+    template.write_text("SITE_ID=two\n", encoding="utf-8")
+    os.utime(template, (time.time() + 5, time.time() + 5))  # newer than the copy
+    made = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert env_file.read_text(encoding="utf-8") == "SITE_ID=edited\n"
+    assert (tmp_path / "bessai.env.new").read_text(encoding="utf-8") == "SITE_ID=two\n"
+    assert f"diff {env_file} {env_file}.new" in made.stdout
 
 
 def test_make_run_settings_load_without_warnings(tmp_path):
