@@ -168,8 +168,8 @@ def _check(directory, repair, as_json):
         print(_("{segment} offset {offset}: {reason}").format(
             segment=bad.segment, offset=bad.offset, reason=bad.reason))
     for name in report.set_aside:
-        print(_("{name}: set aside at start-up because its middle is unreadable; inspect "
-                "it, then delete it").format(name=name))
+        print(_("{name}: damaged lines set aside by the repair at start-up or by check "
+                "--repair; inspect the file, then delete it").format(name=name))
     if report.incomplete_tail:
         tail = report.incomplete_tail
         print(_("{segment} offset {offset}: incomplete last line ({reason}), being written "

@@ -6,9 +6,10 @@ when asked. A writer in another process cannot make it yield a partial record:
 - the writer appends whole lines with one ``os.write`` each, and a line becomes a
   record only once its newline is in the file;
 - it creates a newer segment only after the older one is complete and fsynced;
-- it cuts a file back only at start-up, and mostly only lines a reader never yields
-  (torn or zero-filled ones). A cut after an unreadable middle can also remove lines
-  already read; a checkpoint beyond the new end then goes on with the next segment.
+- it cuts a file back only at start-up. A torn tail it cuts is bytes after the last
+  newline, which a reader never yields. Damaged lines that it sets aside, and the
+  valid lines after them that move to a new segment, can have been read already. A
+  checkpoint beyond the new end then goes on with the next segment.
 """
 
 import collections

@@ -5,17 +5,21 @@ can leave a line cut short, or blocks of zero bytes where the file had grown but
 data never reached the disk. Only data written after the last fdatasync is at risk, so
 damage is expected at the end of the newest segment. The rules:
 
-- bytes after the last valid line, with no valid line after them, are a torn tail:
-  the file is cut back to the end of the last valid line;
-- an invalid line followed by a valid one means the middle is unreadable. The
-  invalid lines are set aside in ``NAME.jsonl.corrupt`` for a person to inspect, and
-  every valid record stays deliverable: the segment keeps the valid lines before the
-  first invalid one (their offsets, which a forwarder checkpoint may point into, do
+- bytes after the last newline are a torn tail, the rest of a write cut short, and are
+  cut off. This holds for every segment, because a sealed segment can end in a torn
+  write too. Its fsync at sealing may have failed before a power cut, the writer may
+  have left it after another process changed it, or cutting back a failed write may
+  have failed on a full disk. A segment of nothing but a torn tail is deleted;
+- a complete line (one that ends in a newline) that is not a valid record is damaged.
+  Damaged lines are set aside in ``NAME.jsonl.corrupt`` for a person to inspect,
+  also those at the end of a segment, so recovery deletes no complete line.
+  Every valid record stays deliverable: the segment keeps the valid lines before the
+  first damaged one (their offsets, which a forwarder checkpoint may point into, do
   not change), and each later run of valid lines moves to a new segment named by its
   first sequence number, so the names still sort in sequence order. When a file
-  cannot be written (full disk), everything from the first invalid line on is set
-  aside instead, or the whole segment when its first line is already invalid;
-- an empty segment is deleted, and so is one that contains nothing but a torn tail.
+  cannot be written (full disk), everything from the first damaged line on is set
+  aside instead, or the whole segment when its first line is already damaged;
+- an empty segment is deleted.
 
 The newest segment is checked line by line. Sealed segments were fsynced when they
 were sealed, so by default only their last block is checked, and a full check follows
@@ -46,8 +50,8 @@ class SegmentScan:
     good_end: int = 0            # offset just after the last line of the valid prefix
     records: int = 0             # lines in the valid prefix
     last_seq: int = 0            # highest valid sequence number anywhere in the file
-    bad_offset: int = -1         # offset of the first invalid or incomplete line, -1 if none
-    valid_after_bad: bool = False
+    bad_offset: int = -1         # offset of the first complete invalid line, -1 if none
+    torn_offset: int = -1        # offset of the bytes after the last newline, -1 if none
 
 
 @dataclasses.dataclass
@@ -63,21 +67,21 @@ class RecoveryReport:
 def scan_segment(path):
     """Read a segment line by line and classify its lines (see ``SegmentScan``).
 
-    Sequence numbers must rise from line to line; a line whose ``seq`` does not is
+    Sequence numbers must rise from line to line. A line whose ``seq`` does not is
     invalid like one that does not parse.
     """
     with open(path, "rb") as stream:
         scan = SegmentScan(size=os.fstat(stream.fileno()).st_size)
         for offset, line, complete in iter_lines(stream):
-            seq = record_seq(line) if complete else None
-            valid = seq is not None and seq > scan.last_seq
-            if valid:
+            if not complete:
+                scan.torn_offset = offset
+                break
+            seq = record_seq(line)
+            if seq is not None and seq > scan.last_seq:
                 scan.last_seq = seq
                 if scan.bad_offset < 0:
                     scan.records += 1
                     scan.good_end = offset + len(line) + 1
-                else:
-                    scan.valid_after_bad = True
             elif scan.bad_offset < 0:
                 scan.bad_offset = offset
     return scan
@@ -157,31 +161,36 @@ def _recover_segment(segment, report, check_all):
             return False
     scan = scan_segment(segment.path)
     report.last_seq = max(report.last_seq, scan.last_seq)
-    if scan.bad_offset < 0:
+    if scan.torn_offset < 0 and scan.bad_offset < 0:
         return False
-    if scan.valid_after_bad:
-        if not _split_around_damage(segment, scan, report):
-            _set_aside(segment, scan, report)
-    else:
-        _cut_torn_tail(segment, scan, report)
+    if scan.torn_offset >= 0 and not _cut_torn_tail(segment, scan, report):
+        return True     # the segment held nothing but the torn tail and is gone
+    if scan.bad_offset >= 0 and not _split_around_damage(segment, scan, report):
+        _set_aside(segment, scan, report)
     return True
 
 
 def _cut_torn_tail(segment, scan, report):
+    """Cut the bytes after the last newline, and return False when that deleted the segment.
+
+    Afterwards ``scan.size`` is the new size.
+    """
     name = segment.path.name
-    cut = scan.size - scan.good_end
+    cut = scan.size - scan.torn_offset
     report.bytes_cut += cut
-    if scan.good_end == 0:
+    if scan.torn_offset == 0:
         os.unlink(segment.path)
         report.removed_empty.append(name)
         log.warning("segment %s held no complete record: deleted it (%d bytes of torn "
                     "data)", name, cut)
-        return
+        return False
     with open(segment.path, "r+b") as stream:
-        stream.truncate(scan.good_end)
+        stream.truncate(scan.torn_offset)
         os.fsync(stream.fileno())
-    log.warning("cut %d bytes of torn tail from segment %s at offset %d (after %d "
-                "complete records)", cut, name, scan.good_end, scan.records)
+    scan.size = scan.torn_offset
+    log.warning("cut %d bytes of torn tail (no newline at the end) from segment %s at "
+                "offset %d", cut, name, scan.torn_offset)
+    return True
 
 
 def _split_lines(path, start):
@@ -214,12 +223,12 @@ def _split_lines(path, start):
 
 
 def _split_around_damage(segment, scan, report):
-    """Keep the valid records of a segment with an unreadable middle; True when done.
+    """Set aside the damaged lines of a segment and keep its valid records. True when done.
 
-    The damaged lines go to a new ``.corrupt`` file and each later run of valid lines
-    to a new segment, both fsynced, before the segment is cut back to its valid
-    prefix. A failed write removes what was written, and the caller sets the rest of
-    the segment aside as before.
+    The damaged lines go to a new ``.corrupt`` file and each run of valid lines after
+    the first damaged one to a new segment, all fsynced, before the segment is cut
+    back to its valid prefix. A failed write removes what was written, and the caller
+    sets the rest of the segment aside in one piece.
     """
     if scan.good_end == 0:
         return False    # nothing to keep in place: the whole segment is set aside
@@ -248,13 +257,21 @@ def _split_around_damage(segment, scan, report):
     with open(segment.path, "r+b") as stream:
         stream.truncate(scan.good_end)
         os.fsync(stream.fileno())
-    new_segments = [os.path.basename(name) for name in written[1:]]
-    log.error("segment %s has unreadable lines (%d bytes) among valid records: moved "
-              "them to %s (inspect it, then delete it) and the %d records after them to "
-              "%s", segment.path.name, len(damaged), os.path.basename(target),
-              sum(data.count(b"\n") for _first, data in runs), ", ".join(new_segments))
+    _log_split(segment.path.name, len(damaged), os.path.basename(target), runs,
+               [os.path.basename(name) for name in written[1:]])
     report.set_aside.append(os.path.basename(target))
     return True
+
+
+def _log_split(name, damaged_bytes, target, runs, new_segments):
+    if not runs:
+        log.error("segment %s ends with unreadable lines (%d bytes): moved them to %s "
+                  "(inspect it, then delete it)", name, damaged_bytes, target)
+        return
+    log.error("segment %s has unreadable lines (%d bytes) among valid records: moved "
+              "them to %s (inspect it, then delete it) and the %d records after them to "
+              "%s", name, damaged_bytes, target,
+              sum(data.count(b"\n") for _first, data in runs), ", ".join(new_segments))
 
 
 def _same_content(path, data):
@@ -278,15 +295,15 @@ def _set_aside(segment, scan, report):
         with open(segment.path, "r+b") as stream:
             stream.truncate(scan.good_end)
             os.fsync(stream.fileno())
-        log.error("segment %s has an unreadable line at offset %d followed by valid "
-                  "records: kept its first %d records and moved the %d bytes from there "
-                  "on to %s (inspect it, then delete it)", name, scan.bad_offset,
-                  scan.records, scan.size - scan.good_end, os.path.basename(target))
+        log.error("segment %s has an unreadable line at offset %d: kept its first %d "
+                  "records and moved the %d bytes from there on to %s (inspect it, then "
+                  "delete it)", name, scan.bad_offset, scan.records,
+                  scan.size - scan.good_end, os.path.basename(target))
     else:
         os.rename(segment.path, target)
-        log.error("segment %s has an unreadable line at offset %d followed by valid "
-                  "records: renamed it to %s and went on without it (inspect it, then "
-                  "delete it)", name, scan.bad_offset, os.path.basename(target))
+        log.error("segment %s has an unreadable line at offset %d: renamed it to %s and "
+                  "went on without it (inspect it, then delete it)", name, scan.bad_offset,
+                  os.path.basename(target))
     report.set_aside.append(os.path.basename(target))
 
 

@@ -126,6 +126,30 @@ def test_check_repair_cuts_torn_tail(tmp_path):
     assert "cut 4096 bytes of torn tails" in result.stdout
 
 
+def test_check_repair_sets_aside_damaged_last_line(tmp_path):
+    for _run in range(3):
+        with Spool(tmp_path) as spool:     # segments 1-5, 6-10 and 11-15
+            for number in range(5):
+                spool.append(sample_record(number))
+    path = tmp_path / segment_name(6)
+    data = path.read_bytes()
+    last_start = data.rindex(b"\n", 0, len(data) - 1) + 1
+    damaged = data[:last_start + 5] + b"GARBAGE" + data[last_start + 5:]
+    path.write_bytes(damaged)
+
+    result = bessai("check", "--repair", "--dir", str(tmp_path))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    aside = segment_name(6) + ".corrupt"
+    assert (tmp_path / aside).read_bytes() == damaged[last_start:]
+    assert path.read_bytes() == data[:last_start]
+    assert "cut 0 bytes of torn tails; segments set aside: 1" in result.stdout
+    assert (f"{aside}: damaged lines set aside by the repair at start-up or by check "
+            "--repair; inspect the file, then delete it") in result.stdout
+    assert "0 bad lines, 1 segment set aside" in result.stdout
+    assert "torn tail" not in result.stderr
+
+
 def test_check_repair_while_writer_runs_exits_78(tmp_path):
     with Spool(tmp_path):
         result = bessai("check", "--repair", "--dir", str(tmp_path))

@@ -41,17 +41,15 @@ def reopen(directory):
     return figures, seq
 
 
-# Each case damages the end of a segment of 10 records, the way a power cut can.
+# Each case damages the end of a segment of 10 records, the way a power cut can, and
+# leaves no newline at the end.
 POWER_CUT_TAILS = {
     "truncated mid-line": lambda data, ends: data[:ends[6] + 40],
     "truncated after the first byte of a line": lambda data, ends: data[:ends[6] + 1],
     "zero block after last line": lambda data, ends: data[:ends[6]] + b"\0" * 4096,
     "zero block over the tail": lambda data, ends: data[:ends[6]] + b"\0" * (len(data) - ends[6]),
-    "zeros inside the last line": lambda data, ends: (
-        data[:ends[6] + 10] + b"\0" * 100 + data[ends[6] + 110:ends[7]]),
     "zeros then part of a line": lambda data, ends: (
         data[:ends[6]] + b"\0" * 512 + data[ends[7]:ends[7] + 30]),
-    "newline alone at the end": lambda data, ends: data[:ends[6]] + b"\n",
 }
 
 
@@ -74,6 +72,100 @@ def test_power_cut_tail_cut_back_to_last_line(tmp_path, caplog, damage):
     assert seq == 11         # numbering goes on after the highest complete record ever
     assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6, 7, 11]
     assert_spool_valid(tmp_path)
+
+
+# Each case ends a segment of 10 records with complete lines (newline-terminated) that
+# are not valid records, after the first 7 records.
+DAMAGED_LAST_LINES = {
+    "text inserted into the last line": lambda data, ends: (
+        data[:ends[6] + 5] + b"GARBAGE" + data[ends[6] + 5:ends[7]]),
+    "zeros inside the last line": lambda data, ends: (
+        data[:ends[6] + 10] + b"\0" * 100 + data[ends[6] + 110:ends[7]]),
+    "newline alone at the end": lambda data, ends: data[:ends[6]] + b"\n",
+    "two damaged lines at the end": lambda data, ends: (
+        data[:ends[6]] + b"#" * 20 + data[ends[6] + 20:ends[7]] + b"junk\n"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_LAST_LINES.values(), ids=DAMAGED_LAST_LINES.keys())
+def test_damaged_last_lines_set_aside(tmp_path, caplog, damage):
+    write_spool(tmp_path, 10)
+    path = tmp_path / segment_name(1)
+    data = path.read_bytes()
+    ends = line_ends(path)
+    damaged = damage(data, ends)
+    path.write_bytes(damaged)
+    caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
+
+    figures, seq = reopen(tmp_path)
+
+    assert (tmp_path / (segment_name(1) + ".corrupt")).read_bytes() == damaged[ends[6]:]
+    assert path.read_bytes() == data[:ends[6]]
+    assert figures["bytes_cut"] == 0
+    assert figures["segments_set_aside"] == 1
+    assert "torn tail" not in caplog.text
+    assert "ends with unreadable lines" in caplog.text
+    assert seq == 11
+    assert_spool_valid_except_set_aside(tmp_path)
+
+
+def test_sealed_segment_damaged_last_line_set_aside(tmp_path, caplog):
+    for _run in range(3):
+        write_spool(tmp_path, 5)        # segments 1-5, 6-10 and 11-15
+    path = tmp_path / segment_name(6)
+    data = path.read_bytes()
+    last_start = line_ends(path)[3]
+    damaged = data[:last_start + 5] + b"GARBAGE" + data[last_start + 5:]
+    path.write_bytes(damaged)
+    caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
+
+    figures, seq = reopen(tmp_path)     # the start-up check of a sealed segment's tail
+
+    assert (tmp_path / (segment_name(6) + ".corrupt")).read_bytes() == damaged[last_start:]
+    assert path.read_bytes() == data[:last_start]
+    assert figures["bytes_cut"] == 0
+    assert figures["segments_set_aside"] == 1
+    assert "torn tail" not in caplog.text
+    assert seq == 16
+    assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16]
+
+
+def test_segment_of_one_damaged_line_set_aside(tmp_path, caplog):
+    write_spool(tmp_path, 3)
+    write_spool(tmp_path, 1)            # segment 4 contains one record
+    write_spool(tmp_path, 3)
+    path = tmp_path / segment_name(4)
+    damaged = b"GARBAGE" + path.read_bytes()
+    path.write_bytes(damaged)
+    caplog.set_level(logging.WARNING, logger="bessai_edge.spool")
+
+    figures, seq = reopen(tmp_path)
+
+    assert not path.exists()
+    assert (tmp_path / (segment_name(4) + ".corrupt")).read_bytes() == damaged
+    assert figures["bytes_cut"] == 0
+    assert figures["segments_set_aside"] == 1
+    assert "held no complete record" not in caplog.text
+    assert seq == 8
+    assert read_seqs(tmp_path) == [1, 2, 3, 5, 6, 7, 8]
+
+
+def test_damaged_line_before_torn_tail(tmp_path):
+    write_spool(tmp_path, 10)
+    path = tmp_path / segment_name(1)
+    data = path.read_bytes()
+    ends = line_ends(path)
+    damaged_line = b"junk\n"
+    path.write_bytes(data[:ends[6]] + damaged_line + data[ends[7]:ends[7] + 30])
+
+    figures, seq = reopen(tmp_path)
+
+    assert (tmp_path / (segment_name(1) + ".corrupt")).read_bytes() == damaged_line
+    assert path.read_bytes() == data[:ends[6]]
+    assert figures["bytes_cut"] == 30
+    assert figures["segments_set_aside"] == 1
+    assert seq == 11
+    assert read_seqs(tmp_path) == [1, 2, 3, 4, 5, 6, 7, 11]
 
 
 def test_segment_of_only_torn_data_is_deleted(tmp_path, caplog):
