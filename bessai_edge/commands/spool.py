@@ -87,9 +87,8 @@ def _stats(directory, as_json):
     none = _("none")
     rows = [
         (_("directory"), figures["directory"]),
-        (_("segments"), _("{count} ({sealed} sealed, open: {open})").format(
-            count=figures["segments"], sealed=figures["sealed_segments"],
-            open=figures["open_segment"] or none)),
+        (_("segments"), _segment_count(figures)),
+        (_("writer"), _writer(figures)),
         (_("records"), _record_count(figures)),
         (_("damaged lines"), _damaged_count(figures)),
         (_("bytes"), str(figures["bytes"])),
@@ -220,6 +219,25 @@ def _non_negative_int(text):
         raise argparse.ArgumentTypeError(
             _("expected a whole number of at least 0, got {value!r}").format(value=text))
     return value
+
+
+def _segment_count(figures):
+    """Return the segments row, which calls the newest segment open only while a writer runs."""
+    if figures["writer_running"]:
+        return _("{count} ({sealed} sealed, open: {open})").format(
+            count=figures["segments"], sealed=figures["sealed_segments"],
+            open=figures["open_segment"] or _("none"))
+    return _("{count} ({sealed} sealed, newest: {newest})").format(
+        count=figures["segments"], sealed=figures["sealed_segments"],
+        newest=figures["newest_segment"] or _("none"))
+
+
+def _writer(figures):
+    if figures["writer_running"] is None:
+        return _("unknown (/proc/locks cannot be read)")
+    if figures["writer_running"]:
+        return _("PID {pid} (holds the spool's lock)").format(pid=figures["writer_pid"])
+    return _("none (no process holds the spool's lock)")
 
 
 def _record_count(figures):

@@ -20,6 +20,7 @@ import os
 from bessai_edge import access
 from bessai_edge.errors import SpoolError
 from bessai_edge.i18n import _
+from bessai_edge.proc_locks import lock_holder
 from bessai_edge.settings import read_only_spool_problem
 
 FILE_NAME = "forward.lock"
@@ -128,34 +129,6 @@ class SpoolLock:
             os.close(fd)
             raise
         return fd
-
-
-def lock_holder(path):
-    """Return the PID of the process that holds a flock on ``path``, or None.
-
-    Reads /proc/locks, whose lines read ``1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0
-    EOF`` (proc(5)), with the device numbers in hex. Under the unit's ProcSubset=pid the
-    file is hidden, and the message then names a pgrep pattern instead.
-    """
-    try:
-        status = os.stat(path)
-        with open("/proc/locks", encoding="ascii", errors="replace") as stream:
-            lines = stream.read().splitlines()
-    except OSError:
-        return None
-    expected = (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino)
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 6 or fields[1] != "FLOCK":
-            continue  # another kind of lock, or a waiter ("->")
-        major, _sep, rest = fields[5].partition(":")
-        minor, _sep, inode = rest.partition(":")
-        try:
-            if (int(major, 16), int(minor, 16), int(inode)) == expected:
-                return int(fields[4])
-        except ValueError:
-            continue
-    return None
 
 
 def _is_read_only(directory):

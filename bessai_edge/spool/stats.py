@@ -14,6 +14,7 @@ import os
 
 import orjson
 
+from bessai_edge import proc_locks
 from bessai_edge.spool.segments import (
     CORRUPT_SUFFIX, STATE_FILE, iter_lines, list_segments, record_seq)
 
@@ -125,17 +126,23 @@ def summarize(directory):
     Reads and parses every line, so it costs one pass over the spool. ``records``
     counts valid records only; ``damaged_lines`` counts the lines that are not (as
     ``bessai spool check`` reports them), leaving out the open segment's last line
-    while the writer may still be writing it.
+    while the writer may still be writing it. ``open_segment`` is the newest segment
+    while a writer runs (``writer_running``, see ``writer_status``), else None.
     """
     segments = list_segments(directory)
     records, damaged, first_line, last_line = _count_records(segments)
     oldest = orjson.loads(first_line) if first_line is not None else {}
     newest = orjson.loads(last_line) if last_line is not None else {}
+    newest_segment = segments[-1].path.name if segments else None
+    running, pid = writer_status(directory)
     return {
         "directory": os.fspath(directory),
         "segments": len(segments),
         "sealed_segments": sum(segment.sealed for segment in segments),
-        "open_segment": segments[-1].path.name if segments else None,
+        "newest_segment": newest_segment,
+        "open_segment": newest_segment if running else None,
+        "writer_running": running,
+        "writer_pid": pid,
         "records": records,
         "damaged_lines": damaged,
         "bytes": sum(segment.size for segment in segments),
@@ -147,6 +154,20 @@ def summarize(directory):
         **{f"lifetime_{key}": value for key, value in load_state(directory).items()
            if key != "last_seq"},
     }
+
+
+def writer_status(directory):
+    """Return ``(running, pid)`` for the writer of the spool ``directory``.
+
+    A writer holds an exclusive flock on the directory from ``Spool.open()`` to
+    ``close()``. Both values are None when /proc/locks cannot be read.
+    """
+    # NOTE: /proc/locks leaves out locks held by processes in another PID namespace,
+    # so a writer in a container shows as not running to a reader outside it.
+    if not os.access(proc_locks.LOCKS_FILE, os.R_OK):
+        return None, None
+    pid = proc_locks.lock_holder(directory)
+    return pid is not None, pid
 
 
 def _count_records(segments):

@@ -207,6 +207,37 @@ def test_unwritable_directory_exits_78(tmp_path):
     assert f"spool directory {directory} is not writable" in result.stderr
 
 
+def test_stats_without_writer_names_newest_segment(tmp_path):
+    fill(tmp_path, 30)
+    newest = segment_name(23)
+    result = bessai("stats", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"segments         3 (2 sealed, newest: {newest})\n" in result.stdout
+    assert "writer           none (no process holds the spool's lock)\n" in result.stdout
+    assert "open:" not in result.stdout
+    figures = orjson.loads(bessai("stats", "--json", "--dir", str(tmp_path)).stdout)
+    assert figures["newest_segment"] == newest
+    assert figures["open_segment"] is None
+    assert figures["writer_running"] is False
+    assert figures["writer_pid"] is None
+
+
+def test_stats_with_writer_names_open_segment(tmp_path):
+    fill(tmp_path, 30)
+    with Spool(tmp_path, segment_max_bytes=2000) as spool:
+        spool.append(sample_record(30))     # starts segment 31, the open one
+        result = bessai("stats", "--dir", str(tmp_path))
+        json_result = bessai("stats", "--json", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"segments         4 (3 sealed, open: {segment_name(31)})\n" in result.stdout
+    assert f"writer           PID {os.getpid()} (holds the spool's lock)\n" in result.stdout
+    figures = orjson.loads(json_result.stdout)
+    assert figures["newest_segment"] == segment_name(31)
+    assert figures["open_segment"] == segment_name(31)
+    assert figures["writer_running"] is True
+    assert figures["writer_pid"] == os.getpid()
+
+
 @pytest.mark.parametrize("opened", [False, True], ids=["no_segment", "empty_segment"])
 def test_stats_empty_spool_says_no_records_yet(tmp_path, opened):
     if opened:
