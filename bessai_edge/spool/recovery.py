@@ -6,13 +6,15 @@ data never reached the disk. Only data written after the last fdatasync is at ri
 damage is expected at the end of the newest segment. The rules:
 
 - bytes after the last newline are a torn tail, the rest of a write cut short, and are
-  cut off. This holds for every segment, because a sealed segment can end in a torn
+  cut off, together with any lines before them that hold no data (empty, or zero bytes
+  only) and follow the last record. This holds for every segment, because a sealed segment can end in a torn
   write too. Its fsync at sealing may have failed before a power cut, the writer may
   have left it after another process changed it, or cutting back a failed write may
   have failed on a full disk. A segment of nothing but a torn tail is deleted;
 - a complete line (one that ends in a newline) that is not a valid record is damaged.
   Damaged lines are set aside in ``NAME.jsonl.corrupt`` for a person to inspect,
-  also those at the end of a segment, so recovery deletes no complete line.
+  also those at the end of a segment, so recovery deletes no complete line with data
+  in it.
   Every valid record stays deliverable: the segment keeps the valid lines before the
   first damaged one (their offsets, which a forwarder checkpoint may point into, do
   not change), and each later run of valid lines moves to a new segment named by its
@@ -70,12 +72,17 @@ def scan_segment(path):
     Sequence numbers must rise from line to line. A line whose ``seq`` does not is
     invalid like one that does not parse.
     """
+    blank_from = -1  # start of the lines without data since the last other line
     with open(path, "rb") as stream:
         scan = SegmentScan(size=os.fstat(stream.fileno()).st_size)
         for offset, line, complete in iter_lines(stream):
             if not complete:
                 scan.torn_offset = offset
                 break
+            if line.strip(b"\0"):
+                blank_from = -1
+            elif blank_from < 0:
+                blank_from = offset
             seq = record_seq(line)
             if seq is not None and seq > scan.last_seq:
                 scan.last_seq = seq
@@ -84,6 +91,11 @@ def scan_segment(path):
                     scan.good_end = offset + len(line) + 1
             elif scan.bad_offset < 0:
                 scan.bad_offset = offset
+    if blank_from >= 0:
+        # Lines without data at the end come from a power cut, as a torn tail does.
+        scan.torn_offset = blank_from
+        if scan.bad_offset >= blank_from:
+            scan.bad_offset = -1
     return scan
 
 
@@ -188,8 +200,8 @@ def _cut_torn_tail(segment, scan, report):
         stream.truncate(scan.torn_offset)
         os.fsync(stream.fileno())
     scan.size = scan.torn_offset
-    log.warning("cut %d bytes of torn tail (no newline at the end) from segment %s at "
-                "offset %d", cut, name, scan.torn_offset)
+    log.warning("cut %d bytes of torn tail (no complete record after the last one) from "
+                "segment %s at offset %d", cut, name, scan.torn_offset)
     return True
 
 

@@ -50,6 +50,10 @@ POWER_CUT_TAILS = {
     "zero block over the tail": lambda data, ends: data[:ends[6]] + b"\0" * (len(data) - ends[6]),
     "zeros then part of a line": lambda data, ends: (
         data[:ends[6]] + b"\0" * 512 + data[ends[7]:ends[7] + 30]),
+    "newline alone at the end": lambda data, ends: data[:ends[6]] + b"\n",
+    "zero lines at the end": lambda data, ends: data[:ends[6]] + b"\0" * 90 + b"\n\n\0\n",
+    "zero line before a torn tail": lambda data, ends: (
+        data[:ends[6]] + b"\0" * 50 + b"\n" + data[ends[7]:ends[7] + 30]),
 }
 
 
@@ -81,7 +85,6 @@ DAMAGED_LAST_LINES = {
         data[:ends[6] + 5] + b"GARBAGE" + data[ends[6] + 5:ends[7]]),
     "zeros inside the last line": lambda data, ends: (
         data[:ends[6] + 10] + b"\0" * 100 + data[ends[6] + 110:ends[7]]),
-    "newline alone at the end": lambda data, ends: data[:ends[6]] + b"\n",
     "two damaged lines at the end": lambda data, ends: (
         data[:ends[6]] + b"#" * 20 + data[ends[6] + 20:ends[7]] + b"junk\n"),
 }
@@ -242,6 +245,23 @@ def test_split_falls_back_when_name_taken(tmp_path):
     assert path.read_bytes() == b"".join(lines[:2])
     assert (tmp_path / (segment_name(1) + ".corrupt")).read_bytes() == b"".join(
         [b"junk\n"] + lines[2:])
+
+
+def test_zero_line_in_middle_set_aside(tmp_path):
+    # Only lines without data at the end are power-cut debris; one before records is not.
+    write_spool(tmp_path, 10)
+    path = tmp_path / segment_name(1)
+    data = path.read_bytes()
+    ends = line_ends(path)
+    damaged = data[:ends[3]] + b"\0" * (ends[4] - ends[3] - 1) + data[ends[4] - 1:]
+    path.write_bytes(damaged)
+
+    figures, _seq = reopen(tmp_path)
+
+    assert (tmp_path / (segment_name(1) + ".corrupt")).read_bytes() == damaged[ends[3]:ends[4]]
+    assert path.read_bytes() == data[:ends[3]]
+    assert (tmp_path / segment_name(6)).read_bytes() == data[ends[4]:]
+    assert figures["bytes_cut"] == 0
 
 
 def test_sealed_middle_damage_needs_check_all(tmp_path):
