@@ -10,6 +10,7 @@ answered with problems, 2 when no device gave data, 78 for invalid settings.
 import array
 import dataclasses
 import difflib
+import ipaddress
 import json
 import logging
 import math
@@ -394,8 +395,10 @@ def check_device(settings, device, profile, host, port):
                               battery_power_warn_levels_kw=battery_power_warn_levels_kw(
                                   settings.limits),
                               unit_roles=_roles_by_unit(profile, device),
+                              profile_units=profile.resolve_units(),
                               variables=device.variables,
-                              unit_id_set=device.unit_id is not None)
+                              unit_id_set=device.unit_id is not None,
+                              loopback=_is_loopback(host))
     try:
         link.connect()
     except LinkError as error:
@@ -428,6 +431,16 @@ def check_device(settings, device, profile, host, port):
     return check
 
 
+def _is_loopback(host):
+    """Return True when ``host`` names this machine: 127.0.0.0/8, ::1 or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False   # a host name other than localhost
+
+
 def _roles_by_unit(profile, device):
     """Return unit id -> the names of the profile's roles read from it (main included)."""
     roles = {}
@@ -452,9 +465,17 @@ def _plan(profile, device, link):
 
 
 def _read(link, check, observation):
-    """Read the plan (twice if exception 2 taught it new holes) and fill the rows."""
+    """Read the plan (twice if exception 2 taught it new holes) and fill the rows.
+
+    When role unit ids gave no data, their registers are then probed at the unit ids
+    that rejected their own (see ``unit_probe``).
+    """
+    from bessai_edge.unit_probe import probe_role_units
+
     plan = check.plan
+    units_with_data = set()
     for number in range(READ_PASSES):
+        requests = list(plan.requests)
         buffer = array.array("H", bytes(2 * plan.buffer_words))
         statuses = bytearray(b"\x01" * len(plan.requests))
         link.wait_for_turn()  # the quiet time after connect is not part of a cycle
@@ -464,8 +485,13 @@ def _read(link, check, observation):
         # The last pass is the closest to a cycle: the first may include exception 2 probes.
         observation.read_s = time.monotonic() - started
         no_data_units = _reject_no_data_units(plan, buffer, statuses, outcomes)
+        units_with_data.update(request.unit_id for request, outcome in zip(requests, outcomes)
+                        if outcome == "ok")
         if number == 0:
             observation.request_outcomes = list(outcomes)
+            observation.requests = [(request.unit_id, request.function, request.address,
+                                     request.count) for request in requests]
+            first_requests = requests
             observation.all_words_ffff = words_ffff
             observation.late_replies = late_replies
             observation.unknown_id_frames = unknown_ids
@@ -487,6 +513,9 @@ def _read(link, check, observation):
     check.rows = _rows(plan, strings, errors, values, quality)
     check.fields = _field_values(plan, values, quality)
     _observe_values(check, observation)
+    observation.serving_units = probe_role_units(
+        link.read, first_requests, observation.request_outcomes, units_with_data,
+        observation.unit_roles)
 
 
 def _fill_unread(check, kind):

@@ -12,18 +12,23 @@ import re
 
 from bessai_edge.diagnosis.model import (  # noqa: F401 (the package's interface)
     ERROR, MAIN_FIELDS, OK, PARTIAL_REPLY, SKIPPED, SLOW_OUTCOMES, WARNING, Finding,
-    Observation, outcome_text, unit_id_hint)
+    Observation, exception_meaning, outcome_text, unit_id_hint)
+from bessai_edge.diagnosis.units import (
+    role_units_text, serving_unit_findings, silent_unit_finding, unit_exception_11_finding,
+    units_not_found_elsewhere)
 from bessai_edge.diagnosis.values import (  # noqa: F401 (the package's interface)
     cycle_too_long, cycle_time_findings, main_field_findings, suggested_interval_s,
     value_findings)
 from bessai_edge.i18n import _, ngettext
-from bessai_edge.profile.fields import MAIN_ROLE
 
 # Replies that arrived whole but are not valid replies to their request.
 _MALFORMED = ("short_reply", "mismatched_reply")
 
 # Requests failing with these kinds reached a device that rejected the request itself.
 _DEVICE_REJECTIONS = ("exception_1", "exception_2", "exception_3", "exception_4")
+
+# Maximum number of failed requests that some_requests_failed names by their registers.
+_LISTED_REQUESTS = 3
 
 
 def diagnose(observation):
@@ -82,7 +87,11 @@ def _all_well_finding(observation):
 
 
 def exit_status(findings_per_device):
-    """Return 0 when every finding is ok, 2 when no device gave data, else 1."""
+    """Return 0 when every finding is ok, 2 when no device gave data, else 1.
+
+    A device gave no data when one of its findings has a code that implies it, or is
+    marked ``no_data``.
+    """
     severities = [finding.severity for findings in findings_per_device for finding in findings]
     if all(severity == OK for severity in severities):
         return 0
@@ -91,7 +100,7 @@ def exit_status(findings_per_device):
                "connection_dropped", "wrong_unit_id",
                "device_busy", "sunspec_not_found", "all_illegal_address",
                "all_requests_rejected", "nothing_read"}
-    if all(any(finding.code in no_data for finding in findings)
+    if all(any(finding.code in no_data or finding.no_data for finding in findings)
            for findings in findings_per_device):
         return 2
     return 1
@@ -101,6 +110,12 @@ def _connection_findings(observation):
     kind = observation.connect_error_kind
     if kind is None:
         return []
+    if kind == "refused" and observation.loopback:
+        return [Finding(ERROR, "refused", _(
+            "Connection to {endpoint} refused: nothing listens on port {port} of this "
+            "machine. Is `bessai simulate` (or a tunnel to the device) running, and on which "
+            "port? Set INVERTER_PORT to that port."
+        ).format(endpoint=observation.endpoint, port=observation.port))]
     if kind == "refused":
         return [Finding(ERROR, "refused", _(
             "Connection to {endpoint} refused: the device is reachable, but nothing accepts "
@@ -206,6 +221,16 @@ def _request_findings(observation):
                 "REQUEST_TIMEOUT_S.").format(timeout=timeout_s)
         return [Finding(ERROR, "all_timeouts", message)]
 
+    # Points not read (rejected, absent, role off) have quality not_available too, so only
+    # the other points that are not available are values read.
+    nothing_read = (not observation.points_ok
+                    and observation.points_not_available <= observation.points_not_read)
+    # A unit id that serves another role's registers shows that the profile fits, so its
+    # finding comes before those that blame the profile.
+    serving = serving_unit_findings(observation, nothing_read)
+    if outcomes and nothing_read and serving:
+        return serving
+
     if outcomes and all(kind == "exception_2" for kind in outcomes) and not observation.points_ok:
         return [Finding(ERROR, "all_illegal_address", _(
             "The device rejects every address of profile {profile} (exception 2, illegal "
@@ -234,10 +259,6 @@ def _request_findings(observation):
         ).format(endpoint=observation.endpoint, summary=_count_kinds(outcomes)))]
 
     # A mixture of failures (exception 2 on some units, 11 on others) that left no value.
-    # Points not read (rejected, absent, role off) have quality not_available too, so only
-    # the other points that are not available are values read.
-    nothing_read = (not observation.points_ok
-                    and observation.points_not_available <= observation.points_not_read)
     if outcomes and nothing_read and any(kind not in ("ok", "exception_2") for kind in outcomes):
         return [Finding(ERROR, "nothing_read", _(
             "No point of profile {profile} was read ({summary}): DRIVER_PROFILE_PATH "
@@ -246,19 +267,20 @@ def _request_findings(observation):
         ).format(profile=observation.profile, summary=_count_kinds(outcomes),
                  unit=observation.unit_id))]
 
-    findings = []
-    if observation.no_data_units:
-        labels, variables = _role_units_text(observation, observation.no_data_units)
+    findings = serving
+    no_data_units = units_not_found_elsewhere(observation, observation.no_data_units)
+    if no_data_units:
+        labels, variables = role_units_text(observation, no_data_units)
         findings.append(Finding(ERROR, "unit_no_data", ngettext(
             "Unit id {units} read 0xFFFF in every register: no device answers to it at "
             "{endpoint}, so its points show a communication error. Set {variables} to the "
             "unit id the device lists.",
             "Unit ids {units} read 0xFFFF in every register: no device answers to them at "
             "{endpoint}, so their points show a communication error. Set {variables} to the "
-            "unit ids the devices list.", len(observation.no_data_units)
+            "unit ids the devices list.", len(no_data_units)
         ).format(units=labels, endpoint=observation.endpoint, variables=variables)))
     if observation.units_without_sunspec:
-        labels, variables = _role_units_text(observation, observation.units_without_sunspec)
+        labels, variables = role_units_text(observation, observation.units_without_sunspec)
         findings.append(Finding(WARNING, "unit_no_sunspec", ngettext(
             "Unit id {units} has no SunSpec register map at {endpoint}, so its points are "
             "not read. Set {variables} to the unit id the device lists; a site without "
@@ -284,10 +306,12 @@ def _request_findings(observation):
         if lost and len(lost) < len(observation.main_fields):
             findings.append(_main_values_rejected_finding(observation, lost))
 
-    if observation.exception_11_units:
-        findings.append(_unit_exception_11_finding(observation))
-    if observation.silent_units:
-        findings.append(_silent_unit_finding(observation))
+    exception_11_units = units_not_found_elsewhere(observation, observation.exception_11_units)
+    if exception_11_units:
+        findings.append(unit_exception_11_finding(observation, exception_11_units))
+    silent_units = units_not_found_elsewhere(observation, observation.silent_units)
+    if silent_units:
+        findings.append(silent_unit_finding(observation, silent_units))
     # Only the first request after connecting went unanswered: the device's quiet time.
     quiet = (not observation.silent_units and outcomes[:1] == ["timeout"] and not late_replies
              and all(kind in ("ok", "exception_2") for kind in outcomes[1:]) and answered)
@@ -319,6 +343,7 @@ def _request_findings(observation):
             "{failed} of {total} requests failed ({summary}); the points they carry show "
             "a communication error.", len(failed)
         ).format(failed=len(failed), total=len(outcomes), summary=_count_kinds(failed))
+        message += _failed_requests_text(observation, set(failed))
         lost = observation.main_fields_failed
         if lost:
             message += " " + ngettext(
@@ -340,38 +365,6 @@ def _request_findings(observation):
             "recur, raise REQUEST_TIMEOUT_S.", late_replies
         ).format(count=late_replies, timeout=timeout_s)))
     return findings
-
-
-def _role_units_text(observation, units):
-    """Return the unit ids with their roles, and the variables that set them, as text."""
-    labels = []
-    variables = []
-    for unit in units:
-        roles = observation.unit_roles.get(unit, ())
-        if not roles:
-            labels.append(str(unit))
-            continue
-        labels.append(_("{unit} (role {roles})").format(unit=unit, roles=", ".join(roles)))
-        variables += ["MODBUS_SLAVE_ID" if role == MAIN_ROLE else f"MODBUS_UNIT_{role.upper()}"
-                      for role in roles]
-    return ", ".join(labels), ", ".join(variables) or "MODBUS_UNIT_<ROLE>"
-
-
-def _unit_exception_11_finding(observation):
-    """Return the finding for role unit ids whose every reply was exception 11."""
-    labels, variables = _role_units_text(observation, observation.exception_11_units)
-    return Finding(ERROR, "unit_exception_11", ngettext(
-        "Unit id {units} answered every request with exception 11 (gateway target device "
-        "failed to respond): no device answers to it at {endpoint}, while the other unit "
-        "ids give data, so its points show a communication error; set {variables} to the "
-        "unit id the device lists. Typical unit ids: {hint}.",
-        "Unit ids {units} answered every request with exception 11 (gateway target device "
-        "failed to respond): no device answers to them at {endpoint}, while the other unit "
-        "ids give data, so their points show a communication error; set {variables} to the "
-        "unit ids the devices list. Typical unit ids: {hint}.",
-        len(observation.exception_11_units)
-    ).format(units=labels, endpoint=observation.endpoint, variables=variables,
-             hint=unit_id_hint()))
 
 
 def _main_values_rejected_finding(observation, lost):
@@ -412,21 +405,35 @@ def _quiet_after_connect_finding(observation):
              quiet=observation.quiet_after_connect_s or 0))
 
 
-def _silent_unit_finding(observation):
-    """Return the finding for role unit ids that got no reply while the others gave data."""
-    labels, variables = _role_units_text(observation, observation.silent_units)
-    return Finding(ERROR, "unit_timeout", ngettext(
-        "Unit id {units} answered no request within {timeout:g} s, while the other unit ids "
-        "give data: a Modbus TCP gateway may stay silent for a unit id that nothing serves, "
-        "and every cycle then waits out the timeout. Set {variables} to the unit id the "
-        "device lists. Typical unit ids: {hint}.",
-        "Unit ids {units} answered no request within {timeout:g} s, while the other unit "
-        "ids give data: a Modbus TCP gateway may stay silent for a unit id that nothing "
-        "serves, and every cycle then waits out the timeouts. Set {variables} to the unit "
-        "ids the devices list. Typical unit ids: {hint}.",
-        len(observation.silent_units)
-    ).format(units=labels, timeout=observation.request_timeout_s or 0, variables=variables,
-             hint=unit_id_hint()))
+def _failed_requests_text(observation, kinds):
+    """Return sentences that name the requests that failed with ``kinds`` and the exceptions.
+
+    The first _LISTED_REQUESTS requests are named by their registers, then a count of
+    the others. Returns "" when the observation has no requests to name.
+    """
+    failed = [(request, kind) for request, kind
+              in zip(observation.requests, observation.request_outcomes) if kind in kinds]
+    if not failed:
+        return ""
+    named = []
+    for (unit, function, address, count), kind in failed[:_LISTED_REQUESTS]:
+        named.append(_("{first}..{last} (unit id {unit}, function {function}, {outcome})")
+                     .format(first=address, last=address + count - 1, unit=unit,
+                             function=function, outcome=outcome_text(kind)))
+    requests = ", ".join(named)
+    if len(failed) > _LISTED_REQUESTS:
+        requests = _("{requests} and {count} more").format(
+            requests=requests, count=len(failed) - _LISTED_REQUESTS)
+    text = " " + ngettext("The failed request reads registers {requests}.",
+                          "The failed requests read registers {requests}.",
+                          len(failed)).format(requests=requests)
+    codes = sorted({int(kind[len("exception_"):]) for kind in kinds
+                    if kind.startswith("exception_")})
+    for code in codes:
+        meaning = exception_meaning(code)
+        if meaning:
+            text += " " + meaning
+    return text
 
 
 def _count_kinds(kinds):

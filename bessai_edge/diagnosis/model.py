@@ -43,18 +43,26 @@ class Observation:
     unit_id: int
     profile: str
     unit_id_set: bool = False     # the unit id comes from the settings, not the profile
+    loopback: bool = False        # the host is this machine: 127.0.0.0/8, ::1 or localhost
     request_timeout_s: float | None = None
     quiet_after_connect_s: float | None = None  # the profile's wait before the first request
     connect_error_kind: str | None = None
     connect_error: str = ""
     discovery_error: str = ""
     request_outcomes: list = dataclasses.field(default_factory=list)  # first pass only
+    # (unit id, function code, first address, register count) per request, as the outcomes
+    requests: list = dataclasses.field(default_factory=list)
     all_words_ffff: bool = False
     no_data_units: tuple = ()     # unit ids of a multi-unit plan that read only 0xFFFF
     exception_11_units: tuple = ()  # unit ids of a multi-unit plan that got only exception 11
     silent_units: tuple = ()      # unit ids of a multi-unit plan that got only timeouts
     units_without_sunspec: tuple = ()  # role unit ids where SunSpec discovery found no map
     unit_roles: dict = dataclasses.field(default_factory=dict)  # unit id -> its role names
+    # Role -> its unit id in the profile, before the settings' MODBUS_SLAVE_ID and MODBUS_UNIT_
+    profile_units: dict = dataclasses.field(default_factory=dict)
+    # Unit id that rejected every register of its own roles (exception 2) -> the unit ids
+    # of other roles, which gave no data, whose registers it served when probed.
+    serving_units: dict = dataclasses.field(default_factory=dict)
     late_replies: int = 0         # first pass only, like request_outcomes
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
     soc_pct: float | None = None
@@ -95,6 +103,7 @@ class Finding:
     severity: str
     code: str
     message: str
+    no_data: bool = False  # the device gave no value, whatever the code (see exit_status)
 
 
 def outcome_text(kind):
@@ -111,3 +120,28 @@ def outcome_text(kind):
              PARTIAL_REPLY: _("partial reply"), SKIPPED: _("not sent, link down"),
              "no_data": _("every register 0xFFFF")}
     return texts.get(kind, kind)
+
+
+def exception_meaning(code):
+    """Return a sentence that names Modbus exception ``code`` and what it means here.
+
+    The names are those of the Modbus Application Protocol Specification V1.1b3,
+    section 7. Returns None for a code it does not define.
+    """
+    meanings = {
+        1: _("Exception 1 (illegal function): the device does not serve this function "
+             "code on this unit id."),
+        2: _("Exception 2 (illegal data address): the device does not have these "
+             "registers."),
+        3: _("Exception 3 (illegal data value): the device rejects the register count or "
+             "range of the request."),
+        4: _("Exception 4 (server device failure): the device failed while reading these "
+             "registers."),
+        6: _("Exception 6 (server device busy): the device was busy with other work, also "
+             "when asked again."),
+        10: _("Exception 10 (gateway path unavailable): the Modbus TCP gateway has no path "
+              "to this unit id."),
+        11: _("Exception 11 (gateway target device failed to respond): no device replied "
+              "to the Modbus TCP gateway on this unit id."),
+    }
+    return meanings.get(code)

@@ -24,6 +24,7 @@ from tests.simulator.helpers import (
 )
 
 VICTRON = str(CAPTURES / "victron_system_battery_discharging_constructed.json")
+VICTRON_BATTERY = str(CAPTURES / "victron_battery_official_test.json")  # unit id 247
 SMA = str(CAPTURES / "sma_sunnyboy_30775_power_input_evcc17768.json")
 # "[ok]" for the ok finding, "[warning: code]" or "[error: code]" for the others.
 FINDING = re.compile(r"\[(ok)\]|\[(?:warning|error): ([a-z_0-9]+)\]")
@@ -205,6 +206,65 @@ def test_check_failed_request_names_main_values(simulator):
     assert result.returncode == 1
 
 
+def test_check_failed_request_names_registers(simulator):
+    # "compare their addresses with the manufacturer's register list" named no address,
+    # and exception 4 was not explained.
+    device = simulator("--profile", "huawei_sun2000", "--exception", "37760=4")
+    result = run_check(port=device.port, profile="huawei_sun2000")
+    assert codes(result) == ["some_requests_failed"], result.stdout
+    line = next(line for line in result.stdout.splitlines() if "some_requests_failed" in line)
+    assert "1 of 6 requests failed (exception 4 x1)" in line
+    match = re.search(r"The failed request reads registers (\d+)\.\.(\d+) \(unit id 1, "
+                      r"function 3, exception 4\)\.", line)
+    assert match, line
+    assert int(match[1]) <= 37760 <= int(match[2])
+    assert "Exception 4 (server device failure): the device failed while reading" in line
+    assert result.returncode == 1
+
+
+def test_check_battery_unit_id_as_main_names_role(simulator):
+    # The battery monitor's unit id given as MODBUS_SLAVE_ID, as the README told users
+    # to do with a capture: check blamed the profile (nothing_read), although every
+    # point of the battery role reads with MODBUS_UNIT_BATTERY=247.
+    device = simulator("--capture", VICTRON_BATTERY)
+    result = run_check(port=device.port, MODBUS_SLAVE_ID=247)
+    assert codes(result) == ["unit_serves_other_role"], result.stdout
+    assert ("Unit id 247 rejects the registers of role main (exception 2) but serves those "
+            "of role battery, which gave no value at unit id 225") in result.stdout
+    assert "Set MODBUS_UNIT_BATTERY=247." in result.stdout
+    assert ("Leave MODBUS_SLAVE_ID empty, so that role main uses the profile's unit id "
+            "100") in result.stdout
+    assert "DRIVER_PROFILE_PATH" not in result.stdout
+    assert result.returncode == 2
+
+    # The advice works: every point of the battery role reads.
+    listed = run_check("--json", port=device.port, MODBUS_UNIT_BATTERY=247)
+    points = [json.loads(line) for line in listed.stdout.splitlines()]
+    battery = [point for point in points if point["name"].startswith("battery:")]
+    assert battery
+    assert {point["unit_id"] for point in battery} == {247}
+    assert {point["quality"] for point in battery} == {"ok"}
+
+
+def test_check_device_battery_unit_names_variables(simulator):
+    device = simulator("--capture", VICTRON_BATTERY)
+    result = run_check(port=device.port, DEVICES="gx", DEVICE_GX_SLAVE_ID=247)
+    assert codes(result) == ["unit_serves_other_role"], result.stdout + result.stderr
+    assert "Set DEVICE_GX_UNIT_BATTERY=247." in result.stdout
+    assert "Leave DEVICE_GX_SLAVE_ID empty" in result.stdout
+
+
+def test_check_swapped_role_unit_ids_named(simulator):
+    # The battery's and the VE.Bus's unit ids swapped: the system values read, and each
+    # role's unit id rejects its registers (exception 2) but serves the other role's.
+    device = simulator("--profile", "victron_multiplus")   # battery 225, VE.Bus 227
+    result = run_check(port=device.port, MODBUS_UNIT_VEBUS=225, MODBUS_UNIT_BATTERY=227)
+    assert codes(result)[:2] == ["unit_serves_other_role"] * 2, result.stdout
+    assert "Set MODBUS_UNIT_BATTERY=225." in result.stdout
+    assert "Set MODBUS_UNIT_VEBUS=227." in result.stdout
+    assert result.returncode == 1
+
+
 def test_check_role_exception_11_after_probing(simulator):
     # The main unit's first reads end in exception 2 (two registers this GX lacks), so
     # no unit id gives data until the second pass. The wrong battery and VE.Bus unit ids
@@ -233,6 +293,19 @@ def test_check_connection_refused():
     result = run_check(port=port)
     assert codes(result) == ["refused"]
     assert f"port {port}" in result.stdout
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_check_refused_on_loopback_names_simulator(host):
+    # A refused connection to this machine got the vendors' menus for enabling Modbus TCP.
+    port = free_tcp_port()
+    result = run_check(port=port, INVERTER_IP=host)
+    assert codes(result) == ["refused"], result.stdout
+    assert f"nothing listens on port {port} of this machine" in result.stdout
+    assert "Is `bessai simulate` (or a tunnel to the device) running" in result.stdout
+    assert "Set INVERTER_PORT to that port." in result.stdout
+    assert "Huawei:" not in result.stdout
     assert result.returncode == 2
 
 

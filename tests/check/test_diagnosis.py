@@ -2,7 +2,8 @@
 
 import pytest
 
-from bessai_edge.diagnosis import ERROR, OK, WARNING, Finding, Observation, diagnose, exit_status
+from bessai_edge.diagnosis import (
+    ERROR, OK, WARNING, Finding, Observation, diagnose, exception_meaning, exit_status)
 
 
 def observe(**fields):
@@ -18,6 +19,12 @@ def warn_levels(charge_kw, discharge_kw=None):
         levels.append(("LIMIT_BATTERY_POWER_LOW_WARN", discharge_kw))
     return tuple(levels)
 
+
+BATTERY_AS_MAIN = {"request_outcomes": ["exception_2", "exception_11", "exception_11"],
+                   "points": 9, "points_rejected": 3, "points_not_available": 3,
+                   "unit_id": 247, "unit_id_set": True, "exception_11_units": (225,),
+                   "unit_roles": {247: ("main",), 225: ("battery",)},
+                   "profile_units": {"main": 100, "battery": 225}}
 
 CASES = [
     # (case, observation fields, expected codes in order)
@@ -164,7 +171,30 @@ CASES = [
     ("one_main_field_on_device", {"request_outcomes": ["ok"], "points": 9, "points_ok": 9,
                                   "main_fields": ("ac_power_kw", "soc_pct"),
                                   "main_fields_missing": ("soc_pct",)}, ["ok"]),
+    # A battery monitor's unit id as the main one: the main registers rejected, exception
+    # 11 at the battery role's unit id, and the probe found the battery registers at 247.
+    ("battery_unit_as_main", {**BATTERY_AS_MAIN, "serving_units": {247: (225,)}},
+     ["unit_serves_other_role"]),
+    # The same failures without a unit id that serves the registers: another make.
+    ("battery_unit_as_main_not_found", BATTERY_AS_MAIN, ["nothing_read"]),
+    # Every request rejected, but the probe found each role's registers at another.
+    ("every_role_swapped", {"request_outcomes": ["exception_2"] * 3, "points": 6,
+                            "points_not_available": 6, "points_rejected": 6,
+                            "unit_roles": {100: ("main",), 227: ("vebus",)},
+                            "serving_units": {100: (227,), 227: (100,)}},
+     ["unit_serves_other_role", "unit_serves_other_role"]),
+    # The system values read: the role found elsewhere has no exception 11 finding.
+    ("battery_unit_swapped", {"request_outcomes": ["ok", "exception_2", "exception_11"],
+                              "points": 9, "points_ok": 3, "points_not_available": 6,
+                              "points_rejected": 3, "exception_11_units": (224,),
+                              "unit_roles": {100: ("main",), 225: ("vebus",),
+                                             224: ("battery",)},
+                              "serving_units": {225: (224,)}},
+     ["unit_serves_other_role", "rejected_addresses"]),
 ]
+
+
+CASES_BY_NAME = {case[0]: case[1] for case in CASES}
 
 
 @pytest.mark.parametrize("fields,codes", [case[1:] for case in CASES],
@@ -187,6 +217,82 @@ def test_diagnose_refused_names_port_and_fix():
     message = diagnose(observe(connect_error_kind="refused", port=1502))[0].message
     assert "1502" in message
     assert "Modbus TCP" in message
+
+
+def test_diagnose_refused_on_loopback_names_simulator():
+    message = diagnose(observe(connect_error_kind="refused", endpoint="127.0.0.1:5021",
+                               port=5021, loopback=True))[0].message
+    assert "nothing listens on port 5021 of this machine" in message
+    assert "`bessai simulate`" in message
+    assert "INVERTER_PORT" in message
+    assert "Huawei:" not in message
+
+
+def test_diagnose_serving_unit_names_both_variables():
+    findings = diagnose(observe(**BATTERY_AS_MAIN, serving_units={247: (225,)}))
+    assert findings[0].severity == ERROR
+    message = findings[0].message
+    assert "Unit id 247 rejects the registers of role main (exception 2)" in message
+    assert "serves those of role battery, which gave no value at unit id 225" in message
+    assert "Set MODBUS_UNIT_BATTERY=247." in message
+    assert ("Leave MODBUS_SLAVE_ID empty, so that role main uses the profile's unit id 100, "
+            "or set it to the unit id the device lists for that role.") in message
+    assert exit_status([findings]) == 2
+
+
+def test_diagnose_serving_unit_at_profile_default():
+    # The profile's own main unit id serves the battery's registers: leaving
+    # MODBUS_SLAVE_ID empty changes nothing, so the finding does not suggest it.
+    fields = {**BATTERY_AS_MAIN, "unit_id": 100, "unit_id_set": False,
+              "unit_roles": {100: ("main",), 225: ("battery",)},
+              "serving_units": {100: (225,)}}
+    message = diagnose(observe(**fields))[0].message
+    assert "Set MODBUS_UNIT_BATTERY=100." in message
+    assert "Set MODBUS_SLAVE_ID to the unit id the device lists for role main." in message
+    assert "empty" not in message
+
+
+def test_diagnose_serving_unit_with_data_exits_1():
+    findings = diagnose(observe(**CASES_BY_NAME["battery_unit_swapped"]))
+    assert findings[0].code == "unit_serves_other_role"
+    assert exit_status([findings]) == 1
+
+
+def test_diagnose_failed_requests_named_by_registers():
+    requests = [(1, 3, 32000, 10), (1, 3, 37760, 30), (1, 4, 30000, 5), (1, 3, 40000, 2),
+                (1, 3, 41000, 4), (1, 3, 42000, 1)]
+    outcomes = ["ok", "exception_4", "exception_3", "timeout", "exception_4", "exception_4"]
+    findings = diagnose(observe(request_outcomes=outcomes, requests=requests, points=12,
+                                points_ok=2))
+    assert [finding.code for finding in findings] == ["some_requests_failed"]
+    message = findings[0].message
+    assert ("The failed requests read registers 37760..37789 (unit id 1, function 3, "
+            "exception 4), 30000..30004 (unit id 1, function 4, exception 3), 40000..40001 "
+            "(unit id 1, function 3, timeout) and 2 more.") in message
+    assert "Exception 3 (illegal data value)" in message
+    assert "Exception 4 (server device failure)" in message
+    assert message.index("Exception 3") < message.index("Exception 4")
+
+
+def test_diagnose_failed_request_without_registers():
+    # An observation without the requests' registers keeps the count alone.
+    findings = diagnose(observe(request_outcomes=["ok", "exception_4"], points=4,
+                                points_ok=2))
+    assert "registers" not in findings[0].message
+    assert "1 of 2 requests failed (exception 4 x1)" in findings[0].message
+
+
+@pytest.mark.parametrize("code, name", [
+    (1, "illegal function"), (2, "illegal data address"), (3, "illegal data value"),
+    (4, "server device failure"), (6, "server device busy"),
+    (10, "gateway path unavailable"), (11, "gateway target device failed to respond"),
+])
+def test_exception_meaning_names_standard_code(code, name):
+    assert exception_meaning(code).startswith(f"Exception {code} ({name}): ")
+
+
+def test_exception_meaning_unknown_code():
+    assert exception_meaning(99) is None
 
 
 def test_diagnose_wrong_unit_id_names_unit_and_setting():
@@ -340,3 +446,9 @@ def finding(severity, code):
 ])
 def test_exit_status_table(per_device, status):
     assert exit_status(per_device) == status
+
+
+def test_exit_status_no_data_finding():
+    # A finding marked no_data counts as a device without data, whatever its code.
+    assert exit_status([[Finding(ERROR, "unit_serves_other_role", "", no_data=True)]]) == 2
+    assert exit_status([[finding(ERROR, "unit_serves_other_role")]]) == 1
