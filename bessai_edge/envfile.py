@@ -7,7 +7,6 @@ values and collects every problem, so a user sees all invalid settings at once.
 """
 
 import codecs
-import ipaddress
 import math
 import os
 import re
@@ -19,8 +18,6 @@ from bessai_edge.errors import ConfigError
 from bessai_edge.i18n import _, os_error_text
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 _DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+", re.ASCII)
@@ -31,15 +28,6 @@ _NUMBER_WITH_UNIT = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?\s*(ms|s|secs?|seg|mi
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 _INLINE_COMMENT = re.compile(r"#|\s;")  # systemd keeps such text in the value
-
-
-def is_valid_host(host):
-    """Return True for an IPv4 or IPv6 address or a DNS host name (RFC 1123 labels)."""
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
 
 
 def is_explicit_path(path):

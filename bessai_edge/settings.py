@@ -24,12 +24,12 @@ from bessai_edge.envfile import (
     EnvReader,
     comment_hint,
     is_explicit_path,
-    is_valid_host,
     located,
     override_warnings,
     read_env_file,
 )
 from bessai_edge.errors import ProfileError
+from bessai_edge.hosts import address_fix_text, host_problem, split_url
 from bessai_edge.i18n import _, ngettext
 from bessai_edge.profile.fields import MAX_UNIT_ID
 from bessai_edge.profile.registry import resolve_profile_path
@@ -262,14 +262,10 @@ def _read_device(reader, mode, name, prefix, common_unit_ids, several_devices=Fa
     if mode in ("modbus", None):  # None: BESSAI_MODE is invalid, so the host is optional
         host = reader.string(variable("host"), required=mode == "modbus", accepted=_(
             "the IP address or host name of the device, e.g. 192.168.1.100"))
-        if host and not is_valid_host(host):
-            if host.count(":") == 1 or host.startswith("["):  # HOST:PORT or [IPv6]:PORT
-                port_name = f"{prefix}{_DEVICE_SUFFIXES['port']}" if prefix else _DEVICE_KEYS["port"]
-                accepted = _("expected an IPv4 or IPv6 address or a host name, without a "
-                             "port (set the port in {port_name})").format(port_name=port_name)
-            else:
-                accepted = _("expected an IPv4 or IPv6 address or a host name")
-            reader.invalid(variable("host"), host, accepted)
+        port_name = f"{prefix}{_DEVICE_SUFFIXES['port']}" if prefix else _DEVICE_KEYS["port"]
+        problem = host_problem(host, port_name) if host else None
+        if problem:
+            reader.invalid(variable("host"), host, problem)
     device = DeviceSettings(
         name=name,
         host=host,
@@ -594,10 +590,19 @@ def _read_listen(reader):
             return None  # set and empty, or off: the health server is off
     listen = parse_listen(text)
     if listen is None:
-        reader.invalid("HEALTH_LISTEN", text, _(
-            "expected HOST:PORT where HOST is an IP address or localhost, e.g. "
-            "127.0.0.1:8000 or [::1]:8000, or off (or empty) to turn the health server off"))
+        expected = _("expected HOST:PORT where HOST is an IP address or localhost, e.g. "
+                     "127.0.0.1:8000 or [::1]:8000, or off (or empty) to turn the health "
+                     "server off")
+        reader.invalid("HEALTH_LISTEN", text, expected + _listen_url_hint(text))
     return listen
+
+
+def _listen_url_hint(text):
+    """Return the hint for a HEALTH_LISTEN written as a URL, such as http://HOST:PORT/."""
+    scheme, endpoint, path = split_url(text)
+    if not (scheme or path) or parse_listen(endpoint) is None:
+        return ""
+    return "; " + address_fix_text(scheme or path, endpoint)
 
 
 def parse_listen(text):

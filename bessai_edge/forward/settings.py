@@ -32,10 +32,10 @@ from bessai_edge import settings as run_settings
 from bessai_edge.envfile import (
     EnvReader,
     is_explicit_path,
-    is_valid_host,
     located,
 )
 from bessai_edge.errors import ConfigError
+from bessai_edge.hosts import host_problem
 from bessai_edge.i18n import _, os_error_text
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -216,10 +216,9 @@ def _disabled_settings(log_level):
 def _read_broker_host(reader):
     host = reader.string("MQTT_BROKER_HOST", "", required=True, accepted=_(
         "the IP address or host name of the MQTT broker, e.g. 192.168.1.200"))
-    if host and not is_valid_host(host):
-        reader.invalid("MQTT_BROKER_HOST", host, _(
-            "expected an IPv4 or IPv6 address or a host name, without a port "
-            "(set the port in MQTT_PORT)"))
+    problem = host_problem(host, "MQTT_PORT") if host else None
+    if problem:
+        reader.invalid("MQTT_BROKER_HOST", host, problem)
     return host
 
 

@@ -61,6 +61,11 @@ INVALID_CASES = [
     ({"MQTT_BROKER_HOST": "broker:1883"}, "MQTT_BROKER_HOST='broker:1883' is invalid",
      "set the port in MQTT_PORT"),
     ({"MQTT_BROKER_HOST": "bad host"}, "MQTT_BROKER_HOST='bad host' is invalid", "host name"),
+    ({"MQTT_BROKER_HOST": "mqtt://broker.local:1883"},
+     "MQTT_BROKER_HOST='mqtt://broker.local:1883' is invalid",
+     "; write the address without mqtt://, as broker.local, and set the port in MQTT_PORT"),
+    ({"MQTT_BROKER_HOST": "[fd00::5]"}, "MQTT_BROKER_HOST='[fd00::5]' is invalid",
+     "; write the address without brackets, as fd00::5"),
     ({"MQTT_PORT": "0"}, "MQTT_PORT='0' is invalid", "from 1 to 65535"),
     ({"MQTT_ACK_TIMEOUT_S": "0"}, "MQTT_ACK_TIMEOUT_S='0' is invalid", "from 1 to 3600"),
     ({"MQTT_ACK_TIMEOUT_S": "1m"}, "MQTT_ACK_TIMEOUT_S='1m' is invalid", "a number"),
@@ -104,6 +109,12 @@ def test_forward_settings_invalid_value(variables, start, fix):
     problem, = problems_of(**variables)
     assert problem.startswith(start)
     assert fix in problem
+
+
+def test_broker_host_space_no_port_hint():
+    problem, = problems_of(MQTT_BROKER_HOST="bad host")
+    assert problem == ("MQTT_BROKER_HOST='bad host' is invalid: expected an IPv4 or IPv6 "
+                       "address or a host name")
 
 
 @pytest.mark.parametrize("name, expected", [

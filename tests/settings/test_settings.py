@@ -718,13 +718,55 @@ def test_settings_device_ip_port_hint_names_device_port():
 
 
 @pytest.mark.parametrize("value, hint", [
-    ("[::1]:502", "without a port (set the port in INVERTER_PORT)"),
     ("192.0.2.1 ; inverter", "a comment ('#' or ';') after the value is part of it"),
     ("192.0.2.1#inverter", "a comment ('#' or ';') after the value is part of it"),
 ])
 def test_settings_ip_hints(value, hint):
     problem, = problems_of(INVERTER_IP=value)
     assert hint in problem, problem
+
+
+HOST_EXPECTED = "expected an IPv4 or IPv6 address or a host name"
+
+
+@pytest.mark.parametrize("value, hint", [
+    ("http://127.0.0.1", "; write the address without http://, as 127.0.0.1"),
+    ("HTTP://inverter.local/", "; write the address without HTTP://, as inverter.local"),
+    ("modbus://192.0.2.1:502",
+     "; write the address without modbus://, as 192.0.2.1, and set the port in INVERTER_PORT"),
+    ("http://192.0.2.1/modbus/", "; write the address without http://, as 192.0.2.1"),
+    ("http://bad host/", "; write the address without http://"),
+    ("192.0.2.1/24", "; write the address without /24, as 192.0.2.1"),
+    ("192.0.2.1/", "; write the address without /, as 192.0.2.1"),
+    ("[::1]", "; write the address without brackets, as ::1"),
+    ("[fd00::5]:502",
+     "; write the address without brackets, as fd00::5, and set the port in INVERTER_PORT"),
+    ("tcp://[::1]:1502",
+     "; write the address without tcp://, as ::1, and set the port in INVERTER_PORT"),
+    ("192.0.2.1:502", ", without a port (set the port in INVERTER_PORT)"),
+    ("999.1.1.1", ""),
+])
+def test_settings_ip_url_hints(value, hint):
+    problem, = problems_of(INVERTER_IP=value)
+    assert problem == f"INVERTER_IP={value!r} is invalid: {HOST_EXPECTED}{hint}"
+
+
+def test_device_ip_brackets_names_port():
+    problem, = problems_of(DEVICES="battery", DEVICE_BATTERY_IP="[::1]:502",
+                           DEVICE_BATTERY_PROFILE="huawei_sun2000")
+    assert problem.endswith("as ::1, and set the port in DEVICE_BATTERY_PORT"), problem
+
+
+@pytest.mark.parametrize("value, hint", [
+    ("http://127.0.0.1:8000/health", "; write the address without http://, as 127.0.0.1:8000"),
+    ("http://[::1]:9100", "; write the address without http://, as [::1]:9100"),
+    ("127.0.0.1:8000/", "; write the address without /, as 127.0.0.1:8000"),
+    ("http://127.0.0.1", ""),
+])
+def test_settings_health_listen_url_hints(value, hint):
+    problem, = problems_of(HEALTH_LISTEN=value)
+    assert problem.startswith(f"HEALTH_LISTEN={value!r} is invalid: expected HOST:PORT"), problem
+    assert problem.endswith("to turn the health server off" + hint), problem
 
 
 def test_read_environment_missing_file(tmp_path):
