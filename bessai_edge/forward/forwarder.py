@@ -636,9 +636,12 @@ class Forwarder:
         if self.lock is not None:
             self.lock.release()   # last: a forwarder started now finds the checkpoint saved
         seq = self.saved.seq if self.saved else None
-        logger.info("forwarder stopped: %d records delivered since start, checkpoint after "
-                    "record %s", self.delivered, seq if seq is not None else "-",
-                    extra={"BESSAI_EVENT": "shutdown"})
+        if seq is None:
+            checkpoint = "no checkpoint yet"
+        else:
+            checkpoint = f"checkpoint after record {seq}"
+        logger.info("forwarder stopped: %d records delivered since start, %s", self.delivered,
+                    checkpoint, extra={"BESSAI_EVENT": "shutdown"})
 
     @staticmethod
     def _position(checkpoint):

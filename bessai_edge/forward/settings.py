@@ -373,10 +373,7 @@ def _error_text(error):
 def require_usable_state_dir(settings):
     """Check that the checkpoint directory is a writable directory; raise ConfigError if not."""
     path = settings.state_dir
-    if not os.path.isdir(path):
-        raise ConfigError(_(
-            "FORWARD_STATE_DIR={path!r} is not a directory: create it owned by the "
-            "service user (the package uses /var/lib/bessai)").format(path=path))
+    _require_directory(path)
     if os.statvfs(path).f_flag & os.ST_RDONLY:
         raise ConfigError(_(
             "FORWARD_STATE_DIR={path!r} is on a read-only file system: choose a directory "
@@ -392,3 +389,24 @@ def require_usable_state_dir(settings):
         raise ConfigError(_(
             "the checkpoint {path} is not a file: remove it (the forwarder then starts "
             "from the oldest record in the spool)").format(path=checkpoint))
+
+
+def _require_directory(path):
+    """Raise ConfigError unless the checkpoint directory ``path`` exists and is a directory."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigError(_(
+            "FORWARD_STATE_DIR={path!r} does not exist: create it, owned by the bessai user "
+            "(sudo install -d -m 0750 -o bessai -g bessai {path}), or set FORWARD_STATE_DIR "
+            "to a directory that exists (the package uses /var/lib/bessai)").format(
+                path=path)) from None
+    except OSError as error:
+        raise ConfigError(_(
+            "FORWARD_STATE_DIR={path!r} cannot be opened ({error}): check the path and the "
+            "permissions of its parent directories").format(
+                path=path, error=os_error_text(error))) from None
+    if not stat.S_ISDIR(mode):
+        raise ConfigError(_(
+            "FORWARD_STATE_DIR={path!r} is not a directory: set FORWARD_STATE_DIR to a "
+            "directory (the package uses /var/lib/bessai)").format(path=path))

@@ -74,7 +74,9 @@ def test_forward_command_missing_state_dir_exit_78(tmp_path):
     environ = forward_environment(free_tcp_port(), tmp_path, tmp_path / "no-state")
     result = run_forward(environ)
     assert result.returncode == EX_CONFIG
-    assert f"FORWARD_STATE_DIR='{tmp_path / 'no-state'}' is not a directory" in result.stderr
+    assert (f"FORWARD_STATE_DIR='{tmp_path / 'no-state'}' does not exist: create it, owned "
+            f"by the bessai user (sudo install -d -m 0750 -o bessai -g bessai "
+            f"{tmp_path / 'no-state'})" in result.stderr), result.stderr
 
 
 def test_forward_command_missing_spool_dir_exit_78(tmp_path):
@@ -115,6 +117,21 @@ def test_forward_command_sd_notify_while_broker_down(tmp_path):
         if forwarder.process.poll() is None:
             forwarder.kill()
         sock.close()
+
+
+def test_forward_command_stop_without_checkpoint_log(tmp_path):
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "state").mkdir()
+    environ = forward_environment(free_tcp_port(), tmp_path / "spool", tmp_path / "state")
+    forwarder = ForwarderProcess(environ, tmp_path / "forward.log").start()
+    try:
+        assert forwarder.wait_for_log("forwarding spool"), forwarder.log_text()
+    finally:
+        status = forwarder.stop()
+    log = forwarder.log_text()
+    assert status == 0, log
+    assert "forwarder stopped: 0 records delivered since start, no checkpoint yet" in log, log
+    assert "checkpoint after record -" not in log, log
 
 
 def state_dir_environment(tmp_path, state_dir):

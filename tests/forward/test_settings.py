@@ -301,9 +301,37 @@ def test_forward_settings_tls_key_readable_by_others(tls_files):
 
 
 def test_forward_state_dir_missing(tmp_path):
-    settings = load_settings({**MINIMAL, "FORWARD_STATE_DIR": str(tmp_path / "missing")})
-    with pytest.raises(ConfigError, match="is not a directory: create it"):
+    missing = tmp_path / "missing"
+    settings = load_settings({**MINIMAL, "FORWARD_STATE_DIR": str(missing)})
+    with pytest.raises(ConfigError) as caught:
         require_usable_state_dir(settings)
+    problem, = caught.value.problems
+    assert problem == (
+        f"FORWARD_STATE_DIR='{missing}' does not exist: create it, owned by the bessai user "
+        f"(sudo install -d -m 0750 -o bessai -g bessai {missing}), or set FORWARD_STATE_DIR "
+        f"to a directory that exists (the package uses /var/lib/bessai)")
+
+
+def test_forward_state_dir_is_file(tmp_path):
+    state_file = tmp_path / "state"
+    state_file.write_text("")
+    settings = load_settings({**MINIMAL, "FORWARD_STATE_DIR": str(state_file)})
+    with pytest.raises(ConfigError) as caught:
+        require_usable_state_dir(settings)
+    problem, = caught.value.problems
+    assert problem == (f"FORWARD_STATE_DIR='{state_file}' is not a directory: set "
+                       f"FORWARD_STATE_DIR to a directory (the package uses /var/lib/bessai)")
+
+
+def test_forward_state_dir_under_file(tmp_path):
+    (tmp_path / "plain-file").write_text("")
+    path = tmp_path / "plain-file" / "state"
+    settings = load_settings({**MINIMAL, "FORWARD_STATE_DIR": str(path)})
+    with pytest.raises(ConfigError) as caught:
+        require_usable_state_dir(settings)
+    problem, = caught.value.problems
+    assert problem == (f"FORWARD_STATE_DIR='{path}' cannot be opened (not a directory): check "
+                       f"the path and the permissions of its parent directories")
 
 
 # (a name in the shared settings file, reported by bessai forward, reported by bessai run)
