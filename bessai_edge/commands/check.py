@@ -32,6 +32,12 @@ READ_PASSES = 2           # the second pass reads around addresses learned in th
 
 
 def add_arguments(parser):
+    parser.epilog = _("Exit status: 0 when every device is fine, 1 when a device answered with "
+                      "problems or the devices' reads together do not fit SCAN_INTERVAL_S, 2 "
+                      "when no device gave data or a device's simulator did not start (and "
+                      "for an invalid command line), 78 for invalid settings or an unknown "
+                      "--device. Warnings that `bessai run`, `bessai forward` or the "
+                      "installed services will not start leave the status as it is.")
     parser.add_argument("--env-file", metavar=_("FILE"),
                         help=_("read settings from FILE (EnvironmentFile syntax) before the "
                                "environment, e.g. /etc/bessai/bessai.env"))

@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser):
+    parser.epilog = _("Exit status: 0 after SIGTERM or Ctrl-C, 69 when MQTT_ENABLED is not "
+                      "true (forwarding is off), 78 for invalid settings, a checkpoint or "
+                      "spool directory that cannot be used, a spool segment this user cannot "
+                      "read, or a spool that another bessai forward has locked. systemd does "
+                      "not restart the bessai-forward unit after 69 or 78.")
     parser.add_argument(
         "--env-file", metavar=_("FILE"),
         help=_("read settings from FILE (systemd EnvironmentFile syntax); variables set in "

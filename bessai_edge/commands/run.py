@@ -18,6 +18,10 @@ HELP = "poll the devices and append their telemetry to the spool"
 
 
 def add_arguments(parser):
+    parser.epilog = _("Exit status: 0 after SIGTERM, Ctrl-C or --cycles N, 1 when the "
+                      "simulator of a device did not start (BESSAI_MODE=simulator), 78 for "
+                      "invalid settings, an invalid profile or a spool directory that "
+                      "cannot be used. systemd does not restart the bessai unit after 78.")
     parser.add_argument(
         "--env-file", metavar=_("FILE"),
         help=_("read settings from FILE (systemd EnvironmentFile syntax); variables set in "

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from bessai_edge.errors import EX_CONFIG, EX_UNAVAILABLE
 from tests.conftest import free_tcp_port
 from tests.forward.conftest import (ForwarderProcess, forward_command, forward_environment,
@@ -68,6 +70,17 @@ def test_forward_command_environment_overrides_file(tmp_path):
     result = run_forward({**base_environment(), "MQTT_ENABLED": "false"},
                          "--env-file", str(env_file))
     assert result.returncode == EX_UNAVAILABLE, result.stderr   # forwarding off
+
+
+@pytest.mark.parametrize("status_text", [
+    "Exit status: 0 after SIGTERM or Ctrl-C",
+    "69 when MQTT_ENABLED is not true",
+    "78 for invalid settings, a checkpoint or spool directory that cannot be used",
+])
+def test_forward_help_lists_exit_status(status_text):
+    result = run_forward(base_environment(), "--help")
+    assert result.returncode == 0, result.stderr
+    assert status_text in " ".join(result.stdout.split()), result.stdout
 
 
 def test_forward_command_missing_state_dir_exit_78(tmp_path):

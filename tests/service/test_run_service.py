@@ -487,3 +487,16 @@ def test_run_extends_start_timeout_for_slow_connects(tmp_path, notify_listener,
         assert extensions == [{"EXTEND_TIMEOUT_USEC": "55000000"}], kinds
     else:
         assert extensions == [], kinds
+
+
+@pytest.mark.parametrize("status_text", [
+    "Exit status: 0 after SIGTERM, Ctrl-C or --cycles N",
+    "1 when the simulator of a device did not start",
+    "78 for invalid settings, an invalid profile or a spool directory that cannot be used",
+])
+def test_run_help_lists_exit_status(status_text):
+    result = subprocess.run([*bessai_command(), "run", "--help"], capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin",
+                                                        "LANG": "C.UTF-8"})
+    assert result.returncode == 0, result.stderr
+    assert status_text in " ".join(result.stdout.split()), result.stdout
