@@ -174,10 +174,7 @@ def load_settings(environ):
     """
     reader = EnvReader(environ)
     reader.problems.extend(getattr(environ, "name_problems", ()))
-    site_id = reader.string(
-        "SITE_ID", required=True, pattern=_SITE_ID,
-        accepted=_("1 to 64 ASCII letters (no accents or ñ), digits, '.', '_' or '-', "
-                   "starting with a letter or digit"))
+    site_id = _read_site_id(reader)
     mode = reader.choice("BESSAI_MODE", MODES, "modbus")
     written_mode = reader.raw("BESSAI_MODE")
     # An invalid mode is reported once: the devices are read without its requirements,
@@ -202,6 +199,18 @@ def load_settings(environ):
     reader.problems = list(dict.fromkeys(reader.problems))  # fallbacks can repeat one
     reader.raise_if_invalid()
     return settings
+
+
+def _read_site_id(reader):
+    site_id = reader.string("SITE_ID", required=True, accepted=_(
+        "1 to 64 ASCII letters (no accents or ñ), digits, '.', '_' or '-', starting with a "
+        "letter or digit"))
+    if site_id and not re.fullmatch(_SITE_ID, site_id):
+        reader.invalid("SITE_ID", site_id, _(
+            "expected 1 to 64 ASCII letters (no accents or ñ), digits, '.', '_' or '-', "
+            "starting with a letter or digit"))
+        return None
+    return site_id
 
 
 def _read_devices(reader, mode):

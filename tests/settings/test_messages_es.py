@@ -22,7 +22,7 @@ def test_run_bad_settings_in_spanish(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == EX_CONFIG
     assert lines == [
-        "bessai: SITE_ID='a b' es inválido: de 1 a 64 letras ASCII (sin tildes ni ñ), "
+        "bessai: SITE_ID='a b' es inválido: se espera de 1 a 64 letras ASCII (sin tildes ni ñ), "
         "dígitos, '.', '_' o '-', empezando con una letra o un dígito",
         "bessai: INVERTER_PORT='0' es inválido: se espera un entero de 1 a 65535",
     ]

@@ -98,7 +98,10 @@ def test_settings_mqtt_variables_accepted():
 # One case per invalid setting: (variables, text the one problem line must contain).
 BAD_SETTINGS = [
     ({"SITE_ID": None}, "SITE_ID is missing"),
-    ({"SITE_ID": "site/1"}, "SITE_ID='site/1' is invalid"),
+    ({"SITE_ID": "site/1"}, "SITE_ID='site/1' is invalid: expected 1 to 64 ASCII letters (no "
+                            "accents or ñ), digits, '.', '_' or '-', starting with a letter or "
+                            "digit"),
+    ({"SITE_ID": "-site"}, "SITE_ID='-site' is invalid: expected 1 to 64 ASCII letters"),
     ({"BESSAI_MODE": "docker"}, "BESSAI_MODE='docker' is invalid: expected one of modbus, simulator"),
     ({"INVERTER_IP": None}, "INVERTER_IP is missing"),
     ({"INVERTER_IP": "192.168.1.100:502"},
