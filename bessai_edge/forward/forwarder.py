@@ -146,12 +146,16 @@ class Forwarder:
             settings.topic_prefix, settings.inflight, self._describe_start(),
             extra={"BESSAI_EVENT": "startup"})
         if settings.protocol != "5":
-            logger.warning("MQTT 3.1.1 cannot report a rejected publish: a record that broker "
-                           "%s rejects (ACL, message_size_limit) counts as delivered and is "
-                           "deleted if the broker acknowledges it, and stops delivery there "
-                           "if the broker closes the connection instead, as Mosquitto does "
-                           "for a publish its ACL denies; set MQTT_PROTOCOL=5 if the broker "
-                           "supports it", settings.broker, extra={"BESSAI_EVENT": "startup"})
+            # Mosquitto 2.0.11 with its default max_queued_messages acknowledges such a
+            # publish over 3.1.1 (tests/forward/test_publish_rejected.py checks it).
+            logger.warning("MQTT 3.1.1 cannot report a rejected publish: a broker that "
+                           "acknowledges a publish it rejects (ACL, message_size_limit) makes "
+                           "the record count as delivered, and the record is lost. Mosquitto "
+                           "does so in its default configuration. Set MQTT_PROTOCOL=5, the "
+                           "default, if broker %s supports it: the broker then reports the "
+                           "rejection (reason code 135 for a topic its ACL denies) and the "
+                           "record stays in the spool", settings.broker,
+                           extra={"BESSAI_EVENT": "startup"})
         if self.replaced_checkpoint is not None:
             self._log_replaced_spool(self.replaced_checkpoint)
         segments = self._list_segments()

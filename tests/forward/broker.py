@@ -7,6 +7,9 @@ messages and the queued messages of the test's subscriber, whose session is
 persistent. What the forwarder publishes while the subscriber reconnects is then not
 lost on the receiving side, so every loss a test detects is the forwarder's.
 
+``max_queued_messages=None`` leaves that setting at Mosquitto's default (1000), which
+changes how Mosquitto 2.0.11 handles a publish its ACL denies over MQTT 3.1.1.
+
 ``Subscriber`` is a paho client in its own thread (tests may use threads) that keeps
 every message it receives.
 """
@@ -31,7 +34,8 @@ class Mosquitto:
     """One broker process on 127.0.0.1; ``start``/``stop`` may be repeated (an outage)."""
 
     def __init__(self, directory, tls=None, password_file=None, port=None, persistence=True,
-                 acl_file=None, message_size_limit=None, max_packet_size=None):
+                 acl_file=None, message_size_limit=None, max_packet_size=None,
+                 max_queued_messages=0):
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_tcp_port()
@@ -44,7 +48,6 @@ class Mosquitto:
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.directory}/",
             "autosave_interval 0",
-            "max_queued_messages 0",
             "max_inflight_messages 0",
             f"log_dest file {self.log_path}",
             "log_type error",
@@ -58,6 +61,9 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {password_file}"]
         else:
             lines += ["allow_anonymous true"]
+        if max_queued_messages is not None:
+            # 0: no limit, so the persistent subscriber of a test loses nothing in an outage.
+            lines += [f"max_queued_messages {max_queued_messages}"]
         if acl_file:
             lines += [f"acl_file {acl_file}"]
         if message_size_limit:

@@ -1,8 +1,9 @@
 """Publishes that a real Mosquitto rejects: the records stay in the spool until it takes them.
 
 Over MQTT 5 the PUBACK carries reason code 135 or 149, and the forwarder must not count
-such a record as delivered. Over MQTT 3.1.1 a PUBACK cannot carry a reason, and
-Mosquitto 2.0.11 closes the connection on a publish its ACL denies.
+such a record as delivered. Over MQTT 3.1.1 a PUBACK cannot carry a reason: Mosquitto
+2.0.11 acknowledges a publish its ACL denies in its default configuration, and closes
+the connection instead with ``max_queued_messages 0``, which most tests here use.
 """
 
 import time
@@ -14,7 +15,7 @@ from bessai_edge.forward.checkpoint import CheckpointFile
 from bessai_edge.spool.segments import list_segments
 from tests.forward.broker import Mosquitto, Subscriber
 from tests.forward.conftest import (ForwarderProcess, RecordWriter, first_arrivals,
-                                    forward_environment)
+                                    forward_environment, wait_until)
 from tests.forward.standin import BrokerStandIn
 
 DELIVERY_TIMEOUT_S = 60
@@ -43,6 +44,11 @@ def spool_seqs(spool_dir):
         for line in segment.path.read_bytes().splitlines():
             seqs.append(orjson.loads(line)["seq"])
     return seqs
+
+
+def checkpoint_seq(state_dir):
+    checkpoint = CheckpointFile(state_dir).load()
+    return checkpoint.seq if checkpoint is not None else None
 
 
 def error_lines(log):
@@ -128,9 +134,47 @@ def test_forward_acl_denied_record_kept_until_allowed(tmp_path, acl_broker, acl_
     assert_all_delivered(exit_status, subscriber, writer, state_dir)
 
 
-def test_forward_acl_denied_over_mqtt_311_held(tmp_path, acl_broker, spool_dir, state_dir):
-    # Mosquitto 2.0.11 closes a 3.1.1 connection on a publish its ACL denies. The record
-    # must stay in the spool, and the log named only a duplicate client id as the cause.
+def test_forward_311_acl_denied_record_lost(tmp_path, acl_file, spool_dir, state_dir):
+    # Over MQTT 3.1.1 Mosquitto 2.0.11 in its default configuration acknowledges a publish
+    # its ACL denies. The docs and the start WARNING said it closed the connection and the
+    # record stayed in the spool.
+    broker = Mosquitto(tmp_path / "broker", acl_file=acl_file, max_queued_messages=None)
+    broker.start()
+    subscriber = Subscriber(broker.port).start()
+    writer = RecordWriter(spool_dir, devices=("battery", "inverter", "inverter"),
+                          segment_max_bytes=2048)
+    writer.append(30)
+    writer.spool.flush()
+    battery_seqs = writer.expected_by_device()["battery"]
+    forwarder = start_forwarder(tmp_path, broker, spool_dir, state_dir, MQTT_PROTOCOL="3.1.1")
+    try:
+        assert wait_until(lambda: checkpoint_seq(state_dir) == writer.seqs[-1],
+                          DELIVERY_TIMEOUT_S), forwarder.log_text()
+        subscriber.wait_quiet()
+    finally:
+        subscriber.stop()
+        exit_status = forwarder.stop()
+        broker.stop()
+    assert exit_status == 0
+    # The checkpoint passed the battery's records, but none of them reached the subscriber.
+    assert subscriber.seen
+    assert subscriber.seen.isdisjoint(battery_seqs)
+    log = forwarder.log_text()
+    warning, = [line for line in log.splitlines() if "MQTT 3.1.1 cannot report" in line]
+    assert " WARNING " in warning
+    assert "makes the record count as delivered, and the record is lost" in warning
+    assert "Mosquitto does so in its default configuration" in warning
+    assert "Set MQTT_PROTOCOL=5, the default" in warning
+    assert "reason code 135" in warning
+    assert "MQTT outage" not in log
+    writer.close()
+
+
+def test_forward_311_connection_closed_on_denied_record(tmp_path, acl_broker, spool_dir,
+                                                        state_dir):
+    # With max_queued_messages 0 (no limit), Mosquitto 2.0.11 closes a 3.1.1 connection
+    # on a publish its ACL denies. The record must stay in the spool, and the log named
+    # only a duplicate client id as the cause.
     writer = RecordWriter(spool_dir, devices=("battery", "inverter", "inverter"),
                           segment_max_bytes=2048)
     writer.append(30)
