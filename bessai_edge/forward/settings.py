@@ -243,7 +243,13 @@ def _read_topic_prefix(reader):
         "MQTT_TOPIC_PREFIX", "bessai", pattern=_TOPIC_PREFIX,
         accepted=_("expected topic levels separated by '/', without '+', '#', "
                    "spaces or empty levels, e.g. bessai or acme/bessai"))
-    if prefix is not None and len(prefix.encode()) > MAX_TOPIC_PREFIX_BYTES:
+    if prefix is not None and prefix.startswith("$"):
+        # MQTT leaves topics that start with '$' (such as $SYS) to the broker. Mosquitto
+        # 2.0.11 rejects every publish there with reason code 135, even without an ACL.
+        reader.invalid("MQTT_TOPIC_PREFIX", prefix, _(
+            "topics that start with '$' are reserved for the broker, which rejects every "
+            "publish to them: remove the leading '$', e.g. bessai or acme/bessai"))
+    elif prefix is not None and len(prefix.encode()) > MAX_TOPIC_PREFIX_BYTES:
         # paho raises on a longer topic at the first publish, a crash at every restart.
         reader.invalid("MQTT_TOPIC_PREFIX", prefix[:40] + "...", _(
             "expected at most {limit} bytes, so that a topic with the site and device "

@@ -47,6 +47,19 @@ def test_forward_command_invalid_settings_exit_78(tmp_path):
     assert lines[3].startswith(f"bessai: {env_file}:6: MQTT_ACK_TIMEOUT_S='0.5' is invalid")
 
 
+def test_forward_command_reserved_topic_prefix_exit_78(tmp_path):
+    # A prefix under $SYS was accepted, and the broker then rejected every record for good.
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("MQTT_ENABLED=true\nMQTT_BROKER_HOST=127.0.0.1\n"
+                        "MQTT_TOPIC_PREFIX='$SYS/x'\n")
+    result = run_forward(base_environment(), "--env-file", str(env_file))
+    assert result.returncode == EX_CONFIG, result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"bessai: {env_file}:3: MQTT_TOPIC_PREFIX='$SYS/x' is invalid")
+    assert "reserved for the broker" in line
+    assert "remove the leading '$'" in line
+
+
 def test_forward_command_misspelt_mqtt_name_exit_78(tmp_path):
     env_file = tmp_path / "bessai.env"
     env_file.write_text("SITE_ID=SITE-TEST-001\nMQT_ENABLED=true\nMQTT_BROKER_HOST=192.168.1.200\n")
