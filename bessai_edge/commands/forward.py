@@ -5,7 +5,7 @@ forwarder's lock on the spool; then READY=1 before the first connection attempt,
 because an unreachable broker is an outage to ride out, not a failed start. A spool
 that another ``bessai forward`` has locked ends the start with status 78, like an
 invalid setting, so systemd does not restart the unit (``RestartPreventExitStatus=78``).
-SIGTERM and SIGINT stop the loop: records in flight get a short time for their
+SIGTERM, SIGINT and SIGHUP stop the loop: records in flight get a short time for their
 acknowledgements, the checkpoint is saved, and the exit status is 0.
 
 With ``MQTT_ENABLED`` false the command logs that forwarding is off, tells systemd it
@@ -73,6 +73,9 @@ def main(args):
     def stop(signum, frame):
         forwarder.request_stop(f"received {signal.Signals(signum).name}")
 
+    # SIGHUP arrives when the terminal of a foreground run closes. The forwarder has no
+    # settings to reload on it, so it stops cleanly as for SIGTERM, like `bessai run`.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, stop)
     return forwarder.run()

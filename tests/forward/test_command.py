@@ -9,10 +9,13 @@ import time
 import pytest
 
 from bessai_edge.errors import EX_CONFIG, EX_UNAVAILABLE
+from bessai_edge.forward.checkpoint import CheckpointFile
 from tests.conftest import free_tcp_port
-from tests.forward.conftest import (ForwarderProcess, forward_command, forward_environment,
-                                    receive_notifications)
+from tests.forward.conftest import (ForwarderProcess, RecordWriter, forward_command,
+                                    forward_environment, receive_notifications)
 from tests.settings.helpers import read_only_spool_dir
+
+DELIVERY_TIMEOUT_S = 60
 
 
 def run_forward(environ, *args, timeout=30):
@@ -158,6 +161,29 @@ def test_forward_command_stop_without_checkpoint_log(tmp_path):
     assert status == 0, log
     assert "forwarder stopped: 0 records delivered since start, no checkpoint yet" in log, log
     assert "checkpoint after record -" not in log, log
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=lambda signum: signum.name)
+def test_forward_command_stop_signal_saves_checkpoint(signum, mosquitto, subscriber, spool_dir,
+                                                      state_dir, start_forwarder):
+    # SIGHUP, sent when the terminal of a foreground run closes, ended the forwarder
+    # without a log line or a checkpoint save, so the next run sent the records again.
+    writer = RecordWriter(spool_dir)
+    writer.append(20)
+    writer.spool.flush()
+    # No save before the stop: the window has room and the interval is an hour.
+    forwarder = start_forwarder(FORWARD_CHECKPOINT_INTERVAL_S=3600)
+    assert subscriber.wait_for_seqs(writer.seqs, DELIVERY_TIMEOUT_S) == set()
+    assert CheckpointFile(state_dir).load() is None
+
+    os.kill(forwarder.process.pid, signum)
+    assert forwarder.process.wait(timeout=15) == 0
+    log = forwarder.log_text()
+    assert f"stopping: received {signum.name}" in log, log
+    assert "forwarder stopped: 20 records delivered since start" in log, log
+    assert CheckpointFile(state_dir).load().seq == writer.seqs[-1]
+    writer.close()
 
 
 def state_dir_environment(tmp_path, state_dir):
