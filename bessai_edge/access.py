@@ -36,3 +36,17 @@ def group_name(gid):
 def is_in_group(gid):
     """Return True when the process has ``gid`` as its effective or a supplementary group."""
     return gid == os.getegid() or gid in os.getgroups()
+
+
+def is_service_user(directory):
+    """Return True when the process runs as the bessai user or owns ``directory``.
+
+    A root run of ``bessai run`` or ``bessai forward`` has switched to the owner of the
+    spool directory, so it counts as the services' user too.
+    """
+    if user_name() == SERVICE_USER:
+        return True
+    try:
+        return os.stat(directory).st_uid == os.geteuid()
+    except OSError:
+        return False

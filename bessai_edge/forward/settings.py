@@ -385,9 +385,7 @@ def require_usable_state_dir(settings):
             "FORWARD_STATE_DIR={path!r} is on a read-only file system: choose a directory "
             "on a writable one (the package uses /var/lib/bessai)").format(path=path))
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(_(
-            "FORWARD_STATE_DIR={path!r} is not writable by this user: "
-            "run `chown bessai: {path}`").format(path=path))
+        raise ConfigError(_state_dir_not_writable_text(path, settings.spool_dir))
     from bessai_edge.forward.checkpoint import FILE_NAME
 
     checkpoint = os.path.join(path, FILE_NAME)
@@ -395,6 +393,22 @@ def require_usable_state_dir(settings):
         raise ConfigError(_(
             "the checkpoint {path} is not a file: remove it (the forwarder then starts "
             "from the oldest record in the spool)").format(path=checkpoint))
+
+
+def _state_dir_not_writable_text(path, spool_dir):
+    """Return the message for a FORWARD_STATE_DIR that this process may not write to.
+
+    The bessai user, or the owner of the spool directory that a root run switched to,
+    is the user that should own the directory. Another user should run the forwarder
+    as the bessai user instead.
+    """
+    user = access.user_name()
+    if access.is_service_user(spool_dir):
+        return _("FORWARD_STATE_DIR={path!r} is not writable by user {user}, which runs the "
+                 "forwarder: run `chown {user}: {path}`").format(path=path, user=user)
+    return _("FORWARD_STATE_DIR={path!r} is not writable by user {user}: give it to the "
+             "bessai user (chown bessai: {path}) and run the forwarder as that user "
+             "(sudo -u bessai bessai forward ...)").format(path=path, user=user)
 
 
 def _require_directory(path):

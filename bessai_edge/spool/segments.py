@@ -82,7 +82,7 @@ def directory_error(directory, error):
                  "user, or set SPOOL_DIR")
     elif isinstance(error, NotADirectoryError):
         text = _("spool directory {directory} is not a directory: set SPOOL_DIR to a directory")
-    elif isinstance(error, PermissionError) and _is_service_user(directory):
+    elif isinstance(error, PermissionError) and access.is_service_user(directory):
         text = _("spool directory {directory} cannot be opened by {user} (uid {uid}): give "
                  "the bessai user access to it")
     elif isinstance(error, PermissionError):
@@ -101,7 +101,7 @@ def directory_error(directory, error):
 
 def not_writable_text(directory):
     """Return the message for a spool directory this process may not write to."""
-    if _is_service_user(directory):
+    if access.is_service_user(directory):
         text = _("spool directory {directory} is not writable by {user} (uid {uid}) (or its "
                  "file system is read-only): make it writable by the bessai user or set "
                  "SPOOL_DIR")
@@ -120,7 +120,7 @@ def segment_error(path, error):
     that owns the spool directory gets it back with chown.
     """
     directory = os.path.dirname(path)
-    if _is_service_user(directory):
+    if access.is_service_user(directory):
         try:
             owner = access.owner_name(os.stat(directory).st_uid)
         except OSError:
@@ -136,16 +136,6 @@ def segment_error(path, error):
     spool_error = SpoolError(text)
     spool_error.errno = error.errno
     return spool_error
-
-
-def _is_service_user(directory):
-    """Return True when the process runs as the bessai user or owns ``directory``."""
-    if access.user_name() == access.SERVICE_USER:
-        return True
-    try:
-        return os.stat(directory).st_uid == os.geteuid()
-    except OSError:
-        return False
 
 
 def json_object(line):

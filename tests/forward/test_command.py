@@ -1,9 +1,11 @@
 """``bessai forward`` as systemd runs it: exit statuses, the settings file, sd_notify."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -13,7 +15,7 @@ from bessai_edge.forward.checkpoint import CheckpointFile
 from tests.conftest import free_tcp_port
 from tests.forward.conftest import (ForwarderProcess, RecordWriter, forward_command,
                                     forward_environment, receive_notifications)
-from tests.settings.helpers import read_only_spool_dir
+from tests.settings.helpers import NOBODY, read_only_spool_dir
 
 DELIVERY_TIMEOUT_S = 60
 
@@ -212,3 +214,26 @@ def test_forward_read_only_state_dir_exit_78(tmp_path, needs_root):
     assert result.returncode == EX_CONFIG, result.stderr
     assert f"FORWARD_STATE_DIR='{state_dir}' is on a read-only file system" in result.stderr
     assert "chown" not in result.stderr
+
+
+def test_forward_root_run_state_dir_names_switched_user(needs_root):
+    # A root run switched to the spool's owner, the user nobody, and then advised
+    # `chown bessai:` for the state directory, which that user still could not write.
+    # The directories go to /tmp, which the user nobody can reach, unlike tmp_path.
+    parent = tempfile.mkdtemp(prefix="bessai-forward-", dir="/tmp")
+    spool_dir = os.path.join(parent, "spool")
+    state_dir = os.path.join(parent, "state")
+    try:
+        os.chmod(parent, 0o755)
+        os.mkdir(spool_dir)
+        os.chown(spool_dir, NOBODY, NOBODY)
+        os.mkdir(state_dir, 0o755)
+        result = run_forward(forward_environment(free_tcp_port(), spool_dir, state_dir))
+    finally:
+        shutil.rmtree(parent)
+
+    assert result.returncode == EX_CONFIG, result.stderr
+    assert "running as root: switched to user nobody (uid 65534)" in result.stderr
+    assert (f"FORWARD_STATE_DIR='{state_dir}' is not writable by user nobody, which runs "
+            f"the forwarder: run `chown nobody: {state_dir}`") in result.stderr
+    assert "chown bessai:" not in result.stderr

@@ -4,16 +4,19 @@ import os
 import pathlib
 import pty
 import select
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
 from bessai_edge.errors import ConfigError
 from bessai_edge.forward.settings import load_settings, require_usable_state_dir
+from tests.settings.helpers import NOBODY, call_as_nobody
 
 MINIMAL = {"MQTT_ENABLED": "true", "MQTT_BROKER_HOST": "192.168.1.200"}
 
@@ -336,6 +339,39 @@ def test_forward_state_dir_under_file(tmp_path):
     problem, = caught.value.problems
     assert problem == (f"FORWARD_STATE_DIR='{path}' cannot be opened (not a directory): check "
                        f"the path and the permissions of its parent directories")
+
+
+def state_dir_problem(spool_dir, state_dir):
+    """Return the problem that ``require_usable_state_dir`` raises, or None."""
+    settings = load_settings({**MINIMAL, "SPOOL_DIR": spool_dir, "FORWARD_STATE_DIR": state_dir})
+    try:
+        require_usable_state_dir(settings)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.parametrize("spool_owner, advice", [
+    (NOBODY, "is not writable by user nobody, which runs the forwarder: run "
+             "`chown nobody: {state_dir}`"),
+    (0, "is not writable by user nobody: give it to the bessai user (chown bessai: "
+        "{state_dir}) and run the forwarder as that user (sudo -u bessai bessai forward ...)"),
+], ids=["spool-owner", "other-user"])
+def test_forward_state_dir_not_writable_names_user(needs_root, spool_owner, advice):
+    # The directories go to /tmp, which the user nobody can reach, unlike tmp_path.
+    parent = tempfile.mkdtemp(prefix="bessai-forward-", dir="/tmp")
+    spool_dir = os.path.join(parent, "spool")
+    state_dir = os.path.join(parent, "state")
+    try:
+        os.chmod(parent, 0o755)
+        os.mkdir(spool_dir)
+        os.chown(spool_dir, spool_owner, spool_owner)
+        os.mkdir(state_dir, 0o755)
+        problem = call_as_nobody(state_dir_problem, spool_dir, state_dir)
+    finally:
+        shutil.rmtree(parent)
+
+    assert problem == f"FORWARD_STATE_DIR='{state_dir}' " + advice.format(state_dir=state_dir)
 
 
 # (a name in the shared settings file, reported by bessai forward, reported by bessai run)
