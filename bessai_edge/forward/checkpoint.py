@@ -27,13 +27,14 @@ import orjson
 
 from bessai_edge.access import user_name
 from bessai_edge.errors import ConfigError
+from bessai_edge.forward.stamp import MAX_BOOT_ID_CHARS, RecordStamp
 from bessai_edge.i18n import _, os_error_text
 
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "forward-checkpoint.json"
 FORMAT_VERSION = 1
-# Every checkpoint file has this size: the JSON (at most about 160 bytes) padded with spaces.
+# Every checkpoint file has this size: the JSON (at most about 230 bytes) padded with spaces.
 CHECKPOINT_SIZE = 256
 # Errors of a file system without free space, on which a save overwrites in place.
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -47,11 +48,21 @@ class Checkpoint:
     offset: int       # byte offset in that segment just after the last delivered line
     seq: int | None   # sequence number of the last delivered record, None if unknown
     spool_id: str | None = None   # the spool's id from its state file; None if unknown
+    # boot_id and mono_s of record ``seq``, None when unknown (see forward.stamp).
+    boot_id: str | None = None
+    mono_s: float | None = None
 
     @property
     def position(self):
         """The ``(segment, offset)`` pair that ``SpoolReader.read`` takes."""
         return (self.segment, self.offset)
+
+    @property
+    def stamp(self):
+        """The RecordStamp of record ``seq``, or None when ``seq`` is unknown."""
+        if self.seq is None:
+            return None
+        return RecordStamp(self.seq, self.boot_id, self.mono_s)
 
 
 class CheckpointFile:
@@ -165,6 +176,8 @@ def _encode(checkpoint):
         "offset": checkpoint.offset,
         "seq": checkpoint.seq,
         "spool_id": checkpoint.spool_id,
+        "boot_id": checkpoint.boot_id,
+        "mono_s": checkpoint.mono_s,
     })
     return data.ljust(CHECKPOINT_SIZE - 1) + b"\n"
 
@@ -202,7 +215,14 @@ def _parse(data):
     spool_id = document.get("spool_id")
     if not (spool_id is None or isinstance(spool_id, str)):
         raise ValueError("spool_id must be a string or null")
-    return Checkpoint(segment, offset, seq, spool_id or None)
+    # Checkpoints saved before the record stamp have neither boot_id nor mono_s.
+    boot_id, mono_s = document.get("boot_id"), document.get("mono_s")
+    if not (boot_id is None or isinstance(boot_id, str) and len(boot_id) <= MAX_BOOT_ID_CHARS):
+        raise ValueError(f"boot_id must be a string of at most {MAX_BOOT_ID_CHARS} "
+                         "characters or null")
+    if not (mono_s is None or isinstance(mono_s, (int, float)) and not isinstance(mono_s, bool)):
+        raise ValueError("mono_s must be a number or null")
+    return Checkpoint(segment, offset, seq, spool_id or None, boot_id or None, mono_s)
 
 
 def _is_count(value):

@@ -55,6 +55,7 @@ from bessai_edge.forward.outage import OutageLog
 from bessai_edge.forward.rejection import PACKET_TOO_LARGE, HoldBack, Rejection, describe
 from bessai_edge.forward.retained import RetainedAlarms
 from bessai_edge.forward.sequence import SequenceCheck
+from bessai_edge.forward.stamp import stamp_of
 from bessai_edge.forward.status import status_text
 from bessai_edge.forward.session import Failure, MqttSession, State, publish_packet_size
 from bessai_edge.forward.window import InflightWindow
@@ -117,7 +118,8 @@ class Forwarder:
         self.exit_status = 0
         self.delivered = 0            # records acknowledged since start
         self.skipped_lines = 0        # spool lines that were not records
-        self.sequence = SequenceCheck(reader, self.saved.seq if self.saved else None)
+        self.sequence = SequenceCheck(reader, self.saved.seq if self.saved else None,
+                                      self.saved.stamp if self.saved else None)
         self._ever_connected = False
         self._last_save = clock()
         self._last_delete = clock()
@@ -226,7 +228,9 @@ class Forwarder:
         self._republish_due = False
         self._republished.clear()
         self.cursor.rewind(self._position(self.acknowledged))
-        self.sequence.rewind(self.acknowledged.seq if self.acknowledged else None)
+        acknowledged = self.acknowledged
+        self.sequence.rewind(acknowledged.seq if acknowledged else None,
+                             acknowledged.stamp if acknowledged else None)
         self._last_status = None
         if failure.kind == "publish_rejected":
             # The broker is reachable, so this is no outage: the ERROR line is the report.
@@ -311,7 +315,12 @@ class Forwarder:
             self.window.add(position, None, ())
             return
         seq = record["seq"]
-        self.sequence.check(seq, position)
+        if self.sequence.check(seq, position, stamp_of(record)):
+            # Delivered before: it moves the checkpoint on without a publish, which
+            # keeps the newest delivered record as its seq.
+            mark = self.sequence.mark
+            self.window.add(position, mark.seq, (), stamp=mark)
+            return
         mids = []
         messages = messages_for(record, line, self.topics, self.retained.latest_alarms)
         messages = self.hold_back.messages_to_send(position, messages)
@@ -321,7 +330,7 @@ class Forwarder:
             mids.append(self.session.publish(message.topic, message.payload, message.retain))
             if not self.session.connected:
                 return  # lost while sending: on_failure rewound the cursor before this record
-        self.window.add(position, seq, mids, self.clock(), messages)
+        self.window.add(position, seq, mids, self.clock(), messages, self.sequence.mark)
         for message in messages:
             if message.retain:
                 self.retained.published(position, message)
@@ -351,10 +360,12 @@ class Forwarder:
         acknowledged_run = self.window.take_acknowledged()
         if acknowledged_run is None:
             return
-        count, (segment, offset), seq = acknowledged_run
+        count, (segment, offset), seq, stamp = acknowledged_run
         if seq is None and self.acknowledged is not None:
-            seq = self.acknowledged.seq   # the run ended on a skipped line
-        self.acknowledged = Checkpoint(segment, offset, seq, self._spool_id)
+            stamp = self.acknowledged.stamp   # the run ended on a skipped line
+            seq = self.acknowledged.seq
+        boot_id, mono_s = (stamp.boot_id, stamp.mono_s) if stamp is not None else (None, None)
+        self.acknowledged = Checkpoint(segment, offset, seq, self._spool_id, boot_id, mono_s)
         if seq is not None:
             self.sequence.acknowledged(seq)
         self.retained.acknowledged((segment, offset))

@@ -17,11 +17,12 @@ import dataclasses
 
 
 class _Entry:
-    __slots__ = ("position", "seq", "pending", "sent_at", "messages")
+    __slots__ = ("position", "seq", "pending", "sent_at", "messages", "stamp")
 
-    def __init__(self, position, seq, pending, sent_at, messages):
+    def __init__(self, position, seq, pending, sent_at, messages, stamp):
         self.position = position
         self.seq = seq
+        self.stamp = stamp         # the caller's RecordStamp of the record, or None
         self.pending = pending
         self.sent_at = sent_at
         self.messages = messages   # mid -> the caller's message object
@@ -54,13 +55,14 @@ class InflightWindow:
     def has_room(self):
         return len(self._entries) + self.unsaved < self.capacity
 
-    def add(self, position, seq, mids, sent_at=0.0, messages=()):
+    def add(self, position, seq, mids, sent_at=0.0, messages=(), stamp=None):
         """Append a published record; ``mids`` may be empty for a line that was skipped.
 
         ``sent_at`` is the monotonic time of the publish, for ``oldest_unacknowledged``.
-        ``messages``, in the order of ``mids``, are handed back by ``reject``.
+        ``messages``, in the order of ``mids``, are handed back by ``reject``, and
+        ``stamp`` by ``take_acknowledged``.
         """
-        entry = _Entry(position, seq, len(mids), sent_at, dict(zip(mids, messages)))
+        entry = _Entry(position, seq, len(mids), sent_at, dict(zip(mids, messages)), stamp)
         for mid in mids:
             if mid in self._by_mid:
                 raise ValueError(f"MQTT packet id {mid} is already in flight")
@@ -96,7 +98,7 @@ class InflightWindow:
     def take_acknowledged(self):
         """Remove the fully acknowledged records at the head.
 
-        Returns ``(count, position, seq)`` of the last record removed, or None when the
+        Returns ``(count, position, seq, stamp)`` of the last record removed, or None when the
         head record still waits for an acknowledgement. The count is added to
         ``unsaved`` until ``mark_saved`` is called.
         """
@@ -108,7 +110,7 @@ class InflightWindow:
         if last is None:
             return None
         self.unsaved += count
-        return count, last.position, last.seq
+        return count, last.position, last.seq, last.stamp
 
     def mark_saved(self):
         """Record that the checkpoint now covers every record taken out so far."""

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from bessai_edge.forward.sequence import SequenceCheck
+from bessai_edge.forward.stamp import RecordStamp
 
 LOGGER = "bessai_edge.forward.forwarder"
 
@@ -65,3 +66,24 @@ def test_acknowledged_gaps_forgotten():
     _read(check, [1, 2, 5, 6, 9])
     check.acknowledged(6)
     assert check._logged_gaps == [(7, 8)]
+
+
+MARK = RecordStamp(300, "boot-a", 100.0)
+
+
+@pytest.mark.parametrize("stamp, delivered", [
+    pytest.param(RecordStamp(251, "boot-a", 90.0), True, id="same-boot-earlier"),
+    pytest.param(RecordStamp(300, "boot-a", 100.0), True, id="the-mark-itself"),
+    pytest.param(RecordStamp(251, "boot-a", 120.0), False, id="same-boot-later"),
+    pytest.param(RecordStamp(251, "boot-b", 5.0), False, id="another-boot"),
+    pytest.param(RecordStamp(251, None, None), False, id="no-boot-id"),
+    pytest.param(RecordStamp(301, "boot-a", 100.0), False, id="above-the-mark"),
+])
+def test_repeated_seq_skipped_only_when_older(caplog, stamp, delivered):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    check = SequenceCheck(_Reader(), last_seq=300, mark=MARK)
+    assert check.check(stamp.seq, (251, 0), stamp) is delivered
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "spool directory replaced" not in messages
+    if not delivered and stamp.seq <= MARK.seq:
+        assert "went back from 300 to 251" in messages

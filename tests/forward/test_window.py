@@ -16,14 +16,14 @@ def window_with(records, capacity=10):
 # (published records, acknowledged mids in order, expected take_acknowledged())
 TAKE_CASES = [
     pytest.param([(1, [1]), (2, [2])], [], None, id="nothing-acknowledged"),
-    pytest.param([(1, [1]), (2, [2])], [1], (1, (1, 100), 1), id="head-only"),
+    pytest.param([(1, [1]), (2, [2])], [1], (1, (1, 100), 1, None), id="head-only"),
     pytest.param([(1, [1]), (2, [2])], [2], None, id="second-only-holds-back"),
-    pytest.param([(1, [1]), (2, [2]), (3, [3])], [3, 1], (1, (1, 100), 1), id="gap-at-2"),
-    pytest.param([(1, [1]), (2, [2]), (3, [3])], [3, 2, 1], (3, (1, 300), 3), id="reverse-order"),
+    pytest.param([(1, [1]), (2, [2]), (3, [3])], [3, 1], (1, (1, 100), 1, None), id="gap-at-2"),
+    pytest.param([(1, [1]), (2, [2]), (3, [3])], [3, 2, 1], (3, (1, 300), 3, None), id="reverse-order"),
     pytest.param([(1, [1, 2]), (2, [3])], [1, 3], None, id="alarm-message-pending"),
-    pytest.param([(1, [1, 2]), (2, [3])], [2, 1, 3], (2, (1, 200), 2), id="both-messages-acked"),
-    pytest.param([(1, []), (2, [5])], [], (1, (1, 100), 1), id="skipped-line-needs-no-ack"),
-    pytest.param([(1, [7]), (2, [])], [7], (2, (1, 200), 2), id="skipped-line-after-acked"),
+    pytest.param([(1, [1, 2]), (2, [3])], [2, 1, 3], (2, (1, 200), 2, None), id="both-messages-acked"),
+    pytest.param([(1, []), (2, [5])], [], (1, (1, 100), 1, None), id="skipped-line-needs-no-ack"),
+    pytest.param([(1, [7]), (2, [])], [7], (2, (1, 200), 2, None), id="skipped-line-after-acked"),
 ]
 
 
