@@ -625,7 +625,7 @@ class Forwarder:
                            acknowledged=self.acknowledged, rejection=self.hold_back.rejection,
                            connected=self.session.connected, outage=self.outage.active,
                            failure_kind=self._failure_kind, retry_in=self.session.retry_in(),
-                           segments=segments)
+                           segments=segments, waiting_for_repair=self.reader.waiting_for_repair)
 
     def _describe_start(self):
         if self.replaced_checkpoint is not None:

@@ -1,8 +1,8 @@
 """The forwarder's status line, which ``systemctl status bessai-forward`` shows.
 
-One line: the connection or the outage in a few words, the records delivered since
-start with the last acknowledged seq, and the bytes of spool still to send. The
-journal has the details of each failure.
+One line: the connection or the outage in a few words, a damaged line that delivery
+waits at, the records delivered since start with the last acknowledged seq, and the
+bytes of spool still to send. The journal has the details of each failure.
 """
 
 # The status line's words for each Failure.kind of session.py.
@@ -24,13 +24,14 @@ _OUTAGE_TEXTS = {
 
 
 def status_text(settings, *, delivered, acknowledged, rejection, connected, outage,
-                failure_kind, retry_in, segments):
+                failure_kind, retry_in, segments, waiting_for_repair=None):
     """Return the status line.
 
     ``acknowledged`` is the newest acknowledged Checkpoint or None, ``rejection`` the
     held-back Rejection or None, ``outage`` True during an outage whose newest failure
     has kind ``failure_kind``, and ``segments`` the spool's segments or None when they
-    could not be listed.
+    could not be listed. ``waiting_for_repair`` is the ``(segment name, offset)`` of a
+    damaged line where delivery waits for ``bessai run``, or None.
     """
     backlog = backlog_bytes(segments, acknowledged)
     if backlog is None:
@@ -39,6 +40,10 @@ def status_text(settings, *, delivered, acknowledged, rejection, connected, outa
         backlog_text = f"backlog {backlog / 1024:.0f} KiB"
     seq = acknowledged.seq if acknowledged else None
     done = f"{delivered} records delivered, last seq {seq if seq is not None else '-'}"
+    if waiting_for_repair is not None:
+        name, offset = waiting_for_repair
+        done = (f"waiting for bessai run to repair NUL bytes in spool segment {name} at "
+                f"offset {offset}; {done}")
     broker = settings.broker
     if rejection is not None:
         seq_text = rejection.seq if rejection.seq is not None else "-"

@@ -30,6 +30,10 @@ class SpoolReader:
     def __init__(self, directory):
         self.directory = os.fspath(directory)
         self.skipped_lines = 0  # lines read() skipped: cut ends of sealed segments, NUL bytes
+        # (segment name, offset) of the line with NUL bytes in the open segment where the
+        # last read() stopped, or None. Delivery waits there for the start-up repair.
+        self.waiting_for_repair = None
+        self._reported_damage = None   # the last such line logged, so it is logged once
 
     def segments(self):
         """Return the current ``Segment`` list in sequence order (the last one is open).
@@ -49,6 +53,7 @@ class SpoolReader:
         files when the call gets there, so call again later for more.
         """
         checkpoint_seq, checkpoint_offset = checkpoint or (0, 0)
+        self.waiting_for_repair = None
         for segment in self.segments():
             if segment.first_seq < checkpoint_seq:
                 continue
@@ -172,12 +177,24 @@ class SpoolReader:
             if b"\0" in line:
                 if not segment.sealed:
                     # A power cut left zeroed blocks: the writer cuts them at start-up.
+                    self._wait_for_repair(segment, offset)
                     return
                 self.skipped_lines += 1
                 log.warning("segment %s has a line with NUL bytes at offset %d, which "
                             "is skipped", segment.path.name, offset)
                 continue
             yield position, line
+
+    def _wait_for_repair(self, segment, offset):
+        """Note the damaged line of the open segment where reading stops; log it once."""
+        self.waiting_for_repair = (segment.path.name, offset)
+        if self._reported_damage == self.waiting_for_repair:
+            return
+        self._reported_damage = self.waiting_for_repair
+        log.warning("the open spool segment %s has a line with NUL bytes at offset %d: "
+                    "delivery waits there until bessai run repairs the segment when it "
+                    "next starts; if it is stopped or keeps failing, check systemctl status "
+                    "bessai", segment.path.name, offset)
 
     def _scan_segment(self, segment, start):
         for offset, line, complete in _segment_lines(segment, start):
