@@ -42,6 +42,7 @@ def main(args):
     from bessai_edge.forward.lock import SpoolLock
     from bessai_edge.forward.settings import (load_settings, read_environment,
                                               require_usable_state_dir)
+    from bessai_edge.forward.state_lock import StateDirLock
     from bessai_edge.service import journal
     from bessai_edge.service.notify import Notifier
     from bessai_edge.service.privileges import log_switch, switch_to_spool_owner
@@ -67,6 +68,9 @@ def main(args):
     reader.segments()  # a missing or unreadable spool directory raises SpoolError (exit 78)
     lock = SpoolLock(settings.spool_dir)
     lock.acquire()     # so does a spool that another forwarder has locked
+    # A state directory that the forwarder of another spool uses raises ConfigError.
+    state_lock = StateDirLock(settings.state_dir, settings.spool_dir)
+    state_lock.acquire()
     forwarder = Forwarder(settings, reader, CheckpointFile(settings.state_dir), notifier,
                           lock=lock)
 
@@ -78,4 +82,7 @@ def main(args):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, stop)
-    return forwarder.run()
+    try:
+        return forwarder.run()
+    finally:
+        state_lock.release()   # after run() saved the checkpoint at its stop
