@@ -147,12 +147,12 @@ def _build_source(args):
             path=args.capture, units=", ".join(map(str, image.unit_ids)))
     from bessai_edge.profile import load_profile
     from bessai_edge.simulator.model import BatteryModel
-    from bessai_edge.simulator.profile_image import ProfileImage, parse_pinned
+    from bessai_edge.simulator.profile_image import ProfileImage, parse_pinned, site_rating
 
     pinned = parse_pinned(args.pinned)
     profile = load_profile(args.profile)
     _check_unit_roles(profile, args.unit_roles)
-    model = BatteryModel(day_seconds=args.day_seconds, seed=args.seed)
+    model = BatteryModel(site_rating(profile), day_seconds=args.day_seconds, seed=args.seed)
     image = ProfileImage(
         profile, unit_id=args.unit_id, unit_ids=dict(args.unit_roles) or None,
         unknown_unit=args.unknown_unit, model=model, pinned=pinned,

@@ -172,6 +172,7 @@ def build_profile(data, path):
                     item.get("ignore_not_available", False))
             for item in data.get("derived", ())),
         all_sunspec_models=data.get("all_sunspec_models", False),
+        battery_nominal_voltage_v=device.get("battery_nominal_voltage_v"),
     )
 
 

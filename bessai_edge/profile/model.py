@@ -130,6 +130,7 @@ class Profile:
     points: tuple
     derived: tuple
     all_sunspec_models: bool = False
+    battery_nominal_voltage_v: float | None = None   # None: not stated by the profile
 
     @property
     def document(self):

@@ -27,7 +27,7 @@ DOCUMENT_KEYS = ("title", "version", "publisher", "url")
 DOCUMENT_REQUIRED = ("title", "version", "publisher")
 DEVICE_KEYS = ("unit_id", "unit_id_note", "port", "max_registers", "max_gap",
                "quiet_after_connect_s", "min_request_interval_s", "request_timeout_s",
-               "holes", "unit_roles")
+               "holes", "unit_roles", "battery_nominal_voltage_v")
 DEVICE_REQUIRED = ("unit_id", "port", "max_registers", "max_gap", "quiet_after_connect_s",
                    "min_request_interval_s", "request_timeout_s")
 ROLE_KEYS = ("unit_id", "description")
@@ -42,6 +42,7 @@ DERIVED_KEYS = ("field", "description", "sum", "ignore_not_available")
 DERIVED_REQUIRED = ("field", "description", "sum")
 TERM_KEYS = ("point", "factor")
 MAX_SECONDS = 60.0
+MAX_BATTERY_VOLTAGE_V = 1500.0   # upper limit of low-voltage DC (EU Low Voltage Directive)
 
 
 TOP = "profile"  # the place of a problem with the document's top-level keys
@@ -142,6 +143,7 @@ def _check_device(problems, device):
     if "unit_id_note" in device and not _text(device["unit_id_note"]):
         problems.invalid("device", "unit_id_note", device["unit_id_note"],
                          _("expected a non-empty string"))
+    _check_battery_voltage(problems, device)
 
     roles = _check_roles(problems, device.get("unit_roles", {}))
     _check_holes(problems, device.get("holes", []), roles)
@@ -677,6 +679,14 @@ def _check_number(problems, where, item, key, low, high, exclusive_minimum=False
         else:
             accepted = _("expected a number of seconds from {low:g} up to {high:g}")
         problems.invalid(where, key, value, accepted.format(low=low, high=high))
+
+
+def _check_battery_voltage(problems, device):
+    value = device.get("battery_nominal_voltage_v", 1.0)
+    if not _finite_number(value) or not 0.0 < value <= MAX_BATTERY_VOLTAGE_V:
+        problems.invalid("device", "battery_nominal_voltage_v", value,
+                         _("expected a number of volts above 0 up to {high:g}").format(
+                             high=MAX_BATTERY_VOLTAGE_V))
 
 
 def _field_help():

@@ -6,9 +6,13 @@ discharge in minutes. PV follows a half-sine between 06:00 and 18:00, the load h
 base and an evening peak, and the battery covers the difference (self-consumption)
 within its power rating while its state of charge stays between 20 and 95 %. Cell
 temperature relaxes towards ambient plus a rise proportional to the absolute power.
+The battery voltage rises linearly with the SOC around the bank's nominal voltage, from
+90 % of it when empty to 110 % when full. The PV string voltage is 0 while PV power is 0,
+and otherwise rises from 90 % to 100 % of ``pv_mpp_voltage_v`` with the PV power.
 
 Values use the canonical record fields: battery power and current positive while
-charging, grid power positive on import.
+charging, grid power positive on import. ``pv_voltage_v`` is not a canonical field: it
+feeds the DC voltage of MPP trackers, which no profile maps to a field.
 """
 
 import dataclasses
@@ -33,6 +37,8 @@ class SiteRating:
     pv_peak_kw: float = 6.0
     base_load_kw: float = 0.8
     evening_load_kw: float = 2.5
+    battery_nominal_v: float = 400.0   # an estimate for a high-voltage bank (LUNA2000, BYD HVS)
+    pv_mpp_voltage_v: float = 380.0    # an estimate for a residential string at full sun
 
 
 class BatteryModel:
@@ -95,8 +101,8 @@ class BatteryModel:
             self.battery_temp_c += (target - self.battery_temp_c) * weight
 
     def values(self):
-        """Return the canonical fields of the current state."""
-        voltage = 360.0 + 0.8 * self.soc_pct
+        """Return the canonical fields of the current state, and ``pv_voltage_v``."""
+        voltage = self.rating.battery_nominal_v * (0.9 + 0.002 * self.soc_pct)
         battery_power = self.battery_power_kw
         ac_power = self.pv_power_kw - battery_power
         return {
@@ -108,11 +114,18 @@ class BatteryModel:
             "battery_max_charge_kw": self.rating.max_charge_kw,
             "battery_max_discharge_kw": self.rating.max_discharge_kw,
             "pv_power_kw": self.pv_power_kw,
+            "pv_voltage_v": self._pv_voltage_v(),
             "ac_power_kw": ac_power,
             "grid_power_kw": self.load_kw - ac_power,
             "grid_frequency_hz": self.grid_frequency_hz,
             "inverter_temp_c": AMBIENT_C + 1.5 * abs(ac_power),
         }
+
+    def _pv_voltage_v(self):
+        if self.pv_power_kw <= 0.0:
+            return 0.0
+        share = min(1.0, self.pv_power_kw / self.rating.pv_peak_kw)
+        return self.rating.pv_mpp_voltage_v * (0.9 + 0.1 * share)
 
 
 def pv_power_kw(hour, peak_kw):

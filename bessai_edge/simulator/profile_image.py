@@ -6,6 +6,8 @@ the core's ``encode`` through each point's type, byte order, scale and offset. T
 unused registers a request bridges read 0. A SunSpec profile gets a model chain
 (``sunspec_layout``) that the gateway discovers like a real device's.
 
+Points that map no field but measure a modelled quantity (the same battery on another
+unit, the voltage of an MPPT module) get their values from ``point_quantities``.
 Canonical values are converted back to the point's own unit with ``field_scale``; a
 derived field (a sum of points) is put on the terms whose factor has the value's sign,
 so a charge/discharge pair of unsigned registers carries a signed power correctly.
@@ -19,7 +21,8 @@ from bessai_edge.errors import ConfigError, CoreError
 from bessai_edge.i18n import _
 from bessai_edge.simulator import sunspec_layout
 from bessai_edge.simulator.image import RegisterImage
-from bessai_edge.simulator.model import BatteryModel
+from bessai_edge.simulator.model import BatteryModel, SiteRating
+from bessai_edge.simulator.point_quantities import add_point_quantities
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,14 @@ DEFAULT_SF = -2              # two decimals, unless a value needs a larger scale
 MAX_SF = 4
 _RAW_LIMIT = {"s16": 32767, "u16": 65535, "s32": 2**31 - 1, "u32": 2**32 - 1,
               "acc32": 2**32 - 1, "s64": 2**63 - 1, "u64": 2**64 - 1, "acc64": 2**64 - 1}
+
+
+def site_rating(profile):
+    """Return the simulated site's sizes, with the battery voltage the profile states."""
+    rating = SiteRating()
+    if profile.battery_nominal_voltage_v is not None:
+        rating.battery_nominal_v = profile.battery_nominal_voltage_v
+    return rating
 
 
 def parse_pinned(texts):
@@ -56,7 +67,7 @@ class ProfileImage:
     def __init__(self, profile, unit_id=None, unit_ids=None, unknown_unit="exception11",
                  model=None, pinned=None, sentinels=(), prefer_float=False, clock=time.monotonic):
         self.profile = profile
-        self.model = model or BatteryModel()
+        self.model = model or BatteryModel(site_rating(profile))
         self.pinned = dict(pinned or {})
         self.sentinels = set(sentinels)
         for derived in profile.derived:
@@ -117,9 +128,9 @@ class ProfileImage:
 
     # -- values ------------------------------------------------------------------------
 
-    def _point_values(self, canonical):
+    def _point_values(self, model_values):
         """Return point name -> engineering value (or a str) for this refresh."""
-        canonical = {**canonical, **{name: value for name, value in self.pinned.items()
+        canonical = {**model_values, **{name: value for name, value in self.pinned.items()
                                      if name not in self._point_names}}
         values = {}
         for _, point in self.points:
@@ -133,6 +144,8 @@ class ProfileImage:
         for name, value in self.pinned.items():
             if name in self._point_names:
                 values[name] = value
+        add_point_quantities([point for _, point in self.points], self.profile, canonical,
+                             values)
         return values
 
     def _scale_factors(self, values):

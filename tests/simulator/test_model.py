@@ -6,6 +6,7 @@ from bessai_edge.simulator.model import (
     SOC_MAX_PCT,
     SOC_MIN_PCT,
     BatteryModel,
+    SiteRating,
     load_kw,
     pv_power_kw,
 )
@@ -96,3 +97,17 @@ def test_model_is_deterministic_for_a_seed():
     first = run_days(BatteryModel(day_seconds=60.0, seed=11), 1)
     second = run_days(BatteryModel(day_seconds=60.0, seed=11), 1)
     assert first == second
+
+
+def test_model_battery_voltage_follows_nominal():
+    model = BatteryModel(SiteRating(battery_nominal_v=48.0), initial_soc_pct=50.0)
+    assert model.values()["battery_voltage_v"] == pytest.approx(48.0)
+    assert BatteryModel(initial_soc_pct=50.0).values()["battery_voltage_v"] == pytest.approx(400.0)
+
+
+def test_model_pv_voltage_zero_only_without_pv():
+    day = BatteryModel(start_hour=12.0).values()
+    night = BatteryModel(start_hour=2.0).values()
+    assert 0.9 * 380.0 <= day["pv_voltage_v"] <= 380.0
+    assert night["pv_power_kw"] == 0.0
+    assert night["pv_voltage_v"] == 0.0
