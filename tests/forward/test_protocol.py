@@ -56,5 +56,5 @@ def test_forward_mqtt311_start_line_warns(tmp_path, spool_dir, state_dir):
     warning = forwarder.log_text().splitlines()[1]
     assert "WARNING bessai_edge.forward.forwarder: MQTT 3.1.1 cannot report a rejected " \
            "publish" in warning
-    assert "counts as delivered and is deleted" in warning
+    assert "makes the record count as delivered, and the record is lost" in warning
     writer.close()
