@@ -31,8 +31,8 @@ from bessai_edge.errors import (
 )
 from bessai_edge.modbus_client import FramedTcpClient
 from bessai_edge.link_outages import LinkOutageLog
-from bessai_edge.ratelimit import DEFAULT_INTERVAL_S
-from bessai_edge.service.journal import EVENT_LINK, FIELD_EVENT
+from bessai_edge.ratelimit import DEFAULT_INTERVAL_S, RateLimitedLog
+from bessai_edge.service.journal import EVENT_LINK, FIELD_ERROR_KIND, FIELD_EVENT
 
 __all__ = ["DeviceLink", "format_endpoint", "FUNCTION_CODES", "MAX_READ_REGISTERS"]
 
@@ -122,6 +122,7 @@ class DeviceLink:
         self._answered = False         # the current connection returned at least one reply
         self._failing_since = None     # first failure since the last reply: the outage start
         self._outage = LinkOutageLog(self.endpoint, unit_id, outage_log_interval_s)
+        self._busy_log = RateLimitedLog(log, outage_log_interval_s)
         self._log_requests = False
         self._keepalive = None
         self._keepalive_interval_s = math.inf
@@ -287,6 +288,7 @@ class DeviceLink:
                 # A busy device often has the data a moment later: one more try, after
                 # the request spacing. The busy reply is counted like any exception.
                 self.counters[f"exception_{DEVICE_BUSY}"] += 1
+                self._log_busy_reply(unit_id, address, count)
                 self._wait_for_turn()
                 return self.read_checked(unit_id, function_code, address, count,
                                          busy_retry=False)
@@ -296,6 +298,20 @@ class DeviceLink:
                       self.endpoint, unit_id, function_code, address, count,
                       (ended - started) * 1000)
         return response.registers  # a new array per reply, so the caller may keep it
+
+    def _log_busy_reply(self, unit_id, address, count):
+        """Log a busy reply that gets a second try, at most once per outage log interval.
+
+        ``RateLimitedLog`` ends the next line with the count of the lines it left out.
+        """
+        self._busy_log.log(
+            "busy", logging.WARNING,
+            "%s: unit id %d answered exception 6 (device busy) to the read of registers "
+            "%d..%d, so the request is sent once more and the cycle takes longer: another "
+            "Modbus client probably polls the device, or the device is busy with other work. "
+            "Stop the other client; if cycles overrun, raise SCAN_INTERVAL_S",
+            self.endpoint, unit_id, address, address + count - 1,
+            extra={**self._outage.extra, FIELD_ERROR_KIND: f"exception_{DEVICE_BUSY}"})
 
     def _reconnect_for_request(self):
         """Connect for a request when a reconnect is due; raise ConnectionLost before then."""

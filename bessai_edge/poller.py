@@ -15,6 +15,7 @@ import time
 
 from bessai_edge import alarms, core, records
 from bessai_edge import state as gateway_state
+from bessai_edge.battery_power_log import BatteryPowerLog
 from bessai_edge.errors import DeviceException, LinkError, ProfileError
 from bessai_edge.link import MAX_READ_REGISTERS
 from bessai_edge.profile.fields import MAIN_ROLE
@@ -69,6 +70,9 @@ class DevicePoller:
         self.state.request_errors = link.counters  # one Counter: the link counts, metrics read
         self.errors = RateLimitedLog(logger)
         self.state_log = DeviceStateLog(logger, device.name, self.log_extra)
+        self.battery_power_log = BatteryPowerLog(device.name, profile.name, limit_settings,
+                                                 self.log_extra)
+        self._power_judged_on = 0       # link.sessions when battery_power_kw was last judged
         self.plan = None
         self.limit_table = None
         self.watched_fields = []
@@ -483,6 +487,10 @@ class DevicePoller:
             statuses = bytearray(b"\x01" * len(plan.requests))
         decoded, codes = plan.table.decode(self._buffer, statuses)
         values, quality = self._field_map.build(decoded, codes)
+        if self._power_judged_on != self.link.sessions:
+            # Once per connection, so a normal cycle pays one comparison for it.
+            if self.battery_power_log.judge(values, plan):
+                self._power_judged_on = self.link.sessions
         transitions = self.limit_table.evaluate(decoded, codes, periods)
         changes = self._pending_changes
         if transitions or changes or self._active is None:

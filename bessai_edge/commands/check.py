@@ -486,7 +486,7 @@ def _read(link, check, observation):
         statuses = bytearray(b"\x01" * len(plan.requests))
         link.wait_for_turn()  # the quiet time after connect is not part of a cycle
         started = time.monotonic()
-        outcomes, words_ffff, late_replies, unknown_ids = _read_requests(
+        outcomes, words_ffff, late_replies, unknown_ids, busy_retries = _read_requests(
             link, plan, buffer, statuses)
         # The last pass is the closest to a cycle: the first may include exception 2 probes.
         observation.read_s = time.monotonic() - started
@@ -501,6 +501,7 @@ def _read(link, check, observation):
             observation.all_words_ffff = words_ffff
             observation.late_replies = late_replies
             observation.unknown_id_frames = unknown_ids
+            observation.busy_retries = busy_retries
             observation.no_data_units = no_data_units
             observation.exception_11_units = _units_failing_only_with(plan, outcomes,
                                                                       "exception_11")
@@ -540,9 +541,10 @@ def _read_requests(link, plan, buffer, statuses):
     """Read every request into the buffer.
 
     Returns (outcome per request, all words 0xFFFF, late replies, frames with unknown
-    transaction ids). A late reply is one that came after its request had timed out and
-    was discarded while the link waited for a later request's reply. A frame whose
-    transaction id no request used is not a late reply, so it is counted apart.
+    transaction ids, requests read on the link's second try after exception 6). A late
+    reply is one that came after its request had timed out and was discarded while the
+    link waited for a later request's reply. A frame whose transaction id no request
+    used is not a late reply, so it is counted apart.
     """
     from bessai_edge.diagnosis import PARTIAL_REPLY
     from bessai_edge.errors import ConnectionLost, DeviceException, LinkError, LinkTimeout
@@ -551,8 +553,10 @@ def _read_requests(link, plan, buffer, statuses):
     answered = []
     late_replies = 0
     unknown_ids_before = link.unknown_id_frames
+    busy_retries = 0
     for request in plan.requests:
         sent_before = link.requests
+        busy_before = link.counters["exception_6"]
         mismatched_before = link.counters["mismatched_reply"]
         unknown_before = link.unknown_id_frames
         duplicates_before = link.duplicate_replies
@@ -580,11 +584,12 @@ def _read_requests(link, plan, buffer, statuses):
                          - (link.duplicate_replies - duplicates_before))
         if words is None:
             continue
+        busy_retries += link.counters["exception_6"] != busy_before
         buffer[request.buffer_offset:request.buffer_offset + request.count] = array.array("H", words)
         statuses[request.block] = 0
         answered.extend(words)
     return (outcomes, bool(answered) and all(word == 0xFFFF for word in answered),
-            late_replies, link.unknown_id_frames - unknown_ids_before)
+            late_replies, link.unknown_id_frames - unknown_ids_before, busy_retries)
 
 
 def _units_failing_only_with(plan, outcomes, kind):
@@ -694,17 +699,14 @@ def _observe_values(check, observation):
     observation.soc_not_available = tuple(
         row["name"] for row in rows
         if row["field"] == "soc_pct" and row["quality"] == "not_available" and "status" not in row)
-    reported = [check.fields.get(field) for field in ("battery_max_charge_kw",
-                                                      "battery_max_discharge_kw")]
-    reported = [abs(value) for value in reported if value]
-    observation.battery_max_power_kw = max(reported) if reported else None
+    from bessai_edge.power_plausibility import dc_power_kw, reported_max_power_kw
+
+    observation.battery_max_power_kw = reported_max_power_kw(check.fields)
     observation.battery_power_kw = check.fields.get("battery_power_kw")
     observation.battery_power_points = tuple(
         row["name"] for row in rows
         if row["field"] == "battery_power_kw" and row["quality"] == "ok")
-    voltage, current = check.fields.get("battery_voltage_v"), check.fields.get("battery_current_a")
-    if voltage is not None and current is not None:
-        observation.battery_dc_power_kw = voltage * current / 1000.0
+    observation.battery_dc_power_kw = dc_power_kw(check.fields)
     from bessai_edge.diagnosis import MAIN_FIELDS
 
     # A main field that only points of switched-off roles feed is not expected on the site.

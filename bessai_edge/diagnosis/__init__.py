@@ -64,10 +64,37 @@ def _findings(observation):
     if not errors:
         findings += main_field_findings(observation)
         findings += cycle_time_findings(observation)
+    findings += _busy_retry_findings(observation)
     findings += value_findings(observation, errors)
     if not findings:
         findings.append(_all_well_finding(observation))
     return findings
+
+
+def _busy_retry_findings(observation):
+    """Return a finding when requests got exception 6 and a reply when sent once more.
+
+    The link sends a request that got exception 6 once more, so the values are read,
+    but each busy reply costs a request: `bessai run`'s cycles take longer.
+    """
+    count = observation.busy_retries
+    if not count:
+        return []
+    total = sum(1 for kind in observation.request_outcomes if kind != SKIPPED)
+    return [Finding(WARNING, "busy_replies", ngettext(
+        "The device at {endpoint} answered {count} of {total} requests with exception 6 "
+        "(device busy) and served it when asked again: another Modbus client probably "
+        "polls the device (a Huawei serves one client at a time), or the device is busy "
+        "with other work. Each busy reply costs one more request, so the reads take "
+        "longer. Stop the other Modbus client; if cycles of `bessai run` overrun, raise "
+        "SCAN_INTERVAL_S.",
+        "The device at {endpoint} answered {count} of {total} requests with exception 6 "
+        "(device busy) and served them when asked again: another Modbus client probably "
+        "polls the device (a Huawei serves one client at a time), or the device is busy "
+        "with other work. Each busy reply costs one more request, so the reads take "
+        "longer. Stop the other Modbus client; if cycles of `bessai run` overrun, raise "
+        "SCAN_INTERVAL_S.", count
+    ).format(endpoint=observation.endpoint, count=count, total=total))]
 
 
 def _all_well_finding(observation):

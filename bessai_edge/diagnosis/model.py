@@ -65,6 +65,7 @@ class Observation:
     serving_units: dict = dataclasses.field(default_factory=dict)
     late_replies: int = 0         # first pass only, like request_outcomes
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
+    busy_retries: int = 0         # first pass: requests read on a second try after exception 6
     soc_pct: float | None = None
     soc_not_available: tuple = ()  # names of the read points of soc_pct that are "not available"
     battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power

@@ -5,6 +5,9 @@ import math
 from bessai_edge.alarms import MAX_POWER_KW
 from bessai_edge.diagnosis.model import SLOW_OUTCOMES, WARNING, Finding
 from bessai_edge.i18n import _
+from bessai_edge.power_plausibility import (
+    DC_POWER, RATED_POWER_RATIO, REPORTED_MAX, SETTINGS_MAX, WARN_LEVEL,
+    implausible_battery_power)
 
 # A read of every request may take this share of SCAN_INTERVAL_S, and a longer one gets
 # slow_cycle.
@@ -58,14 +61,6 @@ def cycle_time_findings(observation):
         "{suggested:g} or more.").format(**values))]
 
 
-# How far the battery power warning level may lie from the maximum power the device
-# reports before the level is taken for a slip of unit (W for kW, MW for kW).
-RATED_POWER_RATIO = 10.0
-# The smallest reference for a battery power reading, so that a battery at rest
-# (voltage times a current near 0) does not make a reading of a few kW look wrong.
-PLAUSIBLE_POWER_FLOOR_KW = 1.0
-
-
 def _rated_power_findings(observation):
     """Return a finding for the warning levels far above, and one for those far below.
 
@@ -95,39 +90,28 @@ def _rated_power_findings(observation):
 def _battery_power_findings(observation):
     """Return a finding when battery_power_kw is far larger than any power it should match.
 
-    The references are the battery's voltage times its current, the maximum charge or
-    discharge power the device reports and the battery power warning levels. Without
-    any of them, the limit is the largest rated power the settings accept. A 32-bit
-    value read with its words swapped comes out about 65,536 times too large.
+    ``power_plausibility`` holds the rule, which ``bessai run`` logs too.
     """
-    power = observation.battery_power_kw
-    if power is None:
+    implausible = implausible_battery_power(
+        observation.battery_power_kw, observation.battery_dc_power_kw,
+        observation.battery_max_power_kw, observation.battery_power_warn_levels_kw)
+    if implausible is None:
         return []
-    references = []
-    if observation.battery_dc_power_kw is not None:
-        references.append((abs(observation.battery_dc_power_kw),
-                           _("the battery's voltage times its current")))
-    if observation.battery_max_power_kw is not None:
-        references.append((observation.battery_max_power_kw,
-                           _("the maximum charge or discharge power the device reports")))
-    levels = observation.battery_power_warn_levels_kw
-    if levels:
-        references.append((max(size for _name, size in levels),
-                           _("the battery power warning level ({names})").format(
-                               names=_names(levels))))
-    if references:
-        reference, source = max(references, key=lambda item: item[0])
-        if abs(power) <= max(reference, PLAUSIBLE_POWER_FLOOR_KW) * RATED_POWER_RATIO:
-            return []
-        cause = _("Battery power reads {power:g} kW, more than ten times {source} "
-                  "({reference:g} kW).").format(power=power, source=source,
-                                                 reference=round(reference, 2))
-    elif abs(power) > MAX_POWER_KW:
+    power, reference = implausible.power_kw, implausible.reference
+    if reference == SETTINGS_MAX:
         cause = _("Battery power reads {power:g} kW, more than {limit:g} kW, the largest "
                   "battery rated power the settings accept.").format(power=power,
                                                                      limit=MAX_POWER_KW)
     else:
-        return []
+        sources = {
+            DC_POWER: _("the battery's voltage times its current"),
+            REPORTED_MAX: _("the maximum charge or discharge power the device reports"),
+            WARN_LEVEL: _("the battery power warning level ({names})").format(
+                names=_names(observation.battery_power_warn_levels_kw)),
+        }
+        cause = _("Battery power reads {power:g} kW, more than ten times {source} "
+                  "({reference:g} kW).").format(power=power, source=sources[reference],
+                                                 reference=round(implausible.reference_kw, 2))
     return [Finding(WARNING, "battery_power_implausible", cause + " " + _(
         "The word order, type or scale of point {points} in profile {profile} is probably "
         "wrong: a 32-bit value whose device sends the low word first reads about 65,536 "

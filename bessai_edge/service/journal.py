@@ -41,6 +41,7 @@ EVENT_DEVICE_STATE = "device_state"
 EVENT_ALARM = "alarm"
 EVENT_SPOOL = "spool"
 EVENT_LINK = "link"
+EVENT_IMPLAUSIBLE_VALUE = "implausible_value"  # a reading that cannot be right
 
 # journald accepts upper-case ASCII letters, digits and underscores, not starting with
 # an underscore (those are trusted fields set by journald itself) or a digit.

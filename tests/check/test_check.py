@@ -529,8 +529,23 @@ def test_check_busy_reply_tried_again(simulator):
     # for check as for `bessai run`, and the retry gets a normal reply.
     device = simulator("--profile", "victron_multiplus", "--busy-every", "3")
     result = run_check(port=device.port)
-    assert codes(result) == ["ok"], result.stdout
-    assert result.returncode == 0
+    assert codes(result) == ["busy_replies"], result.stdout
+    assert "All " not in result.stdout
+    assert result.returncode == 1
+
+
+def test_check_busy_every_other_reply_warned(simulator):
+    # Every second reply is exception 6: the first request is read at once, and each
+    # later one on its second try, because the retry of the one before took a reply.
+    device = simulator("--profile", "huawei_sun2000", "--busy-every", "2")
+    result = run_check(port=device.port, profile="huawei_sun2000", SCAN_INTERVAL_S=5)
+    assert codes(result) == ["busy_replies"], result.stdout
+    assert (f"The device at 127.0.0.1:{device.port} answered 5 of 6 requests with exception "
+            "6 (device busy) and served them when asked again") in result.stdout
+    assert "another Modbus client probably polls the device" in result.stdout
+    assert "Stop the other Modbus client" in result.stdout
+    assert "raise SCAN_INTERVAL_S" in result.stdout
+    assert result.returncode == 1
 
 
 def test_check_night_sentinels_read_not_available(simulator):

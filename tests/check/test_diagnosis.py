@@ -387,6 +387,15 @@ def test_diagnose_soc_out_of_range_message():
     assert "DRIVER_PROFILE_PATH" in findings[0].message
 
 
+def test_diagnose_busy_retries_counted():
+    findings = diagnose(observe(request_outcomes=["ok", "ok", "ok", "skipped"], points=3,
+                                points_ok=3, busy_retries=1))
+    assert [finding.code for finding in findings] == ["busy_replies"]
+    assert findings[0].severity == WARNING
+    assert "answered 1 of 3 requests with exception 6 (device busy) and served it" \
+        in findings[0].message
+
+
 def test_diagnose_battery_power_names_point_reference_and_fix():
     findings = diagnose(observe(request_outcomes=["ok"], points=1, points_ok=1,
                                 battery_power_kw=85000.192, battery_dc_power_kw=1.42073,

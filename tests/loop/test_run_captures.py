@@ -116,3 +116,26 @@ def test_run_capture_word_swapped_with_cdab_profile_file(tmp_path):
     assert last["values"]["battery_power_kw"] == pytest.approx(1.297)
     assert last["values"]["soc_pct"] == pytest.approx(54.0)
     assert last["profile"] == "huawei_sun2000"
+    assert "battery_power_kw reads" not in run.stderr
+
+
+def test_run_word_swapped_power_warned_once(tmp_path):
+    """The low-word-first capture read with the bundled profile gets one WARNING line."""
+    name = "huawei_word_swapped_i32_constructed.json"
+    with simulator("--capture", str(CAPTURES / name)) as (host, port):
+        environ = gateway_env(tmp_path / "spool", INVERTER_IP=host, INVERTER_PORT=port,
+                              DRIVER_PROFILE_PATH="huawei_sun2000", MODBUS_SLAVE_ID=3)
+        run = run_gateway(environ, 5)
+    assert run.returncode == 0, run.stderr
+    assert [record["values"]["battery_power_kw"] for record in run.records] == \
+        [pytest.approx(85000.192)] * 5
+    lines = [line for line in run.stderr.splitlines() if "battery_power_kw reads" in line]
+    assert len(lines) == 1, run.stderr
+    line = lines[0]
+    assert " WARNING bessai_edge.battery_power_log: inverter: " in line
+    assert ("battery_power_kw reads 85000.2 kW, more than ten times battery_voltage_v times "
+            "battery_current_a (1.42 kW)") in line
+    assert "point storage_charge_discharge_power in profile huawei_sun2000" in line
+    assert '"order": "CDAB"' in line
+    assert "BESSAI_DEVICE=inverter" in line
+    assert "BESSAI_EVENT=implausible_value" in line

@@ -465,6 +465,15 @@ def test_run_retries_busy_request_once(tmp_path):
         assert record["state"] == "ok", record["error"]
         assert record["quality"]["soc_pct"] == "ok"
         assert record["quality"]["battery_power_kw"] == "ok"
+    # Every cycle has busy replies, and the rate limit lets one line through a minute.
+    busy = [line for line in run.stderr.splitlines() if "exception 6 (device busy)" in line]
+    assert len(busy) == 1, run.stderr
+    assert " WARNING bessai_edge.link: " in busy[0]
+    assert "the request is sent once more" in busy[0]
+    assert "raise SCAN_INTERVAL_S" in busy[0]
+    assert "BESSAI_DEVICE=inverter" in busy[0]
+    assert "BESSAI_ERROR_KIND=exception_6" in busy[0]
+    assert "battery_power_kw reads" not in run.stderr  # the simulator's values are plausible
 
 
 def test_run_busy_twice_fails_the_request(tmp_path):
