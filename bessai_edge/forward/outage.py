@@ -12,11 +12,12 @@ of it. Failed attempts in between are logged at DEBUG, except when the reason
 changes (for example from "refused" to "credentials"), which is logged again because
 it usually needs a different fix. The start line and that line take the failure's
 level: WARNING, or ERROR for a broker that does not support MQTT 5 (``protocol``).
-After a lost connection, which gives no reason, a failed attempt counts as a change
-only when its kind needs a fix (rejected credentials, TLS, DNS and the like).
-Refusals, timeouts and network errors are what a restarting broker gives, so they
-stay at DEBUG. A connection dropped soon after it was accepted (kind ``dropped``) is
-a change, because its line names a likely cause.
+A restarting broker gives lost connections, then refused attempts, timeouts or network
+errors, so after a lost connection these stay at DEBUG. A change to a kind that needs
+a fix (rejected credentials, TLS, DNS and the like) is logged. A connection dropped soon
+after it was accepted, again and again (kind ``dropped_repeatedly``), is logged too,
+because its line names a likely cause. The words "for another reason" appear only when
+the two kinds are not both lost connections.
 """
 
 import logging
@@ -26,8 +27,11 @@ logger = logging.getLogger(__name__)
 # The journal field of the outage lines: `journalctl -u bessai-forward BESSAI_EVENT=mqtt_outage`.
 _EVENT = {"BESSAI_EVENT": "mqtt_outage"}
 
-_LOSSES = ("lost", "dropped")  # failures that end a connection and give no reason of their own
-_TRANSIENT = ("refused", "timeout", "network")  # what a restarting or rebooting broker gives
+# Failures that end an accepted connection. The plain ones name no cause, and are what
+# a restarting broker gives, as are the transient failures of the attempts after them.
+_PLAIN_LOSSES = ("lost", "dropped")
+_LOSSES = (*_PLAIN_LOSSES, "dropped_repeatedly")
+_TRANSIENT = ("refused", "timeout", "network")
 
 
 class OutageLog:
@@ -60,11 +64,12 @@ class OutageLog:
             self._never_connected = not self._had_connection and failure.kind not in _LOSSES
             logger.log(failure.level, "MQTT outage started: %s; the spool keeps the records, "
                        "next attempt in %.1f s", failure.message, retry_in_s, extra=_EVENT)
-        elif failure.kind != self._kind and (
-                self._kind not in _LOSSES or failure.kind not in _TRANSIENT):
+        elif self._is_news(failure.kind):
+            same_kind = self._kind in _LOSSES and failure.kind in _LOSSES
             self._kind = failure.kind
-            logger.log(failure.level, "MQTT outage goes on, for another reason: %s; next "
-                       "attempt in %.1f s", failure.message, retry_in_s, extra=_EVENT)
+            logger.log(failure.level, "MQTT outage goes on%s: %s; next attempt in %.1f s",
+                       "" if same_kind else ", for another reason", failure.message,
+                       retry_in_s, extra=_EVENT)
         else:
             # The same reason, or a broker still restarting after a lost connection.
             self._kind = failure.kind
@@ -76,6 +81,12 @@ class OutageLog:
             self._failures += 1
         self._reconnected = None
         self._caught_up_at = None
+
+    def _is_news(self, kind):
+        """Return True when a failure of ``kind`` during the outage needs its own line."""
+        if kind == self._kind or kind in _PLAIN_LOSSES:
+            return False
+        return self._kind not in _LOSSES or kind not in _TRANSIENT
 
     def held_back(self):
         """Note a connection ended over a rejected record: its records do not end the outage.

@@ -44,6 +44,13 @@ _KEEPALIVE_TIMEOUT = "Keep alive timeout"
 # broker that keeps dropping the client (another client with the same id) gets the
 # backoff instead of a reconnect at once.
 STABLE_CONNECTION_S = 10.0
+# Connections dropped soon after CONNACK, one after the other with no failed attempt in
+# between, before the message names another client with the same id as a likely cause.
+# A restarting broker usually refuses an attempt between its drops, which resets the count.
+REPEATED_DROPS = 3
+# paho's name for the MQTT 5 DISCONNECT reason code 0x8E: another connection with the
+# same client id took over the session.
+_SESSION_TAKEN_OVER = "Session taken over"
 # Fraction of a reconnect delay that jitter may remove, so that gateways which lost
 # the same broker together do not all come back in the same second.
 RECONNECT_JITTER = 0.3
@@ -76,6 +83,11 @@ def publish_packet_size(topic, payload):
     return 1 + length_bytes + remaining
 
 
+def _clause(text):
+    """Return ``text`` without a final period, to embed it before a semicolon or colon."""
+    return str(text).rstrip(" .")
+
+
 def _reason_name(code):
     """Return the MQTT 5 name of reason ``code``, whatever packet type paho allows it for."""
     names = ReasonCode.names.get(code)
@@ -94,8 +106,10 @@ class Failure:
 
     ``kind`` is a short stable name for logs and tests (``refused``, ``timeout``,
     ``no_connack``, ``dns``, ``tls_certificate``, ``tls``, ``credentials``,
-    ``rejected``, ``protocol``, ``lost``, ``network``, ``no_puback``,
-    ``publish_rejected``); ``message`` describes what happened and what to check.
+    ``rejected``, ``protocol``, ``lost``, ``dropped``, ``dropped_repeatedly``,
+    ``network``, ``no_puback``, ``publish_rejected``); ``message`` describes what
+    happened and what to check. ``dropped`` is a connection lost soon after its CONNACK,
+    and ``dropped_repeatedly`` one that, after others like it, suggests a cause.
     ``level`` is the log level of the line that reports it first.
     """
 
@@ -124,6 +138,8 @@ class MqttSession:
         self._connack_wait_start = 0.0
         self._connected_at = 0.0
         self._last_paho_error = ""
+        self._ever_connected = False  # a CONNACK accepted a connection of this session
+        self._quick_drops = 0         # connections dropped soon after CONNACK, in a row
 
     @property
     def connected(self):
@@ -155,14 +171,14 @@ class MqttSession:
         except ssl.SSLCertVerificationError as error:
             self._fail(Failure("tls_certificate", (
                 f"TLS: the certificate of broker {settings.broker} was rejected: "
-                f"{error.verify_message or error.reason}; check MQTT_TLS_CA, and that "
+                f"{_clause(error.verify_message or error.reason)}; check MQTT_TLS_CA, and that "
                 f"MQTT_BROKER_HOST is a name or address the certificate was issued for")))
             return
         except ssl.SSLError as error:
             self._fail(Failure("tls", (
                 f"TLS handshake with broker {settings.broker} failed: "
-                f"{error.reason or error}; check MQTT_TLS_CERT, MQTT_TLS_KEY and MQTT_PORT "
-                f"(the broker's TLS listener)")))
+                f"{_clause(error.reason or error)}; check MQTT_TLS_CERT, MQTT_TLS_KEY and "
+                f"MQTT_PORT (the broker's TLS listener)")))
             return
         except ConnectionRefusedError:
             self._fail(Failure("refused", (
@@ -171,7 +187,8 @@ class MqttSession:
             return
         except socket.gaierror as error:
             self._fail(Failure("dns", (
-                f"cannot resolve MQTT_BROKER_HOST={settings.broker_host}: {error.strerror}")))
+                f"cannot resolve MQTT_BROKER_HOST={settings.broker_host}: "
+                f"{_clause(error.strerror)}")))
             return
         except TimeoutError:
             self._fail(Failure("timeout", (
@@ -266,6 +283,7 @@ class MqttSession:
         if not reason_code.is_failure:
             self.state = State.CONNECTED
             self._connected_at = self.clock()
+            self._ever_connected = True
             self.max_packet_size = getattr(properties, "MaximumPacketSize", None)
             self.listener.on_connected()
             return
@@ -275,7 +293,8 @@ class MqttSession:
             account = f"user {user!r}" if user else "a client without a user name"
             source = self.settings.password_source or "MQTT_PASSWORD_FILE"
             self._fail(Failure("credentials", (
-                f"broker {self.settings.broker} rejected the credentials of {account}: {reason}; "
+                f"broker {self.settings.broker} rejected the credentials of {account}: "
+                f"{_clause(reason)}; "
                 f"check MQTT_USERNAME and {source}, and the broker's password file and ACL")))
         elif reason == _UNSUPPORTED_PROTOCOL and self.settings.protocol == "5":
             self._fail(Failure("protocol", (
@@ -285,7 +304,7 @@ class MqttSession:
                 f"refuses"), logging.ERROR))
         else:
             self._fail(Failure("rejected", (
-                f"broker {self.settings.broker} rejected the connection: {reason}; "
+                f"broker {self.settings.broker} rejected the connection: {_clause(reason)}; "
                 f"check MQTT_CLIENT_ID and the broker's log")))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -332,17 +351,26 @@ class MqttSession:
         self.listener.on_rejected(mid, code, _reason_name(code))
 
     def _no_connack_failure(self):
+        """Describe a missing CONNACK; name the port only while it has never worked.
+
+        Once a CONNACK came from this host and port, the port is the broker's, and a
+        broker that accepts TCP but stays silent is stopped, frozen or overloaded.
+        """
         settings = self.settings
         waited = self.clock() - self._connack_wait_start
-        if settings.tls_context is not None:
-            hint = "is the broker's MQTT port over TLS, and not the port of another TLS service"
+        if self._ever_connected:
+            hint = ("the broker, which accepted connections on this port before, may be "
+                    "stopped or overloaded: check the broker's log and load")
+        elif settings.tls_context is not None:
+            hint = (f"check that MQTT_PORT={settings.port} is the broker's MQTT port over TLS, "
+                    f"and not the port of another TLS service")
         else:
-            hint = ("is the broker's MQTT port, not the port of another service or of a "
-                    "listener that expects TLS (for TLS, set MQTT_TLS_CA)")
+            hint = (f"check that MQTT_PORT={settings.port} is the broker's MQTT port, not the "
+                    f"port of another service or of a listener that expects TLS (for TLS, "
+                    f"set MQTT_TLS_CA)")
         return Failure("no_connack", (
             f"no CONNACK came within {waited:.0f} s from {settings.broker}, which accepted "
-            f"the {'TLS' if settings.tls_context else 'TCP'} connection: check that "
-            f"MQTT_PORT={settings.port} {hint}"))
+            f"the {'TLS' if settings.tls_context else 'TCP'} connection: {hint}"))
 
     def _lost(self, reason):
         """End the current connection; a loss before CONNACK counts as a failed attempt."""
@@ -358,36 +386,54 @@ class MqttSession:
                     f"the connection ({detail}); check MQTT_TLS_CERT and MQTT_TLS_KEY: the "
                     f"broker may require a client certificate signed by a CA it trusts"))
             else:
+                port = ("" if self._ever_connected else
+                        f", and that MQTT_PORT={self.settings.port} is its plain MQTT port, "
+                        f"not a listener that expects TLS (for TLS, set MQTT_TLS_CA)")
                 failure = Failure("lost", (
                     f"broker {self.settings.broker} closed the connection before accepting "
-                    f"it ({detail}); check the broker's log, and that MQTT_PORT="
-                    f"{self.settings.port} is its plain MQTT port, not a listener that "
-                    f"expects TLS (for TLS, set MQTT_TLS_CA)"))
+                    f"it ({detail}); check the broker's log{port}"))
             self._fail(failure)
         elif self.state is State.CONNECTED:
             lasted = self.clock() - self._connected_at
             if lasted < STABLE_CONNECTION_S:
-                # Over MQTT 3.1.1 a broker cannot reject one publish, so some close the
-                # connection on a publish their ACL denies.
-                acl = (f", or the broker's ACL may deny publishing under "
-                       f"MQTT_TOPIC_PREFIX={self.settings.topic_prefix}: its log tells which"
-                       if self.settings.protocol == "3.1.1" else "")
-                self._fail(Failure("dropped", (
-                    f"connection to broker {self.settings.broker} lost {lasted:.1f} s after "
-                    f"it was accepted: {detail}; if this repeats, another client may use "
-                    f"MQTT_CLIENT_ID={self.settings.client_id}, which the broker then "
-                    f"disconnects{acl}")))
+                self._quick_drops += 1
+                self._fail(self._dropped_failure(lasted, reason, detail))
                 return
+            self._quick_drops = 0
             self._drop_client()
             self.failures = 0
             self.next_attempt = self.clock()  # try again at once, then back off
             self.listener.on_failure(Failure("lost", (
-                f"connection to broker {self.settings.broker} lost: {detail}")))
+                f"connection to broker {self.settings.broker} lost: {_clause(detail)}")))
+
+    def _dropped_failure(self, lasted, reason, detail):
+        """Describe a connection lost soon after CONNACK; name likely causes once they fit.
+
+        The broker names a takeover by another client with the same id (MQTT 5). Other
+        causes are suggested only after ``REPEATED_DROPS`` drops in a row, since a single
+        one is what a broker restart gives.
+        """
+        settings = self.settings
+        lost = (f"connection to broker {settings.broker} lost {lasted:.1f} s after it was "
+                f"accepted: {_clause(detail)}")
+        if reason != _SESSION_TAKEN_OVER and self._quick_drops < REPEATED_DROPS:
+            return Failure("dropped", lost)
+        # Over MQTT 3.1.1 a broker cannot reject one publish, so some close the
+        # connection on a publish their ACL denies.
+        acl = (f", or the broker's ACL may deny publishing under "
+               f"MQTT_TOPIC_PREFIX={settings.topic_prefix}: its log tells which"
+               if settings.protocol == "3.1.1" else "")
+        in_a_row = f", {self._quick_drops} times in a row" if self._quick_drops > 1 else ""
+        return Failure("dropped_repeatedly", (
+            f"{lost}{in_a_row}; another client may use "
+            f"MQTT_CLIENT_ID={settings.client_id}, which the broker then disconnects{acl}"))
 
     def _fail(self, failure):
         if self.state is State.CONNECTED and (
                 self.clock() - self._connected_at >= STABLE_CONNECTION_S):
             self.failures = 0  # the connection had worked: the backoff starts over
+        if self.state is not State.CONNECTED:
+            self._quick_drops = 0  # a failed attempt: the broker was away, as in a restart
         self._drop_client()
         self.failures += 1
         delay = self.backoff.delay(self.failures, self.random_fraction())

@@ -18,6 +18,8 @@ _OUTAGE_TEXTS = {
     "no_connack": "broker {broker} sent no CONNACK",
     "lost": "connection to broker {broker} lost",
     "dropped": "connection to broker {broker} dropped soon after it was accepted",
+    "dropped_repeatedly": ("connection to broker {broker} dropped again and again soon "
+                           "after it was accepted"),
     "no_puback": "broker {broker} stopped acknowledging messages (no PUBACK)",
     "protocol": "broker {broker} does not support MQTT 5: set MQTT_PROTOCOL=3.1.1",
 }

@@ -122,8 +122,11 @@ def test_outage_log_caught_up_without_outage(clock):
     assert outage.outages == 0
 
 
-DROPPED = Failure("dropped", "connection to broker 10.0.0.5:1883 lost 0.1 s after it was "
-                             "accepted: another client may use MQTT_CLIENT_ID=x")
+DROPPED = Failure("dropped", "connection to broker 10.0.0.5:1883 lost 4.3 s after it was "
+                             "accepted: the socket was closed by the broker or the network")
+REPEATED = Failure("dropped_repeatedly", "connection to broker 10.0.0.5:1883 lost 0.1 s "
+                                         "after it was accepted, 3 times in a row; another "
+                                         "client may use MQTT_CLIENT_ID=x")
 
 
 def test_outage_log_dropped_connections_one_outage(clock, caplog):
@@ -135,7 +138,7 @@ def test_outage_log_dropped_connections_one_outage(clock, caplog):
             clock.now += 1
             outage.connected()
             assert not outage.caught_up(settled=False)
-            outage.failed(DROPPED, 2.0)
+            outage.failed(REPEATED, 2.0)
         clock.now += 2
         outage.connected()
         clock.now += 0.5
@@ -144,8 +147,9 @@ def test_outage_log_dropped_connections_one_outage(clock, caplog):
         assert outage.caught_up(settled=True)
     warnings = lines(caplog, logging.WARNING)
     assert len(warnings) == 2, warnings
-    assert warnings[1].startswith("MQTT outage goes on, for another reason: connection to "
-                                  "broker 10.0.0.5:1883 lost 0.1 s after it was accepted")
+    # A lost connection and a dropped one are the same kind of reason.
+    assert warnings[1].startswith("MQTT outage goes on: connection to broker 10.0.0.5:1883 "
+                                  "lost 0.1 s after it was accepted")
     assert lines(caplog, logging.INFO) == [
         "MQTT outage over: reconnected to broker 10.0.0.5:1883 after 5.0 s (3 failed "
         "attempts); delivered the backlog of 0 records in 0.5 s"]
@@ -201,3 +205,33 @@ def test_outage_log_held_record_drain_time(clock, caplog):
     over, = lines(caplog, logging.INFO)
     assert over == ("MQTT outage over: reconnected to broker b:1883 after 150.0 s (1 failed "
                     "attempt); delivered the backlog of 142 records in 2.0 s")
+
+
+def test_outage_log_broker_restarts_stay_debug(clock, caplog):
+    # A broker restarted twice, 10 s apart, logged "goes on, for another reason" for
+    # the second loss, although both losses were of one kind.
+    outage = OutageLog("10.0.0.5:1883", clock)
+    with caplog.at_level(logging.DEBUG, logger="bessai_edge.forward.outage"):
+        outage.failed(LOST, 0.0)
+        clock.now += 0.2
+        outage.failed(REFUSED, 0.4)
+        clock.now += 1
+        outage.connected()
+        clock.now += 4.3
+        outage.failed(DROPPED, 0.2)
+        clock.now += 0.2
+        outage.failed(REFUSED, 0.4)
+        outage.failed(DROPPED, 0.8)
+    warnings = lines(caplog, logging.WARNING)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("MQTT outage started: connection to broker")
+    assert len(lines(caplog, logging.DEBUG)) == 4
+
+
+def test_outage_log_kind_change_says_another_reason(clock, caplog):
+    outage = OutageLog("10.0.0.5:1883", clock)
+    with caplog.at_level(logging.WARNING, logger="bessai_edge.forward.outage"):
+        outage.failed(REFUSED, 1.0)
+        outage.failed(REPEATED, 1.0)
+    warnings = lines(caplog, logging.WARNING)
+    assert warnings[1].startswith("MQTT outage goes on, for another reason: connection to")

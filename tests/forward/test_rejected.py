@@ -250,3 +250,25 @@ def test_forward_plain_to_tls_port_named(tmp_path, tls_files, spool_dir, state_d
         broker.stop()
     assert (f"MQTT_PORT={broker.port} is its plain MQTT port, not a listener that expects "
             f"TLS (for TLS, set MQTT_TLS_CA)") in forwarder.log_text()
+
+
+def test_forward_tls_name_mismatch_reason_joined(tmp_path, tls_files, spool_dir, state_dir,
+                                                 spool_with_records):
+    # The reason read "...is not valid for '127.0.0.1'.; check MQTT_TLS_CA".
+    from tests.forward.tls import make_leaf
+
+    directory = os.path.dirname(tls_files["ca"])
+    cert, key = make_leaf(directory, "test-ca", "other-name",
+                          "subjectAltName=DNS:broker.invalid\nextendedKeyUsage=serverAuth")
+    tls = {"ca": tls_files["ca"], "cert": cert, "key": key, "require_client": False}
+    broker = Mosquitto(tmp_path / "broker", tls=tls).start()
+    try:
+        forwarder = start(tmp_path, broker, spool_dir, state_dir, "name-mismatch",
+                          MQTT_TLS_CA=tls_files["ca"])
+        observe_attempts(broker, forwarder, "MQTT outage started")
+        assert forwarder.stop() == 0
+    finally:
+        broker.stop()
+    log = forwarder.log_text()
+    assert "not valid for '127.0.0.1'; check MQTT_TLS_CA" in log, log
+    assert ".;" not in log, log

@@ -7,6 +7,7 @@ Keys are EC P-256, so generating them takes milliseconds.
 """
 
 import os
+import pathlib
 import subprocess
 
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -30,6 +31,14 @@ def _make_leaf(directory, ca, name, extensions):
     _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem",
              "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
              "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+
+
+def make_leaf(directory, ca, name, extensions):
+    """Create certificate ``name`` signed by ``ca`` in ``directory``; return (cert, key)."""
+    directory = pathlib.Path(directory)
+    _make_leaf(directory, ca, name, extensions)
+    os.chmod(directory / f"{name}.key", 0o600)
+    return str(directory / f"{name}.pem"), str(directory / f"{name}.key")
 
 
 def make_tls_files(directory):
