@@ -55,6 +55,7 @@ from bessai_edge.forward.outage import OutageLog
 from bessai_edge.forward.rejection import PACKET_TOO_LARGE, HoldBack, Rejection, describe
 from bessai_edge.forward.retained import RetainedAlarms
 from bessai_edge.forward.sequence import SequenceCheck
+from bessai_edge.forward.skipped import SkippedLines
 from bessai_edge.forward.stamp import stamp_of
 from bessai_edge.forward.status import status_text
 from bessai_edge.forward.session import Failure, MqttSession, State, publish_packet_size
@@ -116,8 +117,8 @@ class Forwarder:
         self.stop_requested = False
         self.stop_reason = ""
         self.exit_status = 0
-        self.delivered = 0            # records acknowledged since start
-        self.skipped_lines = 0        # spool lines that were not records
+        self.delivered = 0            # records the broker acknowledged since start
+        self.skipped = SkippedLines(reader)
         self.sequence = SequenceCheck(reader, self.saved.seq if self.saved else None,
                                       self.saved.stamp if self.saved else None)
         self._ever_connected = False
@@ -307,13 +308,14 @@ class Forwarder:
         try:
             record = parse_record(line)
         except BadRecord as error:
-            self.skipped_lines += 1
+            self.skipped.passed(position, damaged=True)
             self.sequence.damaged_line()
             self.rate_limited.log("bad_line", logging.ERROR,
                                   "spool segment %d: skipping the line that ends at offset %d: %s",
                                   position[0], position[1], error)
             self.window.add(position, None, ())
             return
+        self.skipped.passed(position)
         seq = record["seq"]
         if self.sequence.check(seq, position, stamp_of(record)):
             # Delivered before: it moves the checkpoint on without a publish, which
@@ -655,6 +657,10 @@ class Forwarder:
             checkpoint = "no checkpoint yet"
         else:
             checkpoint = f"checkpoint after record {seq}"
+        skipped = self.skipped.count
+        if skipped:
+            checkpoint = (f"{skipped} damaged spool {'line' if skipped == 1 else 'lines'} "
+                          f"skipped, {checkpoint}")
         logger.info("forwarder stopped: %d records delivered since start, %s", self.delivered,
                     checkpoint, extra={"BESSAI_EVENT": "shutdown"})
 

@@ -17,13 +17,14 @@ import dataclasses
 
 
 class _Entry:
-    __slots__ = ("position", "seq", "pending", "sent_at", "messages", "stamp")
+    __slots__ = ("position", "seq", "pending", "published", "sent_at", "messages", "stamp")
 
     def __init__(self, position, seq, pending, sent_at, messages, stamp):
         self.position = position
         self.seq = seq
         self.stamp = stamp         # the caller's RecordStamp of the record, or None
         self.pending = pending
+        self.published = pending > 0   # False for a skipped line or a record not sent
         self.sent_at = sent_at
         self.messages = messages   # mid -> the caller's message object
 
@@ -98,19 +99,23 @@ class InflightWindow:
     def take_acknowledged(self):
         """Remove the fully acknowledged records at the head.
 
-        Returns ``(count, position, seq, stamp)`` of the last record removed, or None when the
-        head record still waits for an acknowledgement. The count is added to
-        ``unsaved`` until ``mark_saved`` is called.
+        Returns ``(published, position, seq, stamp)``, where ``published`` counts the
+        removed records that were published (the broker acknowledged them) and the
+        rest are of the last record removed. Returns None when the head record still
+        waits for an acknowledgement. Every removed entry is added to ``unsaved``
+        until ``mark_saved`` is called.
         """
         count = 0
+        published = 0
         last = None
         while self._entries and self._entries[0].pending == 0:
             last = self._entries.popleft()
             count += 1
+            published += last.published
         if last is None:
             return None
         self.unsaved += count
-        return count, last.position, last.seq, last.stamp
+        return published, last.position, last.seq, last.stamp
 
     def mark_saved(self):
         """Record that the checkpoint now covers every record taken out so far."""

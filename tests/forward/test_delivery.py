@@ -147,6 +147,9 @@ def test_forward_skips_unreadable_line(mosquitto, subscriber, spool_dir, state_d
     log = forwarder.log_text()
     assert f"spool segment 1: skipping the line that ends at offset {len(lines[0]) + len(lines[1]) + 2}" in log
     assert f"sequence gap: {gap_text}" in log
+    # The skipped line was counted as a delivered record.
+    assert (f"forwarder stopped: 2 records delivered since start, 1 damaged spool line "
+            f"skipped, checkpoint after record {last_seq}") in log, log
     assert CheckpointFile(state_dir).load().seq == last_seq
     # Delivered, sealed and before the checkpoint: the damaged segment is gone too.
     assert [segment.first_seq for segment in list_segments(spool_dir)] == [last_seq + 1]
@@ -173,3 +176,5 @@ def test_forward_gap_names_lines_the_reader_skipped(mosquitto, subscriber, spool
     assert ("sequence gap: records 5 to 5 (1) were not forwarded: the damaged line skipped "
             "there (logged above)") in log
     assert "evicted" not in log
+    assert ("forwarder stopped: 4 records delivered since start, 2 damaged spool lines "
+            "skipped, checkpoint after record 6") in log, log

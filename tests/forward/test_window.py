@@ -22,8 +22,9 @@ TAKE_CASES = [
     pytest.param([(1, [1]), (2, [2]), (3, [3])], [3, 2, 1], (3, (1, 300), 3, None), id="reverse-order"),
     pytest.param([(1, [1, 2]), (2, [3])], [1, 3], None, id="alarm-message-pending"),
     pytest.param([(1, [1, 2]), (2, [3])], [2, 1, 3], (2, (1, 200), 2, None), id="both-messages-acked"),
-    pytest.param([(1, []), (2, [5])], [], (1, (1, 100), 1, None), id="skipped-line-needs-no-ack"),
-    pytest.param([(1, [7]), (2, [])], [7], (2, (1, 200), 2, None), id="skipped-line-after-acked"),
+    # A skipped line needs no acknowledgement, and is not counted as published.
+    pytest.param([(1, []), (2, [5])], [], (0, (1, 100), 1, None), id="skipped-line-needs-no-ack"),
+    pytest.param([(1, [7]), (2, [])], [7], (1, (1, 200), 2, None), id="skipped-line-after-acked"),
 ]
 
 
