@@ -59,8 +59,12 @@ def main(args):
     log_switch(switched_to, spool_dir)
     notifier = Notifier.from_environment()
     if not settings.enabled:
-        logger.info("MQTT forwarding is off (MQTT_ENABLED is not true): nothing to do, exiting")
-        notifier.ready("MQTT forwarding is off: set MQTT_ENABLED=true and restart")
+        where = _settings_place(args.env_file)
+        logger.info("MQTT forwarding is off (MQTT_ENABLED is not true): nothing to do, "
+                    "exiting; to forward the spool, set MQTT_ENABLED=true and "
+                    "MQTT_BROKER_HOST %s, and start bessai forward again", where)
+        notifier.ready(f"MQTT forwarding is off: set MQTT_ENABLED=true and MQTT_BROKER_HOST "
+                       f"{where}, and restart")
         return EX_UNAVAILABLE
 
     require_usable_state_dir(settings)
@@ -86,3 +90,13 @@ def main(args):
         return forwarder.run()
     finally:
         state_lock.release()   # after run() saved the checkpoint at its stop
+
+
+def _settings_place(env_file):
+    """Return where the settings should go: the file read, else the environment."""
+    from bessai_edge.cli import INSTALLED_ENV_FILE
+
+    if env_file:
+        return f"in {env_file}"
+    return (f"in the environment, or in a settings file given with --env-file "
+            f"({INSTALLED_ENV_FILE} when installed)")

@@ -35,6 +35,18 @@ def test_forward_command_disabled_exits_69(tmp_path):
     result = run_forward(base_environment(), "--env-file", str(env_file))
     assert result.returncode == EX_UNAVAILABLE, result.stderr
     assert "MQTT forwarding is off (MQTT_ENABLED is not true)" in result.stderr
+    # It did not say what to set, or in which file.
+    assert (f"set MQTT_ENABLED=true and MQTT_BROKER_HOST in {env_file}, and start bessai "
+            f"forward again") in result.stderr, result.stderr
+
+
+def test_forward_command_disabled_without_file_names_installed(tmp_path):
+    environ = {**base_environment(), "SITE_ID": "SITE-TEST-001", "MQTT_ENABLED": "false"}
+    result = run_forward(environ)
+    assert result.returncode == EX_UNAVAILABLE, result.stderr
+    assert ("set MQTT_ENABLED=true and MQTT_BROKER_HOST in the environment, or in a settings "
+            "file given with --env-file (/etc/bessai/bessai.env when installed)"
+            in result.stderr), result.stderr
 
 
 def test_forward_command_invalid_settings_exit_78(tmp_path):
