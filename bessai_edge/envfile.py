@@ -181,13 +181,13 @@ def _parse_env_text(text, path, repeats=None, value_lines=None):
             unreadable.add(exported[1])
             problems.append(_("{path}:{line}: invalid line {text!r}: 'export' is shell "
                               "syntax; write the line without it").format(
-                path=path, line=number, text=stripped))
+                path=path, line=number, text=shortened(stripped)))
             continue
         if not sep or not _NAME.match(name):
             if _NAME.match(name):
                 unreadable.add(name)
             problems.append(_("{path}:{line}: invalid line {text!r}: expected NAME=VALUE").format(
-                path=path, line=number, text=stripped))
+                path=path, line=number, text=shortened(stripped)))
             continue
         try:
             variables[name] = _unquote(raw_value.strip())
@@ -230,11 +230,48 @@ def _unquote(value):
         closing = value.find(value[0], 1)
         if closing > 0:
             raise ValueError(_("text after the closing quote in {value!r}: remove it, or put "
-                               "a comment on its own line").format(value=value))
+                               "a comment on its own line").format(value=shortened(value)))
         # Shown as written: a repr would escape the very quote that is wrong.
         raise ValueError(_("unterminated quote: the value {value} starts with {quote} but "
                            "does not end with it; end it with the same quote, or remove the "
-                           "quotes").format(value=value, quote=value[0]))
+                           "quotes").format(value=shortened(value), quote=value[0]))
+    return value
+
+
+# Maximum length of a value that a settings message quotes whole. A longer one is cut to
+# QUOTED_PREFIX_CHARS, with an ellipsis and its length, so that a pasted file or a
+# runaway value does not make a message of many kilobytes.
+MAX_QUOTED_CHARS = 80
+QUOTED_PREFIX_CHARS = 60
+
+
+class _ShortenedValue:
+    """A long setting value that formats as its first characters, an ellipsis and its length."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def _suffix(self):
+        return f"\u2026 ({len(self.value)} characters)"
+
+    def __repr__(self):
+        return repr(self.value[:QUOTED_PREFIX_CHARS]) + self._suffix()
+
+    def __str__(self):
+        return self.value[:QUOTED_PREFIX_CHARS] + self._suffix()
+
+    def __format__(self, spec):
+        return format(str(self), spec)
+
+
+def shortened(value):
+    """Return ``value`` for ``{value!r}`` or ``{value}`` in a message, cut when it is long.
+
+    Values of at most MAX_QUOTED_CHARS characters, and values that are not strings,
+    come back unchanged.
+    """
+    if isinstance(value, str) and len(value) > MAX_QUOTED_CHARS:
+        return _ShortenedValue(value)
     return value
 
 
@@ -260,7 +297,7 @@ class EnvReader:
         if name in self.unreadable:
             return  # its line was reported already
         problem = _("{name}={value!r} is invalid: {accepted}").format(
-            name=name, value=value, accepted=accepted) + comment_hint(value)
+            name=name, value=shortened(value), accepted=accepted) + comment_hint(value)
         if name in self.process_names:
             problem += _(" (set in the process environment, which overrides {path}: "
                          "unset it there)").format(path=self.env_file)
@@ -380,7 +417,8 @@ def override_warnings(path, file_variables, environ):
     return [_("{path}: {name} is set in the process environment ({value!r}), which overrides "
               "the file's {file_value!r}; the service reads only the file: unset {name} to "
               "check the file as the service sees it").format(
-                  path=path, name=name, value=environ[name], file_value=value)
+                  path=path, name=name, value=shortened(environ[name]),
+                  file_value=shortened(value))
             for name, value in file_variables.items()
             if name in environ and environ[name] != value]
 

@@ -451,3 +451,31 @@ def test_forward_settings_shipped_env_file_accepted():
 @pytest.mark.parametrize("value", ["5", "3.1.1"])
 def test_forward_settings_protocol_accepted(value):
     assert load_settings({**MINIMAL, "MQTT_PROTOCOL": value}).protocol == value
+
+
+def test_forward_settings_long_client_id_shortened():
+    # A 70,000-character value made a message of 70,133 bytes.
+    value = "x" * 100 + " " + "x" * 69_899   # the space makes it invalid
+    problem, = problems_of(MQTT_CLIENT_ID=value)
+    assert problem.startswith("MQTT_CLIENT_ID='" + "x" * 60 + "'\u2026 (70000 characters) "
+                              "is invalid: expected 1 to 128"), problem[:200]
+    assert len(problem) < 300, len(problem)
+
+
+def test_forward_settings_short_value_quoted_whole():
+    problem, = problems_of(MQTT_PORT="99999")
+    assert problem.startswith("MQTT_PORT='99999' is invalid"), problem
+
+
+def test_forward_settings_long_file_line_shortened(tmp_path):
+    from bessai_edge.forward.settings import read_environment
+
+    env_file = tmp_path / "bessai.env"
+    env_file.write_text("MQTT_ENABLED=true\nMQTT_BROKER_HOST=broker\n"
+                        + "not a setting " * 5000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(read_environment(str(env_file), environ={}))
+    problem, = caught.value.problems
+    assert problem.startswith(f"{env_file}:3: invalid line 'not a setting "), problem[:200]
+    assert "\u2026 (69999 characters): expected NAME=VALUE" in problem, problem[:200]
+    assert len(problem) < 300 + len(str(env_file)), len(problem)
