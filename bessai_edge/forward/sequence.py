@@ -1,8 +1,9 @@
 """The sequence numbers of the records the forwarder reads, and the gaps between them.
 
 ``seq`` grows by one from record to record of a gateway, so a jump means records that
-were never forwarded: evicted by the spool's size cap, dropped on a full disk, or on a
-damaged line that was skipped. Each gap is logged once, with its most likely cause,
+were never forwarded: evicted by the spool's size cap, dropped on a full disk, on a
+damaged line that was skipped, or set aside in a ``.corrupt`` file by the start-up
+repair of ``bessai run``. Each gap is logged once, with its most likely cause,
 even when a reconnect reads the same records again.
 
 A number that goes back has two causes under one spool id. The start-up repair of
@@ -16,6 +17,7 @@ the record is forwarded, because a duplicate is better than a lost record.
 
 import logging
 
+from bessai_edge.forward.set_aside import files_for_gap
 from bessai_edge.forward.stamp import describe_newer, written_by
 
 logger = logging.getLogger("bessai_edge.forward.forwarder")  # the forwarder's log lines
@@ -34,6 +36,7 @@ class SequenceCheck:
         self.mark = mark
         self._skipping = False        # the last record read was skipped as delivered
         self._last_seq = last_seq     # seq of the last record read
+        self._last_segment = None     # first seq of its segment, None when not known
         self._damaged = 0             # lines skipped as not a record after that one
         self._reader_skips_seen = 0   # reader.skipped_lines at the last record read
         # (first, last) of each gap logged past the last rewind, so that reading the
@@ -50,6 +53,7 @@ class SequenceCheck:
         ``mark`` is the RecordStamp of the newest acknowledged record, or None.
         """
         self._last_seq = seq
+        self._last_segment = None
         self.mark = mark
         self._skipping = False
         self._damaged = 0
@@ -74,6 +78,7 @@ class SequenceCheck:
         ``seq`` above ``mark``'s, the record counts as new. Each jump is logged once.
         """
         previous = self._last_seq
+        previous_segment, self._last_segment = self._last_segment, position[0]
         # Lines the reader skipped (a cut end, NUL bytes) count as damaged like bad records.
         reader_skips = self.reader.skipped_lines
         damaged = self._damaged + reader_skips - self._reader_skips_seen
@@ -95,7 +100,7 @@ class SequenceCheck:
         # After a reconnect the same records are read again. The jump may then cover a
         # gap logged the first time, records read then and evicted since, or both.
         for first, last in _subtract(previous + 1, seq - 1, self._logged_gaps):
-            self._log_gap(first, last, seq, damaged)
+            self._log_gap(first, last, seq, damaged, previous_segment)
         return False
 
     def _delivered(self, seq, stamp):
@@ -133,13 +138,16 @@ class SequenceCheck:
                        seq, newer, seq,
                        extra={"BESSAI_EVENT": "sequence_reused", "BESSAI_SPOOL_SEQ": seq})
 
-    def _log_gap(self, first, last, seq, damaged):
+    def _log_gap(self, first, last, seq, damaged, previous_segment):
         missing = last - first + 1
         self.gaps += 1
         self.missing_records += missing
         self._logged_gaps.append((first, last))
+        directory = getattr(self.reader, "directory", None)
+        set_aside = (files_for_gap(directory, first, last, previous_segment)
+                     if directory is not None else [])
         logger.warning("sequence gap: records %d to %d (%d) %s", first, last, missing,
-                       _gap_cause(missing, damaged),
+                       _gap_cause(missing, damaged, set_aside),
                        extra={"BESSAI_EVENT": "sequence_gap", "BESSAI_SPOOL_SEQ": seq})
 
 
@@ -160,10 +168,17 @@ def _subtract(first, last, ranges):
     return parts
 
 
-def _gap_cause(missing, damaged):
-    """Return why ``missing`` records are absent when ``damaged`` lines were skipped there."""
-    evicted = ("evicted by the spool's size cap, dropped on a full disk, or deleted from the "
-               "spool directory by hand before they could be forwarded")
+def _gap_cause(missing, damaged, set_aside=()):
+    """Return why ``missing`` records are absent when ``damaged`` lines were skipped there.
+
+    ``set_aside`` names the ``.corrupt`` files that hold the absent records.
+    """
+    if set_aside:
+        evicted = (f"set aside as damaged lines in {', '.join(set_aside)} by the start-up "
+                   f"repair of bessai run (inspect it, then delete it)")
+    else:
+        evicted = ("evicted by the spool's size cap, dropped on a full disk, or deleted "
+                   "from the spool directory by hand before they could be forwarded")
     if not damaged:
         return f"are not in the spool; they were {evicted}"
     lines = "line" if damaged == 1 else "lines"

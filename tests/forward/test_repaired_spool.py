@@ -126,3 +126,23 @@ def test_forward_sends_new_records_with_reused_seqs(tmp_path, mosquitto, subscri
     assert "sequence number went back from 300 to 251 at spool segment 251" in log
     assert "was written in another boot than record 300" in log
     assert "was the spool directory replaced" not in log
+
+
+def test_forward_gap_names_set_aside_file(tmp_path, mosquitto, subscriber, spool_dir,
+                                          start_forwarder):
+    # The gap was blamed on eviction, a full disk or a deletion by hand.
+    writer = RecordWriter(spool_dir, segment_max_bytes=16 * 1024 * 1024)
+    written = writer.append(600)
+    writer.close()
+    segment = list_segments(spool_dir)[0].path
+    overwrite_line_with_nul(segment, 299)   # the record with seq 300
+
+    run = run_repair(tmp_path, spool_dir)
+    corrupt = f"{segment.name}.corrupt"
+    assert f"moved them to {corrupt}" in run.stderr, run.stderr
+    expected = [seq for seq in written if seq != 300]
+    forwarder = deliver_all(start_forwarder, subscriber, expected)
+    log = forwarder.log_text()
+    assert (f"sequence gap: records 300 to 300 (1) are not in the spool; they were set "
+            f"aside as damaged lines in {corrupt} by the start-up repair of bessai run") in log
+    assert "evicted" not in log
