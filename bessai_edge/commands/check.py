@@ -351,13 +351,17 @@ def _forwarder_problems(env_file):
     """Return the problems that would stop ``bessai forward`` with the same settings.
 
     With MQTT_ENABLED off the forwarder reads only that setting, LOG_LEVEL and the
-    names in the file, so a misspelt MQTT_ENABLED is still found.
+    names in the file, so a misspelt MQTT_ENABLED is still found. With it on, the
+    checkpoint directory FORWARD_STATE_DIR is checked as the forwarder checks it at
+    start, except for the write permission, because the check may run as another user.
     """
     from bessai_edge.errors import ConfigError
     from bessai_edge.forward import settings as forward_settings
 
     try:
-        forward_settings.load_settings(forward_settings.read_environment(env_file))
+        settings = forward_settings.load_settings(forward_settings.read_environment(env_file))
+        if settings.enabled:
+            forward_settings.require_usable_state_dir(settings, check_access=False)
     except ConfigError as error:
         return error.problems
     return []

@@ -376,15 +376,19 @@ def _error_text(error):
     return os_error_text(error)
 
 
-def require_usable_state_dir(settings):
-    """Check that the checkpoint directory is a writable directory; raise ConfigError if not."""
+def require_usable_state_dir(settings, check_access=True):
+    """Check that the checkpoint directory is a writable directory; raise ConfigError if not.
+
+    With ``check_access`` False, whether this process's user may write to it is not
+    checked, for a caller that runs as another user than the forwarder.
+    """
     path = settings.state_dir
     _require_directory(path)
     if os.statvfs(path).f_flag & os.ST_RDONLY:
         raise ConfigError(_(
             "FORWARD_STATE_DIR={path!r} is on a read-only file system: choose a directory "
             "on a writable one (the package uses /var/lib/bessai)").format(path=path))
-    if not os.access(path, os.W_OK | os.X_OK):
+    if check_access and not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(_state_dir_not_writable_text(path, settings.spool_dir))
     from bessai_edge.forward.checkpoint import FILE_NAME
 

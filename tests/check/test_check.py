@@ -621,6 +621,26 @@ def test_check_warns_forwarder_settings(tmp_path):
             "invalid") in result.stderr
 
 
+def test_check_warns_missing_forward_state_dir(tmp_path):
+    # check passed, and bessai forward then stopped with exit 78 on the missing directory.
+    missing = tmp_path / "nonexistent"
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
+                       SPOOL_DIR=tmp_path, MQTT_ENABLED="true", MQTT_BROKER_HOST="127.0.0.1",
+                       FORWARD_STATE_DIR=missing)
+    assert codes(result) == ["ok"], result.stdout + result.stderr
+    assert result.returncode == 0
+    assert (f"bessai check: warning: `bessai forward` will not start: "
+            f"FORWARD_STATE_DIR='{missing}' does not exist: create it") in result.stderr
+
+
+def test_check_ignores_state_dir_when_forwarding_off(tmp_path):
+    result = run_check(BESSAI_MODE="simulator", INVERTER_IP="", profile="huawei_sun2000",
+                       SPOOL_DIR=tmp_path, MQTT_ENABLED="false",
+                       FORWARD_STATE_DIR=tmp_path / "nonexistent")
+    assert result.returncode == 0
+    assert "FORWARD_STATE_DIR" not in result.stderr, result.stderr
+
+
 def test_check_warns_misspelt_forwarder_switch(tmp_path):
     # Only the forwarder checks MQTT_ names: `bessai run` passes MQTT_ENABLD, and the
     # forwarder then stops with exit 78.
