@@ -21,14 +21,16 @@ Guarantees, and what makes them hold:
   and the records in flight are sent again on the next one.
 * A publish the broker rejects (MQTT 5 PUBACK reason code 0x80 or above) is not
   delivered: its record stays pending in the window, the connection is dropped after
-  the loop turn that saw the PUBACK (Mosquitto 2.0.11 closes it itself), and the next
-  attempt waits for the reconnect backoff. Until the broker accepts that record, only
-  one record is in flight at a time, so records behind it are neither sent again and
-  again nor accepted before it.
+  the loop turn that saw the PUBACK, and the next attempt waits for the reconnect
+  backoff. Mosquitto 2.0.11 keeps the connection open in its default configuration,
+  but closes it itself with ``max_queued_messages 0`` (checked on loopback). Until the
+  broker accepts that record, only one record is in flight at a time, so records
+  behind it are neither sent again and again nor accepted before it.
 * After a connection ends with records waiting for their PUBACK, the next connection
   sends the oldest of them alone first. A broker that sends a rejecting PUBACK and then
-  closes the connection (Mosquitto 2.0.11) would otherwise reset a connection with more
-  publishes unread, and that PUBACK, with the reason code, would be lost.
+  closes the connection (Mosquitto 2.0.11 with ``max_queued_messages 0``) would
+  otherwise reset a connection with more publishes unread, and that PUBACK, with the
+  reason code, would be lost.
 * The retained alarm message of a device carries the ``alarms`` of its newest
   forwarded record: a record gets an alarm message whenever its alarms differ from
   those of the newest one published (``messages_for``), as after a restart of

@@ -178,3 +178,33 @@ def test_forward_gap_names_lines_the_reader_skipped(mosquitto, subscriber, spool
     assert "evicted" not in log
     assert ("forwarder stopped: 4 records delivered since start, 2 damaged spool lines "
             "skipped, checkpoint after record 6") in log, log
+
+
+def test_forward_resumes_from_checkpoint_without_stamp(mosquitto, subscriber, spool_dir,
+                                                       state_dir, start_forwarder):
+    # Versions before boot_id and mono_s saved only these keys: their checkpoint must
+    # still load, and the forwarder must resume after its record.
+    from bessai_edge.spool import stats
+
+    writer = RecordWriter(spool_dir)
+    writer.append(20)
+    writer.spool.flush()
+    segment = list_segments(spool_dir)[0]
+    with open(segment.path, "rb") as stream:
+        offset = sum(len(next(stream)) for _ in range(10))
+    spool_id, _first_seq = stats.load_identity(spool_dir)
+    old = {"version": 1, "segment": segment.first_seq, "offset": offset,
+           "seq": writer.seqs[9], "spool_id": spool_id}
+    (state_dir / "forward-checkpoint.json").write_bytes(orjson.dumps(old))
+
+    forwarder = start_forwarder()
+    assert subscriber.wait_for_seqs(writer.seqs[10:], DELIVERY_TIMEOUT_S) == set()
+    subscriber.wait_quiet()
+    assert forwarder.stop() == 0
+    writer.close()
+    log = forwarder.log_text()
+    assert f"resuming after record {writer.seqs[9]}" in log, log
+    assert subscriber.telemetry_seqs() == writer.seqs[10:]
+    saved = CheckpointFile(state_dir).load()
+    assert saved.seq == writer.seqs[-1]
+    assert saved.boot_id == "boot-1"

@@ -211,9 +211,10 @@ def test_forward_denied_alarms_topic_does_not_repeat_telemetry(tmp_path, acl_fil
     try:
         assert forwarder.wait_for_log("on topic bessai/SITE-TEST-001/battery/alarms"), \
             forwarder.log_text()
-        # Mosquitto's close after its first rejection may reset the connection before
-        # that PUBACK is read, so the whole record may go once more. After that, only
-        # its alarms message goes again.
+        # The test broker runs with max_queued_messages 0, with which Mosquitto 2.0.11
+        # closes the connection after a rejecting PUBACK. That close may reset the
+        # connection before the PUBACK is read, so the whole record may go once more.
+        # After that, only its alarms message goes again.
         copies = subscriber.telemetry_seqs().count(held_seq)
         before = forwarder_connections(broker)
         time.sleep(OBSERVE_S)
