@@ -252,7 +252,7 @@ class _ShortenedValue:
         self.value = value
 
     def _suffix(self):
-        return f"\u2026 ({len(self.value)} characters)"
+        return "\u2026 " + _("({count} characters)").format(count=len(self.value))
 
     def __repr__(self):
         return repr(self.value[:QUOTED_PREFIX_CHARS]) + self._suffix()
