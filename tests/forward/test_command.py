@@ -1,11 +1,9 @@
 """``bessai forward`` as systemd runs it: exit statuses, the settings file, sd_notify."""
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -15,7 +13,7 @@ from bessai_edge.forward.checkpoint import CheckpointFile
 from tests.conftest import free_tcp_port
 from tests.forward.conftest import (ForwarderProcess, RecordWriter, forward_command,
                                     forward_environment, receive_notifications)
-from tests.settings.helpers import NOBODY, read_only_spool_dir
+from tests.settings.helpers import NOBODY, read_only_spool_dir, spool_and_state_dirs
 
 DELIVERY_TIMEOUT_S = 60
 
@@ -231,18 +229,8 @@ def test_forward_read_only_state_dir_exit_78(tmp_path, needs_root):
 def test_forward_root_run_state_dir_names_switched_user(needs_root):
     # A root run switched to the spool's owner, the user nobody, and then advised
     # `chown bessai:` for the state directory, which that user still could not write.
-    # The directories go to /tmp, which the user nobody can reach, unlike tmp_path.
-    parent = tempfile.mkdtemp(prefix="bessai-forward-", dir="/tmp")
-    spool_dir = os.path.join(parent, "spool")
-    state_dir = os.path.join(parent, "state")
-    try:
-        os.chmod(parent, 0o755)
-        os.mkdir(spool_dir)
-        os.chown(spool_dir, NOBODY, NOBODY)
-        os.mkdir(state_dir, 0o755)
+    with spool_and_state_dirs(NOBODY) as (spool_dir, state_dir):
         result = run_forward(forward_environment(free_tcp_port(), spool_dir, state_dir))
-    finally:
-        shutil.rmtree(parent)
 
     assert result.returncode == EX_CONFIG, result.stderr
     assert "running as root: switched to user nobody (uid 65534)" in result.stderr

@@ -4,19 +4,17 @@ import os
 import pathlib
 import pty
 import select
-import shutil
 import signal
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 from bessai_edge.errors import ConfigError
 from bessai_edge.forward.settings import load_settings, require_usable_state_dir
-from tests.settings.helpers import NOBODY, call_as_nobody
+from tests.settings.helpers import NOBODY, call_as_nobody, spool_and_state_dirs
 
 MINIMAL = {"MQTT_ENABLED": "true", "MQTT_BROKER_HOST": "192.168.1.200"}
 
@@ -358,18 +356,8 @@ def state_dir_problem(spool_dir, state_dir):
         "{state_dir}) and run the forwarder as that user (sudo -u bessai bessai forward ...)"),
 ], ids=["spool-owner", "other-user"])
 def test_forward_state_dir_not_writable_names_user(needs_root, spool_owner, advice):
-    # The directories go to /tmp, which the user nobody can reach, unlike tmp_path.
-    parent = tempfile.mkdtemp(prefix="bessai-forward-", dir="/tmp")
-    spool_dir = os.path.join(parent, "spool")
-    state_dir = os.path.join(parent, "state")
-    try:
-        os.chmod(parent, 0o755)
-        os.mkdir(spool_dir)
-        os.chown(spool_dir, spool_owner, spool_owner)
-        os.mkdir(state_dir, 0o755)
+    with spool_and_state_dirs(spool_owner) as (spool_dir, state_dir):
         problem = call_as_nobody(state_dir_problem, spool_dir, state_dir)
-    finally:
-        shutil.rmtree(parent)
 
     assert problem == f"FORWARD_STATE_DIR='{state_dir}' " + advice.format(state_dir=state_dir)
 

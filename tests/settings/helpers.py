@@ -3,7 +3,9 @@
 import contextlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 
 from tests.conftest import require_commands
 
@@ -30,6 +32,25 @@ def read_only_spool_dir(tmp_path, file_names=()):
         yield mount_point / "spool"
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@contextlib.contextmanager
+def spool_and_state_dirs(spool_owner):
+    """Yield (spool dir, state dir) under /tmp, the spool owned by ``spool_owner``.
+
+    The user nobody can reach /tmp, unlike pytest's tmp_path under /tmp/pytest-of-root.
+    """
+    parent = tempfile.mkdtemp(prefix="bessai-forward-", dir="/tmp")
+    spool_dir = os.path.join(parent, "spool")
+    state_dir = os.path.join(parent, "state")
+    try:
+        os.chmod(parent, 0o755)
+        os.mkdir(spool_dir)
+        os.chown(spool_dir, spool_owner, spool_owner)
+        os.mkdir(state_dir, 0o755)
+        yield spool_dir, state_dir
+    finally:
+        shutil.rmtree(parent)
 
 
 def call_as_nobody(function, *arguments):
