@@ -28,6 +28,9 @@ from bessai_edge.service import notify as service_notify
 logger = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL_S = 60.0
+# A cycle starts a little after its grid point (the wake-up), so the summary that is due
+# a minute after the last one may start a hair less than a minute later.
+SUMMARY_SLACK_S = 0.05
 WAIT_SLICE_S = 0.25   # without a health server: how long a stop request may go unseen
 # Fields shown in the cycle summary line when the device's plan has them.
 SUMMARY_FIELDS = ("soc_pct", "battery_power_kw", "battery_temp_c", "pv_power_kw",
@@ -206,7 +209,7 @@ class ScanLoop:
             if self._pet_between_devices:
                 self.notifier.watchdog()  # each silent device may take its full timeout
         self._update_state(number, wall_ms, cycle_start, results)
-        if self._summary.due(self.clock(), self.state,
+        if self._summary.due(cycle_start, self.state,
                              [poller.state_log.logged_state for poller in self.pollers]):
             logger.info("%s", self._summary.line(number, self.pollers, results,
                                                  self.state.spool_dropping),
@@ -280,9 +283,11 @@ class CycleSummary:
 
     The summary goes to INFO on the first cycle, whenever a device's logged state
     (``DeviceStateLog.logged_state``), the set of active alarms or the spool's dropping
-    changes, and otherwise once per SUMMARY_INTERVAL_S. While the spool drops records
-    (a full or failing disk), the line ends with ``spool=dropping``. A device that keeps changing state therefore gets no
-    summary per change, as it gets no state line per change.
+    changes, and otherwise once per SUMMARY_INTERVAL_S of cycle start times, so on the
+    scan grid the lines come a minute apart (cycles 1, 61, 121 at a 1 s period). While
+    the spool drops records (a full or failing disk), the line ends with
+    ``spool=dropping``. A device that keeps changing state therefore gets no summary per
+    change, as it gets no state line per change.
     """
 
     def __init__(self, name_devices):
@@ -293,7 +298,7 @@ class CycleSummary:
     def due(self, now, state, shown_states):
         key = (tuple(shown_states), tuple(state.active_alarms), state.spool_dropping)
         if self._last_time is not None and key == self._last_key and (
-                now - self._last_time < SUMMARY_INTERVAL_S):
+                now - self._last_time < SUMMARY_INTERVAL_S - SUMMARY_SLACK_S):
             return False
         self._last_time, self._last_key = now, key
         return True

@@ -2,6 +2,7 @@
 
 import array
 import logging
+import math
 import types
 
 import orjson
@@ -140,6 +141,17 @@ def test_cycle_summary_due_when_spool_drops():
     assert not summary.due(2.0, state, ["ok"])
     state.spool_dropping = False
     assert summary.due(3.0, state, ["ok"])   # writing works again
+
+
+def test_cycle_summary_each_minute_on_grid():
+    # Timed from the end of each cycle, with start jitter, the line came at cycles 1, 61,
+    # 122, 183: a second later each minute.
+    summary = CycleSummary(name_devices=False)
+    state = GatewayState(site="s", version="v")
+    starts = [index + 0.0003 * math.sin(index) for index in range(181)]  # wake-up jitter
+    logged = [index + 1 for index, start in enumerate(starts)
+              if summary.due(start, state, ["ok"])]
+    assert logged == [1, 61, 121, 181]
 
 
 def test_cycle_summary_due_on_change_and_each_minute():
