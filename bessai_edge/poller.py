@@ -268,6 +268,8 @@ class DevicePoller:
             self._pending_changes = [(alarms.alarm_name(name, level), False)
                                      for name, level in self.limit_table.active()]
         off = fields_of_roles_off(self.profile, plan.units)
+        if off and not self._plan_logged:
+            self._warn_of_limits_off(off, plan.units)
         self.limit_table, self.watched_fields = alarms.build_limit_table(
             self.limit_settings, {field: entry for field, entry in plan.fields.items()
                                   if field not in off})
@@ -312,9 +314,24 @@ class DevicePoller:
     def _log_plan(self, plan):
         registers = sum(request.count for request in plan.requests)
         lines = ", ".join(_describe_request(request) for request in plan.requests)
+        points = sum(1 for point in plan.points if point.readable)
         logger.info("%s: read plan of %d requests, %d registers, %d points: %s; limits on %s",
-                    self.device.name, len(plan.requests), registers, len(plan.points), lines,
+                    self.device.name, len(plan.requests), registers, points, lines,
                     ", ".join(self.watched_fields) or "no field", extra=self.log_extra)
+
+    def _warn_of_limits_off(self, off, units):
+        """Warn once that the limits on fields only switched-off roles feed are off."""
+        fields = [limit.field for limit in self.limit_settings.limits
+                  if limit.field in off and limit.enabled()]
+        if not fields:
+            return
+        prefix = self.device.variables.get("MODBUS_UNIT_", "MODBUS_UNIT_")
+        settings = ", ".join(f"{prefix}{role.upper()}=off"
+                             for role, unit in units.items() if unit is None)
+        logger.warning("%s: %s switches off the only points that feed %s, so the safety "
+                       "limits on %s are off; if the site has that part, set its unit id "
+                       "instead", self.device.name, settings, ", ".join(fields),
+                       "it" if len(fields) == 1 else "them", extra=self.log_extra)
 
     # -- reading ---------------------------------------------------------------------
 
