@@ -7,14 +7,16 @@ A point of a unit role gets the model's value when its name after the role prefi
 Victron D-Bus path listed in ``ROLE_PATH_QUANTITIES``. A SunSpec point gets it when its
 model id and point name are listed in ``SUNSPEC_QUANTITIES``.
 
-A SunSpec multiple-MPPT block (model 160) carries DC power, voltage and current per
-module. The power comes from the profile's derived sums. A module's voltage is the
-battery voltage when its power feeds ``battery_power_kw`` (modules 3 and 4 of a
-Fronius GEN24), and otherwise the PV string voltage, which is 0 V at night. The current
-is the power divided by that voltage.
-"""
+Every read-only point in Hz measures the grid frequency, so it gets the model's
+``grid_frequency_hz`` (Huawei's meter frequency, a SunSpec meter model's Hz). Settings
+in Hz, such as SunSpec model 121's nominal frequency, are read-write and keep 0.
 
-import re
+A point without a value of its own gets the value of a point that reads the same
+registers. A profile that reads every SunSpec model names both m103.DCW and its
+``pv_power`` point at one address, for example.
+
+The DC values of PV inputs and MPPT modules come from ``pv_inputs``.
+"""
 
 from bessai_edge.profile.fields import UNIT_CONVERSIONS
 
@@ -28,25 +30,42 @@ ROLE_PATH_QUANTITIES = {
 }
 # (SunSpec model id, point name) -> model quantity, from the model definitions.
 SUNSPEC_QUANTITIES = {(124, "InBatV"): "battery_voltage_v"}
-MPPT_MODEL_IDS = (160,)
-MODULE_POINT = re.compile(r"(?P<block>.*module\[\d+\])\.(?P<name>DCW|DCV|DCA)\Z")
-# Canonical field a module's power feeds -> the model quantity that is its voltage.
-MODULE_VOLTAGE = {"battery_power_kw": "battery_voltage_v", "pv_power_kw": "pv_voltage_v"}
 
 
-def add_point_quantities(points, profile, model_values, values):
+def add_point_quantities(points, model_values, values):
     """Add to ``values`` (point name -> value) the points that measure a model quantity.
 
     Points that already have a value, from a field, a derived sum or ``--set``, keep it.
     """
+    _copy_shared_registers(points, values)
     for point in points:
         if point.name in values:
             continue
-        quantity = _role_path_quantity(point) or SUNSPEC_QUANTITIES.get(
-            (point.model_id, point.name.rsplit(".", 1)[-1]))
+        quantity = (_role_path_quantity(point) or _frequency_quantity(point)
+                    or SUNSPEC_QUANTITIES.get((point.model_id, point.name.rsplit(".", 1)[-1])))
         if quantity in model_values:
-            values[point.name] = _in_point_unit(model_values[quantity], point.unit)
-    _add_module_values(points, profile, model_values, values)
+            values[point.name] = in_point_unit(model_values[quantity], point.unit)
+
+
+def in_point_unit(value, unit):
+    """Convert a model value from its canonical unit to the point's unit (W for kW)."""
+    factor = UNIT_CONVERSIONS.get(unit, (None, 1.0))[1]
+    return value / factor
+
+
+def _copy_shared_registers(points, values):
+    """Give a point without a value the value of a point of the same type and registers."""
+    by_registers = {}
+    for point in points:
+        if point.name in values:
+            by_registers[_registers(point)] = values[point.name]
+    for point in points:
+        if point.name not in values and _registers(point) in by_registers:
+            values[point.name] = by_registers[_registers(point)]
+
+
+def _registers(point):
+    return point.unit_id, point.function, point.address, point.type
 
 
 def _role_path_quantity(point):
@@ -56,26 +75,8 @@ def _role_path_quantity(point):
     return ROLE_PATH_QUANTITIES.get(path)
 
 
-def _in_point_unit(value, unit):
-    """Convert a model value from its canonical unit to the point's unit (W for kW)."""
-    factor = UNIT_CONVERSIONS.get(unit, (None, 1.0))[1]
-    return value / factor
-
-
-def _add_module_values(points, profile, model_values, values):
-    """Give each MPPT module's voltage and current, from its power and what it feeds."""
-    feeds = {term.point: derived.field for derived in profile.derived for term in derived.terms}
-    for point in points:
-        match = MODULE_POINT.match(point.name)
-        if point.model_id not in MPPT_MODEL_IDS or not match or point.name in values:
-            continue
-        power_name = match["block"] + ".DCW"
-        power_w = values.get(power_name) or 0.0
-        quantity = MODULE_VOLTAGE.get(feeds.get(power_name), "pv_voltage_v")
-        voltage = model_values[quantity]
-        if not power_w and quantity != "battery_voltage_v":
-            voltage = 0.0   # a PV input without power is a string in the dark
-        if match["name"] == "DCV":
-            values[point.name] = voltage
-        elif match["name"] == "DCA":
-            values[point.name] = power_w / voltage if voltage else 0.0
+def _frequency_quantity(point):
+    unit = UNIT_CONVERSIONS.get(point.unit, (None,))[0]
+    if unit == "Hz" and point.access == "ro" and not point.field:
+        return "grid_frequency_hz"
+    return None

@@ -7,7 +7,8 @@ unused registers a request bridges read 0. A SunSpec profile gets a model chain
 (``sunspec_layout``) that the gateway discovers like a real device's.
 
 Points that map no field but measure a modelled quantity (the same battery on another
-unit, the voltage of an MPPT module) get their values from ``point_quantities``.
+unit, the grid frequency at a meter) get their values from ``point_quantities``, and the
+DC voltage and current of PV inputs and MPPT modules come from ``pv_inputs``.
 Canonical values are converted back to the point's own unit with ``field_scale``; a
 derived field (a sum of points) is put on the terms whose factor has the value's sign,
 so a charge/discharge pair of unsigned registers carries a signed power correctly.
@@ -23,6 +24,7 @@ from bessai_edge.simulator import sunspec_layout
 from bessai_edge.simulator.image import RegisterImage
 from bessai_edge.simulator.model import BatteryModel, SiteRating
 from bessai_edge.simulator.point_quantities import add_point_quantities
+from bessai_edge.simulator.pv_inputs import add_pv_input_values
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +118,11 @@ class ProfileImage:
         self.model.advance(now - self._started)
         values = self._point_values(self.model.values())
         scale_factors = self._scale_factors(values)
-        # Points without a value go first: where a profile point and a model-wide point
-        # of an all-models SunSpec profile share an address, the value must win.
-        ordered = sorted(self.points, key=lambda item: values.get(item[1].name) is not None)
+        # Points without a value go first and "not available" points last: where a profile
+        # point and a model-wide point of an all-models SunSpec profile share an address,
+        # a value wins over none and a --sentinel wins over a value.
+        ordered = sorted(self.points, key=lambda item: (values.get(item[1].name) is not None,
+                                                        self._is_sentinel(item[1])))
         for index, point in ordered:
             if (point.unit_id, point.function, point.address) in self.fixed:
                 continue
@@ -144,8 +148,9 @@ class ProfileImage:
         for name, value in self.pinned.items():
             if name in self._point_names:
                 values[name] = value
-        add_point_quantities([point for _, point in self.points], self.profile, canonical,
-                             values)
+        readable = [point for _, point in self.points]
+        add_point_quantities(readable, canonical, values)
+        add_pv_input_values(readable, self.profile, canonical, values)
         return values
 
     def _scale_factors(self, values):
@@ -162,12 +167,14 @@ class ProfileImage:
             needed[point.sf] = max(needed.get(point.sf, DEFAULT_SF), exponent)
         return {index: min(MAX_SF, sf) for index, sf in needed.items()}
 
+    def _is_sentinel(self, point):
+        return bool({point.name, point.field} & self.sentinels)
+
     def _encode(self, index, point, value, scale_factors):
         """Return the words of one point, or None to leave its registers as they are."""
         from bessai_edge import core
 
-        names = {point.name, point.field}
-        if names & self.sentinels:
+        if self._is_sentinel(point):
             return _not_available(core, point)
         if point.type == "sunssf":
             value = scale_factors.get(index, 0)

@@ -1,5 +1,5 @@
-"""The simulated device over Modbus TCP on loopback: every unit and MPPT module that
-measures the battery or the PV strings agrees with the battery model, read by
+"""The simulated device over Modbus TCP on loopback: every point that measures the
+battery, the PV strings or the grid frequency agrees with the battery model, read by
 ``bessai check --json``."""
 
 import json
@@ -48,3 +48,46 @@ def test_fronius_storage_battery_voltage(simulator):
     device = simulator("--profile", "fronius_gen24")
     points = read_points(device, "fronius_gen24")
     assert points["storage.InBatV"]["value"] > 100
+
+
+def test_sma_tracker_voltage_follows_power(simulator):
+    device = simulator("--profile", "sma_sunny_tripower")
+    points = read_points(device, "sma_sunny_tripower")
+    power = points["DcMs.Watt"]["value"]
+    voltage = points["DcMs.Vol"]["value"]
+    assert power > 0
+    assert voltage > 0
+    assert points["DcMs.Amp"]["value"] == pytest.approx(power / voltage, rel=0.1)
+
+
+def test_sunspec_modules_share_pv_power(simulator):
+    device = simulator("--profile", "sunspec")
+    points = read_points(device, "sunspec")
+    modules = sorted({name.split("]")[0] + "]" for name in points
+                      if name.startswith("m160.module[")})
+    assert modules
+    for module in modules:
+        assert points[module + ".DCW"]["value"] > 0, module
+        assert points[module + ".DCV"]["value"] > 0, module
+        assert points[module + ".DCA"]["value"] > 0, module
+    total = sum(points[module + ".DCW"]["value"] for module in modules)
+    assert total == pytest.approx(points["m103.DCW"]["value"], rel=0.1)
+    assert points["m103.DCV"]["value"] > 0
+
+
+def test_huawei_meter_frequency_is_grid_frequency(simulator):
+    device = simulator("--profile", "huawei_sun2000", "--set", "grid_frequency_hz=49.87")
+    points = read_points(device, "huawei_sun2000")
+    grid = points["grid_frequency"]["value"]
+    assert grid == pytest.approx(49.87, abs=0.01)
+    assert points["active_grid_frequency"]["value"] == pytest.approx(grid, abs=0.05)
+
+
+def test_victron_dc_pv_current_follows_power(simulator):
+    # The simulator takes /Dc/Pv/Current on the 48 V battery bus: power / bank voltage.
+    device = simulator("--profile", "victron_multiplus")
+    points = read_points(device, "victron_multiplus")
+    power = points["system:/Dc/Pv/Power"]["value"]
+    voltage = points["system:/Dc/Battery/Voltage"]["value"]
+    assert power > 0
+    assert points["system:/Dc/Pv/Current"]["value"] == pytest.approx(power / voltage, rel=0.2)
