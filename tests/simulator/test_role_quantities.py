@@ -91,3 +91,13 @@ def test_victron_dc_pv_current_follows_power(simulator):
     voltage = points["system:/Dc/Battery/Voltage"]["value"]
     assert power > 0
     assert points["system:/Dc/Pv/Current"]["value"] == pytest.approx(power / voltage, rel=0.2)
+
+
+def test_sunspec_sentinel_wins_over_shared_registers(simulator):
+    # m103.DCW reads the registers of pv_power; the value copied into it from that point
+    # must not cover the "not available" value that --sentinel asks for.
+    device = simulator("--profile", "sunspec", "--sentinel", "pv_power_kw")
+    result = run_check("--json", port=device.port, profile="sunspec")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    points = {line["name"]: line for line in lines if "name" in line}
+    assert points["m103.DCW"]["quality"] == "not_available", points["m103.DCW"]
