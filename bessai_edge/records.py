@@ -32,6 +32,7 @@ import math
 import uuid
 
 from bessai_edge import core
+from bessai_edge.i18n import _
 from bessai_edge.profile.fields import FLOAT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,17 @@ RECORD_VERSION = 1
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 MAX_DECIMALS = 6        # also used when a runtime SunSpec scale factor sets the step
 SIGNIFICANT_DIGITS = {"f32": 7, "f64": 15}
+STATES = ("ok", "degraded", "down")
+
+# The JSON types that each key of the layout allows, by the names JSON uses.
+LAYOUT_TYPES = {
+    "v": ("integer",), "site": ("string",), "device": ("string",), "profile": ("string",),
+    "seq": ("integer",), "time_ms": ("integer",), "mono_s": ("number",),
+    "boot_id": ("string",), "clock_synced": ("boolean", "null"), "cycle": ("integer",),
+    "cycle_ms": ("number",), "state": ("string",), "error": ("string", "null"),
+    "values": ("object",), "quality": ("object",), "alarms": ("array",),
+    "alarm_changes": ("array",),
+}
 
 
 def read_boot_id(path=BOOT_ID_PATH):
@@ -52,6 +64,51 @@ def read_boot_id(path=BOOT_ID_PATH):
         logger.warning("cannot read %s (%s): using %s as boot id for this run",
                        path, error, boot_id)
         return boot_id
+
+
+def layout_problem(record):
+    """Return what breaks the layout of ``RECORD_VERSION`` in a parsed record, or None.
+
+    Every key of the layout must be there with a value of its JSON type, and ``v`` and
+    ``state`` must have a value of the layout. Other keys are allowed, because a new key
+    keeps the version. The values inside ``values``, ``quality`` and the lists are not
+    checked.
+    """
+    for key, allowed in LAYOUT_TYPES.items():
+        if key not in record:
+            return _("key {key} is missing").format(key=key)
+        found = _json_type(record[key])
+        if found not in allowed and not (found == "integer" and "number" in allowed):
+            return _("key {key} is a JSON {found}, expected {expected}").format(
+                key=key, found=found, expected=_expected_types(allowed))
+    if record["v"] != RECORD_VERSION:
+        return _("key v is {value}, expected {version}").format(
+            value=record["v"], version=RECORD_VERSION)
+    if record["state"] not in STATES:
+        return _("key state is {value!r}, expected one of {states}").format(
+            value=record["state"], states=", ".join(STATES))
+    return None
+
+
+def _expected_types(allowed):
+    if len(allowed) == 1:
+        return allowed[0]
+    return _("{first} or {second}").format(first=allowed[0], second=allowed[1])
+
+
+def _json_type(value):
+    """Return the JSON type name of a value that orjson parsed."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 class RecordFactory:

@@ -38,7 +38,9 @@ def add_arguments(parser):
 
     check = actions.add_parser(
         "check", parents=[common],
-        help=_("validate every line; exit 1 if any line is bad"))
+        help=_("validate every line: each must be a JSON record with the keys and value "
+               "types of the record layout and a rising sequence number; exit 1 if a line "
+               "is bad or a set-aside .corrupt file remains (sequence gaps alone give 0)"))
     check.add_argument("--repair", action="store_true",
                        help=_("first repair the spool as at start-up, checking every segment "
                               "(the gateway must be stopped)"))
@@ -174,18 +176,48 @@ def _check(directory, repair, as_json):
         print(_("{segment} offset {offset}: incomplete last line ({reason}), being written "
                 "now or cut at the next start").format(
                     segment=tail.segment, offset=tail.offset, reason=tail.reason))
-    for first, last in report.gaps:
-        print(ngettext("sequence number {first} is missing (dropped on a full disk or lost)",
-                       "sequence numbers {first}-{last} are missing (dropped on a full disk "
-                       "or lost)", last - first + 1).format(first=first, last=last))
+    for (first, last), cause in zip(report.gaps, report.gap_causes):
+        print(_gap_text(first, last, cause))
     print(_("checked {records} in {segments} ({bytes}): {bad}, {aside}").format(
         records=_records(report.records), segments=_segments(report.segments),
         bytes=_bytes(report.bytes),
         bad=ngettext("{count} bad line", "{count} bad lines", len(report.bad_lines)).format(
             count=len(report.bad_lines)),
-        aside=ngettext("{count} segment set aside", "{count} segments set aside",
-                       len(report.set_aside)).format(count=len(report.set_aside))))
+        aside=_set_aside_text(report.set_aside)))
     return 0 if report.ok else 1
+
+
+def _gap_text(first, last, cause):
+    """Return the line for one sequence gap, naming where its records are when known."""
+    count = last - first + 1
+    if cause.bad_lines:
+        places = ", ".join(_("{segment} offset {offset}").format(
+            segment=bad.segment, offset=bad.offset) for bad in cause.bad_lines)
+        return ngettext("sequence number {first} is missing: it is on a bad line listed above "
+                        "({places})",
+                        "sequence numbers {first}-{last} are missing: they are on bad lines "
+                        "listed above ({places})", count).format(
+                            first=first, last=last, places=places)
+    if cause.set_aside:
+        return ngettext("sequence number {first} is missing: the repair set it aside in "
+                        "{files}",
+                        "sequence numbers {first}-{last} are missing: the repair set them "
+                        "aside in {files}", count).format(
+                            first=first, last=last, files=", ".join(cause.set_aside))
+    return ngettext("sequence number {first} is missing (dropped on a full disk or lost)",
+                    "sequence numbers {first}-{last} are missing (dropped on a full disk "
+                    "or lost)", count).format(first=first, last=last)
+
+
+def _set_aside_text(names):
+    """Return the summary's part on set-aside files, which give exit status 1 while they exist."""
+    if not names:
+        return _("no set-aside files")
+    return ngettext("{count} set-aside file remains ({names}): inspect it, then delete it "
+                    "to clear exit status 1",
+                    "{count} set-aside files remain ({names}): inspect them, then delete "
+                    "them to clear exit status 1", len(names)).format(
+                        count=len(names), names=", ".join(names))
 
 
 def _records(count):

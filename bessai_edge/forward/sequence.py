@@ -17,8 +17,8 @@ the record is forwarded, because a duplicate is better than a lost record.
 
 import logging
 
-from bessai_edge.forward.set_aside import files_for_gap
 from bessai_edge.forward.stamp import describe_newer, written_by
+from bessai_edge.spool.set_aside import files_for_gap
 
 logger = logging.getLogger("bessai_edge.forward.forwarder")  # the forwarder's log lines
 

@@ -36,7 +36,7 @@ import re
 import shutil
 
 from bessai_edge.spool.segments import (
-    CORRUPT_SUFFIX, iter_lines, list_segments, record_seq, segment_name)
+    CORRUPT_SUFFIX, RECORD_FILE_MODE, iter_lines, list_segments, record_seq, segment_name)
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +293,12 @@ def _same_content(path, data):
 
 
 def _write_new(path, data):
-    """Write ``data`` to ``path`` (replacing a leftover of an interrupted repair), fsynced."""
-    with open(path, "wb") as stream:
+    """Write ``data`` to ``path`` (replacing a leftover of an interrupted repair), fsynced.
+
+    A new file gets the writer's mode, because it contains records as a segment does.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, RECORD_FILE_MODE)
+    with open(fd, "wb") as stream:
         stream.write(data)
         stream.flush()
         os.fsync(stream.fileno())
@@ -322,7 +326,8 @@ def _set_aside(segment, scan, report):
 def _copy_tail(path, start, target):
     """Copy ``path`` from ``start`` on into a new file ``target`` and return True on success."""
     try:
-        copy = open(target, "xb")
+        copy = open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                            RECORD_FILE_MODE), "wb")
     except OSError as error:
         log.warning("cannot create %s: %s", target, error)
         return False

@@ -31,8 +31,8 @@ import orjson
 from bessai_edge.errors import SpoolError
 from bessai_edge.i18n import _
 from bessai_edge.spool import recovery, stats
-from bessai_edge.spool.segments import (directory_error, list_segments, not_writable_text,
-                                        segment_name)
+from bessai_edge.spool.segments import (RECORD_FILE_MODE, directory_error, list_segments,
+                                        not_writable_text, segment_name)
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,8 @@ class Spool:
 
     def _create_segment(self, seq, now):
         path = os.path.join(self.directory, segment_name(seq))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                     RECORD_FILE_MODE)
         try:
             size = os.fstat(fd).st_size
         except OSError:

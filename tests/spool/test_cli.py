@@ -11,7 +11,7 @@ from bessai_edge.errors import EX_CONFIG
 from bessai_edge.spool import Spool
 from bessai_edge.spool.segments import segment_name
 from tests.conftest import bessai_command, require_commands
-from tests.spool.helpers import sample_record
+from tests.spool.helpers import layout_record, sample_record
 
 
 def bessai(*arguments, env=None):
@@ -21,10 +21,10 @@ def bessai(*arguments, env=None):
                           text=True, env=environment, timeout=60)
 
 
-def fill(directory, records):
+def fill(directory, records, make_record=sample_record):
     with Spool(directory, segment_max_bytes=2000) as spool:
         for number in range(records):
-            spool.append(sample_record(number))
+            spool.append(make_record(number))
 
 
 def test_stats_prints_figures(tmp_path):
@@ -82,7 +82,7 @@ def _read_line(process, timeout=20):
 
 
 def test_check_valid_spool_exits_0(tmp_path):
-    fill(tmp_path, 30)
+    fill(tmp_path, 30, layout_record)
     result = bessai("check", "--dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checked 30 records in" in result.stdout
@@ -90,7 +90,7 @@ def test_check_valid_spool_exits_0(tmp_path):
 
 
 def test_check_reports_bad_line_with_segment_and_offset(tmp_path):
-    fill(tmp_path, 30)
+    fill(tmp_path, 30, layout_record)
     path = tmp_path / segment_name(1)
     data = path.read_bytes()
     offset = data.index(b"\n") + 1
@@ -105,18 +105,18 @@ def test_check_reports_bad_line_with_segment_and_offset(tmp_path):
     assert report["gaps"] == [[2, 2]]
     assert "sequence number 2 is missing" in result.stdout
     assert "1 bad line," in result.stdout
-    assert "0 segments set aside" in result.stdout
+    assert "1 bad line, no set-aside files" in result.stdout
 
 
 def test_check_single_segment_and_record_in_singular(tmp_path):
-    fill(tmp_path, 1)
+    fill(tmp_path, 1, layout_record)
     result = bessai("check", "--dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("checked 1 record in 1 segment ("), result.stdout
 
 
 def test_check_repair_cuts_torn_tail(tmp_path):
-    fill(tmp_path, 30)
+    fill(tmp_path, 30, layout_record)
     newest = sorted(tmp_path.glob("*.jsonl"))[-1]
     with open(newest, "ab") as stream:
         stream.write(b"\0" * 4096)
@@ -126,11 +126,15 @@ def test_check_repair_cuts_torn_tail(tmp_path):
     assert "cut 4096 bytes of torn tails" in result.stdout
 
 
-def test_check_repair_sets_aside_damaged_last_line(tmp_path):
+def fill_three_runs(directory):
     for _run in range(3):
-        with Spool(tmp_path) as spool:     # segments 1-5, 6-10 and 11-15
+        with Spool(directory) as spool:     # segments 1-5, 6-10 and 11-15
             for number in range(5):
-                spool.append(sample_record(number))
+                spool.append(layout_record(number))
+
+
+def test_check_repair_sets_aside_damaged_last_line(tmp_path):
+    fill_three_runs(tmp_path)
     path = tmp_path / segment_name(6)
     data = path.read_bytes()
     last_start = data.rindex(b"\n", 0, len(data) - 1) + 1
@@ -146,8 +150,116 @@ def test_check_repair_sets_aside_damaged_last_line(tmp_path):
     assert "cut 0 bytes of torn tails; segments set aside: 1" in result.stdout
     assert (f"{aside}: damaged lines set aside by the repair at start-up or by check "
             "--repair; inspect the file, then delete it") in result.stdout
-    assert "0 bad lines, 1 segment set aside" in result.stdout
+    assert (f"0 bad lines, 1 set-aside file remains ({aside}): inspect it, then delete it "
+            "to clear exit status 1") in result.stdout
     assert "torn tail" not in result.stderr
+
+
+def damage_second_line(path):
+    """Put bytes before the second line of a segment so that it is no longer JSON."""
+    data = path.read_bytes()
+    offset = data.index(b"\n") + 1
+    path.write_bytes(data[:offset] + b"GARBAGE" + data[offset:])
+    return offset
+
+
+def test_check_repair_files_get_writer_mode(tmp_path):
+    fill_three_runs(tmp_path)
+    damage_second_line(tmp_path / segment_name(6))
+    old_umask = os.umask(0o022)
+    try:
+        result = bessai("check", "--repair", "--dir", str(tmp_path))
+    finally:
+        os.umask(old_umask)
+    assert "segments set aside: 1" in result.stdout, result.stdout + result.stderr
+    writer_mode = (tmp_path / segment_name(1)).stat().st_mode & 0o777
+    assert writer_mode == 0o640
+    for name in (segment_name(8), segment_name(6) + ".corrupt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_check_names_bad_line_of_missing_seq(tmp_path):
+    fill_three_runs(tmp_path)
+    offset = damage_second_line(tmp_path / segment_name(6))
+    result = bessai("check", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert (f"sequence number 7 is missing: it is on a bad line listed above "
+            f"({segment_name(6)} offset {offset})") in result.stdout
+    assert "full disk" not in result.stdout
+    report = orjson.loads(bessai("check", "--json", "--dir", str(tmp_path)).stdout)
+    assert report["gaps"] == [[7, 7]]
+    assert report["gap_causes"][0]["bad_lines"][0]["offset"] == offset
+
+
+def test_check_names_corrupt_file_of_missing_seq(tmp_path):
+    fill_three_runs(tmp_path)
+    damage_second_line(tmp_path / segment_name(6))
+    bessai("check", "--repair", "--dir", str(tmp_path))
+    aside = segment_name(6) + ".corrupt"
+    assert b'"seq":7' in (tmp_path / aside).read_bytes()
+    result = bessai("check", "--dir", str(tmp_path))
+    assert f"sequence number 7 is missing: the repair set it aside in {aside}" in result.stdout
+    assert "full disk" not in result.stdout
+    report = orjson.loads(bessai("check", "--json", "--dir", str(tmp_path)).stdout)
+    assert report["gap_causes"] == [{"set_aside": [aside], "bad_lines": []}]
+
+
+def test_check_exit_0_after_set_aside_deleted(tmp_path):
+    fill_three_runs(tmp_path)
+    damage_second_line(tmp_path / segment_name(6))
+    repaired = bessai("check", "--repair", "--dir", str(tmp_path))
+    assert repaired.returncode == 1
+    aside = segment_name(6) + ".corrupt"
+    assert (f"0 bad lines, 1 set-aside file remains ({aside}): inspect it, then delete it "
+            "to clear exit status 1") in repaired.stdout
+    (tmp_path / aside).unlink()
+    result = bessai("check", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout
+    assert "0 bad lines, no set-aside files" in result.stdout
+
+
+def test_check_help_names_exit_status_causes():
+    result = subprocess.run([*bessai_command(), "spool", "--help"], capture_output=True,
+                            text=True, env={**os.environ, "LANG": "C", "LANGUAGE": ""},
+                            timeout=60)
+    text = " ".join(result.stdout.split())
+    assert ("exit 1 if a line is bad or a set-aside .corrupt file remains (sequence gaps "
+            "alone give 0)") in text
+
+
+def remove_profile_key(path):
+    """Overwrite bytes of the first record in place so that its profile key is gone."""
+    data = path.read_bytes()
+    start = data.index(b'v1","profile":"h')
+    garbled = b"GARBLED#########"
+    path.write_bytes(data[:start] + garbled + data[start + len(garbled):])
+    return data
+
+
+def test_check_reports_record_without_profile(tmp_path):
+    fill(tmp_path, 3, layout_record)
+    path = tmp_path / segment_name(1)
+    remove_profile_key(path)
+    result = bessai("check", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert (f"{segment_name(1)} offset 0: key profile is missing: the record does not match "
+            "the record layout, but the forwarder sends it and check --repair keeps it"
+            ) in result.stdout
+    assert "checked 3 records in 1 segment" in result.stdout
+    assert "1 bad line," in result.stdout
+    assert "missing (" not in result.stdout
+
+
+def test_check_repair_keeps_record_without_profile(tmp_path):
+    fill(tmp_path, 3, layout_record)
+    path = tmp_path / segment_name(1)
+    remove_profile_key(path)
+    damaged = path.read_bytes()
+    result = bessai("check", "--repair", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert path.read_bytes() == damaged
+    assert list(tmp_path.glob("*.corrupt")) == []
+    assert "key profile is missing" in result.stdout
 
 
 def test_check_repair_while_writer_runs_exits_78(tmp_path):

@@ -1,10 +1,12 @@
-"""The ``.corrupt`` files of the spool directory that may explain a sequence gap.
+"""The ``.corrupt`` files and bad lines of the spool that may explain a sequence gap.
 
-The start-up repair of ``bessai run`` moves the damaged lines of segment ``N.jsonl``
-to ``N.jsonl.corrupt`` (or ``.corrupt.1`` and so on), so records on those lines never
-reach the forwarder. A file of segment ``N`` can hold the records of a gap that
-starts at ``first`` only when ``N <= first``, and only when no segment that starts
-later (the one the record before the gap was read from) lies between them.
+The start-up repair of ``bessai run`` and ``bessai spool check --repair`` move the
+damaged lines of segment ``N.jsonl`` to ``N.jsonl.corrupt`` (or ``.corrupt.1`` and so
+on), so records on those lines never reach the forwarder. The forwarder and ``bessai
+spool check`` both name these files for a gap. A file of segment ``N`` can hold the
+records of a gap that starts at ``first`` only when ``N <= first``, and only when no
+segment that starts later (the one the record before the gap was read from) lies
+between them.
 """
 
 import os
@@ -27,7 +29,7 @@ def files_for_gap(directory, first, last, previous_segment=None):
     found = []
     unreadable_seqs = []
     for name in candidates:
-        seqs = _seqs_in(os.path.join(directory, name))
+        seqs = _file_seqs(os.path.join(directory, name))
         if seqs is None:
             continue
         if any(first <= seq <= last for seq in seqs):
@@ -37,6 +39,28 @@ def files_for_gap(directory, first, last, previous_segment=None):
     if found:
         return found
     return unreadable_seqs[-1:]
+
+
+def lines_for_gap(lines, first, last):
+    """Return the items of ``(item, line_bytes)`` pairs whose lines hold records ``first..last``.
+
+    By the rule of ``files_for_gap``: the lines that still show a seq in the gap, else
+    the lines that show no seq at all.
+    """
+    found = []
+    without_seq = []
+    for item, line in lines:
+        seqs = seqs_in(line)
+        if any(first <= seq <= last for seq in seqs):
+            found.append(item)
+        elif not seqs:
+            without_seq.append(item)
+    return found or without_seq
+
+
+def seqs_in(data):
+    """Return the seqs still readable in ``data``, one or more damaged record lines."""
+    return [int(match.group(1)) for match in _SEQ.finditer(data)]
 
 
 def _candidates(directory, first, previous_segment):
@@ -51,7 +75,7 @@ def _candidates(directory, first, previous_segment):
     return [name for segment, name in sorted(matches) if lowest <= segment <= first]
 
 
-def _seqs_in(path):
+def _file_seqs(path):
     """Return the seqs readable on the lines of ``path``, or None when it cannot be read.
 
     NOTE: this reads the whole file, up to a whole segment set aside, once per gap.
@@ -61,4 +85,4 @@ def _seqs_in(path):
             data = stream.read()
     except OSError:
         return None
-    return [int(match.group(1)) for match in _SEQ.finditer(data)]
+    return seqs_in(data)
