@@ -7,7 +7,7 @@ from bessai_edge.errors import EX_CONFIG
 from bessai_edge.spool import Spool
 from bessai_edge.spool.segments import segment_name
 from tests.conftest import bessai_command
-from tests.spool.helpers import sample_record
+from tests.spool.helpers import layout_record
 
 
 def _bessai(args, lang, **variables):
@@ -121,7 +121,7 @@ def _damaged_spool(directory):
     """Write a spool of three records whose second line is power-cut damage."""
     with Spool(directory) as spool:
         for number in range(3):
-            spool.append(sample_record(number))
+            spool.append(layout_record(number))
     path = directory / segment_name(1)
     data = path.read_bytes()
     offset = data.index(b"\n") + 1
@@ -131,7 +131,8 @@ def _damaged_spool(directory):
 
 def test_spool_tail_and_check_damage_spanish(tmp_path):
     name, offset = _damaged_spool(tmp_path)
-    reason = "10 bytes NUL en una línea de 171 bytes (daño por corte de energía)"
+    length = (tmp_path / name).read_bytes()[offset:].index(b"\n")
+    reason = f"10 bytes NUL en una línea de {length} bytes (daño por corte de energía)"
     tail = _bessai(["spool", "tail", "--dir", str(tmp_path)], "es_CL.UTF-8")
     assert tail.returncode == 1
     assert tail.stderr == (f"bessai: se saltó una línea dañada: {name} desplazamiento "
@@ -140,9 +141,10 @@ def test_spool_tail_and_check_damage_spanish(tmp_path):
     assert check.returncode == 1
     assert check.stdout.splitlines() == [
         f"{name} desplazamiento {offset}: {reason}",
-        "falta el número de secuencia 2 (descartado con el disco lleno o perdido)",
+        f"falta el número de secuencia 2: está en una línea mala listada arriba ({name} "
+        f"desplazamiento {offset})",
         f"se revisaron 2 registros en 1 segmento ({(tmp_path / name).stat().st_size} bytes): "
-        "1 línea mala, 0 segmentos apartados",
+        "1 línea mala, ningún archivo apartado",
     ]
     stats = _bessai(["spool", "stats", "--dir", str(tmp_path)], "es_CL.UTF-8")
     assert "líneas dañadas         1 (bessai spool check las lista)\n" in stats.stdout
