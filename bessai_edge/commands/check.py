@@ -405,6 +405,8 @@ def check_device(settings, device, profile, host, port):
                               battery_power_warn_levels_kw=battery_power_warn_levels_kw(
                                   settings.limits),
                               unit_roles=_roles_by_unit(profile, device),
+                              role_labels={role: profile.role_label(role)
+                                           for role in profile.role_names()},
                               profile_units=profile.resolve_units(),
                               variables=device.variables,
                               unit_id_set=device.unit_id is not None,
@@ -490,8 +492,8 @@ def _read(link, check, observation):
         statuses = bytearray(b"\x01" * len(plan.requests))
         link.wait_for_turn()  # the quiet time after connect is not part of a cycle
         started = time.monotonic()
-        outcomes, words_ffff, late_replies, unknown_ids, busy_retries = _read_requests(
-            link, plan, buffer, statuses)
+        outcomes, words_ffff, late_replies, unknown_ids, busy_retries, dropped = (
+            _read_requests(link, plan, buffer, statuses))
         # The last pass is the closest to a cycle: the first may include exception 2 probes.
         observation.read_s = time.monotonic() - started
         no_data_units = _reject_no_data_units(plan, buffer, statuses, outcomes)
@@ -506,6 +508,7 @@ def _read(link, check, observation):
             observation.late_replies = late_replies
             observation.unknown_id_frames = unknown_ids
             observation.busy_retries = busy_retries
+            observation.dropped_requests = dropped
             observation.no_data_units = no_data_units
             observation.exception_11_units = _units_failing_only_with(plan, outcomes,
                                                                       "exception_11")
@@ -545,7 +548,9 @@ def _read_requests(link, plan, buffer, statuses):
     """Read every request into the buffer.
 
     Returns (outcome per request, all words 0xFFFF, late replies, frames with unknown
-    transaction ids, requests read on the link's second try after exception 6). A late
+    transaction ids, requests read on the link's second try after exception 6, the
+    (unit id, function, address, count) of each request at which the device closed the
+    connection). After such a drop, ``_reconnect_after_drop`` connects again. A late
     reply is one that came after its request had timed out and was discarded while the
     link waited for a later request's reply. A frame whose transaction id no request
     used is not a late reply, so it is counted apart.
@@ -558,6 +563,9 @@ def _read_requests(link, plan, buffer, statuses):
     late_replies = 0
     unknown_ids_before = link.unknown_id_frames
     busy_retries = 0
+    dropped = []
+    replied = False             # a request of this pass got a reply or an exception reply
+    after_reconnect = False     # the request is the first one on a connection opened here
     for request in plan.requests:
         sent_before = link.requests
         busy_before = link.counters["exception_6"]
@@ -573,13 +581,19 @@ def _read_requests(link, plan, buffer, statuses):
             outcome = error.kind
             if error.code == 2:
                 plan.mark_illegal_address(request, read=link.read)
-        except ConnectionLost:
+        except ConnectionLost as error:
             outcome = SKIPPED if link.requests == sent_before else "disconnected"
+            if error.dropped_after_request:
+                dropped.append(request)
+                after_reconnect = _reconnect_after_drop(link, after_reconnect, replied)
         except LinkTimeout as error:
             outcome = PARTIAL_REPLY if error.partial else error.kind
         except LinkError as error:
             outcome = error.kind
         outcomes.append(outcome)
+        if outcome != "disconnected":
+            after_reconnect = False
+        replied = replied or outcome == "ok" or outcome.startswith("exception_")
         # The link counts late replies and invalid frames under one kind: a request that
         # failed with an invalid frame accounts for one of them itself.
         late_replies += (link.counters["mismatched_reply"] - mismatched_before
@@ -593,7 +607,34 @@ def _read_requests(link, plan, buffer, statuses):
         statuses[request.block] = 0
         answered.extend(words)
     return (outcomes, bool(answered) and all(word == 0xFFFF for word in answered),
-            late_replies, link.unknown_id_frames - unknown_ids_before, busy_retries)
+            late_replies, link.unknown_id_frames - unknown_ids_before, busy_retries,
+            [(request.unit_id, request.function, request.address, request.count)
+             for request in dropped])
+
+
+def _reconnect_after_drop(link, after_reconnect, replied):
+    """Reconnect once after the device closed the connection instead of replying.
+
+    Some devices hang up at a request for registers they cannot serve, and the other
+    requests are then read on a new connection, as ``bessai run`` reads them. No
+    reconnect follows when the first request of a connection opened here was dropped
+    too and no request got a reply: the device hangs up at the first request of every
+    connection, which the ``connection_dropped`` finding names. Returns True when a new
+    connection is open.
+
+    NOTE: a plan whose first two requests both hit registers the device hangs up at is
+    reported as ``connection_dropped`` too, because the rest of the plan is not sent.
+    """
+    from bessai_edge.errors import LinkError
+
+    if after_reconnect and not replied:
+        return False
+    try:
+        link.connect()
+    except LinkError as error:
+        log.info("reconnect after the device closed the connection failed: %s", error)
+        return False
+    return True
 
 
 def _units_failing_only_with(plan, outcomes, kind):

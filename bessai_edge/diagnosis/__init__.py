@@ -13,9 +13,10 @@ import re
 from bessai_edge.diagnosis.model import (  # noqa: F401 (the package's interface)
     ERROR, MAIN_FIELDS, OK, PARTIAL_REPLY, SKIPPED, SLOW_OUTCOMES, WARNING, Finding,
     Observation, exception_meaning, outcome_text, unit_id_hint)
+from bessai_edge.diagnosis.drops import dropped_requests_finding, without_dropped
 from bessai_edge.diagnosis.units import (
-    role_units_text, serving_unit_findings, silent_unit_finding, unit_exception_11_finding,
-    units_not_found_elsewhere)
+    role_off_text, role_units_text, serving_unit_findings, silent_unit_finding,
+    unit_exception_11_finding, units_not_found_elsewhere)
 from bessai_edge.diagnosis.values import (  # noqa: F401 (the package's interface)
     cycle_too_long, cycle_time_findings, main_field_findings, suggested_interval_s,
     value_findings)
@@ -305,7 +306,8 @@ def _request_findings(observation):
             "Unit ids {units} read 0xFFFF in every register: no device answers to them at "
             "{endpoint}, so their points show a communication error. Set {variables} to the "
             "unit ids the devices list.", len(no_data_units)
-        ).format(units=labels, endpoint=observation.endpoint, variables=variables)))
+        ).format(units=labels, endpoint=observation.endpoint, variables=variables)
+            + role_off_text(observation, no_data_units)))
     if observation.units_without_sunspec:
         labels, variables = role_units_text(observation, observation.units_without_sunspec)
         findings.append(Finding(WARNING, "unit_no_sunspec", ngettext(
@@ -317,7 +319,7 @@ def _request_findings(observation):
             "those devices gets this warning at every check. Typical unit ids: {hint}.",
             len(observation.units_without_sunspec)
         ).format(units=labels, endpoint=observation.endpoint, variables=variables,
-                 hint=unit_id_hint())))
+                 hint=unit_id_hint(observation.profile))))
     if observation.points_rejected:
         findings.append(Finding(WARNING, "rejected_addresses", ngettext(
             "The device rejects the address of {count} point of profile {profile} "
@@ -349,6 +351,10 @@ def _request_findings(observation):
         ("exception_11",) if observation.exception_11_units else ()) + (
         ("timeout", SKIPPED) if observation.silent_units or quiet else ())
     failed = [kind for kind in failed if kind not in skip]
+    # The device hung up at some requests and replied to the others after a reconnect.
+    if observation.dropped_requests and answered:
+        findings.append(dropped_requests_finding(observation))
+        failed = without_dropped(failed, observation)
     illegal_function = failed.count("exception_1")
     if illegal_function:
         # Exception 1 rejects the function code, not the address: no register list helps.

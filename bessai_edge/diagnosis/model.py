@@ -19,8 +19,22 @@ PARTIAL_REPLY = "partial_reply"  # a request timeout after part of the reply had
 SLOW_OUTCOMES = ("timeout", PARTIAL_REPLY, "disconnected", SKIPPED, "mismatched_reply")
 
 
-def unit_id_hint():
-    """Return the unit ids the bundled profiles' devices use by default, translated."""
+def unit_id_hint(profile=None):
+    """Return the unit ids the bundled profiles' devices use by default, translated.
+
+    For a ``profile`` whose name starts with a make that a bundled profile covers
+    (``victron_multiplus``: Victron), only that make's unit ids are returned.
+    """
+    makes = {"huawei": _("Huawei SUN2000 1 (0 through the inverter's own access point, 100 "
+                         "on some dongles)"),
+             "sma": _("SMA 3"),
+             "victron": _("Victron GX 100 (VE.Bus 227 on a Cerbo GX, 246 on a CCGX, 228 on "
+                          "a MultiPlus-II GX; battery often 225; the GX lists them under "
+                          "Settings > Services > Modbus TCP > Available services)"),
+             "fronius": _("Fronius 1 (meter 200)")}
+    make = (profile or "").split("_", 1)[0]
+    if make in makes:
+        return makes[make]
     return _("Huawei SUN2000 1 (0 through the inverter's own access point, 100 on some "
              "dongles), SMA 3, Victron GX 100 (VE.Bus 227, 246 or 228), Fronius 1 "
              "(meter 200)")
@@ -58,6 +72,8 @@ class Observation:
     silent_units: tuple = ()      # unit ids of a multi-unit plan that got only timeouts
     units_without_sunspec: tuple = ()  # role unit ids where SunSpec discovery found no map
     unit_roles: dict = dataclasses.field(default_factory=dict)  # unit id -> its role names
+    # Role -> the name the profile gives it in the messages (see Profile.role_label)
+    role_labels: dict = dataclasses.field(default_factory=dict)
     # Role -> its unit id in the profile, before the settings' MODBUS_SLAVE_ID and MODBUS_UNIT_
     profile_units: dict = dataclasses.field(default_factory=dict)
     # Unit id that rejected every register of its own roles (exception 2) -> the unit ids
@@ -66,6 +82,9 @@ class Observation:
     late_replies: int = 0         # first pass only, like request_outcomes
     unknown_id_frames: int = 0    # first pass: frames whose transaction id no request used
     busy_retries: int = 0         # first pass: requests read on a second try after exception 6
+    # First pass: (unit id, function code, first address, register count) of each request
+    # at which the device closed the connection instead of replying.
+    dropped_requests: list = dataclasses.field(default_factory=list)
     soc_pct: float | None = None
     soc_not_available: tuple = ()  # names of the read points of soc_pct that are "not available"
     battery_max_power_kw: float | None = None  # the larger maximum charge or discharge power

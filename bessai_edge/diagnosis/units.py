@@ -16,6 +16,11 @@ def role_variable(role):
     return "MODBUS_SLAVE_ID" if role == MAIN_ROLE else f"MODBUS_UNIT_{role.upper()}"
 
 
+def role_labels_text(observation, roles):
+    """Return the profile's names of ``roles`` (see Profile.role_label), comma-separated."""
+    return ", ".join(observation.role_labels.get(role, role) for role in roles)
+
+
 def role_units_text(observation, units):
     """Return the unit ids with their roles, and the variables that set them, as text."""
     labels = []
@@ -25,9 +30,29 @@ def role_units_text(observation, units):
         if not roles:
             labels.append(str(unit))
             continue
-        labels.append(_("{unit} (role {roles})").format(unit=unit, roles=", ".join(roles)))
+        labels.append(_("{unit} (role {roles})").format(
+            unit=unit, roles=role_labels_text(observation, roles)))
         variables += [role_variable(role) for role in roles]
     return ", ".join(labels), ", ".join(variables) or "MODBUS_UNIT_<ROLE>"
+
+
+def role_off_text(observation, units):
+    """Return the advice to switch off the roles of ``units`` that a site may lack.
+
+    The main role cannot be switched off, so it gets no advice. Returns "" when no
+    other role is read from ``units``.
+    """
+    roles = [role for unit in units for role in observation.unit_roles.get(unit, ())
+             if role != MAIN_ROLE]
+    if not roles:
+        return ""
+    settings = ", ".join(f"{role_variable(role)}=off" for role in roles)
+    return " " + ngettext(
+        "If the site has no {roles} part, set {settings} instead, so that its points are "
+        "not read.",
+        "For each of the parts {roles} that the site does not have, set its variable to "
+        "off instead, so that its points are not read: {settings}.", len(roles)
+    ).format(roles=role_labels_text(observation, roles), settings=settings)
 
 
 def units_not_found_elsewhere(observation, units):
@@ -53,7 +78,7 @@ def unit_exception_11_finding(observation, units):
         "unit ids the devices list. Typical unit ids: {hint}.",
         len(units)
     ).format(units=labels, endpoint=observation.endpoint, variables=variables,
-             hint=unit_id_hint()))
+             hint=unit_id_hint(observation.profile)) + role_off_text(observation, units))
 
 
 def silent_unit_finding(observation, units):
@@ -70,7 +95,7 @@ def silent_unit_finding(observation, units):
         "ids the devices list. Typical unit ids: {hint}.",
         len(units)
     ).format(units=labels, timeout=observation.request_timeout_s or 0, variables=variables,
-             hint=unit_id_hint()))
+             hint=unit_id_hint(observation.profile)) + role_off_text(observation, units))
 
 
 def serving_unit_findings(observation, nothing_read):
@@ -89,7 +114,8 @@ def serving_unit_findings(observation, nothing_read):
             "Unit id {unit} rejects the registers of role {own_roles} (exception 2) but "
             "serves those of role {roles}, which gave no value at unit id {others}: it is "
             "the unit id of the device's {roles} part. Set {settings}."
-        ).format(unit=unit, own_roles=", ".join(own_roles), roles=", ".join(roles),
+        ).format(unit=unit, own_roles=role_labels_text(observation, own_roles),
+                 roles=role_labels_text(observation, roles),
                  others=", ".join(map(str, others)),
                  settings=", ".join(f"{role_variable(role)}={unit}" for role in roles))
         for role in own_roles:
@@ -106,6 +132,7 @@ def _own_role_advice(observation, unit, role):
         return _(
             "Leave {variable} empty, so that role {role} uses the profile's unit id "
             "{default}, or set it to the unit id the device lists for that role."
-        ).format(variable=role_variable(role), role=role, default=default)
+        ).format(variable=role_variable(role), role=role_labels_text(observation, [role]),
+                 default=default)
     return _("Set {variable} to the unit id the device lists for role {role}.").format(
-        variable=role_variable(role), role=role)
+        variable=role_variable(role), role=role_labels_text(observation, [role]))

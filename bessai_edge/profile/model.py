@@ -146,6 +146,22 @@ class Profile:
         """Return the unit roles ``resolve_units`` accepts, in sorted order."""
         return sorted({MAIN_ROLE, *(role.name for role in self.unit_roles.values())})
 
+    def role_label(self, role):
+        """Return the name of ``role`` for messages.
+
+        A profile names the parts of a device by the prefix of its point names, such as
+        ``system:`` for the main role of victron_multiplus. The main role gets that prefix
+        when all its points share one; any other role, or a main role without one, keeps
+        its own name.
+        """
+        if role != MAIN_ROLE:
+            return role
+        prefixes = {point.name.partition(":")[0] if ":" in point.name else None
+                    for point in self.points if (point.unit_role or MAIN_ROLE) == MAIN_ROLE}
+        if len(prefixes) == 1 and None not in prefixes:
+            return prefixes.pop()
+        return role
+
     def resolve_units(self, unit_id=None, unit_ids=None):
         """Return role name -> unit id, applying the overrides of the settings.
 

@@ -229,10 +229,11 @@ def test_check_battery_unit_id_as_main_names_role(simulator):
     device = simulator("--capture", VICTRON_BATTERY)
     result = run_check(port=device.port, MODBUS_SLAVE_ID=247)
     assert codes(result) == ["unit_serves_other_role"], result.stdout
-    assert ("Unit id 247 rejects the registers of role main (exception 2) but serves those "
+    # "system" is the profile's name for its main role: the prefix of those points' names.
+    assert ("Unit id 247 rejects the registers of role system (exception 2) but serves those "
             "of role battery, which gave no value at unit id 225") in result.stdout
     assert "Set MODBUS_UNIT_BATTERY=247." in result.stdout
-    assert ("Leave MODBUS_SLAVE_ID empty, so that role main uses the profile's unit id "
+    assert ("Leave MODBUS_SLAVE_ID empty, so that role system uses the profile's unit id "
             "100") in result.stdout
     assert "DRIVER_PROFILE_PATH" not in result.stdout
     assert result.returncode == 2
@@ -447,6 +448,36 @@ def test_check_connection_dropped_every_request(simulator):
     result = run_check(port=device.port)
     assert codes(result) == ["connection_dropped"]
     assert result.returncode == 2
+
+
+def test_check_drop_at_one_request(simulator):
+    # A device that hangs up at one request: check named connection_dropped and read
+    # none of the other requests, which `bessai run` reads.
+    device = simulator("--profile", "huawei_sun2000", "--disconnect-at", "32008")
+    result = run_check(port=device.port, profile="huawei_sun2000")
+    assert codes(result) == ["connection_dropped_at_request"], result.stdout
+    assert ("The device closes the connection instead of replying to the request for "
+            "registers 32008..32010 (unit id 1, function 3); the other requests were "
+            "read.") in result.stdout
+    assert "not sent, link down" not in result.stdout
+    assert re.search(r"soc_pct=\d", result.stdout), result.stdout
+    assert result.returncode == 1
+
+
+def test_check_role_exception_11_victron_advice(simulator):
+    # Only the battery monitor answers (unit id 247): the message called the main role
+    # "main", never offered MODBUS_UNIT_VEBUS=off and listed other makes' unit ids.
+    device = simulator("--capture", VICTRON_BATTERY)
+    result = run_check(port=device.port, MODBUS_UNIT_BATTERY=247)
+    diagnosis = result.stdout.split("Diagnosis:")[-1]
+    assert codes(result) == ["unit_exception_11"], result.stdout
+    assert "Unit ids 100 (role system), 227 (role vebus) answered" in diagnosis
+    assert ("If the site has no vebus part, set MODBUS_UNIT_VEBUS=off instead, so that its "
+            "points are not read.") in diagnosis
+    assert "Typical unit ids: Victron GX 100 (VE.Bus 227 on a Cerbo GX" in diagnosis
+    assert "Huawei" not in diagnosis
+    assert "SMA" not in diagnosis
+    assert "MODBUS_SLAVE_ID=off" not in diagnosis
 
 
 @pytest.mark.parametrize("rated_kw, expected", [
