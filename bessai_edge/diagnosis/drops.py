@@ -5,7 +5,7 @@ with an exception. ``bessai check`` then reconnects and reads the other requests
 ``bessai run`` reads such a request last in each cycle.
 """
 
-from bessai_edge.diagnosis.model import WARNING, Finding
+from bessai_edge.diagnosis.model import ERROR, WARNING, Finding
 from bessai_edge.i18n import _, ngettext
 
 
@@ -16,6 +16,21 @@ def dropped_requests_finding(observation):
         _("{first}..{last} (unit id {unit}, function {function})").format(
             first=address, last=address + count - 1, unit=unit, function=function)
         for unit, function, address, count in dropped)
+    lost = observation.main_fields_failed
+    if lost:
+        # Leaving those points out would lose the values the gateway is there for.
+        return Finding(ERROR, "connection_dropped_at_request", ngettext(
+            "The device closes the connection instead of replying to the request for "
+            "registers {requests}, which carries the main values {fields}; the other "
+            "requests were read. Check that DRIVER_PROFILE_PATH fits this model and the "
+            "device's firmware and Modbus settings; compare the addresses with the "
+            "manufacturer's register list.",
+            "The device closes the connection instead of replying to the requests for "
+            "registers {requests}, which carry the main values {fields}; the other requests "
+            "were read. Check that DRIVER_PROFILE_PATH fits this model and the device's "
+            "firmware and Modbus settings; compare the addresses with the manufacturer's "
+            "register list.", len(dropped)
+        ).format(requests=requests, fields=", ".join(lost)))
     return Finding(WARNING, "connection_dropped_at_request", ngettext(
         "The device closes the connection instead of replying to the request for registers "
         "{requests}; the other requests were read. Check that the device serves those "

@@ -63,6 +63,11 @@ CASES = [
                                 "dropped_requests": [(1, 3, 32008, 3)],
                                 "points": 3, "points_ok": 2},
      ["connection_dropped_at_request"]),
+    ("dropped_main_values", {"request_outcomes": ["disconnected", "ok"],
+                             "dropped_requests": [(3, 4, 30843, 10)],
+                             "main_fields": ("soc_pct",), "main_fields_failed": ("soc_pct",),
+                             "points": 3, "points_ok": 2},
+     ["connection_dropped_at_request"]),
     ("dropped_and_timeout", {"request_outcomes": ["disconnected", "ok", "timeout"],
                              "dropped_requests": [(1, 3, 32008, 3)],
                              "points": 3, "points_ok": 1},
@@ -212,6 +217,14 @@ def test_diagnose_table(fields, codes):
     findings = diagnose(observe(**fields))
     assert [finding.code for finding in findings] == codes
     assert all(finding.message for finding in findings)
+
+
+def test_diagnose_dropped_main_values_is_error():
+    # Advice to leave the points out of the profile would drop the state of charge.
+    finding, = diagnose(observe(**CASES_BY_NAME["dropped_main_values"]))
+    assert finding.severity == "error"
+    assert "carries the main values soc_pct" in finding.message
+    assert "leave their points out" not in finding.message
 
 
 def test_diagnose_refused_names_every_vendor_menu():
