@@ -436,7 +436,10 @@ def check_device(settings, device, profile, host, port):
         observation.request_outcomes = [error.kind]
         check.error = {"kind": error.kind, "message": str(error)}
     except ProfileError as error:
-        observation.discovery_error = str(error)
+        places = getattr(error, "marker_places", None)
+        # The finding names the unit id and the fix; of the marker search, the places do.
+        observation.discovery_error = str(error) if places is None else _(
+            "no marker 'SunS' (0x5375 0x6e53) at {places}").format(places=places)
     finally:
         link.close()
     check.findings = diagnose(observation)

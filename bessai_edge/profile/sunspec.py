@@ -151,10 +151,12 @@ def _find_marker(read, unit_id):
         if tuple(words) == MARKER:
             return base
         tried.append(f"{base}: {words[0]:#06x} {words[1]:#06x}")
-    raise ProfileError(_(
+    error = ProfileError(_(
         "unit {unit}: no SunSpec marker 'SunS' (0x5375 0x6e53) found ({tried}); check that "
         "the device has SunSpec Modbus enabled and that the unit id is right"
     ).format(unit=unit_id, tried="; ".join(tried)))
+    error.marker_places = "; ".join(tried)  # for a message that names the fix itself
+    raise error
 
 
 def _has_counted_groups(model_id):

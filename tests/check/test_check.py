@@ -745,6 +745,11 @@ def test_check_sunspec_wrong_unit_id(simulator):
     result = run_check(port=device.port, profile="fronius_gen24", MODBUS_SLAVE_ID=9)
     assert codes(result) == ["sunspec_not_found"]
     assert "MODBUS_SLAVE_ID" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if "sunspec_not_found" in line)
+    # The unit id and the advice once each, not again from the marker search.
+    assert "on unit id 9: no marker 'SunS' (0x5375 0x6e53) at 40000: " in line, line
+    assert line.count("unit id 9") + line.count("unit 9") == 1, line
+    assert "check that the device has SunSpec Modbus enabled" not in line
     assert result.returncode == 2
 
 
