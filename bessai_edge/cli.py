@@ -12,6 +12,7 @@ the same status for us as for them.
 
 import argparse
 import difflib
+import gettext
 import importlib
 import logging
 import os
@@ -41,7 +42,7 @@ def build_parser():
         module = importlib.import_module(f"bessai_edge.commands.{name}")
         subparser = subparsers.add_parser(name, help=_(module.HELP), description=_(module.HELP))
         module.add_arguments(subparser)
-        subparser.set_defaults(command_main=module.main)
+        subparser.set_defaults(command_main=module.main, command_parser=subparser)
     return parser
 
 
@@ -67,7 +68,12 @@ def main(argv=None):
 def _run(argv):
     parser = build_parser()
     _suggest_command(parser, sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # parse_args would name them under the top-level usage; the command's lists its
+        # options. The message is argparse's own, from our catalog (i18n.use_for_argparse).
+        args.command_parser.error(gettext.gettext("unrecognized arguments: %s")
+                                  % " ".join(extras))
     try:
         return args.command_main(args)
     except (ConfigError, ProfileError) as error:

@@ -35,6 +35,16 @@ def test_help_subcommand_spanish():
     assert "options:" not in result.stdout
 
 
+def test_unknown_option_shows_command_usage():
+    # argparse reported an option of another command under the top-level usage.
+    result = _bessai(["check", "--cycles", "3"], ENGLISH)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: bessai check "), result.stderr
+    assert result.stderr.endswith("bessai check: error: unrecognized arguments: --cycles 3\n")
+    spanish = _bessai(["check", "--cycles", "3"], SPANISH)
+    assert spanish.stderr.startswith("uso: bessai check "), spanish.stderr
+
+
 def test_usage_error_bad_integer_spanish():
     result = _bessai(["run", "--cycles", "x"], SPANISH)
     assert result.returncode == 2
