@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import logging
 import os
 import sys
 import time
@@ -235,6 +236,10 @@ def _bytes(count):
 def _repair(directory):
     from bessai_edge.spool import Spool
 
+    # The repair's log lines (English, as in the journal) say which segment changed and
+    # where; the prefix marks them as the repair's, beside the summary printed below.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="bessai spool: %(levelname)s %(message)s")
     spool = Spool(directory).open(check_all=True)
     figures = spool.stats()
     spool.close()

@@ -153,6 +153,9 @@ def test_check_repair_sets_aside_damaged_last_line(tmp_path):
     assert (f"0 bad lines, 1 set-aside file remains ({aside}): inspect it, then delete it "
             "to clear exit status 1") in result.stdout
     assert "torn tail" not in result.stderr
+    # The repair's own log line, marked as the command's, names the segment.
+    assert (f"bessai spool: ERROR segment {segment_name(6)} ends with unreadable lines"
+            in result.stderr), result.stderr
 
 
 def damage_second_line(path):
