@@ -1,9 +1,11 @@
 """``bessai profiles``: list the bundled device profiles; ``show NAME`` prints a read plan."""
 
+import argparse
 import json
 import sys
 
 from bessai_edge.i18n import _, ngettext
+from bessai_edge.profile.fields import MAX_UNIT_ID
 
 HELP = "list the bundled device profiles, or show one profile's read plan (profiles show NAME)"
 
@@ -14,7 +16,7 @@ def add_arguments(parser):
     show = actions.add_parser("show", help=_("show a profile's device settings and read plan"))
     show.add_argument("name", metavar=_("NAME"),
                       help=_("bundled profile name (huawei_sun2000) or path of a profile file"))
-    show.add_argument("--unit-id", type=int, default=None, metavar="ID",
+    show.add_argument("--unit-id", type=_unit_id, default=None, metavar="ID",
                       help=_("main unit id instead of the profile's (like MODBUS_SLAVE_ID)"))
     show.add_argument("--unit", action="append", default=[], metavar=_("ROLE=ID"),
                       help=_("unit id of a unit role, e.g. vebus=246 (like MODBUS_UNIT_VEBUS)"))
@@ -55,11 +57,21 @@ def _list(bundled_profiles, load_profile):
     return 0
 
 
+def _unit_id(text):
+    """argparse type of --unit-id: a unit id the settings accept."""
+    value = int(text) if text.strip().isdigit() else -1
+    if not 0 <= value <= MAX_UNIT_ID:
+        raise argparse.ArgumentTypeError(_("expected a unit id from 0 to {maximum}, got "
+                                           "{value!r}").format(maximum=MAX_UNIT_ID, value=text))
+    return value
+
+
 def _parse_units(texts):
     unit_ids = {}
     for text in texts:
         role, sep, value = text.partition("=")
-        if not sep or not value.strip().isdigit() or not role.strip():
+        if (not sep or not value.strip().isdigit() or not role.strip()
+                or int(value) > MAX_UNIT_ID):
             print(_("bessai profiles show: --unit {text!r} is invalid: expected ROLE=ID, "
                     "e.g. vebus=246").format(text=text), file=sys.stderr)
             return None

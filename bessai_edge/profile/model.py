@@ -174,14 +174,23 @@ class Profile:
             units[role.name] = role.unit_id
         for role, value in (unit_ids or {}).items():
             role = role.lower()
-            if role not in units:
-                known = ", ".join(self.role_names())
-                raise ProfileError(_(
-                    "profile {profile} has no unit role {role!r} (MODBUS_UNIT_{variable}): "
-                    "its roles are {known}; remove the setting or choose another profile"
-                ).format(profile=self.name, role=role, variable=role.upper(), known=known))
+            if role not in units or role == MAIN_ROLE:
+                # The main role's unit id is MODBUS_SLAVE_ID, not a MODBUS_UNIT_ setting.
+                raise self._unknown_role_error(role)
             units[role] = value
         return units
+
+    def _unknown_role_error(self, role):
+        known = [name for name in self.role_names() if name != MAIN_ROLE]
+        if not known:
+            return ProfileError(_(
+                "profile {profile} has no unit roles, so MODBUS_UNIT_{variable} does not "
+                "apply: remove the setting, and set the device's unit id with "
+                "MODBUS_SLAVE_ID").format(profile=self.name, variable=role.upper()))
+        return ProfileError(_(
+            "profile {profile} has no unit role {role!r} (MODBUS_UNIT_{variable}): "
+            "its roles are {known}; remove the setting or choose another profile"
+        ).format(profile=self.name, role=role, variable=role.upper(), known=", ".join(known)))
 
     def point_unit(self, point, units):
         """Return the unit id a point is read from, or None when its role is switched off."""

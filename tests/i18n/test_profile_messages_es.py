@@ -113,8 +113,9 @@ def test_profiles_show_unknown_unit_role_spanish():
                      "es_CL.UTF-8")
     assert result.returncode == EX_CONFIG
     assert result.stderr == (
-        "bessai: el perfil huawei_sun2000 no tiene el rol de unidad 'vebus' "
-        "(MODBUS_UNIT_VEBUS): sus roles son main; quite esa variable o elija otro perfil\n")
+        "bessai: el perfil huawei_sun2000 no tiene roles de unidad, así que MODBUS_UNIT_VEBUS "
+        "no aplica: quite la configuración, y defina el unit id del equipo con "
+        "MODBUS_SLAVE_ID\n")
 
 
 def _damaged_spool(directory):

@@ -57,3 +57,27 @@ def test_show_registry_relative_path(tmp_path):
     result = _run("show", "registry/sma_sunny_tripower.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("sma_sunny_tripower:")
+
+
+def test_show_unit_id_out_of_range():
+    # 300 was accepted, while MODBUS_SLAVE_ID takes 0 to 247.
+    result = _run("show", "huawei_sun2000", "--unit-id", "300")
+    assert result.returncode == 2
+    assert "argument --unit-id: expected a unit id from 0 to 247, got '300'" in result.stderr
+
+
+def test_show_main_role_is_not_a_unit_role():
+    # "main" was listed among the roles and accepted by --unit, though MODBUS_UNIT_MAIN is
+    # not a setting: the main unit id is MODBUS_SLAVE_ID (--unit-id here).
+    result = _run("show", "victron_multiplus", "--unit", "main=5")
+    assert result.returncode == EX_CONFIG
+    assert ("profile victron_multiplus has no unit role 'main' (MODBUS_UNIT_MAIN): its roles "
+            "are battery, vebus;") in result.stderr
+
+
+def test_show_unit_role_on_profile_without_roles():
+    result = _run("show", "huawei_sun2000", "--unit", "vebus=5")
+    assert result.returncode == EX_CONFIG
+    assert ("profile huawei_sun2000 has no unit roles, so MODBUS_UNIT_VEBUS does not apply: "
+            "remove the setting, and set the device's unit id with MODBUS_SLAVE_ID"
+            ) in result.stderr

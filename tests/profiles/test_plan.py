@@ -70,9 +70,17 @@ def test_unit_role_override():
 
 def test_unknown_unit_role_rejected():
     with pytest.raises(ProfileError) as raised:
+        load_profile("victron_multiplus").plan(unit_ids={"pv": 246})
+    assert "no unit role 'pv'" in str(raised.value)
+    assert "its roles are battery, vebus;" in str(raised.value)
+
+
+def test_unit_role_on_profile_without_roles_rejected():
+    # The message listed "main" as the role to use, which no MODBUS_UNIT_ setting names.
+    with pytest.raises(ProfileError) as raised:
         load_profile("huawei_sun2000").plan(unit_ids={"vebus": 246})
-    assert "no unit role 'vebus'" in str(raised.value)
-    assert "main" in str(raised.value)
+    assert "has no unit roles, so MODBUS_UNIT_VEBUS does not apply" in str(raised.value)
+    assert "main" not in str(raised.value)
 
 
 def test_role_switched_off_reads_nothing_there():
