@@ -49,7 +49,8 @@ def _list(bundled_profiles, load_profile):
     rows = []
     for name in names:
         profile = load_profile(name)
-        rows.append((name, str(profile.unit_id), str(len(profile.points)), profile.title))
+        plan, _example = _plan(profile, None, None)  # SunSpec models expand as in show
+        rows.append((name, str(profile.unit_id), str(len(plan.points)), profile.title))
     header = (_("NAME"), _("UNIT ID"), _("POINTS"), _("DEVICE"))
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(3)]
     for row in [header] + rows:

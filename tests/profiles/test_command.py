@@ -21,6 +21,16 @@ def test_profiles_lists_bundled():
     assert names == bundled_profiles()
 
 
+def test_profiles_list_counts_points_as_show():
+    # The list counted a SunSpec profile's points before its models were expanded
+    # (fronius_gen24: 48 listed, 73 in show and in bessai check).
+    result = _run()
+    counts = {line.split()[0]: int(line.split()[2]) for line in result.stdout.splitlines()[1:]}
+    for name, count in counts.items():
+        plan = json.loads(_run("show", name, "--json").stdout)
+        assert count == len(plan["points"]), name
+
+
 def test_show_prints_requests_spans_and_unused():
     result = _run("show", "huawei_sun2000")
     assert result.returncode == 0, result.stderr
