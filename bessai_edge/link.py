@@ -302,7 +302,8 @@ class DeviceLink:
     def _log_busy_reply(self, unit_id, address, count):
         """Log a busy reply that gets a second try, at most once per outage log interval.
 
-        ``RateLimitedLog`` ends the next line with the count of the lines it left out.
+        ``RateLimitedLog`` suppresses the lines in between and appends their count to
+        the next line it writes.
         """
         self._busy_log.log(
             "busy", logging.WARNING,

@@ -236,8 +236,8 @@ def _bytes(count):
 def _repair(directory):
     from bessai_edge.spool import Spool
 
-    # The repair's log lines (English, as in the journal) say which segment changed and
-    # where; the prefix marks them as the repair's, beside the summary printed below.
+    # The repair's log lines (English, as in the journal) name the segment and offset it
+    # changed. The prefix marks them as this command's, beside the summary printed below.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="bessai spool: %(levelname)s %(message)s")
     spool = Spool(directory).open(check_all=True)

@@ -1,4 +1,4 @@
-"""Which of two spool records was written first when their sequence numbers cannot tell.
+"""Write order of two spool records whose sequence numbers cannot show it.
 
 The spool numbers records in the order it writes them. After a power cut, though, it
 hands out the numbers of the records lost with the page cache again, and the forwarder

@@ -18,7 +18,7 @@ from bessai_edge.i18n import _, ngettext, os_error_text
 SUFFIX = ".jsonl"
 CORRUPT_SUFFIX = ".corrupt"
 STATE_FILE = "spool-state.json"
-# Mode of every file that holds records (segments, and the .corrupt files of the repair),
+# Mode of every file that contains records (segments, and the repair's .corrupt files),
 # before the umask: the bessai user writes, group bessai reads, others get nothing.
 RECORD_FILE_MODE = 0o640
 NAME_DIGITS = 20

@@ -12,7 +12,7 @@ between them.
 import os
 import re
 
-# What is left of a record's "seq" in a damaged line, when anything is.
+# The "seq" of a record in a damaged line, when that part of the line is intact.
 _SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
 _CORRUPT_NAME = re.compile(r"^(\d+)\.jsonl\.corrupt(\.\d+)?$")
 

@@ -223,9 +223,9 @@ def test_check_failed_request_names_registers(simulator):
 
 
 def test_check_battery_unit_id_as_main_names_role(simulator):
-    # The battery monitor's unit id given as MODBUS_SLAVE_ID, as the README told users
-    # to do with a capture: check blamed the profile (nothing_read), although every
-    # point of the battery role reads with MODBUS_UNIT_BATTERY=247.
+    # The battery monitor's unit id given as MODBUS_SLAVE_ID, as the README instructed for
+    # a capture: check blamed the profile (nothing_read), although every point of the
+    # battery role reads with MODBUS_UNIT_BATTERY=247.
     device = simulator("--capture", VICTRON_BATTERY)
     result = run_check(port=device.port, MODBUS_SLAVE_ID=247)
     assert codes(result) == ["unit_serves_other_role"], result.stdout
@@ -465,7 +465,7 @@ def test_check_drop_at_one_request(simulator):
 
 
 def test_check_role_exception_11_victron_advice(simulator):
-    # Only the battery monitor answers (unit id 247): the message called the main role
+    # Only the battery monitor replies (unit id 247). The message called the main role
     # "main", never offered MODBUS_UNIT_VEBUS=off and listed other makes' unit ids.
     device = simulator("--capture", VICTRON_BATTERY)
     result = run_check(port=device.port, MODBUS_UNIT_BATTERY=247)

@@ -136,8 +136,8 @@ def test_forward_acl_denied_record_kept_until_allowed(tmp_path, acl_broker, acl_
 
 def test_forward_311_acl_denied_record_lost(tmp_path, acl_file, spool_dir, state_dir):
     # Over MQTT 3.1.1 Mosquitto 2.0.11 in its default configuration acknowledges a publish
-    # its ACL denies. The docs and the start WARNING said it closed the connection and the
-    # record stayed in the spool.
+    # its ACL denies. The docs and the start WARNING claimed that it closed the connection
+    # and that the record stayed in the spool.
     broker = Mosquitto(tmp_path / "broker", acl_file=acl_file, max_queued_messages=None)
     broker.start()
     subscriber = Subscriber(broker.port).start()

@@ -100,7 +100,7 @@ def test_forward_sends_new_records_with_reused_seqs(tmp_path, mosquitto, subscri
     deliver_all(start_forwarder, subscriber, delivered)
 
     # A power cut: the last 50 lines never reached the disk, and the state file still
-    # holds the last_seq saved before them, as the writer saves it when it opens.
+    # contains the last_seq saved before them, as the writer saves it when it opens.
     segment = list_segments(spool_dir)[0].path
     os.truncate(segment, line_offsets(segment)[250])
     state = stats.load_state(str(spool_dir))

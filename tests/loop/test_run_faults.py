@@ -584,7 +584,8 @@ def test_run_role_off_no_stale_alarm(tmp_path):
     assert last["values"]["soc_pct"] is not None
     assert last["alarms"] == [], last["alarms"]
     assert "battery_temp_c:stale" not in run.stderr
-    # The battery temperature limit is on by default; switching its only feeder off is said.
+    # The battery temperature limit is on by default, so switching its only feeder off is
+    # logged.
     assert ("WARNING bessai_edge.poller: inverter: MODBUS_UNIT_BATTERY=off switches off the "
             "only points that feed battery_temp_c, so the safety limits on it are off; if the "
             "site has that part, set its unit id instead") in run.stderr

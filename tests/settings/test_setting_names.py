@@ -216,7 +216,7 @@ def test_spool_dir_accepted(directory):
 
 
 def test_make_run_keeps_edited_settings(tmp_path):
-    # A newer template used to overwrite the copy that the README says to edit.
+    # A newer template used to overwrite the copy that the README tells users to edit.
     template, env_file = tmp_path / "template.env", tmp_path / "bessai.env"
     template.write_text("SITE_ID=one\nSPOOL_DIR=/x\n", encoding="utf-8")
     command = ["make", "-s", "--no-print-directory", "-C", str(REPO), "dev-env",
@@ -225,11 +225,11 @@ def test_make_run_keeps_edited_settings(tmp_path):
     env_file.write_text("SITE_ID=edited\n", encoding="utf-8")
     template.write_text("SITE_ID=two\n", encoding="utf-8")
     os.utime(template, (time.time() + 5, time.time() + 5))  # newer than the copy
-    made = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert made.returncode == 0, made.stderr
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
     assert env_file.read_text(encoding="utf-8") == "SITE_ID=edited\n"
     assert (tmp_path / "bessai.env.new").read_text(encoding="utf-8") == "SITE_ID=two\n"
-    assert f"diff {env_file} {env_file}.new" in made.stdout
+    assert f"diff {env_file} {env_file}.new" in rerun.stdout
 
 
 def test_make_run_settings_load_without_warnings(tmp_path):

@@ -94,8 +94,8 @@ def test_victron_dc_pv_current_follows_power(simulator):
 
 
 def test_sunspec_sentinel_wins_over_shared_registers(simulator):
-    # m103.DCW reads the registers of pv_power; the value copied into it from that point
-    # must not cover the "not available" value that --sentinel asks for.
+    # m103.DCW reads the registers of pv_power. The value copied into it from that point
+    # must not replace the "not available" value that --sentinel requests.
     device = simulator("--profile", "sunspec", "--sentinel", "pv_power_kw")
     result = run_check("--json", port=device.port, profile="sunspec")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
